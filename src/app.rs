@@ -1,0 +1,78 @@
+//! The HTML shell and the routes, shared by server rendering and hydration.
+
+use crate::chat::{view::ChatPage, ModelOption};
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    StaticSegment,
+};
+use serde::{Deserialize, Serialize};
+
+/// What the page needs to know about the server's configuration. The server
+/// renders it into the shell as JSON so that hydration sees the same values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageConfig {
+    pub models: Vec<ModelOption>,
+    pub default_model: String,
+    /// Answers come from the built-in simulator, not from Bedrock.
+    pub demo: bool,
+    pub max_message_chars: usize,
+}
+
+const PAGE_CONFIG_ID: &str = "page-config";
+
+impl PageConfig {
+    /// JSON safe to place inside `<script>`: `<` is escaped so no value can
+    /// close the element.
+    fn to_script_json(&self) -> String {
+        serde_json::to_string(self)
+            .expect("page config serialises")
+            .replace('<', "\\u003c")
+    }
+
+    /// Reads the configuration the server rendered into the page.
+    #[cfg(feature = "hydrate")]
+    pub fn from_document() -> Self {
+        let text = document()
+            .get_element_by_id(PAGE_CONFIG_ID)
+            .and_then(|el| el.text_content())
+            .unwrap_or_default();
+        serde_json::from_str(&text).expect("the server renders a valid page config")
+    }
+}
+
+pub fn shell(options: LeptosOptions, page: PageConfig) -> impl IntoView {
+    let config_json = page.to_script_json();
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <script type="application/json" id=PAGE_CONFIG_ID inner_html=config_json></script>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App page/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App(page: PageConfig) -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/bedrock-chat.css"/>
+        <Title text="bedrock-chat"/>
+        <Router>
+            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
+                <Route path=StaticSegment("") view=move || view! { <ChatPage page=page.clone()/> }/>
+            </Routes>
+        </Router>
+    }
+}

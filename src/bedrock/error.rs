@@ -1,0 +1,140 @@
+//! Failures of a Bedrock call, sorted into the kinds a user can act on.
+
+use aws_sdk_bedrockruntime::{
+    error::{ProvideErrorMetadata, SdkError},
+    operation::converse_stream::ConverseStreamError,
+    types::error::ConverseStreamOutputError,
+};
+use std::fmt;
+
+/// What went wrong, independent of how the SDK reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Too many requests or tokens for the account's quota right now.
+    Throttled,
+    /// Bedrock rejected the request (e.g. input too long for the model).
+    Validation,
+    /// The server's AWS identity may not use this model.
+    AccessDenied,
+    /// The model is loading or was not found.
+    ModelUnavailable,
+    /// Bedrock itself is unavailable or failed internally.
+    ServiceUnavailable,
+    /// The model took too long to answer.
+    Timeout,
+    /// The model failed while generating.
+    ModelError,
+    /// The connection to Bedrock broke, or its answer was malformed.
+    ConnectionLost,
+    /// The request could not be built or sent (configuration, credentials).
+    Setup,
+}
+
+#[derive(Debug, Clone)]
+pub struct BedrockError {
+    pub kind: ErrorKind,
+    /// Bedrock's own wording, for logs; users see [`BedrockError::user_message`].
+    pub detail: String,
+}
+
+impl BedrockError {
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// A sentence for the person chatting: what happened and what to do.
+    pub fn user_message(&self) -> String {
+        let base = match self.kind {
+            ErrorKind::Throttled => "The model is receiving too many requests right now. Wait a moment and try again.",
+            ErrorKind::Validation => "The model rejected this conversation",
+            ErrorKind::AccessDenied => "This server is not allowed to use the selected model. Ask the administrator to enable model access in Amazon Bedrock.",
+            ErrorKind::ModelUnavailable => "The selected model is not available right now. Try again shortly or pick another model.",
+            ErrorKind::ServiceUnavailable => "Amazon Bedrock is temporarily unavailable. Try again in a moment.",
+            ErrorKind::Timeout => "The model took too long to answer. Try again, perhaps with a shorter request.",
+            ErrorKind::ModelError => "The model stopped with an error while answering. Try again.",
+            ErrorKind::ConnectionLost => "The connection to the model was lost. Try again.",
+            ErrorKind::Setup => "The server could not reach Amazon Bedrock. Check its AWS configuration.",
+        };
+        match self.kind {
+            // Bedrock's validation text says what to change; pass it on.
+            ErrorKind::Validation if !self.detail.is_empty() => format!("{base}: {}", self.detail),
+            ErrorKind::Validation => format!("{base}."),
+            _ => base.to_owned(),
+        }
+    }
+
+    /// Whether the same request may succeed if sent again.
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self.kind,
+            ErrorKind::Validation | ErrorKind::AccessDenied | ErrorKind::Setup
+        )
+    }
+}
+
+impl fmt::Display for BedrockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.detail)
+    }
+}
+
+impl std::error::Error for BedrockError {}
+
+/// Errors of the initial ConverseStream call, before any event.
+impl<R: fmt::Debug> From<SdkError<ConverseStreamError, R>> for BedrockError {
+    fn from(err: SdkError<ConverseStreamError, R>) -> Self {
+        use ConverseStreamError as E;
+        let kind = match &err {
+            SdkError::ServiceError(ctx) => match ctx.err() {
+                E::ThrottlingException(_) => ErrorKind::Throttled,
+                E::ValidationException(_) => ErrorKind::Validation,
+                E::AccessDeniedException(_) => ErrorKind::AccessDenied,
+                E::ModelNotReadyException(_) | E::ResourceNotFoundException(_) => ErrorKind::ModelUnavailable,
+                E::ServiceUnavailableException(_) | E::InternalServerException(_) => ErrorKind::ServiceUnavailable,
+                E::ModelTimeoutException(_) => ErrorKind::Timeout,
+                E::ModelErrorException(_) | E::ModelStreamErrorException(_) => ErrorKind::ModelError,
+                _ => ErrorKind::ServiceUnavailable,
+            },
+            SdkError::TimeoutError(_) => ErrorKind::Timeout,
+            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => ErrorKind::ConnectionLost,
+            SdkError::ResponseError(_) => ErrorKind::ConnectionLost,
+            _ => ErrorKind::Setup,
+        };
+        Self::new(kind, describe(&err))
+    }
+}
+
+/// Errors that arrive inside the event stream, after it started.
+impl<R: fmt::Debug> From<SdkError<ConverseStreamOutputError, R>> for BedrockError {
+    fn from(err: SdkError<ConverseStreamOutputError, R>) -> Self {
+        use ConverseStreamOutputError as E;
+        let kind = match &err {
+            SdkError::ServiceError(ctx) => match ctx.err() {
+                E::ThrottlingException(_) => ErrorKind::Throttled,
+                E::ValidationException(_) => ErrorKind::Validation,
+                E::ModelStreamErrorException(_) => ErrorKind::ModelError,
+                E::ServiceUnavailableException(_) | E::InternalServerException(_) => ErrorKind::ServiceUnavailable,
+                _ => ErrorKind::ModelError,
+            },
+            _ => ErrorKind::ConnectionLost,
+        };
+        Self::new(kind, describe(&err))
+    }
+}
+
+/// Bedrock's message when it sent one, else the SDK's description.
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: fmt::Debug>(
+    err: &SdkError<E, R>,
+) -> String {
+    match err {
+        SdkError::ServiceError(ctx) => ctx
+            .err()
+            .message()
+            .map(str::to_owned)
+            .unwrap_or_else(|| ctx.err().to_string()),
+        other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
+    }
+}

@@ -1,0 +1,155 @@
+//! Wire shapes of the Bedrock Runtime Converse API.
+//!
+//! Requests are read leniently from `serde_json::Value` (the simulator only
+//! needs text, system prompts and two inference settings, and must never
+//! panic on odd input). Responses are written exactly as the real service
+//! does: JSON for `converse`, AWS event-stream binary frames for
+//! `converse-stream`, and restJson1 errors (`x-amzn-errortype` header plus a
+//! `{"message": ...}` body).
+
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use axum::http::{HeaderValue as HttpHeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::{ReceivedRequest, SimMessage};
+
+/// Reads a Converse / ConverseStream request body. Returns what could be
+/// parsed (for `received()`) and, on failure, a validation message.
+pub fn parse_request(model_id: &str, streaming: bool, body: &[u8]) -> (ReceivedRequest, Result<(), String>) {
+    let mut req = ReceivedRequest {
+        model_id: model_id.to_string(),
+        streaming,
+        system: Vec::new(),
+        messages: Vec::new(),
+        max_tokens: None,
+        temperature: None,
+    };
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return (req, Err("request body must be a JSON object".into())),
+        Err(e) => return (req, Err(format!("malformed request body: {e}"))),
+    };
+    if let Some(system) = value.get("system").and_then(Value::as_array) {
+        req.system = system
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+    }
+    if let Some(messages) = value.get("messages").and_then(Value::as_array) {
+        req.messages = messages
+            .iter()
+            .map(|m| SimMessage {
+                role: m.get("role").and_then(Value::as_str).unwrap_or("").to_string(),
+                text: m
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .map(|blocks| {
+                        blocks
+                            .iter()
+                            .filter_map(|b| b.get("text").and_then(Value::as_str))
+                            .collect::<String>()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
+    }
+    if let Some(cfg) = value.get("inferenceConfig") {
+        req.max_tokens = cfg
+            .get("maxTokens")
+            .and_then(Value::as_i64)
+            .map(|n| n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
+        req.temperature = cfg.get("temperature").and_then(Value::as_f64).map(|t| t as f32);
+    }
+    if req.messages.is_empty() {
+        return (req, Err("messages must contain at least one message".into()));
+    }
+    (req, Ok(()))
+}
+
+fn string_header(name: &'static str, value: &str) -> Header {
+    Header::new(name, HeaderValue::String(value.to_string().into()))
+}
+
+fn encode(message: &Message) -> Bytes {
+    let mut buf = Vec::with_capacity(message.payload().len() + 128);
+    // Only fails for headers/payloads over 16 MiB, which we never build.
+    if let Err(e) = aws_smithy_eventstream::frame::write_message_to(message, &mut buf) {
+        tracing::error!("simulator: cannot encode event-stream frame: {e}");
+        return Bytes::new();
+    }
+    Bytes::from(buf)
+}
+
+/// One `:message-type: event` frame with a JSON payload.
+pub fn event_frame(event_type: &'static str, payload: &Value) -> Bytes {
+    let message = Message::new(Bytes::from(payload.to_string()))
+        .add_header(string_header(":event-type", event_type))
+        .add_header(string_header(":content-type", "application/json"))
+        .add_header(string_header(":message-type", "event"));
+    encode(&message)
+}
+
+/// One `:message-type: exception` frame, e.g. `throttlingException`.
+pub fn exception_frame(exception_type: &'static str, message: &str) -> Bytes {
+    let message = Message::new(Bytes::from(json!({ "message": message }).to_string()))
+        .add_header(string_header(":exception-type", exception_type))
+        .add_header(string_header(":content-type", "application/json"))
+        .add_header(string_header(":message-type", "exception"));
+    encode(&message)
+}
+
+pub fn message_start() -> Bytes {
+    event_frame("messageStart", &json!({ "role": "assistant" }))
+}
+
+pub fn content_block_delta(text: &str) -> Bytes {
+    event_frame("contentBlockDelta", &json!({ "contentBlockIndex": 0, "delta": { "text": text } }))
+}
+
+pub fn content_block_stop() -> Bytes {
+    event_frame("contentBlockStop", &json!({ "contentBlockIndex": 0 }))
+}
+
+pub fn message_stop(stop_reason: &str) -> Bytes {
+    event_frame("messageStop", &json!({ "stopReason": stop_reason }))
+}
+
+fn usage(input: i32, output: i32) -> Value {
+    json!({ "inputTokens": input, "outputTokens": output, "totalTokens": input.saturating_add(output) })
+}
+
+pub fn metadata(input: i32, output: i32, latency_ms: i64) -> Bytes {
+    event_frame(
+        "metadata",
+        &json!({ "usage": usage(input, output), "metrics": { "latencyMs": latency_ms } }),
+    )
+}
+
+/// The JSON body of a non-streaming `converse` answer.
+pub fn converse_body(text: &str, stop_reason: &str, input: i32, output: i32, latency_ms: i64) -> Value {
+    json!({
+        "output": { "message": { "role": "assistant", "content": [ { "text": text } ] } },
+        "stopReason": stop_reason,
+        "usage": usage(input, output),
+        "metrics": { "latencyMs": latency_ms },
+    })
+}
+
+/// A restJson1 error response: status, `x-amzn-errortype`, `{"message"}`.
+pub fn error_response(status: u16, shape: &'static str, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, json_body(&json!({ "message": message }))).into_response();
+    resp.headers_mut().insert("x-amzn-errortype", HttpHeaderValue::from_static(shape));
+    resp
+}
+
+/// A JSON body with the right content type.
+pub fn json_body(value: &Value) -> Response {
+    let mut resp = value.to_string().into_response();
+    resp.headers_mut()
+        .insert("content-type", HttpHeaderValue::from_static("application/json"));
+    resp
+}

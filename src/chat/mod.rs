@@ -1,0 +1,179 @@
+//! The chat feature: its wire types (shared by server and browser), the page,
+//! and both ends of the answer stream.
+//!
+//! # The stream (`POST /api/chat/stream`)
+//!
+//! The request body is a [`ChatRequest`]. The answer is `text/event-stream`;
+//! every event carries `id:` (a sequence number from 1, for resumable streams
+//! later) and one of the event names below, with JSON `data:`:
+//!
+//! | event   | data                                                                   |
+//! |---------|------------------------------------------------------------------------|
+//! | `delta` | [`Delta`] `{"text": "..."}`: append to the answer                       |
+//! | `usage` | [`Usage`] `{"input_tokens", "output_tokens", "total_tokens", "latency_ms"}` |
+//! | `error` | [`ErrorInfo`] `{"code", "message", "retryable"}`: the answer ends here  |
+//! | `done`  | [`Done`] `{"stop_reason": "end_turn"}`: the answer is complete          |
+//!
+//! Exactly one of `error` or `done` ends a stream. Errors found before the
+//! model is called (validation, throttling before the first token, ...) are
+//! plain HTTP errors with a JSON body `{"error": ErrorInfo}` instead.
+
+use serde::{Deserialize, Serialize};
+
+pub mod view;
+
+#[cfg(feature = "ssr")]
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod relay;
+#[cfg(feature = "ssr")]
+pub mod validate;
+
+// The browser reads the stream with fetch; the server build only renders the
+// page, where event handlers never run, so it gets an inert twin.
+#[cfg(feature = "hydrate")]
+mod stream_client;
+#[cfg(not(feature = "hydrate"))]
+#[path = "stream_client_ssr.rs"]
+mod stream_client;
+
+/// Paths of the chat endpoints.
+pub const STREAM_PATH: &str = "/api/chat/stream";
+/// The wire format of the Python/Streamlit client this app replaces.
+pub const COMPAT_PATH: &str = "/api/chat";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// What the browser (or any client) sends to start an answer. The seed
+/// client's body `{"messages": [...]}` is a valid `ChatRequest` too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// One of the offered models; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    pub messages: Vec<ChatMessage>,
+}
+
+/// A model a user may pick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelOption {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub total_tokens: u32,
+    /// Bedrock's own latency figure for the whole call.
+    pub latency_ms: u64,
+}
+
+/// An error as users and clients see it, in HTTP error bodies and `error` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Stable, machine-readable: `empty_message`, `throttled`, `model_error`, ...
+    pub code: String,
+    /// A sentence a person understands.
+    pub message: String,
+    /// Whether sending the same request again may succeed.
+    pub retryable: bool,
+}
+
+/// Body of every non-2xx JSON response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    pub stop_reason: String,
+}
+
+/// One event of the answer stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    Delta(Delta),
+    Usage(Usage),
+    Error(ErrorInfo),
+    Done(Done),
+}
+
+impl StreamEvent {
+    /// The SSE `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StreamEvent::Delta(_) => "delta",
+            StreamEvent::Usage(_) => "usage",
+            StreamEvent::Error(_) => "error",
+            StreamEvent::Done(_) => "done",
+        }
+    }
+
+    /// Decodes an event from its SSE name and data. Unknown names are `None`
+    /// so that older clients ignore events added later.
+    pub fn decode(name: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
+        Some(match name {
+            "delta" => serde_json::from_str(data).map(StreamEvent::Delta),
+            "usage" => serde_json::from_str(data).map(StreamEvent::Usage),
+            "error" => serde_json::from_str(data).map(StreamEvent::Error),
+            "done" => serde_json::from_str(data).map(StreamEvent::Done),
+            _ => return None,
+        })
+    }
+
+    /// Whether this event ends the stream.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, StreamEvent::Error(_) | StreamEvent::Done(_))
+    }
+}
+
+/// How an answer stream ended, as the browser saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// A `done` or `error` event arrived.
+    Finished,
+    /// The user pressed Stop.
+    Stopped,
+    /// The request failed or the connection broke before a terminal event.
+    Failed(ErrorInfo),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_request_body_is_a_chat_request() {
+        let r: ChatRequest =
+            serde_json::from_str(r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        assert_eq!(r.model_id, None);
+        assert_eq!(r.messages[0].role, Role::User);
+    }
+
+    #[test]
+    fn events_decode_by_name() {
+        let e = StreamEvent::decode("delta", r#"{"text":"안녕 😀"}"#).unwrap().unwrap();
+        assert_eq!(e, StreamEvent::Delta(Delta { text: "안녕 😀".into() }));
+        assert!(StreamEvent::decode("future-event", "{}").is_none());
+        assert!(StreamEvent::decode("done", "not json").unwrap().is_err());
+    }
+}

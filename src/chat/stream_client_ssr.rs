@@ -1,0 +1,21 @@
+//! Server build of the stream client: the page is only rendered here, and
+//! event handlers (the only callers) run in the browser alone, so starting a
+//! stream on the server never happens. This twin keeps the shared view code
+//! free of `#[cfg]`s.
+
+use super::{ChatRequest, StreamEnd, StreamEvent};
+
+/// Handle of a running answer stream.
+pub struct ActiveStream;
+
+impl ActiveStream {
+    pub fn stop(&self) {}
+}
+
+pub fn start(
+    _request: ChatRequest,
+    _on_event: impl FnMut(StreamEvent) + 'static,
+    _on_end: impl FnOnce(StreamEnd) + 'static,
+) -> ActiveStream {
+    ActiveStream
+}

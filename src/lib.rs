@@ -1,0 +1,43 @@
+//! bedrock-chat: chat with Amazon Bedrock models in the browser, each answer
+//! streamed onto the page as the model generates it.
+//!
+//! The crate is built twice by cargo-leptos:
+//!
+//! * with `ssr` as the server binary: axum serves the server-rendered page,
+//!   the SSE chat endpoints, and talks to Bedrock through
+//!   `aws-sdk-bedrockruntime` (or to the built-in simulator when no AWS
+//!   credentials are configured);
+//! * with `hydrate` as WebAssembly: the page becomes interactive and reads the
+//!   answer stream with `fetch`.
+//!
+//! Layers, each knowing nothing of the one below its neighbour:
+//!
+//! | module      | side    | what it owns                                                  |
+//! |-------------|---------|---------------------------------------------------------------|
+//! | [`bedrock`] | server  | ConverseStream, SDK errors, our typed deltas; the simulator   |
+//! | [`server`]  | server  | axum router, settings, validation, the SSE endpoints          |
+//! | [`sse`]     | both    | the SSE wire format: encoding (server) and parsing (browser)  |
+//! | [`chat`]    | both    | the chat wire types, the chat page, and its stream client     |
+//! | [`app`]     | both    | the HTML shell and routes                                     |
+
+pub mod app;
+pub mod chat;
+pub mod sse;
+
+#[cfg(feature = "ssr")]
+pub mod bedrock;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// Entry point of the WebAssembly bundle: attaches the Leptos app to the
+/// server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    use app::{App, PageConfig};
+    use leptos::prelude::*;
+
+    console_error_panic_hook::set_once();
+    let page = PageConfig::from_document();
+    leptos::mount::hydrate_body(move || view! { <App page/> });
+}

@@ -1,0 +1,59 @@
+//! The bedrock-chat server binary.
+//!
+//! * `bedrock-chat` serves the app (settings from `Leptos.toml` + env).
+//! * `bedrock-chat simulator [--addr 127.0.0.1:4010]` runs only the Bedrock
+//!   simulator, for other tools to point `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` at.
+
+use bedrock_chat::{
+    bedrock::simulator,
+    server::{Application, Settings},
+};
+use std::net::SocketAddr;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
+        )
+        .init();
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        None => serve().await,
+        Some("simulator") => run_simulator(&args[1..]).await,
+        Some(other) => Err(format!(
+            "unknown command {other:?}; usage: bedrock-chat [simulator [--addr HOST:PORT]]"
+        )),
+    };
+    if let Err(message) = result {
+        eprintln!("bedrock-chat: {message}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve() -> Result<(), String> {
+    let settings = Settings::load().map_err(|e| e.to_string())?;
+    let app = Application::build(settings)
+        .await
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let backend = if app.bedrock().is_demo() {
+        "demo model (offline): no AWS credentials found, using the built-in Bedrock simulator"
+    } else {
+        "Amazon Bedrock through the standard AWS credential chain"
+    };
+    println!("bedrock-chat listening on http://{} ({backend})", app.local_addr());
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn run_simulator(args: &[String]) -> Result<(), String> {
+    let addr: SocketAddr = match args {
+        [] => SocketAddr::from(([127, 0, 0, 1], 4010)),
+        [flag, addr] if flag == "--addr" => addr
+            .parse()
+            .map_err(|e| format!("--addr {addr:?}: {e}"))?,
+        _ => return Err("usage: bedrock-chat simulator [--addr HOST:PORT]".into()),
+    };
+    simulator::run_standalone(addr).await.map_err(|e| e.to_string())
+}

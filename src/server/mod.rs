@@ -1,0 +1,138 @@
+//! The HTTP layer: assembles the axum application and runs it.
+//!
+//! [`Application::build`] binds the listener and picks the Bedrock backend,
+//! so that tests start exactly what `main` starts, on a port of their own.
+
+mod error;
+pub mod settings;
+
+pub use error::ApiError;
+pub use settings::{BackendChoice, Settings};
+
+use crate::{
+    app::{shell, App, PageConfig},
+    bedrock::{self, BedrockChat},
+    chat,
+};
+use axum::{extract::DefaultBodyLimit, routing::post, Router};
+use leptos::prelude::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::{net::SocketAddr, sync::Arc};
+use tokio::net::TcpListener;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone, axum::extract::FromRef)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub bedrock: BedrockChat,
+    pub leptos_options: LeptosOptions,
+    pub page: PageConfig,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    bedrock: BedrockChat,
+}
+
+impl Application {
+    /// Connects to Bedrock as the settings say and binds `server.site_addr`.
+    pub async fn build(settings: Settings) -> std::io::Result<Self> {
+        let use_aws = match settings.bedrock.backend {
+            BackendChoice::Aws => true,
+            BackendChoice::Simulator => false,
+            BackendChoice::Auto => {
+                bedrock::aws_credentials_configured()
+                    || std::env::var_os("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").is_some()
+            }
+        };
+        let bedrock = bedrock::connect(use_aws, &settings.bedrock.fallback_region).await?;
+        Self::build_with(settings, bedrock).await
+    }
+
+    /// Like [`Application::build`] with a Bedrock client made by the caller
+    /// (tests hand in one bound to a simulator they control).
+    pub async fn build_with(settings: Settings, bedrock: BedrockChat) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(settings.server.site_addr).await?;
+        let mut leptos_options = leptos::config::get_configuration(None)
+            .map_err(std::io::Error::other)?
+            .leptos_options;
+        if leptos_options.output_name.is_empty() {
+            leptos_options.output_name = "bedrock-chat".into();
+        }
+        leptos_options.site_addr = listener.local_addr()?;
+
+        let page = PageConfig {
+            models: settings.bedrock.model_options(),
+            default_model: settings.bedrock.default_model.clone(),
+            demo: bedrock.is_demo(),
+            max_message_chars: settings.limits.max_message_chars,
+        };
+        let state = AppState {
+            settings: Arc::new(settings),
+            bedrock: bedrock.clone(),
+            leptos_options,
+            page,
+        };
+        Ok(Self {
+            listener,
+            router: router(state),
+            bedrock,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn bedrock(&self) -> &BedrockChat {
+        &self.bedrock
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let routes = generate_route_list({
+        let page = state.page.clone();
+        move || leptos::view! { <App page=page.clone()/> }
+    });
+    let api = Router::new()
+        .route(chat::STREAM_PATH, post(chat::api::stream_chat))
+        .route(chat::COMPAT_PATH, post(chat::api::compat_chat))
+        .layer(DefaultBodyLimit::max(state.settings.limits.max_body_bytes));
+    Router::new()
+        .merge(api)
+        .leptos_routes(&state, routes, {
+            let state = state.clone();
+            move || shell(state.leptos_options.clone(), state.page.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>({
+            let page = state.page.clone();
+            move |options| shell(options, page.clone())
+        }))
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
