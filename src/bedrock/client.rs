@@ -2,7 +2,7 @@
 
 use super::{simulator, BedrockError, ErrorKind};
 use aws_sdk_bedrockruntime::{
-    config::{Credentials, Region},
+    config::{retry::RetryConfig, Credentials, Region},
     primitives::event_stream::EventReceiver,
     types::{
         error::ConverseStreamOutputError, ContentBlock, ContentBlockDelta, ConversationRole,
@@ -23,11 +23,14 @@ pub enum Backend {
 
 /// Connects the SDK client to real Bedrock through the AWS chain, or starts the
 /// simulator on a loopback port and connects to that.
-pub async fn connect(use_aws: bool, fallback_region: &str) -> std::io::Result<BedrockChat> {
+pub async fn connect(use_aws: bool, fallback_region: &str, max_attempts: u32) -> std::io::Result<BedrockChat> {
+    let retry = RetryConfig::standard().with_max_attempts(max_attempts);
     if use_aws {
         let region_chain = aws_config::meta::region::RegionProviderChain::default_provider()
             .or_else(Region::new(fallback_region.to_owned()));
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region_chain);
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(region_chain)
+            .retry_config(retry);
         // A custom endpoint (a proxy, or a standalone simulator) needs no AWS
         // identity; sign with a placeholder when the chain has none.
         if std::env::var_os("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").is_some() && !aws_credentials_configured() {
@@ -41,7 +44,7 @@ pub async fn connect(use_aws: bool, fallback_region: &str) -> std::io::Result<Be
         })
     } else {
         let sim = simulator::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        Ok(BedrockChat::for_simulator(sim))
+        Ok(BedrockChat::for_simulator(sim, max_attempts))
     }
 }
 
@@ -124,8 +127,10 @@ pub struct TokenUsage {
 }
 
 impl BedrockChat {
-    pub fn for_simulator(sim: simulator::SimulatorHandle) -> Self {
+    /// A client of the given simulator, signing with placeholder credentials.
+    pub fn for_simulator(sim: simulator::SimulatorHandle, max_attempts: u32) -> Self {
         let config = aws_sdk_bedrockruntime::config::Builder::new()
+            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
             .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(placeholder_credentials())

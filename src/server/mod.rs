@@ -46,7 +46,8 @@ impl Application {
                     || std::env::var_os("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").is_some()
             }
         };
-        let bedrock = bedrock::connect(use_aws, &settings.bedrock.fallback_region).await?;
+        let b = &settings.bedrock;
+        let bedrock = bedrock::connect(use_aws, &b.fallback_region, b.max_attempts).await?;
         Self::build_with(settings, bedrock).await
     }
 

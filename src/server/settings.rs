@@ -45,6 +45,7 @@ pub struct BedrockSettings {
     pub system_prompt: String,
     pub max_tokens: i32,
     pub temperature: f32,
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +126,9 @@ impl Settings {
         }
         if b.max_tokens < 1 {
             return Err(SettingsError::Invalid("bedrock.max_tokens must be at least 1".into()));
+        }
+        if b.max_attempts < 1 {
+            return Err(SettingsError::Invalid("bedrock.max_attempts must be at least 1".into()));
         }
         if !(0.0..=1.0).contains(&b.temperature) {
             return Err(SettingsError::Invalid("bedrock.temperature must be within 0..=1".into()));

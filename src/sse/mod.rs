@@ -38,7 +38,7 @@ impl Parser {
     /// Feeds a chunk; calls `emit` for every event completed by it.
     pub fn feed(&mut self, chunk: &[u8], mut emit: impl FnMut(SseEvent)) {
         let mut rest = chunk;
-        if self.after_cr {
+        if self.after_cr && !rest.is_empty() {
             self.after_cr = false;
             if let Some(stripped) = rest.strip_prefix(b"\n") {
                 rest = stripped;

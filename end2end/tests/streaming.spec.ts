@@ -1,0 +1,73 @@
+import { test, expect, openChat, sendMessage, fetchAnswer, textOf, selectedModel, type Message } from './support';
+
+test('the answer streams in, completes with the exact text, and the conversation continues', async ({
+  page,
+  request,
+}) => {
+  const ui = await openChat(page);
+  await expect(page.locator('.badge.demo')).toBeVisible();
+  await expect(page.locator('.badge.demo')).toHaveText('demo model (offline)');
+  await expect(page.locator('.empty-state')).toBeVisible();
+  const model = await selectedModel(page);
+  expect(model).not.toBe('');
+
+  const first = 'Tell me about streams. [sim tokens=60 delay_ms=40]';
+  await sendMessage(page, first);
+
+  await expect(ui.users).toHaveCount(1);
+  await expect(ui.users.first().locator('.text')).toHaveText(first);
+  await expect(ui.input).toHaveValue('');
+  const answer = ui.answers.first();
+
+  // Some text must be on screen while the answer is still being written
+  // (60 tokens at 40 ms take about 2.4 s). The check runs every frame and
+  // cannot succeed once the stream has ended.
+  const partial = await page.waitForFunction(
+    () => {
+      const a = document.querySelector('article.turn.assistant');
+      const text = a?.querySelector('.text')?.textContent ?? '';
+      return a?.getAttribute('data-status') === 'streaming' && text.length > 0 ? text : null;
+    },
+    null,
+    { timeout: 10_000 },
+  );
+  const partialText = (await partial.jsonValue()) as string;
+  await expect(answer.locator('.state.streaming')).toBeVisible();
+  await expect(ui.stop).toBeVisible();
+
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
+  const expected1 = await fetchAnswer(request, [{ role: 'user', content: first }], model);
+  expect(expected1.status).toBe(200);
+  expect(expected1.events.at(-1)?.event).toBe('done');
+  const final1 = await textOf(answer);
+  expect(final1).toBe(expected1.text);
+  expect(final1.startsWith('Demo answer to message 1 of 1. You said: "Tell me about streams."')).toBe(true);
+  expect(partialText.length).toBeLessThan(final1.length);
+  expect(final1.startsWith(partialText)).toBe(true);
+
+  await expect(answer.locator('.state.usage')).toBeVisible();
+  await expect(answer.locator('.state.usage')).toContainText(/\d+ tokens in · 60 out/);
+  await expect(answer.locator('.state.streaming')).toHaveCount(0);
+  await expect(ui.send).toBeVisible();
+  await expect(page.locator('.empty-state')).toHaveCount(0);
+
+  // A follow-up carries the whole conversation: it is message 3 of 3.
+  const second = 'And a follow-up question?';
+  await sendMessage(page, second);
+  await expect(ui.answers).toHaveCount(2);
+  const answer2 = ui.answers.nth(1);
+  await expect(answer2).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
+  await expect(answer2.locator('.text')).toContainText('Demo answer to message 3 of 3.');
+  const conversation: Message[] = [
+    { role: 'user', content: first },
+    { role: 'assistant', content: final1 },
+    { role: 'user', content: second },
+  ];
+  const expected2 = await fetchAnswer(request, conversation, model);
+  expect(await textOf(answer2)).toBe(expected2.text);
+  await expect(answer2.locator('.state.usage')).toBeVisible();
+
+  // Earlier turns are untouched.
+  expect(await textOf(answer)).toBe(final1);
+  await expect(ui.turns).toHaveCount(4);
+});

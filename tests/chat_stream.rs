@@ -1,0 +1,230 @@
+//! The chat stream end to end: real server, real SDK client, simulator on loopback.
+#![cfg(feature = "ssr")]
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+#[tokio::test]
+async fn streams_the_models_answer_as_documented_events() {
+    let app = spawn_app().await;
+    let turns = [("user", "Hello there, how are you?")];
+    let response = app.post_json("/api/chat/stream", &conversation(&turns)).await;
+
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["x-accel-buffering"], "no");
+
+    let events = read_events(response).await;
+    let expected = bedrock_chat::bedrock::simulator::expected_answer(&sim_messages(&turns));
+    assert_eq!(answer_text(&events), expected);
+    assert!(events.iter().filter(|e| e.event == "delta").count() > 5, "answer arrives in pieces");
+
+    // ids count up from 1 without gaps; usage then done close the stream.
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.id.as_deref(), Some((i + 1).to_string().as_str()));
+    }
+    let names: Vec<_> = events.iter().rev().take(2).map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["done", "usage"]);
+    let usage = json(&events[events.len() - 2]);
+    assert!(usage["input_tokens"].as_u64().unwrap() > 0);
+    assert!(usage["output_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(json(events.last().unwrap())["stop_reason"], "end_turn");
+}
+
+#[tokio::test]
+async fn the_whole_history_and_settings_reach_the_model() {
+    let app = spawn_app_with(&[("BEDROCK_CHAT_BEDROCK_SYSTEM_PROMPT", "Be brief.")]).await;
+    let turns = [
+        ("user", "My name is Ada."),
+        ("assistant", "Nice to meet you, Ada."),
+        ("user", "What is my name?"),
+    ];
+    let events = read_events(app.post_json("/api/chat/stream", &conversation(&turns)).await).await;
+
+    assert!(answer_text(&events).contains("message 3 of 3"));
+    let received = app.sim.received();
+    let last = received.last().expect("the simulator was called");
+    assert!(last.streaming);
+    assert_eq!(last.messages, sim_messages(&turns));
+    assert_eq!(last.system, ["Be brief."]);
+    assert_eq!(last.model_id, app.settings.bedrock.default_model);
+    assert_eq!(last.max_tokens, Some(app.settings.bedrock.max_tokens));
+}
+
+#[tokio::test]
+async fn a_chosen_model_is_used_and_max_tokens_stops_the_answer() {
+    let app = spawn_app_with(&[("BEDROCK_CHAT_BEDROCK_MAX_TOKENS", "5")]).await;
+    let model = app.settings.bedrock.model_options()[1].id.clone();
+    let mut body = conversation(&[("user", "Tell me a long story")]);
+    body["model_id"] = model.clone().into();
+    let events = read_events(app.post_json("/api/chat/stream", &body).await).await;
+
+    assert_eq!(events.iter().filter(|e| e.event == "delta").count(), 5);
+    assert_eq!(json(events.last().unwrap())["stop_reason"], "max_tokens");
+    assert_eq!(app.sim.received().last().unwrap().model_id, model);
+}
+
+#[tokio::test]
+async fn korean_and_emoji_round_trip_intact() {
+    let app = spawn_app().await;
+    let text = "안녕하세요 👋🏽 세계 🌏 — ünïcödé";
+    let events = read_events(app.post_json("/api/chat/stream", &conversation(&[("user", text)])).await).await;
+    assert!(answer_text(&events).contains(&format!("You said: \"{text}\"")));
+    assert_eq!(app.sim.received()[0].messages[0].text, text);
+}
+
+/// Each invalid request gets a 4xx JSON error with a readable message, and
+/// Bedrock is never called.
+#[tokio::test]
+async fn invalid_requests_are_rejected_before_any_bedrock_call() {
+    let app = spawn_app_with(&[
+        ("BEDROCK_CHAT_LIMITS_MAX_MESSAGE_CHARS", "50"),
+        ("BEDROCK_CHAT_LIMITS_MAX_MESSAGES", "3"),
+        ("BEDROCK_CHAT_LIMITS_MAX_BODY_BYTES", "4096"),
+    ])
+    .await;
+    let long = "x".repeat(51);
+    let cases: Vec<(&str, reqwest::Body, u16, &str)> = vec![
+        ("empty body", "".into(), 400, "empty_body"),
+        ("not JSON", "{not json".into(), 400, "malformed_json"),
+        ("wrong shape", r#"{"messages":"hi"}"#.into(), 400, "malformed_json"),
+        ("unknown role", r#"{"messages":[{"role":"system","content":"x"}]}"#.into(), 400, "malformed_json"),
+        ("no messages", r#"{"messages":[]}"#.into(), 400, "empty_conversation"),
+        ("empty message", conversation(&[("user", "")]).to_string().into(), 400, "empty_message"),
+        ("blank message", conversation(&[("user", " \n\t ")]).to_string().into(), 400, "empty_message"),
+        ("oversized message", conversation(&[("user", &long)]).to_string().into(), 413, "message_too_long"),
+        (
+            "too many turns",
+            conversation(&[("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"), ("user", "e")])
+                .to_string()
+                .into(),
+            413,
+            "too_many_messages",
+        ),
+        ("two user turns", conversation(&[("user", "a"), ("user", "b")]).to_string().into(), 400, "bad_turn_order"),
+        ("ends with assistant", conversation(&[("user", "a"), ("assistant", "b")]).to_string().into(), 400, "bad_turn_order"),
+        ("control characters", conversation(&[("user", "a\u{1b}[31m")]).to_string().into(), 400, "invalid_characters"),
+        (
+            "unknown model",
+            r#"{"model_id":"gpt-4","messages":[{"role":"user","content":"hi"}]}"#.into(),
+            400,
+            "unknown_model",
+        ),
+        ("body over the limit", "x".repeat(5000).into(), 413, "request_too_large"),
+    ];
+    for (name, body, status, code) in cases {
+        let response = app.post_raw("/api/chat/stream", body).await;
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{name}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.len() > 20 && message.ends_with('.'), "{name}: unhelpful message {message:?}");
+    }
+    assert!(app.sim.received().is_empty(), "nothing reached Bedrock");
+}
+
+/// Mid-stream Bedrock errors end the stream with one `error` event after the
+/// partial answer.
+#[tokio::test]
+async fn each_mid_stream_error_kind_becomes_an_error_event_after_the_partial_answer() {
+    let app = spawn_app().await;
+    let kinds = [
+        ("throttling", "throttled", true),
+        ("validation", "model_rejected_input", false),
+        ("service_unavailable", "bedrock_unavailable", true),
+        ("internal", "bedrock_unavailable", true),
+        ("model_stream_error", "model_error", true),
+    ];
+    for (kind, code, retryable) in kinds {
+        let prompt = format!("Go on [sim fail={kind} after=3]");
+        let events = read_events(app.post_json("/api/chat/stream", &conversation(&[("user", &prompt)])).await).await;
+        let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(names, ["delta", "delta", "delta", "error"], "{kind}");
+        let error = json(&events[3]);
+        assert_eq!(error["code"], code, "{kind}");
+        assert_eq!(error["retryable"], retryable, "{kind}");
+        assert!(error["message"].as_str().unwrap().len() > 20, "{kind}");
+    }
+}
+
+/// Errors before the first token are plain HTTP errors with a fitting status.
+#[tokio::test]
+async fn errors_before_the_stream_are_http_errors_with_a_fitting_status() {
+    let app = spawn_app().await;
+    let kinds = [
+        ("throttling", 429, "throttled"),
+        ("access_denied", 502, "model_access_denied"),
+        ("model_not_ready", 503, "model_unavailable"),
+        ("service_unavailable", 503, "bedrock_unavailable"),
+        ("model_timeout", 504, "model_timeout"),
+        ("validation", 422, "model_rejected_input"),
+    ];
+    for (kind, status, code) in kinds {
+        let prompt = format!("Hi [sim fail={kind} after=0]");
+        let response = app.post_json("/api/chat/stream", &conversation(&[("user", &prompt)])).await;
+        assert_eq!(response.status().as_u16(), status, "{kind}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_bedrock_connection_is_reported_not_hidden() {
+    let app = spawn_app().await;
+    let events = read_events(
+        app.post_json("/api/chat/stream", &conversation(&[("user", "Hi [sim drop after=2]")]))
+            .await,
+    )
+    .await;
+    let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["delta", "delta", "error"]);
+    assert_eq!(json(&events[2])["code"], "connection_lost");
+}
+
+/// When the browser goes away, the server drops its Bedrock stream at once:
+/// the simulator sees its client disconnect long before the answer would end.
+#[tokio::test]
+async fn a_client_that_disconnects_makes_the_server_drop_the_bedrock_stream() {
+    use futures::StreamExt;
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/api/chat/stream",
+            &conversation(&[("user", "Long answer please [sim tokens=1000 delay_ms=10]")]),
+        )
+        .await;
+    let mut body = response.bytes_stream();
+    let mut parser = new_parser();
+    let mut deltas = 0;
+    while deltas < 3 {
+        let chunk = tokio::time::timeout(LIMIT, body.next()).await.unwrap().unwrap().unwrap();
+        parser.feed(&chunk, |e| deltas += usize::from(e.event == "delta"));
+    }
+    assert_eq!(app.sim.streams_dropped(), 0);
+    drop(body);
+    // 1000 tokens at 10 ms would take 10 s; the drop must be seen far sooner.
+    assert!(
+        app.sim.wait_streams_dropped(1, Duration::from_secs(2)).await,
+        "the simulator still streams after the client left"
+    );
+}
+
+fn new_parser() -> bedrock_chat::sse::Parser {
+    bedrock_chat::sse::Parser::new()
+}
+
+#[tokio::test]
+async fn the_page_is_server_rendered_and_says_it_is_a_demo() {
+    let app = spawn_app().await;
+    let response = app.http.get(&app.base).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("demo model (offline)"));
+    assert!(html.contains(r#"aria-label="Message""#));
+    assert!(html.contains(r#"id="page-config""#));
+    assert!(html.contains(&app.settings.bedrock.default_model));
+}
