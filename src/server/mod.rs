@@ -14,7 +14,7 @@ use crate::{
     bedrock::{self, BedrockChat},
     chat,
 };
-use axum::{extract::DefaultBodyLimit, routing::post, Router};
+use axum::{extract::DefaultBodyLimit, routing::post, serve::ListenerExt, Router};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{net::SocketAddr, sync::Arc};
@@ -55,12 +55,7 @@ impl Application {
     /// (tests hand in one bound to a simulator they control).
     pub async fn build_with(settings: Settings, bedrock: BedrockChat) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.server.site_addr).await?;
-        let mut leptos_options = leptos::config::get_configuration(None)
-            .map_err(std::io::Error::other)?
-            .leptos_options;
-        if leptos_options.output_name.is_empty() {
-            leptos_options.output_name = "bedrock-chat".into();
-        }
+        let mut leptos_options = leptos_options()?;
         leptos_options.site_addr = listener.local_addr()?;
 
         let page = PageConfig {
@@ -92,9 +87,28 @@ impl Application {
 
     /// Serves until Ctrl-C or SIGTERM.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        // Send each SSE event the moment it is written: with Nagle's algorithm
+        // a small write waits for the previous one's ACK, which the browser
+        // delays (~40 ms), and the first delta would arrive that much later.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown_signal())
             .await
+    }
+}
+
+/// cargo-leptos passes the site layout through `LEPTOS_*` variables (at build
+/// and run time); a binary built by plain cargo (tests, benchmarks) gets the
+/// same layout from defaults.
+fn leptos_options() -> std::io::Result<LeptosOptions> {
+    if option_env!("LEPTOS_OUTPUT_NAME").is_some() || std::env::var_os("LEPTOS_OUTPUT_NAME").is_some() {
+        leptos::config::get_configuration(None)
+            .map(|conf| conf.leptos_options)
+            .map_err(std::io::Error::other)
+    } else {
+        Ok(LeptosOptions::builder().output_name("bedrock-chat").build())
     }
 }
 

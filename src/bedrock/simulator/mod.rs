@@ -144,6 +144,10 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<SimulatorHandle> {
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
+        // Each frame must leave at once, as Bedrock's do: no Nagle delay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
             tracing::error!("bedrock simulator stopped: {e}");
         }
