@@ -30,7 +30,10 @@ async fn sdk_only(bedrock: &BedrockChat, prompt: &str) -> (Duration, usize) {
     let input = ConverseInput {
         model_id: "bench",
         system_prompt: "",
-        turns: vec![Turn { from_user: true, text: prompt }],
+        turns: vec![Turn {
+            from_user: true,
+            text: prompt,
+        }],
         max_tokens: 100_000,
         temperature: 0.5,
     };
@@ -93,7 +96,10 @@ async fn run() {
     println!("answer of {TOKENS} deltas, median of {RUNS} runs:");
     println!("  simulator -> SDK only:                    {sdk:8.2} us/event");
     println!("  simulator -> SDK -> SSE relay -> client:  {full:8.2} us/event");
-    println!("  relay overhead (HTTP + SSE framing + parse): {:8.2} us/event", full - sdk);
+    println!(
+        "  relay overhead (HTTP + SSE framing + parse): {:8.2} us/event",
+        full - sdk
+    );
 
     let short = "Hi [sim tokens=5 first_token_ms=0]";
     let mut ttfb = Vec::new();

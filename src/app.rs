@@ -51,6 +51,7 @@ pub fn shell(options: LeptosOptions, page: PageConfig) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <script type="application/json" id=PAGE_CONFIG_ID inner_html=config_json></script>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>

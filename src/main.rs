@@ -43,16 +43,17 @@ async fn serve() -> Result<(), String> {
     } else {
         "Amazon Bedrock through the standard AWS credential chain"
     };
-    println!("bedrock-chat listening on http://{} ({backend})", app.local_addr());
+    println!(
+        "bedrock-chat listening on http://{} ({backend})",
+        app.local_addr()
+    );
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 
 async fn run_simulator(args: &[String]) -> Result<(), String> {
     let addr: SocketAddr = match args {
         [] => SocketAddr::from(([127, 0, 0, 1], 4010)),
-        [flag, addr] if flag == "--addr" => addr
-            .parse()
-            .map_err(|e| format!("--addr {addr:?}: {e}"))?,
+        [flag, addr] if flag == "--addr" => addr.parse().map_err(|e| format!("--addr {addr:?}: {e}"))?,
         _ => return Err("usage: bedrock-chat simulator [--addr HOST:PORT]".into()),
     };
     simulator::run_standalone(addr).await.map_err(|e| e.to_string())

@@ -14,14 +14,20 @@ async fn streams_the_models_answer_as_documented_events() {
 
     assert_eq!(response.status(), 200);
     let headers = response.headers();
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     assert_eq!(headers["cache-control"], "no-cache");
     assert_eq!(headers["x-accel-buffering"], "no");
 
     let events = read_events(response).await;
     let expected = bedrock_chat::bedrock::simulator::expected_answer(&sim_messages(&turns));
     assert_eq!(answer_text(&events), expected);
-    assert!(events.iter().filter(|e| e.event == "delta").count() > 5, "answer arrives in pieces");
+    assert!(
+        events.iter().filter(|e| e.event == "delta").count() > 5,
+        "answer arrives in pieces"
+    );
 
     // ids count up from 1 without gaps; usage then done close the stream.
     for (i, e) in events.iter().enumerate() {
@@ -72,7 +78,11 @@ async fn a_chosen_model_is_used_and_max_tokens_stops_the_answer() {
 async fn korean_and_emoji_round_trip_intact() {
     let app = spawn_app().await;
     let text = "안녕하세요 👋🏽 세계 🌏 — ünïcödé";
-    let events = read_events(app.post_json("/api/chat/stream", &conversation(&[("user", text)])).await).await;
+    let events = read_events(
+        app.post_json("/api/chat/stream", &conversation(&[("user", text)]))
+            .await,
+    )
+    .await;
     assert!(answer_text(&events).contains(&format!("You said: \"{text}\"")));
     assert_eq!(app.sim.received()[0].messages[0].text, text);
 }
@@ -91,30 +101,88 @@ async fn invalid_requests_are_rejected_before_any_bedrock_call() {
     let cases: Vec<(&str, reqwest::Body, u16, &str)> = vec![
         ("empty body", "".into(), 400, "empty_body"),
         ("not JSON", "{not json".into(), 400, "malformed_json"),
-        ("wrong shape", r#"{"messages":"hi"}"#.into(), 400, "malformed_json"),
-        ("unknown role", r#"{"messages":[{"role":"system","content":"x"}]}"#.into(), 400, "malformed_json"),
-        ("no messages", r#"{"messages":[]}"#.into(), 400, "empty_conversation"),
-        ("empty message", conversation(&[("user", "")]).to_string().into(), 400, "empty_message"),
-        ("blank message", conversation(&[("user", " \n\t ")]).to_string().into(), 400, "empty_message"),
-        ("oversized message", conversation(&[("user", &long)]).to_string().into(), 413, "message_too_long"),
+        (
+            "wrong shape",
+            r#"{"messages":"hi"}"#.into(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "unknown role",
+            r#"{"messages":[{"role":"system","content":"x"}]}"#.into(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "no messages",
+            r#"{"messages":[]}"#.into(),
+            400,
+            "empty_conversation",
+        ),
+        (
+            "empty message",
+            conversation(&[("user", "")]).to_string().into(),
+            400,
+            "empty_message",
+        ),
+        (
+            "blank message",
+            conversation(&[("user", " \n\t ")]).to_string().into(),
+            400,
+            "empty_message",
+        ),
+        (
+            "oversized message",
+            conversation(&[("user", &long)]).to_string().into(),
+            413,
+            "message_too_long",
+        ),
         (
             "too many turns",
-            conversation(&[("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"), ("user", "e")])
-                .to_string()
-                .into(),
+            conversation(&[
+                ("user", "a"),
+                ("assistant", "b"),
+                ("user", "c"),
+                ("assistant", "d"),
+                ("user", "e"),
+            ])
+            .to_string()
+            .into(),
             413,
             "too_many_messages",
         ),
-        ("two user turns", conversation(&[("user", "a"), ("user", "b")]).to_string().into(), 400, "bad_turn_order"),
-        ("ends with assistant", conversation(&[("user", "a"), ("assistant", "b")]).to_string().into(), 400, "bad_turn_order"),
-        ("control characters", conversation(&[("user", "a\u{1b}[31m")]).to_string().into(), 400, "invalid_characters"),
+        (
+            "two user turns",
+            conversation(&[("user", "a"), ("user", "b")]).to_string().into(),
+            400,
+            "bad_turn_order",
+        ),
+        (
+            "ends with assistant",
+            conversation(&[("user", "a"), ("assistant", "b")])
+                .to_string()
+                .into(),
+            400,
+            "bad_turn_order",
+        ),
+        (
+            "control characters",
+            conversation(&[("user", "a\u{1b}[31m")]).to_string().into(),
+            400,
+            "invalid_characters",
+        ),
         (
             "unknown model",
             r#"{"model_id":"gpt-4","messages":[{"role":"user","content":"hi"}]}"#.into(),
             400,
             "unknown_model",
         ),
-        ("body over the limit", "x".repeat(5000).into(), 413, "request_too_large"),
+        (
+            "body over the limit",
+            "x".repeat(5000).into(),
+            413,
+            "request_too_large",
+        ),
     ];
     for (name, body, status, code) in cases {
         let response = app.post_raw("/api/chat/stream", body).await;
@@ -122,7 +190,10 @@ async fn invalid_requests_are_rejected_before_any_bedrock_call() {
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{name}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.len() > 20 && message.ends_with('.'), "{name}: unhelpful message {message:?}");
+        assert!(
+            message.len() > 20 && message.ends_with('.'),
+            "{name}: unhelpful message {message:?}"
+        );
     }
     assert!(app.sim.received().is_empty(), "nothing reached Bedrock");
 }
@@ -141,7 +212,11 @@ async fn each_mid_stream_error_kind_becomes_an_error_event_after_the_partial_ans
     ];
     for (kind, code, retryable) in kinds {
         let prompt = format!("Go on [sim fail={kind} after=3]");
-        let events = read_events(app.post_json("/api/chat/stream", &conversation(&[("user", &prompt)])).await).await;
+        let events = read_events(
+            app.post_json("/api/chat/stream", &conversation(&[("user", &prompt)]))
+                .await,
+        )
+        .await;
         let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
         assert_eq!(names, ["delta", "delta", "delta", "error"], "{kind}");
         let error = json(&events[3]);
@@ -165,7 +240,9 @@ async fn errors_before_the_stream_are_http_errors_with_a_fitting_status() {
     ];
     for (kind, status, code) in kinds {
         let prompt = format!("Hi [sim fail={kind} after=0]");
-        let response = app.post_json("/api/chat/stream", &conversation(&[("user", &prompt)])).await;
+        let response = app
+            .post_json("/api/chat/stream", &conversation(&[("user", &prompt)]))
+            .await;
         assert_eq!(response.status().as_u16(), status, "{kind}");
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{kind}");
@@ -176,8 +253,11 @@ async fn errors_before_the_stream_are_http_errors_with_a_fitting_status() {
 async fn a_dropped_bedrock_connection_is_reported_not_hidden() {
     let app = spawn_app().await;
     let events = read_events(
-        app.post_json("/api/chat/stream", &conversation(&[("user", "Hi [sim drop after=2]")]))
-            .await,
+        app.post_json(
+            "/api/chat/stream",
+            &conversation(&[("user", "Hi [sim drop after=2]")]),
+        )
+        .await,
     )
     .await;
     let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
@@ -201,7 +281,11 @@ async fn a_client_that_disconnects_makes_the_server_drop_the_bedrock_stream() {
     let mut parser = new_parser();
     let mut deltas = 0;
     while deltas < 3 {
-        let chunk = tokio::time::timeout(LIMIT, body.next()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout(LIMIT, body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         parser.feed(&chunk, |e| deltas += usize::from(e.event == "delta"));
     }
     assert_eq!(app.sim.streams_dropped(), 0);

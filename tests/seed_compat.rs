@@ -17,7 +17,9 @@ async fn read_like_the_seed_client(response: reqwest::Response) -> (Vec<serde_js
             buffer.extend_from_slice(&chunk.unwrap());
         }
     };
-    tokio::time::timeout(LIMIT, read).await.expect("stream ends in time");
+    tokio::time::timeout(LIMIT, read)
+        .await
+        .expect("stream ends in time");
     let mut chunks = Vec::new();
     for line in buffer.split(|&b| b == b'\n') {
         if !line.starts_with(b"data:") {
@@ -38,7 +40,10 @@ async fn the_seed_client_reads_our_answer_unchanged() {
     let turns = [("user", "안녕하세요, 스트리밍 테스트입니다")];
     let response = app.post_json("/api/chat", &conversation(&turns)).await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     assert_eq!(response.headers()["cache-control"], "no-cache");
     assert_eq!(response.headers()["x-accel-buffering"], "no");
 
@@ -50,14 +55,20 @@ async fn the_seed_client_reads_our_answer_unchanged() {
         assert_eq!(chunk["role"], "assistant");
         text.push_str(chunk["content"].as_str().unwrap());
     }
-    assert_eq!(text, bedrock_chat::bedrock::simulator::expected_answer(&sim_messages(&turns)));
+    assert_eq!(
+        text,
+        bedrock_chat::bedrock::simulator::expected_answer(&sim_messages(&turns))
+    );
 }
 
 #[tokio::test]
 async fn a_mid_stream_error_keeps_the_seed_shape_and_still_ends_with_done() {
     let app = spawn_app().await;
     let response = app
-        .post_json("/api/chat", &conversation(&[("user", "Hi [sim fail=model_stream_error after=2]")]))
+        .post_json(
+            "/api/chat",
+            &conversation(&[("user", "Hi [sim fail=model_stream_error after=2]")]),
+        )
         .await;
     let (chunks, done) = read_like_the_seed_client(response).await;
     assert!(done);
@@ -71,7 +82,9 @@ async fn a_mid_stream_error_keeps_the_seed_shape_and_still_ends_with_done() {
 #[tokio::test]
 async fn bad_input_gets_the_same_clear_errors_as_the_main_endpoint() {
     let app = spawn_app().await;
-    let response = app.post_json("/api/chat", &conversation(&[("user", "   ")])).await;
+    let response = app
+        .post_json("/api/chat", &conversation(&[("user", "   ")]))
+        .await;
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "empty_message");

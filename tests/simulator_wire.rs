@@ -25,7 +25,9 @@ const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 
 /// Every test is bounded in time.
 async fn bounded<F: Future<Output = ()>>(fut: F) {
-    tokio::time::timeout(Duration::from_secs(30), fut).await.expect("test timed out");
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .expect("test timed out");
 }
 
 async fn sim() -> SimulatorHandle {
@@ -37,7 +39,13 @@ fn client(handle: &SimulatorHandle) -> br::Client {
     let conf = br::config::Builder::new()
         .behavior_version(br::config::BehaviorVersion::latest())
         .region(br::config::Region::new("us-east-1"))
-        .credentials_provider(br::config::Credentials::new("demo", "demo", None, None, "simulator"))
+        .credentials_provider(br::config::Credentials::new(
+            "demo",
+            "demo",
+            None,
+            None,
+            "simulator",
+        ))
         .endpoint_url(handle.endpoint_url())
         .retry_config(RetryConfig::disabled())
         .build();
@@ -45,7 +53,11 @@ fn client(handle: &SimulatorHandle) -> br::Client {
 }
 
 fn msg(role: ConversationRole, text: &str) -> Message {
-    Message::builder().role(role).content(ContentBlock::Text(text.to_string())).build().unwrap()
+    Message::builder()
+        .role(role)
+        .content(ContentBlock::Text(text.to_string()))
+        .build()
+        .unwrap()
 }
 
 fn user(text: &str) -> Message {
@@ -57,7 +69,10 @@ fn assistant(text: &str) -> Message {
 }
 
 fn sim_msg(role: &str, text: &str) -> SimMessage {
-    SimMessage { role: role.into(), text: text.into() }
+    SimMessage {
+        role: role.into(),
+        text: text.into(),
+    }
 }
 
 #[derive(Default)]
@@ -166,7 +181,12 @@ async fn multi_turn_history_and_system_prompt_arrive() {
             .messages(user("first question"))
             .messages(assistant("first answer"))
             .messages(user("second question"))
-            .inference_config(InferenceConfiguration::builder().max_tokens(500).temperature(0.5).build())
+            .inference_config(
+                InferenceConfiguration::builder()
+                    .max_tokens(500)
+                    .temperature(0.5)
+                    .build(),
+            )
             .send()
             .await
             .expect("send");
@@ -178,7 +198,11 @@ async fn multi_turn_history_and_system_prompt_arrive() {
             sim_msg("user", "second question"),
         ];
         assert_eq!(got.text, simulator::expected_answer(&history));
-        assert!(got.text.starts_with("Demo answer to message 3 of 3."), "{}", got.text);
+        assert!(
+            got.text.starts_with("Demo answer to message 3 of 3."),
+            "{}",
+            got.text
+        );
         let rec = h.received();
         assert_eq!(rec.len(), 1);
         assert_eq!(rec[0].messages, history);
@@ -197,7 +221,11 @@ async fn korean_and_emoji_round_trip() {
         let text = "안녕하세요, 세계! 🌍🚀 이모지 👩‍👩‍👧 테스트";
         let got = stream(&c, vec![user(text)]).await;
         assert!(got.error.is_none());
-        assert!(got.text.contains(&format!("You said: \"{text}\"")), "{}", got.text);
+        assert!(
+            got.text.contains(&format!("You said: \"{text}\"")),
+            "{}",
+            got.text
+        );
         assert_eq!(got.text, simulator::expected_answer(&[sim_msg("user", text)]));
         assert_eq!(h.received()[0].messages[0].text, text);
     })
@@ -243,9 +271,18 @@ async fn mid_stream_failures_surface_as_stream_errors() {
         let kinds: [(&str, Check); 5] = [
             ("throttling", ConverseStreamOutputError::is_throttling_exception),
             ("validation", ConverseStreamOutputError::is_validation_exception),
-            ("service_unavailable", ConverseStreamOutputError::is_service_unavailable_exception),
-            ("model_stream_error", ConverseStreamOutputError::is_model_stream_error_exception),
-            ("internal", ConverseStreamOutputError::is_internal_server_exception),
+            (
+                "service_unavailable",
+                ConverseStreamOutputError::is_service_unavailable_exception,
+            ),
+            (
+                "model_stream_error",
+                ConverseStreamOutputError::is_model_stream_error_exception,
+            ),
+            (
+                "internal",
+                ConverseStreamOutputError::is_internal_server_exception,
+            ),
         ];
         for (kind, check) in kinds {
             let got = stream(&c, vec![user(&format!("hi [sim fail={kind} after=3]"))]).await;
@@ -254,7 +291,9 @@ async fn mid_stream_failures_surface_as_stream_errors() {
             assert!(got.service_error, "{kind}");
             let service = got.error.unwrap_or_else(|| panic!("{kind}: no error"));
             assert!(check(&service), "{kind}: got {service:?}");
-            assert!(br::error::ProvideErrorMetadata::message(&service).unwrap_or("").contains("simulated"));
+            assert!(br::error::ProvideErrorMetadata::message(&service)
+                .unwrap_or("")
+                .contains("simulated"));
         }
         assert_eq!(h.streams_dropped(), 0);
     })
@@ -281,7 +320,12 @@ async fn pre_stream_failures_surface_from_send() {
             ("model_error", E::is_model_error_exception),
         ];
         for (kind, check) in kinds {
-            let res = c.converse_stream().model_id(MODEL).messages(user(&format!("[sim fail={kind} after=0]"))).send().await;
+            let res = c
+                .converse_stream()
+                .model_id(MODEL)
+                .messages(user(&format!("[sim fail={kind} after=0]")))
+                .send()
+                .await;
             let err = res.err().unwrap_or_else(|| panic!("{kind}: send succeeded"));
             let service = err.into_service_error();
             assert!(check(&service), "{kind}: got {service:?}");
@@ -292,7 +336,12 @@ async fn pre_stream_failures_surface_from_send() {
             ("model_timeout", E::is_model_timeout_exception),
             ("model_not_ready", E::is_model_not_ready_exception),
         ] {
-            let res = c.converse_stream().model_id(MODEL).messages(user(&format!("[sim fail={kind} after=3]"))).send().await;
+            let res = c
+                .converse_stream()
+                .model_id(MODEL)
+                .messages(user(&format!("[sim fail={kind} after=3]")))
+                .send()
+                .await;
             assert!(check(&res.expect_err("error").into_service_error()), "{kind}");
         }
         assert_eq!(h.streams_started(), 0);
@@ -311,14 +360,27 @@ async fn bad_directives_and_bodies_are_validation_errors() {
             ("[sim fail=meteor]", "meteor"),
             ("[sim after=2]", "after"),
         ] {
-            let err = c.converse_stream().model_id(MODEL).messages(user(text)).send().await.expect_err("error");
+            let err = c
+                .converse_stream()
+                .model_id(MODEL)
+                .messages(user(text))
+                .send()
+                .await
+                .expect_err("error");
             let service = err.into_service_error();
             assert!(service.is_validation_exception(), "{text}: {service:?}");
-            let message = br::error::ProvideErrorMetadata::message(&service).unwrap_or("").to_string();
+            let message = br::error::ProvideErrorMetadata::message(&service)
+                .unwrap_or("")
+                .to_string();
             assert!(message.contains(needle), "{text}: {message}");
         }
         // No messages at all.
-        let err = c.converse_stream().model_id(MODEL).send().await.expect_err("error");
+        let err = c
+            .converse_stream()
+            .model_id(MODEL)
+            .send()
+            .await
+            .expect_err("error");
         assert!(err.into_service_error().is_validation_exception());
         assert_eq!(h.received().len(), 5);
     })
@@ -361,7 +423,10 @@ async fn client_disconnect_is_detected() {
             drop(out);
             drop(c);
         }
-        assert!(h.wait_streams_dropped(1, Duration::from_secs(2)).await, "disconnect not observed");
+        assert!(
+            h.wait_streams_dropped(1, Duration::from_secs(2)).await,
+            "disconnect not observed"
+        );
         assert_eq!(h.streams_dropped(), 1);
         assert_eq!(h.streams_started(), 1);
     })
@@ -402,16 +467,30 @@ async fn non_streaming_converse_returns_the_same_answer() {
                 .collect::<String>(),
             other => panic!("unexpected output {other:?}"),
         };
-        assert_eq!(text, simulator::expected_answer(&[sim_msg("user", "plain request")]));
+        assert_eq!(
+            text,
+            simulator::expected_answer(&[sim_msg("user", "plain request")])
+        );
         assert_eq!(out.stop_reason(), &StopReason::EndTurn);
         let usage = out.usage().expect("usage");
         assert_eq!(usage.total_tokens(), usage.input_tokens() + usage.output_tokens());
         assert!(!h.received()[0].streaming);
 
-        let err = c.converse().model_id(MODEL).messages(user("[sim fail=throttling after=2]")).send().await.expect_err("error");
+        let err = c
+            .converse()
+            .model_id(MODEL)
+            .messages(user("[sim fail=throttling after=2]"))
+            .send()
+            .await
+            .expect_err("error");
         assert!(err.into_service_error().is_throttling_exception());
 
-        let dropped = c.converse().model_id(MODEL).messages(user("[sim drop]")).send().await;
+        let dropped = c
+            .converse()
+            .model_id(MODEL)
+            .messages(user("[sim drop]"))
+            .send()
+            .await;
         assert!(dropped.is_err(), "a dropped converse must fail");
     })
     .await;
@@ -426,7 +505,12 @@ async fn shutdown_stops_accepting() {
         h.shutdown();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let fresh = client(&h);
-        let res = fresh.converse().model_id(MODEL).messages(user("after")).send().await;
+        let res = fresh
+            .converse()
+            .model_id(MODEL)
+            .messages(user("after"))
+            .send()
+            .await;
         assert!(res.is_err(), "server still answering after shutdown");
     })
     .await;

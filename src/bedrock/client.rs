@@ -23,7 +23,11 @@ pub enum Backend {
 
 /// Connects the SDK client to real Bedrock through the AWS chain, or starts the
 /// simulator on a loopback port and connects to that.
-pub async fn connect(use_aws: bool, fallback_region: &str, max_attempts: u32) -> std::io::Result<BedrockChat> {
+pub async fn connect(
+    use_aws: bool,
+    fallback_region: &str,
+    max_attempts: u32,
+) -> std::io::Result<BedrockChat> {
     let retry = RetryConfig::standard().with_max_attempts(max_attempts);
     if use_aws {
         let region_chain = aws_config::meta::region::RegionProviderChain::default_provider()
@@ -77,7 +81,13 @@ pub fn aws_credentials_configured() -> bool {
 }
 
 fn placeholder_credentials() -> Credentials {
-    Credentials::new("bedrock-chat", "bedrock-chat", None, None, "bedrock-chat-placeholder")
+    Credentials::new(
+        "bedrock-chat",
+        "bedrock-chat",
+        None,
+        None,
+        "bedrock-chat-placeholder",
+    )
 }
 
 /// A Bedrock client for chat, bound to one backend.
@@ -218,7 +228,9 @@ impl ModelStream {
                     }
                 }
                 SdkEvent::MessageStop(stop) => {
-                    return Some(Ok(ModelEvent::Stop(StopReason(stop.stop_reason.as_str().to_owned()))))
+                    return Some(Ok(ModelEvent::Stop(StopReason(
+                        stop.stop_reason.as_str().to_owned(),
+                    ))))
                 }
                 SdkEvent::Metadata(meta) => {
                     let usage = meta.usage.as_ref();

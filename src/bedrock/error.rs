@@ -93,7 +93,9 @@ impl<R: fmt::Debug> From<SdkError<ConverseStreamError, R>> for BedrockError {
                 E::ValidationException(_) => ErrorKind::Validation,
                 E::AccessDeniedException(_) => ErrorKind::AccessDenied,
                 E::ModelNotReadyException(_) | E::ResourceNotFoundException(_) => ErrorKind::ModelUnavailable,
-                E::ServiceUnavailableException(_) | E::InternalServerException(_) => ErrorKind::ServiceUnavailable,
+                E::ServiceUnavailableException(_) | E::InternalServerException(_) => {
+                    ErrorKind::ServiceUnavailable
+                }
                 E::ModelTimeoutException(_) => ErrorKind::Timeout,
                 E::ModelErrorException(_) | E::ModelStreamErrorException(_) => ErrorKind::ModelError,
                 _ => ErrorKind::ServiceUnavailable,
@@ -116,7 +118,9 @@ impl<R: fmt::Debug> From<SdkError<ConverseStreamOutputError, R>> for BedrockErro
                 E::ThrottlingException(_) => ErrorKind::Throttled,
                 E::ValidationException(_) => ErrorKind::Validation,
                 E::ModelStreamErrorException(_) => ErrorKind::ModelError,
-                E::ServiceUnavailableException(_) | E::InternalServerException(_) => ErrorKind::ServiceUnavailable,
+                E::ServiceUnavailableException(_) | E::InternalServerException(_) => {
+                    ErrorKind::ServiceUnavailable
+                }
                 _ => ErrorKind::ModelError,
             },
             _ => ErrorKind::ConnectionLost,

@@ -13,5 +13,8 @@ mod client;
 mod error;
 pub mod simulator;
 
-pub use client::{aws_credentials_configured, connect, Backend, BedrockChat, ConverseInput, ModelEvent, ModelStream, StopReason, TokenUsage, Turn};
+pub use client::{
+    aws_credentials_configured, connect, Backend, BedrockChat, ConverseInput, ModelEvent, ModelStream,
+    StopReason, TokenUsage, Turn,
+};
 pub use error::{BedrockError, ErrorKind};

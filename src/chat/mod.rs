@@ -171,8 +171,15 @@ mod tests {
 
     #[test]
     fn events_decode_by_name() {
-        let e = StreamEvent::decode("delta", r#"{"text":"안녕 😀"}"#).unwrap().unwrap();
-        assert_eq!(e, StreamEvent::Delta(Delta { text: "안녕 😀".into() }));
+        let e = StreamEvent::decode("delta", r#"{"text":"안녕 😀"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            e,
+            StreamEvent::Delta(Delta {
+                text: "안녕 😀".into()
+            })
+        );
         assert!(StreamEvent::decode("future-event", "{}").is_none());
         assert!(StreamEvent::decode("done", "not json").unwrap().is_err());
     }

@@ -83,14 +83,22 @@ const SEED_DONE: &[u8] = b"data: [DONE]\n\n";
 
 impl WireFormat for SeedFormat {
     fn delta(&mut self, text: String) -> Bytes {
-        let chunk = SeedChunk { role: "assistant", content: &text, error: None };
+        let chunk = SeedChunk {
+            role: "assistant",
+            content: &text,
+            error: None,
+        };
         sse::encode::data_only(&chunk, text.len() + 40)
     }
     fn usage(&mut self, _: TokenUsage) -> Option<Bytes> {
         None
     }
     fn error(&mut self, error: ErrorInfo) -> Bytes {
-        let chunk = SeedChunk { role: "assistant", content: "", error: Some(&error) };
+        let chunk = SeedChunk {
+            role: "assistant",
+            content: "",
+            error: Some(&error),
+        };
         let mut frame = sse::encode::data_only(&chunk, error.message.len() + 96).to_vec();
         frame.extend_from_slice(SEED_DONE);
         Bytes::from(frame)
@@ -102,13 +110,20 @@ impl WireFormat for SeedFormat {
 
 /// The response body: the model's events framed by `format`, ending with
 /// exactly one `done` or `error`.
-pub fn relay<F: WireFormat>(model: ModelStream, format: F) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+pub fn relay<F: WireFormat>(
+    model: ModelStream,
+    format: F,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     struct State<F> {
         model: Option<ModelStream>,
         format: F,
         stop: Option<StopReason>,
     }
-    let state = State { model: Some(model), format, stop: None };
+    let state = State {
+        model: Some(model),
+        format,
+        stop: None,
+    };
     futures::stream::unfold(state, |mut state| async move {
         loop {
             let model = state.model.as_mut()?;

@@ -72,7 +72,9 @@ async fn read_stream(
         .unchecked_into();
     let mut parser = Parser::new();
     loop {
-        let chunk = JsFuture::from(reader.read()).await.map_err(|_| connection_lost())?;
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|_| connection_lost())?;
         if Reflect::get(&chunk, &JsValue::from_str("done"))
             .ok()
             .and_then(|v| v.as_bool())

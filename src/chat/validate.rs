@@ -50,7 +50,11 @@ pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<
                     "Messages {} and {} are both from the {}; user and assistant must take turns.",
                     index + 1,
                     index + 2,
-                    if pair[0].role == Role::User { "user" } else { "assistant" }
+                    if pair[0].role == Role::User {
+                        "user"
+                    } else {
+                        "assistant"
+                    }
                 ),
             ));
         }
@@ -102,7 +106,10 @@ pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<
                 let names: Vec<_> = offered.iter().map(|m| m.id.as_str()).collect();
                 return Err(ApiError::bad_request(
                     "unknown_model",
-                    format!("The model {id:?} is not offered here. Choose one of: {}.", names.join(", ")),
+                    format!(
+                        "The model {id:?} is not offered here. Choose one of: {}.",
+                        names.join(", ")
+                    ),
                 ));
             }
             id
@@ -127,7 +134,10 @@ mod tests {
 
     fn settings() -> Settings {
         let mut env = std::collections::HashMap::new();
-        env.insert("BEDROCK_CHAT_LIMITS_MAX_MESSAGE_CHARS".to_owned(), "10".to_owned());
+        env.insert(
+            "BEDROCK_CHAT_LIMITS_MAX_MESSAGE_CHARS".to_owned(),
+            "10".to_owned(),
+        );
         env.insert("BEDROCK_CHAT_LIMITS_MAX_MESSAGES".to_owned(), "3".to_owned());
         Settings::built_in_with(&env).unwrap()
     }
@@ -152,7 +162,14 @@ mod tests {
     #[test]
     fn accepts_a_normal_conversation() {
         let s = settings();
-        let req = request(None, &[(Role::User, "hi"), (Role::Assistant, "hello"), (Role::User, "안녕 😀")]);
+        let req = request(
+            None,
+            &[
+                (Role::User, "hi"),
+                (Role::Assistant, "hello"),
+                (Role::User, "안녕 😀"),
+            ],
+        );
         let ok = validate(&req, &s).unwrap();
         assert_eq!(ok.model_id, s.bedrock.default_model);
         assert_eq!(ok.turns.len(), 3);
@@ -164,9 +181,18 @@ mod tests {
         assert_eq!(code(request(None, &[])), "empty_conversation");
         assert_eq!(code(request(None, &[(User, "  \n ")])), "empty_message");
         assert_eq!(code(request(None, &[(User, "12345678901")])), "message_too_long");
-        assert_eq!(code(request(None, &[(User, "a"), (Assistant, "b"), (User, "c"), (Assistant, "d")])), "too_many_messages");
+        assert_eq!(
+            code(request(
+                None,
+                &[(User, "a"), (Assistant, "b"), (User, "c"), (Assistant, "d")]
+            )),
+            "too_many_messages"
+        );
         assert_eq!(code(request(None, &[(User, "a"), (User, "b")])), "bad_turn_order");
-        assert_eq!(code(request(None, &[(User, "a"), (Assistant, "b")])), "bad_turn_order");
+        assert_eq!(
+            code(request(None, &[(User, "a"), (Assistant, "b")])),
+            "bad_turn_order"
+        );
         assert_eq!(code(request(None, &[(User, "a\u{0}b")])), "invalid_characters");
         assert_eq!(code(request(Some("gpt-4"), &[(User, "a")])), "unknown_model");
     }

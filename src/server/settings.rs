@@ -58,10 +58,7 @@ pub struct Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("cannot read settings file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("settings are not valid TOML: {0}")]
     Toml(#[from] toml::de::Error),
     #[error("environment variable {var}={value:?} is not a valid {expected}")]
@@ -92,10 +89,7 @@ impl Settings {
         Self::from_toml_and_env(BUILT_IN, env)
     }
 
-    pub fn from_toml_and_env(
-        text: &str,
-        env: &HashMap<String, String>,
-    ) -> Result<Self, SettingsError> {
+    pub fn from_toml_and_env(text: &str, env: &HashMap<String, String>) -> Result<Self, SettingsError> {
         let mut table: toml::Table = text.parse()?;
         apply_env(&mut table, env)?;
         // cargo-leptos tells the server where to listen through LEPTOS_SITE_ADDR;
@@ -125,13 +119,19 @@ impl Settings {
             )));
         }
         if b.max_tokens < 1 {
-            return Err(SettingsError::Invalid("bedrock.max_tokens must be at least 1".into()));
+            return Err(SettingsError::Invalid(
+                "bedrock.max_tokens must be at least 1".into(),
+            ));
         }
         if b.max_attempts < 1 {
-            return Err(SettingsError::Invalid("bedrock.max_attempts must be at least 1".into()));
+            return Err(SettingsError::Invalid(
+                "bedrock.max_attempts must be at least 1".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&b.temperature) {
-            return Err(SettingsError::Invalid("bedrock.temperature must be within 0..=1".into()));
+            return Err(SettingsError::Invalid(
+                "bedrock.temperature must be within 0..=1".into(),
+            ));
         }
         let l = &self.limits;
         if l.max_message_chars == 0 || l.max_messages == 0 || l.max_body_bytes == 0 {
@@ -236,7 +236,10 @@ mod tests {
         assert_eq!(s.bedrock.temperature, 0.25);
         assert_eq!(s.bedrock.backend, BackendChoice::Simulator);
         let models = s.bedrock.model_options();
-        assert_eq!((models[0].id.as_str(), models[0].label.as_str()), ("a", "Model A"));
+        assert_eq!(
+            (models[0].id.as_str(), models[0].label.as_str()),
+            ("a", "Model A")
+        );
         assert_eq!((models[1].id.as_str(), models[1].label.as_str()), ("b", "b"));
         assert_eq!(s.server.site_addr.port(), 0);
     }

@@ -107,7 +107,9 @@ pub async fn read_events(response: reqwest::Response) -> Vec<sse::SseEvent> {
             parser.feed(&chunk.expect("stream chunk"), |e| events.push(e));
         }
     };
-    tokio::time::timeout(LIMIT, read).await.expect("stream ends in time");
+    tokio::time::timeout(LIMIT, read)
+        .await
+        .expect("stream ends in time");
     events
 }
 

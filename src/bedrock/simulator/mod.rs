@@ -171,7 +171,11 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/model/{model_id}/converse-stream", post(converse_stream))
         .route("/model/{model_id}/converse", post(converse))
         .fallback(|| async {
-            wire::error_response(404, "UnknownOperationException", "The simulator has no such operation.")
+            wire::error_response(
+                404,
+                "UnknownOperationException",
+                "The simulator has no such operation.",
+            )
         })
         .with_state(shared)
 }
@@ -180,11 +184,20 @@ fn router(shared: Arc<Shared>) -> Router {
 fn accept(shared: &Shared, model_id: &str, streaming: bool, body: &[u8]) -> Result<Plan, Box<Response>> {
     let (req, parsed) = wire::parse_request(model_id, streaming, body);
     let planned = parsed.and_then(|()| script::plan(&req.system, &req.messages, req.max_tokens));
-    tracing::debug!(model_id, streaming, messages = req.messages.len(), "simulator request");
+    tracing::debug!(
+        model_id,
+        streaming,
+        messages = req.messages.len(),
+        "simulator request"
+    );
     lock(&shared.received).push(req);
     let plan = planned.map_err(|msg| Box::new(wire::error_response(400, "ValidationException", &msg)))?;
     if let Some(kind) = plan.pre_stream_failure() {
-        return Err(Box::new(wire::error_response(kind.status(), kind.shape_name(), kind.message())));
+        return Err(Box::new(wire::error_response(
+            kind.status(),
+            kind.shape_name(),
+            kind.message(),
+        )));
     }
     Ok(plan)
 }
@@ -197,7 +210,11 @@ fn with_request_id(shared: &Shared, mut resp: Response) -> Response {
     resp
 }
 
-async fn converse_stream(State(shared): State<Arc<Shared>>, Path(model_id): Path<String>, body: Bytes) -> Response {
+async fn converse_stream(
+    State(shared): State<Arc<Shared>>,
+    Path(model_id): Path<String>,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let plan = match accept(&shared, &model_id, true, &body) {
         Ok(plan) => plan,
@@ -210,8 +227,10 @@ async fn converse_stream(State(shared): State<Arc<Shared>>, Path(model_id): Path
         shared: shared.clone(),
     };
     let mut resp = Body::from_stream(events).into_response();
-    resp.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/vnd.amazon.eventstream"));
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
     with_request_id(&shared, resp)
 }
 
@@ -223,15 +242,21 @@ async fn converse(State(shared): State<Arc<Shared>>, Path(model_id): Path<String
     };
     // Every `fail=` is answered before the body on the non-streaming API.
     if let Some(Fault::Fail { kind, .. }) = plan.fault {
-        return with_request_id(&shared, wire::error_response(kind.status(), kind.shape_name(), kind.message()));
+        return with_request_id(
+            &shared,
+            wire::error_response(kind.status(), kind.shape_name(), kind.message()),
+        );
     }
     let n = plan.pieces.len() as u64;
-    let wait = plan.first_token_ms.saturating_add(plan.delay_ms.saturating_mul(n.saturating_sub(1)));
+    let wait = plan
+        .first_token_ms
+        .saturating_add(plan.delay_ms.saturating_mul(n.saturating_sub(1)));
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait)).await;
     }
     if let Some(Fault::Drop { .. }) = plan.fault {
-        let broken = futures::stream::once(async { Err::<Bytes, _>(std::io::Error::other("simulated drop")) });
+        let broken =
+            futures::stream::once(async { Err::<Bytes, _>(std::io::Error::other("simulated drop")) });
         return Body::from_stream(broken).into_response();
     }
     let text = plan.pieces.concat();
@@ -265,7 +290,12 @@ struct Play {
 /// an exception frame for `fail=`, or an I/O error (connection abort) for
 /// `drop`.
 fn event_stream(plan: Plan, started: Instant) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let play = Play { plan, next: 0, phase: Phase::Start, started };
+    let play = Play {
+        plan,
+        next: 0,
+        phase: Phase::Start,
+        started,
+    };
     futures::stream::unfold(play, |mut p| async move {
         loop {
             match p.phase {
@@ -287,7 +317,8 @@ fn event_stream(plan: Plan, started: Instant) -> impl Stream<Item = Result<Bytes
                             // buffers until the body is pending), so the
                             // client sees them before the connection dies.
                             tokio::time::sleep(Duration::from_millis(25)).await;
-                            let err = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "simulated drop");
+                            let err =
+                                std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "simulated drop");
                             return Some((Err(err), p));
                         }
                         _ => {}
@@ -296,7 +327,11 @@ fn event_stream(plan: Plan, started: Instant) -> impl Stream<Item = Result<Bytes
                         p.phase = Phase::BlockStop;
                         continue;
                     }
-                    let wait = if p.next == 0 { p.plan.first_token_ms } else { p.plan.delay_ms };
+                    let wait = if p.next == 0 {
+                        p.plan.first_token_ms
+                    } else {
+                        p.plan.delay_ms
+                    };
                     if wait > 0 {
                         tokio::time::sleep(Duration::from_millis(wait)).await;
                     }

@@ -16,12 +16,11 @@ use super::SimMessage;
 /// Filler words appended after the echo. Fixed so answers never change.
 const WORDS: &[&str] = &[
     "alpha", "bright", "cobalt", "delta", "ember", "fjord", "granite", "harbor", "indigo", "juniper",
-    "kestrel", "lantern", "meadow", "nimbus", "orchid", "pebble", "quartz", "river", "saffron",
-    "timber", "umber", "velvet", "willow", "xenon", "yonder", "zephyr", "amber", "birch", "cedar",
-    "dune", "echo", "fern", "glacier", "heron", "iris", "jasper", "kelp", "lagoon", "maple",
-    "nectar", "onyx", "prairie", "quill", "reef", "summit", "tundra", "upland", "vista", "wren",
-    "yarrow", "zinnia", "acorn", "breeze", "canyon", "drift", "estuary", "falcon", "grove",
-    "hollow", "island", "jetty", "knoll", "ledge", "mesa",
+    "kestrel", "lantern", "meadow", "nimbus", "orchid", "pebble", "quartz", "river", "saffron", "timber",
+    "umber", "velvet", "willow", "xenon", "yonder", "zephyr", "amber", "birch", "cedar", "dune", "echo",
+    "fern", "glacier", "heron", "iris", "jasper", "kelp", "lagoon", "maple", "nectar", "onyx", "prairie",
+    "quill", "reef", "summit", "tundra", "upland", "vista", "wren", "yarrow", "zinnia", "acorn", "breeze",
+    "canyon", "drift", "estuary", "falcon", "grove", "hollow", "island", "jetty", "knoll", "ledge", "mesa",
 ];
 
 /// Filler words in an answer when no `tokens=` directive is given.
@@ -114,7 +113,9 @@ impl FailKind {
         match self {
             FailKind::Throttling => "Too many requests, please wait before trying again. (simulated)",
             FailKind::Validation => "The request was rejected by validation. (simulated)",
-            FailKind::AccessDenied => "You don't have access to the model with the specified model ID. (simulated)",
+            FailKind::AccessDenied => {
+                "You don't have access to the model with the specified model ID. (simulated)"
+            }
             FailKind::ModelNotReady => "The model is not ready to serve inference requests. (simulated)",
             FailKind::ServiceUnavailable => "The service is temporarily unavailable. (simulated)",
             FailKind::ModelStreamError => "An error occurred while streaming the response. (simulated)",
@@ -184,7 +185,11 @@ pub fn extract_directives(text: &str) -> Result<(String, Directives), String> {
         }
         let before = rest[..start].trim_end();
         let after = rest[close + 1..].trim_start();
-        let sep = if before.is_empty() || after.is_empty() { "" } else { " " };
+        let sep = if before.is_empty() || after.is_empty() {
+            ""
+        } else {
+            " "
+        };
         rest = format!("{before}{sep}{after}");
     }
     if d.after.is_some() && d.fail.is_none() && !d.drop {
@@ -246,7 +251,9 @@ fn apply_word(d: &mut Directives, word: &str) -> Result<(), String> {
 fn parse_num(key: &str, value: &str, min: u64, max: u64) -> Result<u64, String> {
     match value.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!("directive `{key}` needs an integer from {min} to {max}, got `{value}`")),
+        _ => Err(format!(
+            "directive `{key}` needs an integer from {min} to {max}, got `{value}`"
+        )),
     }
 }
 
@@ -359,8 +366,13 @@ pub fn plan(system: &[String], messages: &[SimMessage], max_tokens: Option<i32>)
         }
     }
     let fault = match (d.fail, d.drop) {
-        (Some(kind), _) => Some(Fault::Fail { kind, after: d.after.unwrap_or(0) }),
-        (None, true) => Some(Fault::Drop { after: d.after.unwrap_or(0) }),
+        (Some(kind), _) => Some(Fault::Fail {
+            kind,
+            after: d.after.unwrap_or(0),
+        }),
+        (None, true) => Some(Fault::Drop {
+            after: d.after.unwrap_or(0),
+        }),
         _ => None,
     };
     let words: usize = system
@@ -387,7 +399,8 @@ pub fn expected_answer(messages: &[SimMessage]) -> String {
     let Some((index, raw)) = last_user(messages) else {
         return answer_pieces(messages, "", 0, &Directives::default()).concat();
     };
-    let (cleaned, d) = extract_directives(raw).unwrap_or_else(|_| (raw.trim().to_string(), Directives::default()));
+    let (cleaned, d) =
+        extract_directives(raw).unwrap_or_else(|_| (raw.trim().to_string(), Directives::default()));
     answer_pieces(messages, &cleaned, index, &d).concat()
 }
 
@@ -396,7 +409,10 @@ mod tests {
     use super::*;
 
     fn user(t: &str) -> SimMessage {
-        SimMessage { role: "user".into(), text: t.into() }
+        SimMessage {
+            role: "user".into(),
+            text: t.into(),
+        }
     }
 
     #[test]
@@ -409,7 +425,9 @@ mod tests {
         assert_eq!(t, "");
         assert_eq!(d.fail, Some(FailKind::Throttling));
         assert!(extract_directives("[sim bogus=1]").unwrap_err().contains("bogus"));
-        assert!(extract_directives("[sim tokens=x]").unwrap_err().contains("tokens"));
+        assert!(extract_directives("[sim tokens=x]")
+            .unwrap_err()
+            .contains("tokens"));
         assert!(extract_directives("[sim tokens=3").is_err());
         assert_eq!(extract_directives("[simple] text").unwrap().0, "[simple] text");
     }

@@ -106,7 +106,10 @@ pub fn message_start() -> Bytes {
 }
 
 pub fn content_block_delta(text: &str) -> Bytes {
-    event_frame("contentBlockDelta", &json!({ "contentBlockIndex": 0, "delta": { "text": text } }))
+    event_frame(
+        "contentBlockDelta",
+        &json!({ "contentBlockIndex": 0, "delta": { "text": text } }),
+    )
 }
 
 pub fn content_block_stop() -> Bytes {
@@ -142,7 +145,8 @@ pub fn converse_body(text: &str, stop_reason: &str, input: i32, output: i32, lat
 pub fn error_response(status: u16, shape: &'static str, message: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, json_body(&json!({ "message": message }))).into_response();
-    resp.headers_mut().insert("x-amzn-errortype", HttpHeaderValue::from_static(shape));
+    resp.headers_mut()
+        .insert("x-amzn-errortype", HttpHeaderValue::from_static(shape));
     resp
 }
 
