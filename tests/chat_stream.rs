@@ -312,3 +312,22 @@ async fn the_page_is_server_rendered_and_says_it_is_a_demo() {
     assert!(html.contains(r#"id="page-config""#));
     assert!(html.contains(&app.settings.bedrock.default_model));
 }
+
+/// Stop while the model is still thinking (no delta flowing yet) must also
+/// end the Bedrock stream, not only when the next delta fails to send.
+#[tokio::test]
+async fn a_client_that_leaves_before_the_first_token_also_ends_the_bedrock_stream() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/api/chat/stream",
+            &conversation(&[("user", "Think hard [sim first_token_ms=8000 tokens=3]")]),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    drop(response);
+    assert!(
+        app.sim.wait_streams_dropped(1, Duration::from_secs(2)).await,
+        "the Bedrock stream outlived its client"
+    );
+}
