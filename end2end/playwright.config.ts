@@ -40,7 +40,8 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: './target/debug/bedrock-chat',
+    // ./dev bench points this at the release build.
+    command: process.env.BEDROCK_CHAT_E2E_BINARY ?? './target/debug/bedrock-chat',
     cwd: '..',
     url: BASE_URL,
     reuseExistingServer: false,

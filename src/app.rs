@@ -77,3 +77,25 @@ pub fn App(page: PageConfig) -> impl IntoView {
         </Router>
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_config_json_cannot_close_its_script_element() {
+        let page = PageConfig {
+            models: vec![ModelOption {
+                id: "m".into(),
+                label: "</script><script>alert(1)</script>".into(),
+            }],
+            default_model: "m".into(),
+            demo: true,
+            max_message_chars: 10,
+        };
+        let json = page.to_script_json();
+        assert!(!json.contains('<'), "{json}");
+        let back: PageConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, page);
+    }
+}

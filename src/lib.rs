@@ -20,6 +20,10 @@
 //! | [`chat`]    | both    | the chat wire types, the chat page, and its stream client     |
 //! | [`app`]     | both    | the HTML shell and routes                                     |
 
+// The chat page's statically typed view tree is deep; the release WASM build
+// needs more than the default 128 levels to compute its layout.
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod chat;
 pub mod sse;
