@@ -301,6 +301,30 @@ fn new_parser() -> bedrock_chat::sse::Parser {
     bedrock_chat::sse::Parser::new()
 }
 
+/// Compression is on for pages and files, but must never hold back events.
+#[tokio::test]
+async fn the_event_stream_is_never_compressed() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(format!("{}/api/chat/stream", app.base))
+        .header("accept-encoding", "gzip")
+        .json(&conversation(&[("user", "Hello")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("content-encoding").is_none());
+    let page = app
+        .http
+        .get(&app.base)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.headers()["content-encoding"], "gzip", "pages are compressed");
+}
+
 #[tokio::test]
 async fn the_page_is_server_rendered_and_says_it_is_a_demo() {
     let app = spawn_app().await;
