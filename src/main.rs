@@ -5,7 +5,7 @@
 //!   simulator, for other tools to point `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` at.
 
 use bedrock_chat::{
-    bedrock::simulator,
+    bedrock::{simulator, Backend},
     server::{Application, Settings},
 };
 use std::net::SocketAddr;
@@ -38,10 +38,11 @@ async fn serve() -> Result<(), String> {
     let app = Application::build(settings)
         .await
         .map_err(|e| format!("cannot start: {e}"))?;
-    let backend = if app.bedrock().is_demo() {
-        "demo model (offline): no AWS credentials found, using the built-in Bedrock simulator"
-    } else {
-        "Amazon Bedrock through the standard AWS credential chain"
+    let backend = match app.bedrock().backend() {
+        Backend::Simulator(_) => {
+            "demo model (offline): no AWS credentials found, using the built-in Bedrock simulator".to_owned()
+        }
+        Backend::Aws { region } => format!("Amazon Bedrock in {region}, through the standard AWS chain"),
     };
     println!(
         "bedrock-chat listening on http://{} ({backend})",
