@@ -278,7 +278,7 @@ async fn a_client_that_disconnects_makes_the_server_drop_the_bedrock_stream() {
         )
         .await;
     let mut body = response.bytes_stream();
-    let mut parser = new_parser();
+    let mut parser = bedrock_chat::sse::Parser::new();
     let mut deltas = 0;
     while deltas < 3 {
         let chunk = tokio::time::timeout(LIMIT, body.next())
@@ -295,10 +295,6 @@ async fn a_client_that_disconnects_makes_the_server_drop_the_bedrock_stream() {
         app.sim.wait_streams_dropped(1, Duration::from_secs(2)).await,
         "the simulator still streams after the client left"
     );
-}
-
-fn new_parser() -> bedrock_chat::sse::Parser {
-    bedrock_chat::sse::Parser::new()
 }
 
 /// Compression is on for pages and files, but must never hold back events.
