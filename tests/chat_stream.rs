@@ -64,7 +64,7 @@ async fn the_whole_history_and_settings_reach_the_model() {
 #[tokio::test]
 async fn a_chosen_model_is_used_and_max_tokens_stops_the_answer() {
     let app = spawn_app_with(&[("BEDROCK_CHAT_BEDROCK_MAX_TOKENS", "5")]).await;
-    let model = app.settings.bedrock.model_options()[1].id.clone();
+    let model = app.settings.bedrock.models[1].id.clone();
     let mut body = conversation(&[("user", "Tell me a long story")]);
     body["model_id"] = model.clone().into();
     let events = read_events(app.post_json("/api/chat/stream", &body).await).await;

@@ -101,9 +101,8 @@ pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<
     let model_id = match request.model_id.as_deref() {
         None => settings.bedrock.default_model.as_str(),
         Some(id) => {
-            let offered = settings.bedrock.model_options();
-            if !offered.iter().any(|m| m.id == id) {
-                let names: Vec<_> = offered.iter().map(|m| m.id.as_str()).collect();
+            if !settings.bedrock.offers(id) {
+                let names: Vec<_> = settings.bedrock.models.iter().map(|m| m.id.as_str()).collect();
                 return Err(ApiError::bad_request(
                     "unknown_model",
                     format!(

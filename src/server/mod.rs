@@ -59,7 +59,7 @@ impl Application {
         leptos_options.site_addr = listener.local_addr()?;
 
         let page = PageConfig {
-            models: settings.bedrock.model_options(),
+            models: settings.bedrock.models.clone(),
             default_model: settings.bedrock.default_model.clone(),
             demo: bedrock.is_demo(),
             max_message_chars: settings.limits.max_message_chars,

@@ -5,6 +5,7 @@
 //! file's value (lists are comma-separated). Loading is a pure function of the
 //! file text and an environment map so that tests can exercise it directly.
 
+use crate::chat::ModelOption;
 use serde::Deserialize;
 use std::{collections::HashMap, net::SocketAddr, path::Path};
 
@@ -39,8 +40,10 @@ pub enum BackendChoice {
 pub struct BedrockSettings {
     pub backend: BackendChoice,
     pub fallback_region: String,
-    /// `"model-id"` or `"model-id|Label"`; see [`BedrockSettings::model_options`].
-    pub models: Vec<String>,
+    /// Offered models, written `"model-id"` or `"model-id|Label"` and parsed
+    /// once here, not on every request.
+    #[serde(deserialize_with = "model_options")]
+    pub models: Vec<ModelOption>,
     pub default_model: String,
     pub system_prompt: String,
     pub max_tokens: i32,
@@ -112,7 +115,7 @@ impl Settings {
         if b.models.is_empty() {
             return Err(SettingsError::Invalid("bedrock.models is empty".into()));
         }
-        if !b.model_options().iter().any(|m| m.id == b.default_model) {
+        if !b.offers(&b.default_model) {
             return Err(SettingsError::Invalid(format!(
                 "bedrock.default_model {:?} is not one of bedrock.models",
                 b.default_model
@@ -142,19 +145,24 @@ impl Settings {
 }
 
 impl BedrockSettings {
-    /// The models offered to users, with their display labels.
-    pub fn model_options(&self) -> Vec<crate::chat::ModelOption> {
-        self.models
-            .iter()
-            .map(|entry| {
-                let (id, label) = entry.split_once('|').unwrap_or((entry, entry));
-                crate::chat::ModelOption {
-                    id: id.trim().to_owned(),
-                    label: label.trim().to_owned(),
-                }
-            })
-            .collect()
+    /// Whether `model_id` is one of the offered models.
+    pub fn offers(&self, model_id: &str) -> bool {
+        self.models.iter().any(|m| m.id == model_id)
     }
+}
+
+fn model_options<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ModelOption>, D::Error> {
+    let entries = Vec::<String>::deserialize(d)?;
+    Ok(entries
+        .iter()
+        .map(|entry| {
+            let (id, label) = entry.split_once('|').unwrap_or((entry, entry));
+            ModelOption {
+                id: id.trim().to_owned(),
+                label: label.trim().to_owned(),
+            }
+        })
+        .collect())
 }
 
 fn read(path: &Path) -> Result<String, SettingsError> {
@@ -218,7 +226,7 @@ mod tests {
     fn built_in_settings_are_valid() {
         let s = Settings::built_in_with(&env(&[])).unwrap();
         assert_eq!(s.bedrock.backend, BackendChoice::Auto);
-        assert!(s.bedrock.model_options().len() >= 2);
+        assert!(s.bedrock.models.len() >= 2);
     }
 
     #[test]
@@ -235,7 +243,7 @@ mod tests {
         assert_eq!(s.bedrock.max_tokens, 77);
         assert_eq!(s.bedrock.temperature, 0.25);
         assert_eq!(s.bedrock.backend, BackendChoice::Simulator);
-        let models = s.bedrock.model_options();
+        let models = &s.bedrock.models;
         assert_eq!(
             (models[0].id.as_str(), models[0].label.as_str()),
             ("a", "Model A")
