@@ -4,8 +4,8 @@ use crate::chat::{view::ChatPage, ModelOption};
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
-    StaticSegment,
+    components::{Outlet, ParentRoute, Route, Router, Routes},
+    path,
 };
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,7 @@ pub struct PageConfig {
     /// Answers come from the built-in simulator, not from Bedrock.
     pub demo: bool,
     pub max_message_chars: usize,
+    pub max_title_chars: usize,
 }
 
 const PAGE_CONFIG_ID: &str = "page-config";
@@ -72,7 +73,13 @@ pub fn App(page: PageConfig) -> impl IntoView {
         <Title text="bedrock-chat"/>
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                <Route path=StaticSegment("") view=move || view! { <ChatPage page=page.clone()/> }/>
+                // One page for a new chat (`/`) and each conversation
+                // (`/c/{id}`): moving between them keeps it mounted, and it
+                // reads the conversation id from the URL.
+                <ParentRoute path=path!("") view=move || view! { <ChatPage page=page.clone()/><Outlet/> }>
+                    <Route path=path!("") view=|| ()/>
+                    <Route path=path!("c/:id") view=|| ()/>
+                </ParentRoute>
             </Routes>
         </Router>
     }
@@ -92,6 +99,7 @@ mod tests {
             default_model: "m".into(),
             demo: true,
             max_message_chars: 10,
+            max_title_chars: 10,
         };
         let json = page.to_script_json();
         assert!(!json.contains('<'), "{json}");

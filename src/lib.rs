@@ -18,6 +18,7 @@
 //! | [`server`]  | server  | axum router, settings, validation, the SSE endpoints          |
 //! | [`sse`]     | both    | the SSE wire format: encoding (server) and parsing (browser)  |
 //! | [`chat`]    | both    | the chat wire types, the chat page, and its stream client     |
+//! | [`conversations`] | both | stored conversations: store, owners, API, sidebar        |
 //! | [`app`]     | both    | the HTML shell and routes                                     |
 
 // The chat page's statically typed view tree is deep; the release WASM build
@@ -26,6 +27,7 @@
 
 pub mod app;
 pub mod chat;
+pub mod conversations;
 pub mod sse;
 
 #[cfg(feature = "ssr")]

@@ -1,48 +1,122 @@
 //! The chat endpoints.
 
 use super::{
-    relay::{relay, EventStreamFormat, SeedFormat, WireFormat},
-    validate::validate,
-    ChatRequest,
+    record::AnswerRecorder,
+    relay::{relay, EventStreamFormat, SeedFormat},
+    validate::{validate, validate_send},
+    ChatRequest, SendRequest, Started,
 };
 use crate::{
-    bedrock::ConverseInput,
-    server::{ApiError, AppState},
+    bedrock::{ConverseInput, Turn},
+    chat::Role,
+    conversations::{history, identity::Owner, store::NewExchange, title_from_message, MessageStatus},
+    server::{parse_json, ApiError, AppState},
     sse,
 };
 use axum::{
     body::{Body, Bytes},
     extract::{rejection::BytesRejection, State},
-    http::StatusCode,
     response::Response,
+    Extension,
 };
+use futures::StreamExt as _;
+use std::time::Instant;
 
-/// `POST /api/chat/stream`: answers with our documented event stream.
+/// Longest title made from a first message, in characters.
+const AUTO_TITLE_CHARS: usize = 60;
+
+const SEND_EXAMPLE: &str = r#"{"content": "Hello", "conversation_id": null}"#;
+const COMPAT_EXAMPLE: &str = r#"{"messages": [{"role": "user", "content": "Hello"}]}"#;
+
+/// `POST /api/chat/stream`: stores the user's message, then streams the
+/// answer with our documented event stream and stores it when it ends.
 pub async fn stream_chat(
     State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    start_answer(&state, body, EventStreamFormat::default()).await
+    let started = Instant::now();
+    let request: SendRequest = parse_json(body, SEND_EXAMPLE)?;
+    let send = validate_send(&request, &state.settings)?;
+    let limits = &state.settings.limits;
+
+    // Stored before the model is called: whatever happens next, the user's
+    // message is not lost.
+    let title = title_from_message(send.text, AUTO_TITLE_CHARS.min(limits.max_title_chars));
+    let exchange = state
+        .store
+        .begin_exchange(NewExchange {
+            owner: owner.as_str(),
+            conversation_id: send.conversation_id,
+            title: &title,
+            text: send.text,
+            model_id: send.model_id,
+        })
+        .await?;
+
+    let bedrock = &state.settings.bedrock;
+    let turns = history::build(
+        &exchange.earlier,
+        send.text,
+        bedrock.history_token_budget,
+        limits.max_messages,
+    );
+    let input = ConverseInput {
+        model_id: send.model_id,
+        system_prompt: &bedrock.system_prompt,
+        turns: turns
+            .iter()
+            .map(|t| Turn {
+                from_user: t.role == Role::User,
+                text: &t.text,
+            })
+            .collect(),
+        max_tokens: bedrock.max_tokens,
+        temperature: bedrock.temperature,
+    };
+
+    let mut format = EventStreamFormat::default();
+    let start = format.start(Started {
+        conversation_id: exchange.conversation.id.clone(),
+        title: exchange.conversation.title.clone(),
+        created: exchange.created,
+        user_message_id: exchange.user_message_id.clone(),
+        answer_id: exchange.answer_id.clone(),
+    });
+    let mut recorder = AnswerRecorder::new(
+        state.store.clone(),
+        exchange.answer_id,
+        exchange.conversation.id,
+        started,
+    );
+    let body = match state.bedrock.converse_stream(&input).await {
+        Ok(model) => {
+            let answer = relay(model, format, Some(recorder));
+            Body::from_stream(futures::stream::once(async { Ok(start) }).chain(answer))
+        }
+        Err(err) => {
+            // The message is stored and the client needs the conversation's
+            // id, so even an error before the first token is an event.
+            let info = ApiError::from(err).info;
+            let info = match recorder.finish(MessageStatus::Error, Some(info.clone())).await {
+                Ok(()) => info,
+                Err(storage) => ApiError::from(storage).info,
+            };
+            let error = super::relay::WireFormat::error(&mut format, info);
+            Body::from_stream(futures::stream::iter([Ok::<_, std::convert::Infallible>(start), Ok(error)]))
+        }
+    };
+    Ok(sse::encode::response(body))
 }
 
-/// `POST /api/chat`: the same answer in the wire format of the FastAPI
-/// service we replace, so its Streamlit client works unchanged.
+/// `POST /api/chat`: the wire format of the FastAPI service we replace, so
+/// its Streamlit client works unchanged. It carries the whole conversation
+/// in each request, as that client does; nothing is stored.
 pub async fn compat_chat(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    start_answer(&state, body, SeedFormat).await
-}
-
-/// Validates, calls Bedrock, and streams its answer. Nothing reaches Bedrock
-/// unless the request passed validation; errors before the first event are
-/// HTTP errors, later ones are events in the stream.
-async fn start_answer(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-    format: impl WireFormat,
-) -> Result<Response, ApiError> {
-    let request = parse(body, state.settings.limits.max_body_bytes)?;
+    let request: ChatRequest = parse_json(body, COMPAT_EXAMPLE)?;
     let chat = validate(&request, &state.settings)?;
     let bedrock = &state.settings.bedrock;
     let input = ConverseInput {
@@ -53,34 +127,5 @@ async fn start_answer(
         temperature: bedrock.temperature,
     };
     let model = state.bedrock.converse_stream(&input).await?;
-    Ok(sse::encode::response(Body::from_stream(relay(model, format))))
-}
-
-fn parse(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<ChatRequest, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                format!("The request is larger than the {limit} bytes this server accepts. Send a shorter conversation."),
-                false,
-            )
-        } else {
-            ApiError::bad_request("unreadable_body", format!("The request body could not be read: {rejection}"))
-        }
-    })?;
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_body",
-            r#"The request body is empty. Send JSON like {"messages":[{"role":"user","content":"Hello"}]}."#,
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|err| {
-        ApiError::bad_request(
-            "malformed_json",
-            format!(
-                r#"The request body is not a valid chat request ({err}). Send JSON like {{"messages":[{{"role":"user","content":"Hello"}}]}}."#
-            ),
-        )
-    })
+    Ok(sse::encode::response(Body::from_stream(relay(model, SeedFormat, None))))
 }

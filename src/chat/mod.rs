@@ -3,20 +3,26 @@
 //!
 //! # The stream (`POST /api/chat/stream`)
 //!
-//! The request body is a [`ChatRequest`]. The answer is `text/event-stream`;
-//! every event carries `id:` (a sequence number from 1, for resumable streams
+//! The request body is a [`SendRequest`]: the user's new message, and the
+//! conversation it belongs to (none starts a new one). The history sent to
+//! the model comes from the store. The answer is `text/event-stream`; every
+//! event carries `id:` (a sequence number from 1, for resumable streams
 //! later) and one of the event names below, with JSON `data:`:
 //!
 //! | event   | data                                                                   |
 //! |---------|------------------------------------------------------------------------|
+//! | `start` | [`Started`]: the message is stored; the conversation's id and title    |
 //! | `delta` | [`Delta`] `{"text": "..."}`: append to the answer                       |
 //! | `usage` | [`Usage`] `{"input_tokens", "output_tokens", "total_tokens", "latency_ms"}` |
 //! | `error` | [`ErrorInfo`] `{"code", "message", "retryable"}`: the answer ends here  |
 //! | `done`  | [`Done`] `{"stop_reason": "end_turn"}`: the answer is complete          |
 //!
-//! Exactly one of `error` or `done` ends a stream. Errors found before the
-//! model is called (validation, throttling before the first token, ...) are
-//! plain HTTP errors with a JSON body `{"error": ErrorInfo}` instead.
+//! `start` comes first. Exactly one of `error` or `done` ends a stream, and
+//! only after the answer is stored. Errors found before the message is
+//! stored (validation, an unknown conversation, storage down) are plain HTTP
+//! errors with a JSON body `{"error": ErrorInfo}` instead; from `start` on,
+//! every error (throttling before the first token included) is an `error`
+//! event, so the client always learns the id of the conversation it is in.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +30,8 @@ pub mod view;
 
 #[cfg(feature = "ssr")]
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod record;
 #[cfg(feature = "ssr")]
 pub mod relay;
 #[cfg(feature = "ssr")]
@@ -55,14 +63,38 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-/// What the browser (or any client) sends to start an answer. The seed
-/// client's body `{"messages": [...]}` is a valid `ChatRequest` too.
+/// What the compatibility endpoint takes: the whole conversation, as the
+/// seed's Streamlit client sends it. Such answers are not stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     /// One of the offered models; the configured default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
     pub messages: Vec<ChatMessage>,
+}
+
+/// What the page sends to add a message to a conversation and stream the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The conversation to continue; absent or null starts a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// The user's new message.
+    pub content: String,
+    /// One of the offered models; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+}
+
+/// First event of a stream: the user's message is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub conversation_id: String,
+    pub title: String,
+    /// Whether this message started the conversation.
+    pub created: bool,
+    pub user_message_id: String,
+    pub answer_id: String,
 }
 
 /// A model a user may pick.
@@ -111,6 +143,7 @@ pub struct Done {
 /// One event of the answer stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
+    Start(Started),
     Delta(Delta),
     Usage(Usage),
     Error(ErrorInfo),
@@ -121,6 +154,7 @@ impl StreamEvent {
     /// The SSE `event:` name.
     pub fn name(&self) -> &'static str {
         match self {
+            StreamEvent::Start(_) => "start",
             StreamEvent::Delta(_) => "delta",
             StreamEvent::Usage(_) => "usage",
             StreamEvent::Error(_) => "error",
@@ -132,6 +166,7 @@ impl StreamEvent {
     /// so that older clients ignore events added later.
     pub fn decode(name: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
         Some(match name {
+            "start" => serde_json::from_str(data).map(StreamEvent::Start),
             "delta" => serde_json::from_str(data).map(StreamEvent::Delta),
             "usage" => serde_json::from_str(data).map(StreamEvent::Usage),
             "error" => serde_json::from_str(data).map(StreamEvent::Error),

@@ -1,7 +1,7 @@
 //! Browser side of the answer stream: `fetch` with a streaming body, parsed
-//! as SSE chunk by chunk. (`EventSource` cannot POST a conversation.)
+//! as SSE chunk by chunk. (`EventSource` cannot POST a message.)
 
-use super::{ChatRequest, ErrorBody, ErrorInfo, StreamEnd, StreamEvent, STREAM_PATH};
+use super::{ErrorBody, SendRequest, ErrorInfo, StreamEnd, StreamEvent, STREAM_PATH};
 use crate::sse::Parser;
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -9,8 +9,11 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, AbortSignal, ReadableStreamDefaultReader};
 
 /// Handle of a running answer stream.
+///
+/// `Send` (through `SendWrapper`; the browser runs the app on one thread) so
+/// that the page can keep it in the same kind of `StoredValue` on both builds.
 pub struct ActiveStream {
-    controller: AbortController,
+    controller: send_wrapper::SendWrapper<AbortController>,
 }
 
 impl ActiveStream {
@@ -24,7 +27,7 @@ impl ActiveStream {
 /// Starts streaming the answer to `request`. `on_event` sees every event in
 /// order; `on_end` is called once, last.
 pub fn start(
-    request: ChatRequest,
+    request: SendRequest,
     mut on_event: impl FnMut(StreamEvent) + 'static,
     on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ActiveStream {
@@ -38,11 +41,13 @@ pub fn start(
         };
         on_end(end);
     });
-    ActiveStream { controller }
+    ActiveStream {
+        controller: send_wrapper::SendWrapper::new(controller),
+    }
 }
 
 async fn read_stream(
-    request: &ChatRequest,
+    request: &SendRequest,
     signal: &AbortSignal,
     on_event: &mut impl FnMut(StreamEvent),
 ) -> Result<StreamEnd, ErrorInfo> {

@@ -3,7 +3,7 @@
 //! stream on the server never happens. This twin keeps the shared view code
 //! free of `#[cfg]`s.
 
-use super::{ChatRequest, StreamEnd, StreamEvent};
+use super::{SendRequest, StreamEnd, StreamEvent};
 
 /// Handle of a running answer stream.
 pub struct ActiveStream;
@@ -13,7 +13,7 @@ impl ActiveStream {
 }
 
 pub fn start(
-    _request: ChatRequest,
+    _request: SendRequest,
     _on_event: impl FnMut(StreamEvent) + 'static,
     _on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ActiveStream {

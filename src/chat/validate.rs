@@ -1,12 +1,83 @@
-//! Checks a [`ChatRequest`] before any Bedrock call, so that bad input costs
+//! Checks a [`SendRequest`] (or the compatibility endpoint's [`ChatRequest`]) before any Bedrock call, so that bad input costs
 //! nothing and gets an answer a person understands.
 
-use super::{ChatRequest, Role};
+use super::{ChatRequest, Role, SendRequest};
 use crate::{
     bedrock::Turn,
     server::{ApiError, Settings},
 };
 use axum::http::StatusCode;
+
+/// A new message that passed every check.
+#[derive(Debug)]
+pub struct ValidSend<'a> {
+    pub conversation_id: Option<&'a str>,
+    pub text: &'a str,
+    pub model_id: &'a str,
+}
+
+pub fn validate_send<'a>(request: &'a SendRequest, settings: &'a Settings) -> Result<ValidSend<'a>, ApiError> {
+    let conversation_id = match request.conversation_id.as_deref() {
+        Some(id) => {
+            crate::conversations::api::check_id(id)?;
+            Some(id)
+        }
+        None => None,
+    };
+    check_text(&request.content, "Your message", settings)?;
+    Ok(ValidSend {
+        conversation_id,
+        text: &request.content,
+        model_id: pick_model(request.model_id.as_deref(), settings)?,
+    })
+}
+
+/// A message's text: not blank, within the length limit (in characters,
+/// not bytes), no control characters but line breaks and tabs.
+fn check_text(text: &str, label: &str, settings: &Settings) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_message",
+            if label == "Your message" {
+                "Your message is empty. Type something before sending.".to_owned()
+            } else {
+                format!("{label} is empty.")
+            },
+        ));
+    }
+    let max = settings.limits.max_message_chars;
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_long",
+            format!("{label} is {chars} characters long; the limit is {max}. Shorten it or split it into several messages."),
+            false,
+        ));
+    }
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(ApiError::bad_request(
+            "invalid_characters",
+            format!("{label} contains control characters that cannot be sent to the model. Remove them and try again."),
+        ));
+    }
+    Ok(())
+}
+
+/// The requested model if it is offered, else the default.
+fn pick_model<'a>(requested: Option<&'a str>, settings: &'a Settings) -> Result<&'a str, ApiError> {
+    match requested {
+        None => Ok(settings.bedrock.default_model.as_str()),
+        Some(id) if settings.bedrock.offers(id) => Ok(id),
+        Some(id) => {
+            let names: Vec<_> = settings.bedrock.models.iter().map(|m| m.id.as_str()).collect();
+            Err(ApiError::bad_request(
+                "unknown_model",
+                format!("The model {id:?} is not offered here. Choose one of: {}.", names.join(", ")),
+            ))
+        }
+    }
+}
 
 /// A request that passed every check, borrowing its text from the request.
 #[derive(Debug)]
@@ -61,59 +132,14 @@ pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<
     }
     for (index, message) in messages.iter().enumerate() {
         let is_last = index + 1 == messages.len();
-        if message.content.trim().is_empty() {
-            return Err(ApiError::bad_request(
-                "empty_message",
-                if is_last {
-                    "Your message is empty. Type something before sending.".to_owned()
-                } else {
-                    format!("Message {} of the conversation is empty.", index + 1)
-                },
-            ));
-        }
-        let chars = message.content.chars().count();
-        if chars > limits.max_message_chars {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "message_too_long",
-                format!(
-                    "{} is {chars} characters long; the limit is {}. Shorten it or split it into several messages.",
-                    if is_last { "Your message".to_owned() } else { format!("Message {}", index + 1) },
-                    limits.max_message_chars
-                ),
-                false,
-            ));
-        }
-        if message
-            .content
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            return Err(ApiError::bad_request(
-                "invalid_characters",
-                format!(
-                    "Message {} contains control characters that cannot be sent to the model. Remove them and try again.",
-                    index + 1
-                ),
-            ));
-        }
+        let label = if is_last {
+            "Your message".to_owned()
+        } else {
+            format!("Message {} of the conversation", index + 1)
+        };
+        check_text(&message.content, &label, settings)?;
     }
-    let model_id = match request.model_id.as_deref() {
-        None => settings.bedrock.default_model.as_str(),
-        Some(id) => {
-            if !settings.bedrock.offers(id) {
-                let names: Vec<_> = settings.bedrock.models.iter().map(|m| m.id.as_str()).collect();
-                return Err(ApiError::bad_request(
-                    "unknown_model",
-                    format!(
-                        "The model {id:?} is not offered here. Choose one of: {}.",
-                        names.join(", ")
-                    ),
-                ));
-            }
-            id
-        }
-    };
+    let model_id = pick_model(request.model_id.as_deref(), settings)?;
     Ok(ValidChat {
         model_id,
         turns: messages

@@ -1,4 +1,11 @@
-//! The chat page: a transcript that grows as the answer streams, and a composer.
+//! The chat page: the list of conversations, a transcript that grows as the
+//! answer streams, and a composer.
+//!
+//! The page stays mounted while the URL moves between `/` (a new chat) and
+//! `/c/{id}`: the routes are children of this component, so switching
+//! conversations swaps the transcript without reloading the page, and a new
+//! conversation's URL is set the moment the server names it, without
+//! interrupting its answer.
 //!
 //! Rendering cost is kept proportional to what changed: the transcript is a
 //! keyed list, so adding a turn never re-renders earlier ones, and an answer's
@@ -6,28 +13,17 @@
 //! (work per delta is proportional to the delta, not to the answer or the
 //! transcript). Text is always inserted as text, never parsed as HTML.
 
-use super::{stream_client, ChatMessage, ChatRequest, ErrorInfo, Role, StreamEnd, StreamEvent, Usage};
-use crate::app::PageConfig;
+use super::{stream_client, ErrorInfo, Role, SendRequest, Started, StreamEnd, StreamEvent, Usage};
+use crate::{
+    app::PageConfig,
+    conversations::{client, id_from_path, page_path, sidebar::Sidebar, Conversation, MessageStatus},
+};
 use leptos::{ev, html, prelude::*};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Streaming,
-    Complete,
-    Stopped,
-    Failed,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Streaming => "streaming",
-            Status::Complete => "complete",
-            Status::Stopped => "stopped",
-            Status::Failed => "error",
-        }
-    }
-}
+use leptos_meta::Title;
+use leptos_router::{
+    hooks::{use_location, use_navigate},
+    NavigateOptions,
+};
 
 /// One message of the transcript. Every field is a reactive handle, so a
 /// `Turn` is `Copy` and the stream callbacks can hold it.
@@ -36,19 +32,23 @@ struct Turn {
     id: u64,
     role: Role,
     text: StoredValue<String>,
-    status: RwSignal<Status>,
+    status: RwSignal<MessageStatus>,
+    /// Whether this page is receiving this answer now (a stored answer in
+    /// status `streaming` is being written for another tab).
+    live: bool,
     error: RwSignal<Option<ErrorInfo>>,
     usage: RwSignal<Option<Usage>>,
     body: NodeRef<html::Div>,
 }
 
 impl Turn {
-    fn new(id: u64, role: Role, text: String, status: Status) -> Self {
+    fn new(id: u64, role: Role, text: String, status: MessageStatus, live: bool) -> Self {
         Self {
             id,
             role,
             text: StoredValue::new(text),
             status: RwSignal::new(status),
+            live,
             error: RwSignal::new(None),
             usage: RwSignal::new(None),
             body: NodeRef::new(),
@@ -66,67 +66,158 @@ impl Turn {
             }
             StreamEvent::Usage(usage) => self.usage.set(Some(usage)),
             StreamEvent::Error(info) => self.fail(info),
-            StreamEvent::Done(_) => self.status.set(Status::Complete),
+            StreamEvent::Done(_) => self.status.set(MessageStatus::Complete),
+            StreamEvent::Start(_) => {}
         }
     }
 
     fn finish(self, end: StreamEnd) {
         match end {
             StreamEnd::Finished => {}
-            StreamEnd::Stopped => self.status.set(Status::Stopped),
+            StreamEnd::Stopped => self.status.set(MessageStatus::Stopped),
             StreamEnd::Failed(info) => self.fail(info),
         }
     }
 
     fn fail(self, info: ErrorInfo) {
         self.error.set(Some(info));
-        self.status.set(Status::Failed);
+        self.status.set(MessageStatus::Error);
     }
 }
 
-/// The conversation as the model should see it: every exchange whose answer
-/// has text. An exchange that failed before any text is left out, so user
-/// and assistant still take turns.
-fn history(turns: &[Turn]) -> Vec<ChatMessage> {
-    let mut messages = Vec::with_capacity(turns.len() + 1);
-    for pair in turns.chunks_exact(2) {
-        let answer = pair[1].text.get_value();
-        if answer.trim().is_empty() {
-            continue;
-        }
-        messages.push(ChatMessage {
-            role: Role::User,
-            content: pair[0].text.get_value(),
-        });
-        messages.push(ChatMessage {
-            role: Role::Assistant,
-            content: answer,
-        });
-    }
-    messages
+/// What the transcript should show: the conversation named by the URL, or a
+/// new chat. `nonce` changes whenever the transcript must be (re)loaded; it
+/// does not when the URL changes to the conversation already on screen (the
+/// one just created by sending a message).
+#[derive(Debug, Clone, PartialEq)]
+struct LoadKey {
+    id: Option<String>,
+    nonce: u64,
 }
+
+type Loaded = Result<Option<Conversation>, ErrorInfo>;
 
 #[component]
 pub fn ChatPage(page: PageConfig) -> impl IntoView {
+    let location = use_location();
+    let navigate = use_navigate();
+    let route_id = Memo::new(move |_| location.pathname.with(|p| id_from_path(p).map(str::to_owned)));
+    // The conversation whose transcript is on screen; `None` for a new chat.
+    let on_screen = RwSignal::new(None::<String>);
+    let title = RwSignal::new(None::<String>);
+    let load_key = Memo::new(move |prev: Option<&LoadKey>| {
+        let id = route_id.get();
+        match prev {
+            Some(prev) if id == on_screen.get_untracked() => prev.clone(),
+            Some(prev) => LoadKey {
+                id,
+                nonce: prev.nonce + 1,
+            },
+            None => LoadKey { id, nonce: 0 },
+        }
+    });
+    let conversation = Resource::new(
+        move || load_key.get(),
+        |key| async move {
+            match key.id {
+                None => Ok(None),
+                Some(id) => client::get(id).await.map(Some),
+            }
+        },
+    );
+    // Bumped to reload the list of conversations after a change.
+    let list_version = RwSignal::new(0_u64);
+    let conversations = Resource::new(move || list_version.get(), |_| client::list());
+    let refresh_list = move || list_version.update(|v| *v += 1);
+
     let turns = RwSignal::new(Vec::<Turn>::new());
     let next_id = StoredValue::new(0_u64);
     let draft = RwSignal::new(String::new());
     let model = RwSignal::new(page.default_model.clone());
-    let active = StoredValue::new_local(None::<stream_client::ActiveStream>);
+    let active = StoredValue::new(None::<stream_client::ActiveStream>);
+    // Which send the active stream belongs to, so a stream ended by
+    // switching conversations cannot reset the state of a newer one.
+    let stream_generation = StoredValue::new(0_u64);
     let streaming = RwSignal::new(false);
     // Set once the page is interactive; end-to-end tests wait for it.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
+
+    let new_turn = move |role, text, status, live| {
+        let id = next_id.get_value();
+        next_id.set_value(id + 1);
+        Turn::new(id, role, text, status, live)
+    };
+    let stop = move || active.with_value(|a| a.iter().for_each(|a| a.stop()));
+
+    // Switching conversations ends this page's stream; the server stores
+    // the answer as far as it got.
+    Effect::new(move |previous: Option<()>| {
+        load_key.track();
+        if previous.is_some() {
+            stop();
+        }
+    });
+
+    // Puts a loaded conversation on screen. Runs when the transcript loads
+    // (on the server, and again on each switch in the browser).
+    let show = {
+        let offered: Vec<String> = page.models.iter().map(|m| m.id.clone()).collect();
+        move |loaded: Loaded| -> Option<ErrorInfo> {
+            let (found, error) = match loaded {
+                Ok(found) => (found, None),
+                Err(info) => (None, Some(info)),
+            };
+            let Some(found) = found else {
+                on_screen.set(None);
+                title.set(None);
+                turns.set(Vec::new());
+                return error;
+            };
+            let list = found
+                .messages
+                .iter()
+                .map(|m| {
+                    let turn = new_turn(m.role, m.content.clone(), m.status, false);
+                    turn.usage.set(m.usage);
+                    turn.error.set(m.error.clone());
+                    turn
+                })
+                .collect();
+            if let Some(last_model) = found.messages.iter().rev().find_map(|m| m.model_id.clone()) {
+                if offered.contains(&last_model) {
+                    model.set(last_model);
+                }
+            }
+            on_screen.set(Some(found.summary.id));
+            title.set(Some(found.summary.title));
+            turns.set(list);
+            None
+        }
+    };
 
     let max_chars = page.max_message_chars;
     let draft_chars = Memo::new(move |_| draft.with(|d| d.chars().count()));
     let too_long = move || draft_chars.get() > max_chars;
     let can_send = move || !streaming.get() && !too_long() && draft.with(|d| !d.trim().is_empty());
 
-    let new_turn = move |role, text, status| {
-        let id = next_id.get_value();
-        next_id.set_value(id + 1);
-        Turn::new(id, role, text, status)
+    let on_started = move |started: Started| {
+        let id = started.conversation_id;
+        on_screen.set(Some(id.clone()));
+        title.set(Some(started.title));
+        if started.created {
+            // The URL names the new conversation; replacing (not pushing)
+            // keeps Back from returning to an empty "new chat".
+            navigate(
+                &page_path(&id),
+                NavigateOptions {
+                    replace: true,
+                    scroll: false,
+                    ..Default::default()
+                },
+            );
+            refresh_list();
+        }
     };
 
     let send = move || {
@@ -134,33 +225,50 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
             return;
         }
         let text = draft.get_untracked();
-        let mut messages = turns.with_untracked(|t| history(t));
-        messages.push(ChatMessage {
-            role: Role::User,
-            content: text.clone(),
-        });
-        let question = new_turn(Role::User, text, Status::Complete);
-        let reply = new_turn(Role::Assistant, String::new(), Status::Streaming);
+        let question = new_turn(Role::User, text.clone(), MessageStatus::Complete, true);
+        let reply = new_turn(Role::Assistant, String::new(), MessageStatus::Streaming, true);
         turns.update(|t| t.extend([question, reply]));
         draft.set(String::new());
         streaming.set(true);
-        let request = ChatRequest {
+        let generation = stream_generation.get_value() + 1;
+        stream_generation.set_value(generation);
+        let request = SendRequest {
+            conversation_id: on_screen.get_untracked(),
+            content: text.clone(),
             model_id: Some(model.get_untracked()),
-            messages,
         };
+        let stored = StoredValue::new(false);
+        let on_started = on_started.clone();
         let handle = stream_client::start(
             request,
-            move |event| reply.apply(event),
+            move |event| match event {
+                StreamEvent::Start(started) => {
+                    stored.set_value(true);
+                    on_started(started);
+                }
+                other => reply.apply(other),
+            },
             move |end| {
+                if !stored.get_value() {
+                    // Refused before it was stored: give the text back so
+                    // nothing the user typed is lost.
+                    if draft.with_untracked(String::is_empty) {
+                        draft.set(text);
+                    }
+                    question.status.set(MessageStatus::Error);
+                }
                 reply.finish(end);
-                active.set_value(None);
-                streaming.set(false);
+                if stream_generation.get_value() == generation {
+                    active.set_value(None);
+                    streaming.set(false);
+                }
+                refresh_list();
             },
         );
         active.set_value(Some(handle));
     };
-    let stop = move || active.with_value(|a| a.iter().for_each(|a| a.stop()));
 
+    let send_on_submit = send.clone();
     let on_keydown = move |ev: ev::KeyboardEvent| {
         // Enter sends; Shift+Enter is a new line; Enter that confirms an IME
         // composition (Korean, Japanese, Chinese) must never send.
@@ -175,72 +283,103 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
 
     let models = page.models.clone();
     let default_model = page.default_model.clone();
+    let page_title = move || match title.get() {
+        Some(t) => format!("{t} · bedrock-chat"),
+        None => "bedrock-chat".to_owned(),
+    };
     view! {
-        <main class="chat" data-hydrated=move || hydrated.get().to_string()>
-            <header class="topbar">
-                <h1>"bedrock-chat"</h1>
-                <label class="model-picker">
-                    <span class="visually-hidden">"Model"</span>
-                    <select
-                        aria-label="Model"
-                        on:change=move |ev| model.set(event_target_value(&ev))
-                        prop:value=move || model.get()
+        <Title text=page_title/>
+        <div class="layout">
+            <Sidebar conversations active=on_screen.into() list_version max_title_chars=page.max_title_chars/>
+            <main class="chat" data-hydrated=move || hydrated.get().to_string()>
+                <header class="topbar">
+                    <h1 class="conversation-title">{move || title.get().unwrap_or_else(|| "New chat".to_owned())}</h1>
+                    <label class="model-picker">
+                        <span class="visually-hidden">"Model"</span>
+                        <select
+                            aria-label="Model"
+                            on:change=move |ev| model.set(event_target_value(&ev))
+                            prop:value=move || model.get()
+                        >
+                            {models
+                                .into_iter()
+                                .map(|m| {
+                                    let selected = m.id == default_model;
+                                    view! { <option value=m.id selected=selected>{m.label}</option> }
+                                })
+                                .collect_view()}
+                        </select>
+                    </label>
+                    {page.demo.then(|| view! {
+                        <span class="badge demo" title="No AWS credentials were found, so answers come from the built-in Bedrock simulator.">
+                            "demo model (offline)"
+                        </span>
+                    })}
+                </header>
+
+                // column-reverse keeps the view pinned to the newest text while it
+                // grows, with no script, and leaves it alone once the user scrolls up.
+                <section class="transcript" aria-label="Conversation">
+                    <div class="transcript-inner">
+                        <Transition fallback=|| view! { <p class="loading">"Loading the conversation…"</p> }>
+                            {move || {
+                                let show = show.clone();
+                                Suspend::new(async move {
+                                    let error = show(conversation.await);
+                                    view! { <Transcript turns error/> }
+                                })
+                            }}
+                        </Transition>
+                    </div>
+                </section>
+
+                <form class="composer" on:submit=move |ev: ev::SubmitEvent| {
+                    ev.prevent_default();
+                    send_on_submit();
+                }>
+                    <textarea
+                        name="message"
+                        aria-label="Message"
+                        placeholder="Message (Enter to send, Shift+Enter for a new line)"
+                        rows="2"
+                        prop:value=move || draft.get()
+                        on:input=move |ev| draft.set(event_target_value(&ev))
+                        on:keydown=on_keydown
+                    ></textarea>
+                    <Show
+                        when=move || streaming.get()
+                        fallback=move || view! {
+                            <button type="submit" class="send" disabled=move || !can_send()>"Send"</button>
+                        }
                     >
-                        {models
-                            .into_iter()
-                            .map(|m| {
-                                let selected = m.id == default_model;
-                                view! { <option value=m.id selected=selected>{m.label}</option> }
-                            })
-                            .collect_view()}
-                    </select>
-                </label>
-                {page.demo.then(|| view! {
-                    <span class="badge demo" title="No AWS credentials were found, so answers come from the built-in Bedrock simulator.">
-                        "demo model (offline)"
-                    </span>
-                })}
-            </header>
-
-            // column-reverse keeps the view pinned to the newest text while it
-            // grows, with no script, and leaves it alone once the user scrolls up.
-            <section class="transcript" aria-label="Conversation">
-                <div class="transcript-inner">
-                    <Show when=move || turns.with(Vec::is_empty)>
-                        <p class="empty-state">"Ask anything. Answers appear as they are written."</p>
+                        <button type="button" class="stop" on:click=move |_| stop()>"Stop"</button>
                     </Show>
-                    <For each=move || turns.get() key=|turn| turn.id children=move |turn| view! { <TurnView turn/> }/>
-                </div>
-            </section>
+                    <Show when=too_long>
+                        <p class="limit" role="alert">
+                            {move || format!("{} / {max_chars} characters: shorten your message to send it.", draft_chars.get())}
+                        </p>
+                    </Show>
+                </form>
+            </main>
+        </div>
+    }
+}
 
-            <form class="composer" on:submit=move |ev: ev::SubmitEvent| {
-                ev.prevent_default();
-                send();
-            }>
-                <textarea
-                    name="message"
-                    aria-label="Message"
-                    placeholder="Message (Enter to send, Shift+Enter for a new line)"
-                    rows="2"
-                    prop:value=move || draft.get()
-                    on:input=move |ev| draft.set(event_target_value(&ev))
-                    on:keydown=on_keydown
-                ></textarea>
-                <Show
-                    when=move || streaming.get()
-                    fallback=move || view! {
-                        <button type="submit" class="send" disabled=move || !can_send()>"Send"</button>
-                    }
-                >
-                    <button type="button" class="stop" on:click=move |_| stop()>"Stop"</button>
-                </Show>
-                <Show when=too_long>
-                    <p class="limit" role="alert">
-                        {move || format!("{} / {max_chars} characters: shorten your message to send it.", draft_chars.get())}
-                    </p>
-                </Show>
-            </form>
-        </main>
+/// The turns on screen, or why the conversation could not be shown.
+#[component]
+fn Transcript(turns: RwSignal<Vec<Turn>>, error: Option<ErrorInfo>) -> impl IntoView {
+    let has_error = error.is_some();
+    view! {
+        {error.map(|info| view! {
+            <div class="load-error" role="alert">
+                <p>{info.message}</p>
+                <a href="/">"Start a new chat"</a>
+            </div>
+        })}
+        <Show when=move || !has_error && turns.with(Vec::is_empty)>
+            <p class="empty-state">"Ask anything. Answers appear as they are written."</p>
+        </Show>
+        <For each=move || turns.get() key=|turn| turn.id children=move |turn| view! { <TurnView turn/> }/>
     }
 }
 
@@ -256,21 +395,43 @@ fn TurnView(turn: Turn) -> impl IntoView {
         <article class=class data-status=move || turn.status.get().as_str()>
             <div class="who">{who}</div>
             <div class="text" node_ref=turn.body>{initial}</div>
-            {(turn.role == Role::Assistant).then(|| view! { <TurnFooter turn/> })}
+            {match turn.role {
+                Role::Assistant => view! { <TurnFooter turn/> }.into_any(),
+                Role::User => view! { <UserFooter turn/> }.into_any(),
+            }}
         </article>
+    }
+}
+
+/// A user message refused before it was stored says so.
+#[component]
+fn UserFooter(turn: Turn) -> impl IntoView {
+    move || {
+        (turn.status.get() == MessageStatus::Error).then(|| {
+            view! { <p class="state error">"Not sent: your text is back in the message box."</p> }
+        })
     }
 }
 
 #[component]
 fn TurnFooter(turn: Turn) -> impl IntoView {
     move || match turn.status.get() {
-        Status::Streaming => view! { <p class="state streaming">"Generating…"</p> }.into_any(),
-        Status::Stopped => view! { <p class="state stopped">"Stopped"</p> }.into_any(),
-        Status::Failed => {
-            let message = turn.error.get().map(|e| e.message).unwrap_or_default();
+        MessageStatus::Streaming if turn.live => view! { <p class="state streaming">"Generating…"</p> }.into_any(),
+        MessageStatus::Streaming => {
+            view! { <p class="state streaming">"Still being written. Reload to see the rest."</p> }.into_any()
+        }
+        MessageStatus::Stopped => view! { <p class="state stopped">"Stopped"</p> }.into_any(),
+        MessageStatus::Interrupted => view! {
+            <p class="state stopped">"Interrupted: the server stopped while writing this answer."</p>
+        }
+        .into_any(),
+        MessageStatus::Error => {
+            let message = turn.error.get().map(|e| e.message).unwrap_or_else(|| {
+                "This answer failed.".to_owned()
+            });
             view! { <p class="state error" role="alert">{message}</p> }.into_any()
         }
-        Status::Complete => turn
+        MessageStatus::Complete => turn
             .usage
             .get()
             .map(|u| {

@@ -3,6 +3,7 @@
 use crate::{
     bedrock::{BedrockError, ErrorKind},
     chat::{ErrorBody, ErrorInfo},
+    conversations::store::{StoreError, StoreErrorKind},
 };
 use axum::{
     http::StatusCode,
@@ -54,8 +55,81 @@ impl From<BedrockError> for ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        let (status, code, message, retryable) = match err.kind {
+            StoreErrorKind::NotFound => (
+                StatusCode::NOT_FOUND,
+                "conversation_not_found",
+                "This conversation does not exist or was deleted. Pick another one from the list or start a new chat.",
+                false,
+            ),
+            StoreErrorKind::Busy => (
+                StatusCode::CONFLICT,
+                "conversation_busy",
+                "An answer is still being written in this conversation. Wait for it to finish, or stop it, then send again.",
+                true,
+            ),
+            StoreErrorKind::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "Conversations cannot be saved or loaded right now because the database is not answering. Try again in a moment.",
+                true,
+            ),
+            StoreErrorKind::ReadOnly => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_read_only",
+                "Conversations can be read but not saved right now: the database is read-only. Nothing was sent to the model.",
+                false,
+            ),
+            StoreErrorKind::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                "Something went wrong while saving or loading this conversation. Try again; if it keeps happening, tell the administrator.",
+                true,
+            ),
+        };
+        if err.kind != StoreErrorKind::NotFound {
+            tracing::warn!(error = %err, "storage error");
+        }
+        Self::new(status, code, message, retryable)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(ErrorBody { error: self.info })).into_response()
     }
+}
+
+/// Reads a JSON request body, with errors a person can act on. `example` is
+/// a valid body, shown in the message.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    example: &str,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "The request is larger than this server accepts. Send a shorter message.",
+                false,
+            )
+        } else {
+            ApiError::bad_request("unreadable_body", format!("The request body could not be read: {rejection}"))
+        }
+    })?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_body",
+            format!("The request body is empty. Send JSON like {example}."),
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|err| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("The request body is not valid here ({err}). Send JSON like {example}."),
+        )
+    })
 }

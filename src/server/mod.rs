@@ -6,15 +6,21 @@
 mod error;
 pub mod settings;
 
-pub use error::ApiError;
+pub use error::{parse_json, ApiError};
 pub use settings::{BackendChoice, Settings};
 
 use crate::{
     app::{shell, App, PageConfig},
     bedrock::{self, BedrockChat},
     chat,
+    conversations::{self, identity::Identity, store::Store},
 };
-use axum::{extract::DefaultBodyLimit, routing::post, serve::ListenerExt, Router};
+use axum::{
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+    serve::ListenerExt,
+    Router,
+};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{net::SocketAddr, sync::Arc};
@@ -25,6 +31,8 @@ use tokio::net::TcpListener;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub bedrock: BedrockChat,
+    pub store: Store,
+    pub identity: Identity,
     pub leptos_options: LeptosOptions,
     pub page: PageConfig,
 }
@@ -54,6 +62,26 @@ impl Application {
     /// Like [`Application::build`] with a Bedrock client made by the caller
     /// (tests hand in one bound to a simulator they control).
     pub async fn build_with(settings: Settings, bedrock: BedrockChat) -> std::io::Result<Self> {
+        let storage = &settings.storage;
+        std::fs::create_dir_all(&storage.data_dir).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("data directory {}: {e}", storage.data_dir.display()))
+        })?;
+        let store = Store::connect(&storage.url()).await.map_err(|e| {
+            std::io::Error::other(format!("cannot open the conversation store: {}", e.detail))
+        })?;
+        let interrupted = store.recover_interrupted().await.map_err(|e| {
+            std::io::Error::other(format!("cannot recover the conversation store: {}", e.detail))
+        })?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "answers cut off by the last shutdown are marked interrupted");
+        }
+        let id = &settings.identity;
+        let identity = Identity::new(
+            &id.cookie_secret,
+            &storage.data_dir,
+            &id.trusted_user_header,
+            id.secure_cookie,
+        )?;
         let listener = TcpListener::bind(settings.server.site_addr).await?;
         let mut leptos_options = leptos_options()?;
         leptos_options.site_addr = listener.local_addr()?;
@@ -63,10 +91,13 @@ impl Application {
             default_model: settings.bedrock.default_model.clone(),
             demo: bedrock.is_demo(),
             max_message_chars: settings.limits.max_message_chars,
+            max_title_chars: settings.limits.max_title_chars,
         };
         let state = AppState {
             settings: Arc::new(settings),
             bedrock: bedrock.clone(),
+            store,
+            identity,
             leptos_options,
             page,
         };
@@ -119,16 +150,33 @@ fn router(state: AppState) -> Router {
         let page = state.page.clone();
         move || leptos::view! { <App page=page.clone()/> }
     });
+    let by_id = format!("{}/{{id}}", conversations::API_PATH);
     let api = Router::new()
         .route(chat::STREAM_PATH, post(chat::api::stream_chat))
         .route(chat::COMPAT_PATH, post(chat::api::compat_chat))
+        .route(conversations::API_PATH, get(conversations::api::list))
+        .route(
+            &by_id,
+            get(conversations::api::get)
+                .patch(conversations::api::rename)
+                .delete(conversations::api::delete),
+        )
         .layer(DefaultBodyLimit::max(state.settings.limits.max_body_bytes));
     Router::new()
         .merge(api)
-        .leptos_routes(&state, routes, {
-            let state = state.clone();
-            move || shell(state.leptos_options.clone(), state.page.clone())
-        })
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            {
+                // Server rendering reads conversations straight from the store.
+                let store = state.store.clone();
+                move || leptos::prelude::provide_context(store.clone())
+            },
+            {
+                let state = state.clone();
+                move || shell(state.leptos_options.clone(), state.page.clone())
+            },
+        )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>({
             let page = state.page.clone();
             move |options| shell(options, page.clone())
@@ -137,6 +185,11 @@ fn router(state: AppState) -> Router {
         // predicate never compresses text/event-stream, whose events must
         // leave one by one rather than wait in an encoder's buffer.
         .layer(tower_http::compression::CompressionLayer::new())
+        // Every request knows its owner (and a new browser gets its cookie).
+        .layer(axum::middleware::from_fn_with_state(
+            state.identity.clone(),
+            conversations::identity::attach_owner,
+        ))
         .with_state(state)
 }
 

@@ -21,6 +21,32 @@ pub struct Settings {
     pub server: ServerSettings,
     pub bedrock: BedrockSettings,
     pub limits: Limits,
+    pub storage: StorageSettings,
+    pub identity: IdentitySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    pub database_url: String,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl StorageSettings {
+    /// The database to use: `database_url`, or an SQLite file in `data_dir`.
+    pub fn url(&self) -> String {
+        if self.database_url.trim().is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("bedrock-chat.sqlite3").display())
+        } else {
+            self.database_url.trim().to_owned()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdentitySettings {
+    pub trusted_user_header: String,
+    pub cookie_secret: String,
+    pub secure_cookie: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +75,7 @@ pub struct BedrockSettings {
     pub max_tokens: i32,
     pub temperature: f32,
     pub max_attempts: u32,
+    pub history_token_budget: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +83,7 @@ pub struct Limits {
     pub max_message_chars: usize,
     pub max_messages: usize,
     pub max_body_bytes: usize,
+    pub max_title_chars: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +133,15 @@ impl Settings {
                 server.insert("site_addr".into(), toml::Value::String(addr.clone()));
             }
         }
+        // The standard variable for a database; ours wins when both are set.
+        if !env.contains_key("BEDROCK_CHAT_STORAGE_DATABASE_URL") {
+            if let (Some(url), Some(storage)) = (
+                env.get("DATABASE_URL").filter(|u| !u.is_empty()),
+                table.get_mut("storage").and_then(|s| s.as_table_mut()),
+            ) {
+                storage.insert("database_url".into(), toml::Value::String(url.clone()));
+            }
+        }
         let settings: Settings = toml::Value::Table(table).try_into()?;
         settings.check()?;
         Ok(settings)
@@ -137,7 +174,7 @@ impl Settings {
             ));
         }
         let l = &self.limits;
-        if l.max_message_chars == 0 || l.max_messages == 0 || l.max_body_bytes == 0 {
+        if l.max_message_chars == 0 || l.max_messages == 0 || l.max_body_bytes == 0 || l.max_title_chars == 0 {
             return Err(SettingsError::Invalid("limits must be positive".into()));
         }
         Ok(())

@@ -1,0 +1,91 @@
+//! The conversation endpoints (see the table in [`super`]).
+
+use super::{identity::Owner, is_valid_id, Conversation, ConversationSummary, RenameRequest};
+use crate::server::{ApiError, AppState};
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, State},
+    http::StatusCode,
+    Extension, Json,
+};
+
+/// How many conversations the sidebar lists.
+pub const LIST_LIMIT: i64 = 500;
+
+/// `GET /api/conversations`
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+) -> Result<Json<Vec<ConversationSummary>>, ApiError> {
+    Ok(Json(state.store.list(owner.as_str(), LIST_LIMIT).await?))
+}
+
+/// `GET /api/conversations/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    check_id(&id)?;
+    Ok(Json(state.store.get(owner.as_str(), &id).await?))
+}
+
+/// `PATCH /api/conversations/{id}` with `{"title": "..."}`
+pub async fn rename(
+    State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ConversationSummary>, ApiError> {
+    check_id(&id)?;
+    let request: RenameRequest = crate::server::parse_json(body, r#"{"title": "New title"}"#)?;
+    let title = check_title(&request.title, state.settings.limits.max_title_chars)?;
+    Ok(Json(state.store.rename(owner.as_str(), &id, &title).await?))
+}
+
+/// `DELETE /api/conversations/{id}`
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_id(&id)?;
+    state.store.delete(owner.as_str(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub fn check_id(id: &str) -> Result<(), ApiError> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_conversation_id",
+            "That is not a conversation id. Open the conversation from the list instead.",
+        ))
+    }
+}
+
+/// A title as stored: one line, trimmed, not empty, within the limit.
+pub fn check_title(title: &str, max_chars: usize) -> Result<String, ApiError> {
+    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    if title.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_title",
+            "The title is empty. Type a name for the conversation.",
+        ));
+    }
+    let chars = title.chars().count();
+    if chars > max_chars {
+        return Err(ApiError::bad_request(
+            "title_too_long",
+            format!("The title is {chars} characters long; the limit is {max_chars}. Shorten it."),
+        ));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_characters",
+            "The title contains control characters. Remove them and try again.",
+        ));
+    }
+    Ok(title)
+}

@@ -1,0 +1,133 @@
+//! What of a stored conversation the model sees.
+//!
+//! History always comes from the store, never from the browser, so a
+//! tampered client cannot rewrite the past. It is shaped for ConverseStream:
+//! user and assistant strictly take turns, starting with the user; answers
+//! with no text (failed before the first token, interrupted) are left out and
+//! the user messages around them are joined. Long conversations are trimmed
+//! to a token budget, oldest turns first; the newest user message is always
+//! kept, and the system prompt is sent separately and never trimmed.
+
+use super::StoredMessage;
+use crate::chat::Role;
+
+/// One message as the model will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryTurn {
+    pub role: Role,
+    pub text: String,
+}
+
+/// A rough token count: about three bytes of UTF-8 per token. It overcounts
+/// English (~4 bytes per token) and is close for Korean (~3 bytes per
+/// character, about a token each), so trimming errs on the safe side.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.len().div_ceil(3)
+}
+
+/// The turns to send for `earlier` messages followed by the user's `latest`
+/// text, within `token_budget` (estimated) and at most `max_messages`.
+pub fn build(earlier: &[StoredMessage], latest: &str, token_budget: usize, max_messages: usize) -> Vec<HistoryTurn> {
+    let mut turns: Vec<HistoryTurn> = Vec::with_capacity(earlier.len() + 1);
+    let messages = earlier
+        .iter()
+        .filter(|m| !m.content.trim().is_empty())
+        .map(|m| (m.role, m.content.as_str()))
+        .chain(std::iter::once((Role::User, latest)));
+    for (role, text) in messages {
+        match turns.last_mut() {
+            Some(last) if last.role == role => {
+                last.text.push_str("\n\n");
+                last.text.push_str(text);
+            }
+            None if role == Role::Assistant => {}
+            _ => turns.push(HistoryTurn {
+                role,
+                text: text.to_owned(),
+            }),
+        }
+    }
+    trim(turns, token_budget, max_messages)
+}
+
+/// Drops the oldest exchanges (a user turn and its answer) until the rest
+/// fits. The newest turn, the user's message, is kept even when it alone is
+/// over the budget: the model then answers, or says it is too long.
+fn trim(turns: Vec<HistoryTurn>, token_budget: usize, max_messages: usize) -> Vec<HistoryTurn> {
+    let mut total: usize = turns.iter().map(|t| estimate_tokens(&t.text)).sum();
+    let mut start = 0;
+    while turns.len() - start > 1 && (total > token_budget || turns.len() - start > max_messages) {
+        // Remove one user turn and the answer after it, so the history still
+        // starts with the user.
+        for _ in 0..2 {
+            if turns.len() - start > 1 {
+                total -= estimate_tokens(&turns[start].text);
+                start += 1;
+            }
+        }
+    }
+    turns.into_iter().skip(start).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversations::MessageStatus;
+
+    fn msg(role: Role, text: &str, status: MessageStatus) -> StoredMessage {
+        StoredMessage {
+            id: String::new(),
+            role,
+            content: text.to_owned(),
+            status,
+            model_id: None,
+            usage: None,
+            first_token_ms: None,
+            duration_ms: None,
+            error: None,
+            created_at: 0,
+        }
+    }
+
+    fn roles(turns: &[HistoryTurn]) -> Vec<Role> {
+        turns.iter().map(|t| t.role).collect()
+    }
+
+    #[test]
+    fn answers_without_text_are_skipped_and_turns_still_alternate() {
+        use MessageStatus::*;
+        let earlier = [
+            msg(Role::User, "first", Complete),
+            msg(Role::Assistant, "", Error),
+            msg(Role::User, "second", Complete),
+            msg(Role::Assistant, "partial", Stopped),
+        ];
+        let turns = build(&earlier, "third", 10_000, 100);
+        assert_eq!(roles(&turns), [Role::User, Role::Assistant, Role::User]);
+        assert_eq!(turns[0].text, "first\n\nsecond");
+        assert_eq!(turns[1].text, "partial");
+        assert_eq!(turns[2].text, "third");
+    }
+
+    #[test]
+    fn oldest_exchanges_go_first_and_the_newest_message_stays() {
+        use MessageStatus::Complete;
+        let long = "x".repeat(300); // 100 estimated tokens
+        let earlier = [
+            msg(Role::User, &long, Complete),
+            msg(Role::Assistant, &long, Complete),
+            msg(Role::User, "recent question", Complete),
+            msg(Role::Assistant, "recent answer", Complete),
+        ];
+        let turns = build(&earlier, "now", 50, 100);
+        assert_eq!(turns.len(), 3);
+        assert_eq!(turns[0].text, "recent question");
+        assert_eq!(turns[2].text, "now");
+
+        let only = build(&earlier, &"y".repeat(3000), 10, 100);
+        assert_eq!(only.len(), 1, "the newest message is never dropped");
+
+        let counted = build(&earlier, "now", 10_000, 3);
+        assert_eq!(roles(&counted), [Role::User, Role::Assistant, Role::User]);
+    }
+}

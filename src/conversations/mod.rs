@@ -1,0 +1,189 @@
+//! Conversations that last: stored on the server, listed per owner, and
+//! addressed by URL (`/c/{id}`).
+//!
+//! * [`store`] (server): the repository over SQLite or PostgreSQL.
+//! * [`identity`] (server): who the owner of a request is (signed cookie, or a
+//!   trusted proxy header).
+//! * [`api`] (server): the JSON endpoints below.
+//! * [`history`] (server): what of a stored conversation is sent to the model.
+//! * [`sidebar`] (both): the list of conversations in the page.
+//! * `client` (browser) and its server twin: the page's calls to the API.
+//!
+//! # The API (all scoped to the caller; JSON)
+//!
+//! | request                         | answer                                   |
+//! |---------------------------------|------------------------------------------|
+//! | `GET /api/conversations`        | `[ConversationSummary]`, newest first     |
+//! | `GET /api/conversations/{id}`   | [`Conversation`] with its messages       |
+//! | `PATCH /api/conversations/{id}` | `{"title": "..."}` → [`ConversationSummary`] |
+//! | `DELETE /api/conversations/{id}`| 204                                      |
+//!
+//! Someone else's conversation answers 404 exactly as a missing one does.
+
+use crate::chat::{ErrorInfo, Role, Usage};
+use serde::{Deserialize, Serialize};
+
+pub mod sidebar;
+
+#[cfg(feature = "ssr")]
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod history;
+#[cfg(feature = "ssr")]
+pub mod identity;
+#[cfg(feature = "ssr")]
+pub mod store;
+
+// The browser calls the JSON API; the server, rendering the same components,
+// reads the store directly.
+#[cfg(feature = "hydrate")]
+pub mod client;
+#[cfg(not(feature = "hydrate"))]
+#[path = "client_ssr.rs"]
+pub mod client;
+
+pub const API_PATH: &str = "/api/conversations";
+
+/// The page of one conversation.
+pub fn page_path(id: &str) -> String {
+    format!("/c/{id}")
+}
+
+/// The conversation id named by a page path, if it is a conversation page.
+pub fn id_from_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/c/").map(|id| id.trim_end_matches('/'))
+}
+
+/// Whether `id` has the shape of a conversation id (a UUID in its canonical
+/// lowercase form). Anything else is rejected before touching the store.
+pub fn is_valid_id(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+        })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub id: String,
+    pub title: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// How a stored message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// The answer is being written now.
+    Streaming,
+    Complete,
+    /// The user stopped it, or their browser went away.
+    Stopped,
+    Error,
+    /// The server stopped (crash, restart) while it was being written.
+    Interrupted,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Streaming => "streaming",
+            MessageStatus::Complete => "complete",
+            MessageStatus::Stopped => "stopped",
+            MessageStatus::Error => "error",
+            MessageStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "streaming" => MessageStatus::Streaming,
+            "complete" => MessageStatus::Complete,
+            "stopped" => MessageStatus::Stopped,
+            "error" => MessageStatus::Error,
+            "interrupted" => MessageStatus::Interrupted,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: String,
+    pub role: Role,
+    pub content: String,
+    pub status: MessageStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// From the request to the first token, as measured by this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<u64>,
+    /// From the request to the end of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    pub created_at: i64,
+}
+
+/// One conversation with its whole transcript, oldest message first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    #[serde(flatten)]
+    pub summary: ConversationSummary,
+    pub messages: Vec<StoredMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameRequest {
+    pub title: String,
+}
+
+/// A title made from the first message: its first line, whitespace folded,
+/// cut at a word boundary near `max_chars`.
+pub fn title_from_message(text: &str, max_chars: usize) -> String {
+    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() <= max_chars {
+        return folded;
+    }
+    let cut: String = folded.chars().take(max_chars).collect();
+    let at_word = match cut.rfind(' ') {
+        Some(space) if space > cut.len() / 2 => &cut[..space],
+        _ => &cut,
+    };
+    format!("{}…", at_word.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_canonical_uuids() {
+        assert!(is_valid_id("0190f5a4-3c2b-7def-8a12-0123456789ab"));
+        assert!(!is_valid_id("0190F5A4-3C2B-7DEF-8A12-0123456789AB"));
+        assert!(!is_valid_id("../../etc/passwd"));
+        assert!(!is_valid_id("0190f5a4-3c2b-7def-8a12-0123456789a"));
+        assert!(!is_valid_id("0190f5a4x3c2b-7def-8a12-0123456789ab"));
+        assert!(!is_valid_id(""));
+    }
+
+    #[test]
+    fn titles_are_one_short_line() {
+        assert_eq!(title_from_message("  Hello\n\nworld  ", 60), "Hello world");
+        assert_eq!(title_from_message("one two three four", 10), "one two…");
+        assert_eq!(title_from_message("가나다라마바사아자차카", 5), "가나다라마…");
+    }
+
+    #[test]
+    fn paths_round_trip() {
+        let id = "0190f5a4-3c2b-7def-8a12-0123456789ab";
+        assert_eq!(id_from_path(&page_path(id)), Some(id));
+        assert_eq!(id_from_path("/"), None);
+    }
+}

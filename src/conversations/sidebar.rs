@@ -1,0 +1,166 @@
+//! The list of the user's conversations: new chat, switch, rename, delete.
+
+use super::{client, page_path, ConversationSummary};
+use crate::chat::ErrorInfo;
+use leptos::{ev, prelude::*, task::spawn_local};
+use leptos_router::hooks::use_navigate;
+
+type ListResource = Resource<Result<Vec<ConversationSummary>, ErrorInfo>>;
+
+#[component]
+pub fn Sidebar(
+    conversations: ListResource,
+    /// The conversation on screen.
+    active: Signal<Option<String>>,
+    /// Bumped to reload the list.
+    list_version: RwSignal<u64>,
+    max_title_chars: usize,
+) -> impl IntoView {
+    view! {
+        <nav class="sidebar" aria-label="Conversations">
+            <div class="sidebar-head">
+                <span class="brand">"bedrock-chat"</span>
+                <a class="new-chat" href="/">"New chat"</a>
+            </div>
+            <Transition fallback=|| view! { <p class="sidebar-note">"Loading conversations…"</p> }>
+                {move || Suspend::new(async move {
+                    match conversations.await {
+                        Ok(list) if list.is_empty() => {
+                            view! { <p class="sidebar-note">"Your conversations will appear here."</p> }.into_any()
+                        }
+                        Ok(list) => view! {
+                            <ul class="conversation-list">
+                                {list
+                                    .into_iter()
+                                    .map(|summary| view! {
+                                        <ConversationItem summary active list_version max_title_chars/>
+                                    })
+                                    .collect_view()}
+                            </ul>
+                        }
+                        .into_any(),
+                        Err(info) => view! { <p class="sidebar-note error" role="alert">{info.message}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </nav>
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Showing,
+    Renaming,
+    ConfirmingDelete,
+}
+
+#[component]
+fn ConversationItem(
+    summary: ConversationSummary,
+    active: Signal<Option<String>>,
+    list_version: RwSignal<u64>,
+    max_title_chars: usize,
+) -> impl IntoView {
+    let mode = RwSignal::new(Mode::Showing);
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let id = StoredValue::new(summary.id.clone());
+    let title = StoredValue::new(summary.title.clone());
+    let draft = RwSignal::new(summary.title.clone());
+    let is_active = move || active.with(|a| a.as_deref() == Some(id.read_value().as_str()));
+    let navigate = use_navigate();
+    let refresh = move || list_version.update(|v| *v += 1);
+
+    let save = move || {
+        let new_title = draft.get_untracked();
+        busy.set(true);
+        spawn_local(async move {
+            match client::rename(id.get_value(), new_title).await {
+                Ok(_) => {
+                    error.set(None);
+                    mode.set(Mode::Showing);
+                    refresh();
+                }
+                Err(info) => error.set(Some(info.message)),
+            }
+            busy.set(false);
+        });
+    };
+    let delete = move || {
+        busy.set(true);
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            match client::delete(id.get_value()).await {
+                Ok(()) => {
+                    if is_active() {
+                        navigate("/", Default::default());
+                    }
+                    refresh();
+                }
+                Err(info) => error.set(Some(info.message)),
+            }
+            busy.set(false);
+        });
+    };
+    let cancel = move || {
+        error.set(None);
+        draft.set(title.get_value());
+        mode.set(Mode::Showing);
+    };
+
+    let title_text = summary.title.clone();
+    view! {
+        <li class="conversation" class:active=is_active data-id=summary.id.clone()>
+            {move || match mode.get() {
+                Mode::Showing => view! {
+                    <a
+                        class="conversation-link"
+                        href=page_path(&id.read_value())
+                        aria-current=move || is_active().then_some("page")
+                    >
+                        {title_text.clone()}
+                    </a>
+                    <button type="button" class="icon rename" title="Rename" aria-label=format!("Rename “{}”", title.read_value())
+                        on:click=move |_| mode.set(Mode::Renaming)>"✎"</button>
+                    <button type="button" class="icon delete" title="Delete" aria-label=format!("Delete “{}”", title.read_value())
+                        on:click=move |_| mode.set(Mode::ConfirmingDelete)>"✕"</button>
+                }
+                .into_any(),
+                Mode::Renaming => view! {
+                    <form class="rename-form" on:submit=move |ev: ev::SubmitEvent| {
+                        ev.prevent_default();
+                        save();
+                    }>
+                        <input
+                            type="text"
+                            aria-label="Conversation title"
+                            maxlength=max_title_chars.to_string()
+                            prop:value=move || draft.get()
+                            on:input=move |ev| draft.set(event_target_value(&ev))
+                            on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { cancel() }
+                            autofocus
+                        />
+                        <button type="submit" class="small" disabled=move || busy.get()>"Save"</button>
+                        <button type="button" class="small secondary" on:click=move |_| cancel()>"Cancel"</button>
+                    </form>
+                }
+                .into_any(),
+                Mode::ConfirmingDelete => view! {
+                    <div class="confirm" role="alertdialog" aria-label="Delete conversation">
+                        <p>{format!("Delete “{}”? This cannot be undone.", title.read_value())}</p>
+                        <button type="button" class="small danger confirm-delete" disabled=move || busy.get()
+                            on:click={
+                                let delete = delete.clone();
+                                move |_| delete()
+                            }>"Delete"</button>
+                        <button type="button" class="small secondary" on:click=move |_| cancel()>"Cancel"</button>
+                    </div>
+                }
+                .into_any(),
+            }}
+            <Show when=move || error.with(Option::is_some)>
+                <p class="sidebar-note error" role="alert">{move || error.get().unwrap_or_default()}</p>
+            </Show>
+        </li>
+    }
+}

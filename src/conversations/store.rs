@@ -1,0 +1,510 @@
+//! The conversation repository: one implementation over sqlx's `Any` driver,
+//! so SQLite (the embedded default) and PostgreSQL run the same SQL.
+//!
+//! Every read and write names the owner; a conversation of someone else is
+//! indistinguishable from a missing one ([`StoreErrorKind::NotFound`]).
+//!
+//! Durability rules (see `begin_exchange` and `finish_answer`):
+//! * the user's message is committed, with an empty answer row in status
+//!   `streaming`, before the model is called;
+//! * the answer row is rewritten once, when the answer ends however it ends;
+//! * on start, answer rows still `streaming` (the server died while writing
+//!   them) become `interrupted`, so no half-written row survives a crash.
+//!
+//! Two commits per answer, whatever its length.
+
+use super::{Conversation, ConversationSummary, MessageStatus, StoredMessage};
+use crate::chat::{ErrorInfo, Role, Usage};
+use sqlx::{
+    any::{AnyPoolOptions, AnyRow},
+    migrate::{Migration, MigrationType, Migrator},
+    AnyPool, Row,
+};
+use std::{borrow::Cow, time::Duration};
+
+/// The storage layer's one error type.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?}: {detail}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// No such conversation for this owner (missing, deleted, or not theirs).
+    NotFound,
+    /// An answer is still being written in this conversation.
+    Busy,
+    /// The database cannot be reached (down, pool exhausted, locked).
+    Unavailable,
+    /// The database refuses writes.
+    ReadOnly,
+    /// Anything else: a bug or a corrupt database.
+    Internal,
+}
+
+impl StoreError {
+    fn new(kind: StoreErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    fn not_found() -> Self {
+        Self::new(StoreErrorKind::NotFound, "no such conversation for this owner")
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        let kind = match &err {
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                StoreErrorKind::Unavailable
+            }
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                let message = db.message().to_ascii_lowercase();
+                if code == "25006" || code == "8" || message.contains("readonly") || message.contains("read-only") {
+                    StoreErrorKind::ReadOnly
+                } else if db.is_unique_violation() {
+                    // Two sends raced for the same place in one conversation.
+                    StoreErrorKind::Busy
+                } else if code == "5" || code == "6" || message.contains("database is locked") {
+                    StoreErrorKind::Unavailable
+                } else if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+                    // PostgreSQL: connection failures, shutdown, too many connections.
+                    StoreErrorKind::Unavailable
+                } else {
+                    StoreErrorKind::Internal
+                }
+            }
+            _ => StoreErrorKind::Internal,
+        };
+        Self::new(kind, err.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::Execute(e) => e.into(),
+            other => Self::new(StoreErrorKind::Internal, other.to_string()),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The repository; cheap to clone (a pool handle).
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// What starting an exchange needs.
+pub struct NewExchange<'a> {
+    pub owner: &'a str,
+    /// `None` starts a new conversation.
+    pub conversation_id: Option<&'a str>,
+    /// Title of a new conversation.
+    pub title: &'a str,
+    pub text: &'a str,
+    pub model_id: &'a str,
+}
+
+/// A stored user message with its empty answer, and what came before.
+#[derive(Debug)]
+pub struct Exchange {
+    pub conversation: ConversationSummary,
+    /// True when this exchange created the conversation.
+    pub created: bool,
+    pub user_message_id: String,
+    pub answer_id: String,
+    /// The conversation's messages before this exchange, oldest first.
+    pub earlier: Vec<StoredMessage>,
+}
+
+/// An answer as it ended.
+#[derive(Debug, Clone)]
+pub struct FinishedAnswer {
+    pub answer_id: String,
+    pub conversation_id: String,
+    pub content: String,
+    pub status: MessageStatus,
+    pub usage: Option<Usage>,
+    pub first_token_ms: Option<u64>,
+    pub duration_ms: u64,
+    pub error: Option<ErrorInfo>,
+}
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "conversations",
+    include_str!("../../migrations/0001_conversations.sql"),
+)];
+
+const MESSAGE_COLUMNS: &str = "id, role, content, status, model_id, input_tokens, output_tokens, \
+     total_tokens, latency_ms, first_token_ms, duration_ms, error_code, error_message, \
+     error_retryable, created_at";
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and brings the
+    /// schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::new(
+                StoreErrorKind::Internal,
+                format!("unsupported database URL {url:?}: use sqlite://… or postgres://…"),
+            ));
+        };
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(match backend {
+                // One writer at a time anyway; a few readers beside it.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            });
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets pages be read while an answer is written;
+                    // synchronous=FULL makes every commit durable (fsync).
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options.connect(url).await?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let migrations: Vec<Migration> = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator {
+            migrations: Cow::Owned(migrations),
+            ..Migrator::DEFAULT
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Marks answers left `streaming` by a previous run as `interrupted`.
+    /// Run once at start, before serving (the store has one server process).
+    pub async fn recover_interrupted(&self) -> Result<u64> {
+        let result = sqlx::query("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// The owner's conversations, most recently active first.
+    pub async fn list(&self, owner: &str, limit: i64) -> Result<Vec<ConversationSummary>> {
+        let rows = sqlx::query(
+            "SELECT id, title, created_at, updated_at FROM conversations \
+             WHERE owner_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2",
+        )
+        .bind(owner)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    /// One conversation with all its messages.
+    pub async fn get(&self, owner: &str, id: &str) -> Result<Conversation> {
+        let mut conn = self.pool.acquire().await?;
+        let summary = sqlx::query(
+            "SELECT id, title, created_at, updated_at FROM conversations WHERE id = $1 AND owner_id = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(StoreError::not_found)?;
+        let summary = summary_from_row(&summary)?;
+        let messages = messages_of(&mut conn, id).await?;
+        Ok(Conversation { summary, messages })
+    }
+
+    pub async fn rename(&self, owner: &str, id: &str, title: &str) -> Result<ConversationSummary> {
+        let updated = sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2 AND owner_id = $3")
+            .bind(title)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::not_found());
+        }
+        let row = sqlx::query(
+            "SELECT id, title, created_at, updated_at FROM conversations WHERE id = $1 AND owner_id = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(StoreError::not_found)?;
+        summary_from_row(&row)
+    }
+
+    /// Deletes a conversation and its messages.
+    pub async fn delete(&self, owner: &str, id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let owned = sqlx::query("SELECT id FROM conversations WHERE id = $1 AND owner_id = $2")
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if owned.is_none() {
+            return Err(StoreError::not_found());
+        }
+        // Explicit rather than relying on ON DELETE CASCADE, which SQLite
+        // only honours when foreign keys are switched on.
+        sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM conversations WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Commits the user's message and an empty answer (status `streaming`)
+    /// in one transaction, creating the conversation when asked to.
+    pub async fn begin_exchange(&self, new: NewExchange<'_>) -> Result<Exchange> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // A write first, so SQLite takes its write lock now rather than
+        // failing to upgrade a read lock later in the transaction.
+        sqlx::query("INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(new.owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+
+        let (conversation, created, earlier) = match new.conversation_id {
+            Some(id) => {
+                let row = sqlx::query(
+                    "SELECT id, title, created_at, updated_at FROM conversations \
+                     WHERE id = $1 AND owner_id = $2",
+                )
+                .bind(id)
+                .bind(new.owner)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(StoreError::not_found)?;
+                let mut summary = summary_from_row(&row)?;
+                summary.updated_at = now;
+                let earlier = messages_of(&mut tx, id).await?;
+                if earlier.last().is_some_and(|m| m.status == MessageStatus::Streaming) {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Busy,
+                        "an answer is still being written",
+                    ));
+                }
+                (summary, false, earlier)
+            }
+            None => {
+                let summary = ConversationSummary {
+                    id: new_id(),
+                    title: new.title.to_owned(),
+                    created_at: now,
+                    updated_at: now,
+                };
+                sqlx::query(
+                    "INSERT INTO conversations (id, owner_id, title, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&summary.id)
+                .bind(new.owner)
+                .bind(&summary.title)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                (summary, true, Vec::new())
+            }
+        };
+
+        let position = earlier.len() as i64 + 1;
+        let user_message_id = new_id();
+        let answer_id = new_id();
+        for (id, position, role, content, status, model) in [
+            (&user_message_id, position, "user", new.text, "complete", None),
+            (&answer_id, position + 1, "assistant", "", "streaming", Some(new.model_id)),
+        ] {
+            sqlx::query(
+                "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id)
+            .bind(&conversation.id)
+            .bind(position)
+            .bind(role)
+            .bind(content)
+            .bind(status)
+            .bind(model)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !created {
+            sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&conversation.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Exchange {
+            conversation,
+            created,
+            user_message_id,
+            answer_id,
+            earlier,
+        })
+    }
+
+    /// Writes the answer as it ended. One transaction.
+    pub async fn finish_answer(&self, answer: &FinishedAnswer) -> Result<()> {
+        let now = now_ms();
+        let usage = answer.usage;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE messages SET content = $1, status = $2, input_tokens = $3, output_tokens = $4, \
+             total_tokens = $5, latency_ms = $6, first_token_ms = $7, duration_ms = $8, \
+             error_code = $9, error_message = $10, error_retryable = $11 WHERE id = $12",
+        )
+        .bind(&answer.content)
+        .bind(answer.status.as_str())
+        .bind(usage.map(|u| i64::from(u.input_tokens)))
+        .bind(usage.map(|u| i64::from(u.output_tokens)))
+        .bind(usage.map(|u| i64::from(u.total_tokens)))
+        .bind(usage.map(|u| u.latency_ms as i64))
+        .bind(answer.first_token_ms.map(|ms| ms as i64))
+        .bind(answer.duration_ms as i64)
+        .bind(answer.error.as_ref().map(|e| e.code.clone()))
+        .bind(answer.error.as_ref().map(|e| e.message.clone()))
+        .bind(answer.error.as_ref().map(|e| i64::from(e.retryable)))
+        .bind(&answer.answer_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&answer.conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn messages_of(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<Vec<StoredMessage>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY position"
+    ))
+    .bind(conversation_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(message_from_row).collect()
+}
+
+fn summary_from_row(row: &AnyRow) -> Result<ConversationSummary> {
+    Ok(ConversationSummary {
+        id: row.try_get(0)?,
+        title: row.try_get(1)?,
+        created_at: row.try_get(2)?,
+        updated_at: row.try_get(3)?,
+    })
+}
+
+fn message_from_row(row: &AnyRow) -> Result<StoredMessage> {
+    let corrupt = |what: &str, value: &str| StoreError::new(StoreErrorKind::Internal, format!("bad {what} {value:?}"));
+    let role: String = row.try_get(1)?;
+    let status: String = row.try_get(3)?;
+    let count = |i: usize| -> Result<Option<u64>> { Ok(row.try_get::<Option<i64>, _>(i)?.map(|v| v.max(0) as u64)) };
+    let tokens = |i: usize| -> Result<Option<u32>> { Ok(count(i)?.map(|v| v.min(u64::from(u32::MAX)) as u32)) };
+    let usage = match (tokens(5)?, tokens(6)?) {
+        (Some(input_tokens), Some(output_tokens)) => Some(Usage {
+            input_tokens,
+            output_tokens,
+            total_tokens: tokens(7)?.unwrap_or(input_tokens + output_tokens),
+            latency_ms: count(8)?.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let error = match (row.try_get::<Option<String>, _>(11)?, row.try_get::<Option<String>, _>(12)?) {
+        (Some(code), Some(message)) => Some(ErrorInfo {
+            code,
+            message,
+            retryable: row.try_get::<Option<i64>, _>(13)?.unwrap_or(0) != 0,
+        }),
+        _ => None,
+    };
+    Ok(StoredMessage {
+        id: row.try_get(0)?,
+        role: match role.as_str() {
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => return Err(corrupt("role", other)),
+        },
+        content: row.try_get(2)?,
+        status: MessageStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        model_id: row.try_get(4)?,
+        usage,
+        first_token_ms: count(9)?,
+        duration_ms: count(10)?,
+        error,
+        created_at: row.try_get(14)?,
+    })
+}
+
+/// A new unguessable, time-ordered id (UUIDv7: 74 random bits).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
