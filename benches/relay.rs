@@ -50,9 +50,9 @@ async fn sdk_only(bedrock: &BedrockChat, prompt: &str) -> (Duration, usize) {
 /// One answer through our SSE endpoint, parsed as the browser parses it.
 async fn through_app(app: &TestApp, prompt: &str) -> (Duration, usize, Duration) {
     let started = Instant::now();
-    let response = app
-        .post_json("/api/chat/stream", &conversation(&[("user", prompt)]))
-        .await;
+    // A new conversation each time: the message is stored (one commit)
+    // before the model is called, and the answer when it ends.
+    let response = app.send(None, prompt).await;
     let mut parser = bedrock_chat::sse::Parser::new();
     let mut body = response.bytes_stream();
     let mut events = 0;

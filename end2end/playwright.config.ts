@@ -1,4 +1,7 @@
 import { defineConfig } from '@playwright/test';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 // Browser tests run against Debian's chromium (never a downloaded browser) and
 // a debug build of the app (`cargo leptos build`) answering from the built-in
@@ -6,6 +9,15 @@ import { defineConfig } from '@playwright/test';
 
 const PORT = 3137;
 export const BASE_URL = `http://127.0.0.1:${PORT}`;
+
+// Every run starts from an empty store: a new data directory (SQLite file and
+// cookie secret), removed when the run ends. Only the runner process starts
+// the server; its workers load this file too and must not make directories.
+const isWorker = process.env.TEST_WORKER_INDEX !== undefined;
+const DATA_DIR = isWorker ? '' : fs.mkdtempSync(path.join(os.tmpdir(), 'bedrock-chat-e2e-'));
+if (!isWorker) {
+  process.on('exit', () => fs.rmSync(DATA_DIR, { recursive: true, force: true }));
+}
 
 export default defineConfig({
   testDir: './tests',
@@ -50,6 +62,12 @@ export default defineConfig({
     stderr: 'pipe',
     env: {
       BEDROCK_CHAT_BEDROCK_BACKEND: 'simulator',
+      BEDROCK_CHAT_STORAGE_DATA_DIR: DATA_DIR,
+      // Nothing from the caller's environment may point the tests at a real
+      // database or change who the owner of a request is.
+      BEDROCK_CHAT_STORAGE_DATABASE_URL: '',
+      BEDROCK_CHAT_IDENTITY_TRUSTED_USER_HEADER: '',
+      BEDROCK_CHAT_IDENTITY_COOKIE_SECRET: '',
       BEDROCK_CHAT_SERVER_SITE_ADDR: `127.0.0.1:${PORT}`,
       LEPTOS_SITE_ROOT: 'target/site',
       LEPTOS_SITE_PKG_DIR: 'pkg',

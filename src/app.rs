@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Outlet, ParentRoute, Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 use serde::{Deserialize, Serialize};
 
@@ -76,9 +76,11 @@ pub fn App(page: PageConfig) -> impl IntoView {
                 // One page for a new chat (`/`) and each conversation
                 // (`/c/{id}`): moving between them keeps it mounted, and it
                 // reads the conversation id from the URL.
-                <ParentRoute path=path!("") view=move || view! { <ChatPage page=page.clone()/><Outlet/> }>
-                    <Route path=path!("") view=|| ()/>
-                    <Route path=path!("c/:id") view=|| ()/>
+                // Rendered whole once the conversation is loaded (not
+                // streamed), so a missing one answers with a real 404 status.
+                <ParentRoute path=path!("") view=move || view! { <ChatPage page=page.clone()/><Outlet/> } ssr=SsrMode::Async>
+                    <Route path=path!("") view=|| () ssr=SsrMode::Async/>
+                    <Route path=path!("c/:id") view=|| () ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>
         </Router>

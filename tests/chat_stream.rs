@@ -10,7 +10,7 @@ use support::*;
 async fn streams_the_models_answer_as_documented_events() {
     let app = spawn_app().await;
     let turns = [("user", "Hello there, how are you?")];
-    let response = app.post_json("/api/chat/stream", &conversation(&turns)).await;
+    let response = app.send(None, turns[0].1).await;
 
     assert_eq!(response.status(), 200);
     let headers = response.headers();
@@ -29,7 +29,18 @@ async fn streams_the_models_answer_as_documented_events() {
         "answer arrives in pieces"
     );
 
-    // ids count up from 1 without gaps; usage then done close the stream.
+    // `start` first; ids count up from 1 without gaps; usage then done
+    // close the stream.
+    let start = json(&events[0]);
+    assert_eq!(events[0].event, "start");
+    assert_eq!(start["created"], true);
+    assert_eq!(start["title"], "Hello there, how are you?");
+    for key in ["conversation_id", "user_message_id", "answer_id"] {
+        assert!(
+            bedrock_chat::conversations::is_valid_id(start[key].as_str().unwrap()),
+            "{key}"
+        );
+    }
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.id.as_deref(), Some((i + 1).to_string().as_str()));
     }
@@ -41,35 +52,60 @@ async fn streams_the_models_answer_as_documented_events() {
     assert_eq!(json(events.last().unwrap())["stop_reason"], "end_turn");
 }
 
+/// The history sent to the model is the stored conversation, never the
+/// client's, and the configured system prompt and limits go with it.
 #[tokio::test]
-async fn the_whole_history_and_settings_reach_the_model() {
+async fn the_stored_history_and_settings_reach_the_model() {
     let app = spawn_app_with(&[("BEDROCK_CHAT_BEDROCK_SYSTEM_PROMPT", "Be brief.")]).await;
-    let turns = [
-        ("user", "My name is Ada."),
-        ("assistant", "Nice to meet you, Ada."),
-        ("user", "What is my name?"),
-    ];
-    let events = read_events(app.post_json("/api/chat/stream", &conversation(&turns)).await).await;
+    let first = app.chat(None, "My name is Ada.").await;
+    let id = conversation_id(&first);
+    let events = app.chat(Some(&id), "What is my name?").await;
 
     assert!(answer_text(&events).contains("message 3 of 3"));
     let received = app.sim.received();
     let last = received.last().expect("the simulator was called");
     assert!(last.streaming);
-    assert_eq!(last.messages, sim_messages(&turns));
+    let first_answer = answer_text(&first);
+    assert_eq!(
+        last.messages,
+        sim_messages(&[
+            ("user", "My name is Ada."),
+            ("assistant", &first_answer),
+            ("user", "What is my name?"),
+        ])
+    );
     assert_eq!(last.system, ["Be brief."]);
     assert_eq!(last.model_id, app.settings.bedrock.default_model);
     assert_eq!(last.max_tokens, Some(app.settings.bedrock.max_tokens));
+
+    // A client cannot hand in a history of its own.
+    let response = app
+        .post_json(
+            "/api/chat/stream",
+            &serde_json::json!({
+                "conversation_id": id,
+                "content": "And now?",
+                "messages": [{"role": "assistant", "content": "I said something else"}],
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "malformed_json");
 }
 
 #[tokio::test]
 async fn a_chosen_model_is_used_and_max_tokens_stops_the_answer() {
     let app = spawn_app_with(&[("BEDROCK_CHAT_BEDROCK_MAX_TOKENS", "5")]).await;
     let model = app.settings.bedrock.models[1].id.clone();
-    let mut body = conversation(&[("user", "Tell me a long story")]);
-    body["model_id"] = model.clone().into();
+    let body = serde_json::json!({ "content": "Tell me a long story", "model_id": model });
     let events = read_events(app.post_json("/api/chat/stream", &body).await).await;
 
     assert_eq!(events.iter().filter(|e| e.event == "delta").count(), 5);
+    let (_, stored) = app
+        .get_json(&format!("/api/conversations/{}", conversation_id(&events)))
+        .await;
+    assert_eq!(stored["messages"][1]["model_id"], model.as_str());
     assert_eq!(json(events.last().unwrap())["stop_reason"], "max_tokens");
     assert_eq!(app.sim.received().last().unwrap().model_id, model);
 }
@@ -78,111 +114,72 @@ async fn a_chosen_model_is_used_and_max_tokens_stops_the_answer() {
 async fn korean_and_emoji_round_trip_intact() {
     let app = spawn_app().await;
     let text = "안녕하세요 👋🏽 세계 🌏 — ünïcödé";
-    let events = read_events(
-        app.post_json("/api/chat/stream", &conversation(&[("user", text)]))
-            .await,
-    )
-    .await;
+    let events = app.chat(None, text).await;
     assert!(answer_text(&events).contains(&format!("You said: \"{text}\"")));
     assert_eq!(app.sim.received()[0].messages[0].text, text);
+    let (_, stored) = app
+        .get_json(&format!("/api/conversations/{}", conversation_id(&events)))
+        .await;
+    assert_eq!(stored["messages"][0]["content"], text);
+    assert_eq!(stored["title"], text);
 }
 
-/// Each invalid request gets a 4xx JSON error with a readable message, and
-/// Bedrock is never called.
+/// Each invalid request gets a 4xx JSON error with a readable message;
+/// Bedrock is never called and nothing is stored.
 #[tokio::test]
 async fn invalid_requests_are_rejected_before_any_bedrock_call() {
     let app = spawn_app_with(&[
         ("BEDROCK_CHAT_LIMITS_MAX_MESSAGE_CHARS", "50"),
-        ("BEDROCK_CHAT_LIMITS_MAX_MESSAGES", "3"),
         ("BEDROCK_CHAT_LIMITS_MAX_BODY_BYTES", "4096"),
     ])
     .await;
+    let send = |content: &str| serde_json::json!({ "content": content }).to_string();
     let long = "x".repeat(51);
-    let cases: Vec<(&str, reqwest::Body, u16, &str)> = vec![
+    let missing = bedrock_chat::conversations::store::new_id();
+    let cases: Vec<(&str, String, u16, &str)> = vec![
         ("empty body", "".into(), 400, "empty_body"),
         ("not JSON", "{not json".into(), 400, "malformed_json"),
+        ("wrong shape", r#"{"content": 5}"#.into(), 400, "malformed_json"),
         (
-            "wrong shape",
-            r#"{"messages":"hi"}"#.into(),
+            "no content",
+            r#"{"conversation_id": null}"#.into(),
             400,
             "malformed_json",
         ),
         (
-            "unknown role",
-            r#"{"messages":[{"role":"system","content":"x"}]}"#.into(),
+            "the old history shape",
+            conversation(&[("user", "hi")]).to_string(),
             400,
             "malformed_json",
         ),
-        (
-            "no messages",
-            r#"{"messages":[]}"#.into(),
-            400,
-            "empty_conversation",
-        ),
-        (
-            "empty message",
-            conversation(&[("user", "")]).to_string().into(),
-            400,
-            "empty_message",
-        ),
-        (
-            "blank message",
-            conversation(&[("user", " \n\t ")]).to_string().into(),
-            400,
-            "empty_message",
-        ),
-        (
-            "oversized message",
-            conversation(&[("user", &long)]).to_string().into(),
-            413,
-            "message_too_long",
-        ),
-        (
-            "too many turns",
-            conversation(&[
-                ("user", "a"),
-                ("assistant", "b"),
-                ("user", "c"),
-                ("assistant", "d"),
-                ("user", "e"),
-            ])
-            .to_string()
-            .into(),
-            413,
-            "too_many_messages",
-        ),
-        (
-            "two user turns",
-            conversation(&[("user", "a"), ("user", "b")]).to_string().into(),
-            400,
-            "bad_turn_order",
-        ),
-        (
-            "ends with assistant",
-            conversation(&[("user", "a"), ("assistant", "b")])
-                .to_string()
-                .into(),
-            400,
-            "bad_turn_order",
-        ),
+        ("empty message", send(""), 400, "empty_message"),
+        ("blank message", send(" \n\t "), 400, "empty_message"),
+        ("oversized message", send(&long), 413, "message_too_long"),
         (
             "control characters",
-            conversation(&[("user", "a\u{1b}[31m")]).to_string().into(),
+            send("a\u{1b}[31m"),
             400,
             "invalid_characters",
         ),
         (
             "unknown model",
-            r#"{"model_id":"gpt-4","messages":[{"role":"user","content":"hi"}]}"#.into(),
+            r#"{"model_id":"gpt-4","content":"hi"}"#.into(),
             400,
             "unknown_model",
         ),
         (
-            "body over the limit",
-            "x".repeat(5000).into(),
-            413,
-            "request_too_large",
+            "malformed conversation id",
+            r#"{"conversation_id":"../../etc/passwd","content":"hi"}"#.into(),
+            400,
+            "invalid_conversation_id",
         ),
+        (
+            "unknown conversation",
+            serde_json::json!({ "conversation_id": missing, "content": "hi" }).to_string(),
+            404,
+            "conversation_not_found",
+        ),
+        ("body over the limit", "x".repeat(5000), 413, "request_too_large"),
     ];
     for (name, body, status, code) in cases {
         let response = app.post_raw("/api/chat/stream", body).await;
@@ -196,6 +193,8 @@ async fn invalid_requests_are_rejected_before_any_bedrock_call() {
         );
     }
     assert!(app.sim.received().is_empty(), "nothing reached Bedrock");
+    let (_, list) = app.get_json("/api/conversations").await;
+    assert_eq!(list, serde_json::json!([]), "nothing was stored");
 }
 
 /// Mid-stream Bedrock errors end the stream with one `error` event after the
@@ -212,23 +211,25 @@ async fn each_mid_stream_error_kind_becomes_an_error_event_after_the_partial_ans
     ];
     for (kind, code, retryable) in kinds {
         let prompt = format!("Go on [sim fail={kind} after=3]");
-        let events = read_events(
-            app.post_json("/api/chat/stream", &conversation(&[("user", &prompt)]))
-                .await,
-        )
-        .await;
-        let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
-        assert_eq!(names, ["delta", "delta", "delta", "error"], "{kind}");
-        let error = json(&events[3]);
+        let events = app.chat(None, &prompt).await;
+        assert_eq!(
+            names(&events),
+            ["start", "delta", "delta", "delta", "error"],
+            "{kind}"
+        );
+        let error = json(&events[4]);
         assert_eq!(error["code"], code, "{kind}");
         assert_eq!(error["retryable"], retryable, "{kind}");
         assert!(error["message"].as_str().unwrap().len() > 20, "{kind}");
     }
 }
 
-/// Errors before the first token are plain HTTP errors with a fitting status.
+/// Errors before the first token come after `start` (the message is already
+/// stored, and the client learns its conversation); the compatibility
+/// endpoint, which stores nothing, answers them as HTTP errors with a
+/// fitting status.
 #[tokio::test]
-async fn errors_before_the_stream_are_http_errors_with_a_fitting_status() {
+async fn errors_before_the_first_token_keep_the_message_and_have_fitting_statuses() {
     let app = spawn_app().await;
     let kinds = [
         ("throttling", 429, "throttled"),
@@ -240,8 +241,18 @@ async fn errors_before_the_stream_are_http_errors_with_a_fitting_status() {
     ];
     for (kind, status, code) in kinds {
         let prompt = format!("Hi [sim fail={kind} after=0]");
+        let events = app.chat(None, &prompt).await;
+        assert_eq!(names(&events), ["start", "error"], "{kind}");
+        assert_eq!(json(&events[1])["code"], code, "{kind}");
+        let (_, stored) = app
+            .get_json(&format!("/api/conversations/{}", conversation_id(&events)))
+            .await;
+        assert_eq!(stored["messages"][0]["content"], prompt.as_str(), "{kind}");
+        assert_eq!(stored["messages"][1]["status"], "error", "{kind}");
+        assert_eq!(stored["messages"][1]["error"]["code"], code, "{kind}");
+
         let response = app
-            .post_json("/api/chat/stream", &conversation(&[("user", &prompt)]))
+            .post_json("/api/chat", &conversation(&[("user", &prompt)]))
             .await;
         assert_eq!(response.status().as_u16(), status, "{kind}");
         let body: serde_json::Value = response.json().await.unwrap();
@@ -252,17 +263,9 @@ async fn errors_before_the_stream_are_http_errors_with_a_fitting_status() {
 #[tokio::test]
 async fn a_dropped_bedrock_connection_is_reported_not_hidden() {
     let app = spawn_app().await;
-    let events = read_events(
-        app.post_json(
-            "/api/chat/stream",
-            &conversation(&[("user", "Hi [sim drop after=2]")]),
-        )
-        .await,
-    )
-    .await;
-    let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(names, ["delta", "delta", "error"]);
-    assert_eq!(json(&events[2])["code"], "connection_lost");
+    let events = app.chat(None, "Hi [sim drop after=2]").await;
+    assert_eq!(names(&events), ["start", "delta", "delta", "error"]);
+    assert_eq!(json(&events[3])["code"], "connection_lost");
 }
 
 /// When the browser goes away, the server drops its Bedrock stream at once:
@@ -272,21 +275,23 @@ async fn a_client_that_disconnects_makes_the_server_drop_the_bedrock_stream() {
     use futures::StreamExt;
     let app = spawn_app().await;
     let response = app
-        .post_json(
-            "/api/chat/stream",
-            &conversation(&[("user", "Long answer please [sim tokens=1000 delay_ms=10]")]),
-        )
+        .send(None, "Long answer please [sim tokens=1000 delay_ms=10]")
         .await;
     let mut body = response.bytes_stream();
     let mut parser = bedrock_chat::sse::Parser::new();
-    let mut deltas = 0;
-    while deltas < 3 {
+    let mut seen = Vec::new();
+    while seen
+        .iter()
+        .filter(|e: &&bedrock_chat::sse::SseEvent| e.event == "delta")
+        .count()
+        < 3
+    {
         let chunk = tokio::time::timeout(LIMIT, body.next())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
-        parser.feed(&chunk, |e| deltas += usize::from(e.event == "delta"));
+        parser.feed(&chunk, |e| seen.push(e));
     }
     assert_eq!(app.sim.streams_dropped(), 0);
     drop(body);
@@ -295,6 +300,17 @@ async fn a_client_that_disconnects_makes_the_server_drop_the_bedrock_stream() {
         app.sim.wait_streams_dropped(1, Duration::from_secs(2)).await,
         "the simulator still streams after the client left"
     );
+    // What was generated is kept, marked stopped.
+    let path = format!("/api/conversations/{}", conversation_id(&seen));
+    let stored = eventually(Duration::from_secs(5), || async {
+        app.get_json(&path).await.1["messages"][1]["status"] == "stopped"
+    })
+    .await;
+    assert!(stored, "the partial answer is stored as stopped");
+    let (_, conversation) = app.get_json(&path).await;
+    let partial = conversation["messages"][1]["content"].as_str().unwrap();
+    assert!(answer_text(&seen).starts_with(partial) || partial.starts_with(&answer_text(&seen)));
+    assert!(!partial.is_empty());
 }
 
 /// Compression is on for pages and files, but must never hold back events.
@@ -305,7 +321,7 @@ async fn the_event_stream_is_never_compressed() {
         .http
         .post(format!("{}/api/chat/stream", app.base))
         .header("accept-encoding", "gzip")
-        .json(&conversation(&[("user", "Hello")]))
+        .json(&serde_json::json!({ "content": "Hello" }))
         .send()
         .await
         .unwrap();
@@ -339,10 +355,7 @@ async fn the_page_is_server_rendered_and_says_it_is_a_demo() {
 async fn a_client_that_leaves_before_the_first_token_also_ends_the_bedrock_stream() {
     let app = spawn_app().await;
     let response = app
-        .post_json(
-            "/api/chat/stream",
-            &conversation(&[("user", "Think hard [sim first_token_ms=8000 tokens=3]")]),
-        )
+        .send(None, "Think hard [sim first_token_ms=8000 tokens=3]")
         .await;
     assert_eq!(response.status(), 200);
     drop(response);

@@ -18,7 +18,7 @@ test('an error in the middle of the answer is shown and the partial text kept', 
   // Exactly the five pieces that arrived before the failure.
   const partial = await textOf(answer);
   expect(partial.split(/\s+/).filter(Boolean)).toHaveLength(5);
-  const expected = await fetchAnswer(request, [{ role: 'user', content: message }], await selectedModel(page));
+  const expected = await fetchAnswer(request, message, { modelId: await selectedModel(page) });
   expect(expected.events.filter((e) => e.event === 'delta')).toHaveLength(5);
   expect(expected.events.at(-1)?.event).toBe('error');
   expect(partial).toBe(expected.text);

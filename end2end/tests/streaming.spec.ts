@@ -1,4 +1,4 @@
-import { test, expect, openChat, sendMessage, fetchAnswer, textOf, selectedModel, type Message } from './support';
+import { test, expect, openChat, sendMessage, fetchAnswers, textOf, selectedModel } from './support';
 
 test('the answer streams in, completes with the exact text, and the conversation continues', async ({
   page,
@@ -36,8 +36,7 @@ test('the answer streams in, completes with the exact text, and the conversation
   await expect(ui.stop).toBeVisible();
 
   await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
-  const expected1 = await fetchAnswer(request, [{ role: 'user', content: first }], model);
-  expect(expected1.status).toBe(200);
+  const [expected1] = await fetchAnswers(request, [first], model);
   expect(expected1.events.at(-1)?.event).toBe('done');
   const final1 = await textOf(answer);
   expect(final1).toBe(expected1.text);
@@ -51,19 +50,19 @@ test('the answer streams in, completes with the exact text, and the conversation
   await expect(ui.send).toBeVisible();
   await expect(page.locator('.empty-state')).toHaveCount(0);
 
-  // A follow-up carries the whole conversation: it is message 3 of 3.
+  // A follow-up continues the stored conversation: the model sees all of it,
+  // so this is message 3 of 3.
   const second = 'And a follow-up question?';
   await sendMessage(page, second);
   await expect(ui.answers).toHaveCount(2);
   const answer2 = ui.answers.nth(1);
   await expect(answer2).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
   await expect(answer2.locator('.text')).toContainText('Demo answer to message 3 of 3.');
-  const conversation: Message[] = [
-    { role: 'user', content: first },
-    { role: 'assistant', content: final1 },
-    { role: 'user', content: second },
-  ];
-  const expected2 = await fetchAnswer(request, conversation, model);
+  // The same two messages in one conversation through the API (as another
+  // user) give the same answers.
+  const [again1, expected2] = await fetchAnswers(request, [first, second], model);
+  expect(again1.text).toBe(final1);
+  expect(expected2.events.at(-1)?.event).toBe('done');
   expect(await textOf(answer2)).toBe(expected2.text);
   await expect(answer2.locator('.state.usage')).toBeVisible();
 

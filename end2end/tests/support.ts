@@ -1,24 +1,29 @@
 // Shared by the specs: a `page` that fails the test on uncaught errors or
-// WASM panics, opening the chat, and asking the stream API directly for the
-// answer the simulator gives to a conversation.
+// WASM panics, opening the chat, the sidebar's parts, and asking the stream
+// API directly for the answer the simulator gives to a conversation.
 
 import { test as base, expect, type APIRequestContext, type Locator, type Page } from '@playwright/test';
 
 export { expect };
 
-export type Message = { role: 'user' | 'assistant'; content: string };
+/** Collects the uncaught errors and WASM panics (console_error_panic_hook
+ * logs those) of `page`, and hydration warnings. */
+export function watchErrors(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(`uncaught: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && /panicked|RuntimeError|hydration/i.test(msg.text())) {
+      problems.push(`console.error: ${msg.text()}`);
+    }
+  });
+  return problems;
+}
 
 /** `page`, plus a check after each test that the page raised no uncaught
- * error and the WASM never panicked (console_error_panic_hook logs those). */
+ * error and the WASM never panicked. */
 export const test = base.extend<{ page: Page }>({
   page: async ({ page }, use) => {
-    const problems: string[] = [];
-    page.on('pageerror', (err) => problems.push(`uncaught: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error' && /panicked|RuntimeError|hydration/i.test(msg.text())) {
-        problems.push(`console.error: ${msg.text()}`);
-      }
-    });
+    const problems = watchErrors(page);
     await use(page);
     expect(problems, 'errors raised in the page').toEqual([]);
   },
@@ -34,9 +39,32 @@ export const chat = (page: Page) => ({
   answers: page.locator('article.turn.assistant'),
 });
 
-/** Opens the page and waits until the WASM has hydrated it. */
-export async function openChat(page: Page) {
-  await page.goto('/');
+/** The list of conversations. */
+export const sidebar = (page: Page) => {
+  const nav = page.locator('nav.sidebar[aria-label="Conversations"]');
+  return {
+    nav,
+    newChat: nav.locator('a.new-chat'),
+    items: nav.locator('ul.conversation-list > li.conversation'),
+    item: (id: string) => nav.locator(`li.conversation[data-id="${id}"]`),
+    note: nav.locator('.sidebar-note'),
+  };
+};
+
+/** A conversation page's URL (or path): `/c/<uuid>`. */
+export const CONVERSATION_PATH = /\/c\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
+/** The id of the conversation the page's URL names (fails if it names none). */
+export function conversationIdOf(page: Page): string {
+  const match = new URL(page.url()).pathname.match(CONVERSATION_PATH);
+  expect(match, `a conversation URL, not ${page.url()}`).not.toBeNull();
+  return match![1];
+}
+
+/** Opens `path` (the new chat by default) and waits until the WASM has
+ * hydrated the page. */
+export async function openChat(page: Page, path = '/') {
+  await page.goto(path);
   await expect(page.locator('main.chat')).toHaveAttribute('data-hydrated', 'true');
   return chat(page);
 }
@@ -53,32 +81,76 @@ export function textOf(turn: Locator): Promise<string> {
   return turn.locator('.text').evaluate((el) => el.textContent ?? '');
 }
 
-export type StreamResult = { text: string; events: { event: string; data: any }[]; status: number };
+export type StreamEventData = { event: string; data: any };
 
-/** Sends `messages` to the stream API and returns the concatenated `delta`
- * texts (the answer the page should show) and every event. */
+export type StreamResult = {
+  /** The concatenated `delta` texts: the answer the page should show. */
+  text: string;
+  events: StreamEventData[];
+  status: number;
+  /** From the `start` event (absent when the request was refused before it
+   * was stored, e.g. a validation error answered with HTTP 4xx). */
+  conversationId?: string;
+  title?: string;
+  /** The JSON error body of a request refused with an HTTP error. */
+  error?: { code: string; message: string; retryable: boolean };
+};
+
+/** Sends one user message to the stream API, in a new conversation or
+ * continuing `conversationId`, and returns the answer and every event.
+ *
+ * The `request` fixture has its own cookie jar, so it is a different user
+ * from the page's browser context: what it stores never shows in the page.
+ * The simulator's answer depends only on the conversation's texts, so asking
+ * it the same messages reproduces what the page was shown. */
 export async function fetchAnswer(
   request: APIRequestContext,
-  messages: Message[],
-  modelId?: string,
+  content: string,
+  options: { conversationId?: string; modelId?: string } = {},
 ): Promise<StreamResult> {
   const response = await request.post('/api/chat/stream', {
-    data: { ...(modelId ? { model_id: modelId } : {}), messages },
+    data: {
+      content,
+      ...(options.conversationId ? { conversation_id: options.conversationId } : {}),
+      ...(options.modelId ? { model_id: options.modelId } : {}),
+    },
     headers: { accept: 'text/event-stream' },
     timeout: 30_000,
   });
   const body = await response.text();
+  if (!response.ok()) {
+    return { text: '', events: [], status: response.status(), error: JSON.parse(body).error };
+  }
   const events = parseSse(body);
   const text = events
     .filter((e) => e.event === 'delta')
     .map((e) => e.data.text as string)
     .join('');
-  return { text, events, status: response.status() };
+  const start = events.find((e) => e.event === 'start')?.data;
+  return { text, events, status: response.status(), conversationId: start?.conversation_id, title: start?.title };
+}
+
+/** Sends `messages` one after another in one new conversation (through the
+ * API, as another user) and returns every answer, in order. */
+export async function fetchAnswers(
+  request: APIRequestContext,
+  messages: string[],
+  modelId?: string,
+): Promise<StreamResult[]> {
+  const results: StreamResult[] = [];
+  let conversationId: string | undefined;
+  for (const content of messages) {
+    const result = await fetchAnswer(request, content, { conversationId, modelId });
+    expect(result.status, `answer to ${JSON.stringify(content)}`).toBe(200);
+    conversationId = result.conversationId;
+    results.push(result);
+  }
+  return results;
 }
 
 /** Minimal SSE parser: blank-line separated events of `event:`/`data:` lines. */
-function parseSse(body: string): { event: string; data: any }[] {
-  const out: { event: string; data: any }[] = [];
+function parseSse(body: string): StreamEventData[] {
+  const out: StreamEventData[] = [];
   for (const block of body.replace(/\r\n?/g, '\n').split('\n\n')) {
     let event = 'message';
     const data: string[] = [];

@@ -16,6 +16,6 @@ test('Korean text and emoji (with a skin-tone modifier) survive the round trip',
   // No replacement characters from a split multi-byte sequence.
   expect(text).not.toContain('\uFFFD');
 
-  const expected = await fetchAnswer(request, [{ role: 'user', content: message }], await selectedModel(page));
+  const expected = await fetchAnswer(request, message, { modelId: await selectedModel(page) });
   expect(text).toBe(expected.text);
 });

@@ -103,7 +103,10 @@ pub async fn stream_chat(
                 Err(storage) => ApiError::from(storage).info,
             };
             let error = super::relay::WireFormat::error(&mut format, info);
-            Body::from_stream(futures::stream::iter([Ok::<_, std::convert::Infallible>(start), Ok(error)]))
+            Body::from_stream(futures::stream::iter([
+                Ok::<_, std::convert::Infallible>(start),
+                Ok(error),
+            ]))
         }
     };
     Ok(sse::encode::response(body))
@@ -127,5 +130,7 @@ pub async fn compat_chat(
         temperature: bedrock.temperature,
     };
     let model = state.bedrock.converse_stream(&input).await?;
-    Ok(sse::encode::response(Body::from_stream(relay(model, SeedFormat, None))))
+    Ok(sse::encode::response(Body::from_stream(relay(
+        model, SeedFormat, None,
+    ))))
 }

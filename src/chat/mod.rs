@@ -74,7 +74,9 @@ pub struct ChatRequest {
 }
 
 /// What the page sends to add a message to a conversation and stream the answer.
+/// Unknown fields are refused: in particular a client cannot supply history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// The conversation to continue; absent or null starts a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -53,7 +53,11 @@ impl AnswerRecorder {
     }
 
     /// Stores the answer with its final status. Called once.
-    pub async fn finish(&mut self, status: MessageStatus, error: Option<ErrorInfo>) -> Result<(), StoreError> {
+    pub async fn finish(
+        &mut self,
+        status: MessageStatus,
+        error: Option<ErrorInfo>,
+    ) -> Result<(), StoreError> {
         self.finished = true;
         self.answer.status = status;
         self.answer.error = error;

@@ -180,19 +180,22 @@ pub fn relay<F: WireFormat>(
                 None => {
                     state.model = None;
                     match state.stop.take() {
-                        Some(reason) => match record_end(&mut state.recorder, MessageStatus::Complete, None).await {
-                            None => state.format.done(reason),
-                            Some(storage_error) => state.format.error(storage_error),
-                        },
+                        Some(reason) => {
+                            match record_end(&mut state.recorder, MessageStatus::Complete, None).await {
+                                None => state.format.done(reason),
+                                Some(storage_error) => state.format.error(storage_error),
+                            }
+                        }
                         None => {
                             let info = ApiError::from(BedrockError::new(
                                 ErrorKind::ConnectionLost,
                                 "the stream ended without a stop reason",
                             ))
                             .info;
-                            let info = record_end(&mut state.recorder, MessageStatus::Error, Some(info.clone()))
-                                .await
-                                .unwrap_or(info);
+                            let info =
+                                record_end(&mut state.recorder, MessageStatus::Error, Some(info.clone()))
+                                    .await
+                                    .unwrap_or(info);
                             state.format.error(info)
                         }
                     }

@@ -1,7 +1,7 @@
 //! Browser side of the answer stream: `fetch` with a streaming body, parsed
 //! as SSE chunk by chunk. (`EventSource` cannot POST a message.)
 
-use super::{ErrorBody, SendRequest, ErrorInfo, StreamEnd, StreamEvent, STREAM_PATH};
+use super::{ErrorBody, ErrorInfo, SendRequest, StreamEnd, StreamEvent, STREAM_PATH};
 use crate::sse::Parser;
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};

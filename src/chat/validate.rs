@@ -16,7 +16,10 @@ pub struct ValidSend<'a> {
     pub model_id: &'a str,
 }
 
-pub fn validate_send<'a>(request: &'a SendRequest, settings: &'a Settings) -> Result<ValidSend<'a>, ApiError> {
+pub fn validate_send<'a>(
+    request: &'a SendRequest,
+    settings: &'a Settings,
+) -> Result<ValidSend<'a>, ApiError> {
     let conversation_id = match request.conversation_id.as_deref() {
         Some(id) => {
             crate::conversations::api::check_id(id)?;
@@ -55,7 +58,10 @@ fn check_text(text: &str, label: &str, settings: &Settings) -> Result<(), ApiErr
             false,
         ));
     }
-    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
         return Err(ApiError::bad_request(
             "invalid_characters",
             format!("{label} contains control characters that cannot be sent to the model. Remove them and try again."),
@@ -73,7 +79,10 @@ fn pick_model<'a>(requested: Option<&'a str>, settings: &'a Settings) -> Result<
             let names: Vec<_> = settings.bedrock.models.iter().map(|m| m.id.as_str()).collect();
             Err(ApiError::bad_request(
                 "unknown_model",
-                format!("The model {id:?} is not offered here. Choose one of: {}.", names.join(", ")),
+                format!(
+                    "The model {id:?} is not offered here. Choose one of: {}.",
+                    names.join(", ")
+                ),
             ))
         }
     }

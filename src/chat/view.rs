@@ -19,7 +19,6 @@ use crate::{
     conversations::{client, id_from_path, page_path, sidebar::Sidebar, Conversation, MessageStatus},
 };
 use leptos::{ev, html, prelude::*};
-use leptos_meta::Title;
 use leptos_router::{
     hooks::{use_location, use_navigate},
     NavigateOptions,
@@ -287,8 +286,10 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         Some(t) => format!("{t} · bedrock-chat"),
         None => "bedrock-chat".to_owned(),
     };
+    // The tab shows the conversation's title. Set from the browser only:
+    // server rendering would put the user's text into <head> unescaped.
+    Effect::new(move |_| document().set_title(&page_title()));
     view! {
-        <Title text=page_title/>
         <div class="layout">
             <Sidebar conversations active=on_screen.into() list_version max_title_chars=page.max_title_chars/>
             <main class="chat" data-hydrated=move || hydrated.get().to_string()>
@@ -416,7 +417,9 @@ fn UserFooter(turn: Turn) -> impl IntoView {
 #[component]
 fn TurnFooter(turn: Turn) -> impl IntoView {
     move || match turn.status.get() {
-        MessageStatus::Streaming if turn.live => view! { <p class="state streaming">"Generating…"</p> }.into_any(),
+        MessageStatus::Streaming if turn.live => {
+            view! { <p class="state streaming">"Generating…"</p> }.into_any()
+        }
         MessageStatus::Streaming => {
             view! { <p class="state streaming">"Still being written. Reload to see the rest."</p> }.into_any()
         }
@@ -426,9 +429,11 @@ fn TurnFooter(turn: Turn) -> impl IntoView {
         }
         .into_any(),
         MessageStatus::Error => {
-            let message = turn.error.get().map(|e| e.message).unwrap_or_else(|| {
-                "This answer failed.".to_owned()
-            });
+            let message = turn
+                .error
+                .get()
+                .map(|e| e.message)
+                .unwrap_or_else(|| "This answer failed.".to_owned());
             view! { <p class="state error" role="alert">{message}</p> }.into_any()
         }
         MessageStatus::Complete => turn

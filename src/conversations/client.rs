@@ -11,41 +11,48 @@ use std::future::Future;
 
 pub fn list() -> impl Future<Output = Result<Vec<ConversationSummary>, ErrorInfo>> + Send {
     SendWrapper::new(async move {
-    let response = Request::get(API_PATH).send().await.map_err(|_| offline())?;
-    json(response).await})
+        let response = Request::get(API_PATH).send().await.map_err(|_| offline())?;
+        json(response).await
+    })
 }
 
 pub fn get(id: String) -> impl Future<Output = Result<Conversation, ErrorInfo>> + Send {
     SendWrapper::new(async move {
-    let response = Request::get(&format!("{API_PATH}/{id}"))
-        .send()
-        .await
-        .map_err(|_| offline())?;
-    json(response).await})
+        let response = Request::get(&format!("{API_PATH}/{id}"))
+            .send()
+            .await
+            .map_err(|_| offline())?;
+        json(response).await
+    })
 }
 
-pub fn rename(id: String, title: String) -> impl Future<Output = Result<ConversationSummary, ErrorInfo>> + Send {
+pub fn rename(
+    id: String,
+    title: String,
+) -> impl Future<Output = Result<ConversationSummary, ErrorInfo>> + Send {
     SendWrapper::new(async move {
-    let response = Request::patch(&format!("{API_PATH}/{id}"))
-        .json(&RenameRequest { title })
-        .map_err(|_| offline())?
-        .send()
-        .await
-        .map_err(|_| offline())?;
-    json(response).await})
+        let response = Request::patch(&format!("{API_PATH}/{id}"))
+            .json(&RenameRequest { title })
+            .map_err(|_| offline())?
+            .send()
+            .await
+            .map_err(|_| offline())?;
+        json(response).await
+    })
 }
 
 pub fn delete(id: String) -> impl Future<Output = Result<(), ErrorInfo>> + Send {
     SendWrapper::new(async move {
-    let response = Request::delete(&format!("{API_PATH}/{id}"))
-        .send()
-        .await
-        .map_err(|_| offline())?;
-    if response.ok() {
-        Ok(())
-    } else {
-        Err(error_of(response).await)
-    }})
+        let response = Request::delete(&format!("{API_PATH}/{id}"))
+            .send()
+            .await
+            .map_err(|_| offline())?;
+        if response.ok() {
+            Ok(())
+        } else {
+            Err(error_of(response).await)
+        }
+    })
 }
 
 async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, ErrorInfo> {

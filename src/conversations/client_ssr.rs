@@ -44,10 +44,7 @@ pub async fn list() -> Result<Vec<ConversationSummary>, ErrorInfo> {
 pub async fn get(id: String) -> Result<Conversation, ErrorInfo> {
     let (store, owner) = scope()?;
     check_id(&id).map_err(fail)?;
-    store
-        .get(owner.as_str(), &id)
-        .await
-        .map_err(|e| fail(e.into()))
+    store.get(owner.as_str(), &id).await.map_err(|e| fail(e.into()))
 }
 
 // Renaming and deleting happen in event handlers, which never run while the

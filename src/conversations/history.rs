@@ -27,7 +27,12 @@ pub fn estimate_tokens(text: &str) -> usize {
 
 /// The turns to send for `earlier` messages followed by the user's `latest`
 /// text, within `token_budget` (estimated) and at most `max_messages`.
-pub fn build(earlier: &[StoredMessage], latest: &str, token_budget: usize, max_messages: usize) -> Vec<HistoryTurn> {
+pub fn build(
+    earlier: &[StoredMessage],
+    latest: &str,
+    token_budget: usize,
+    max_messages: usize,
+) -> Vec<HistoryTurn> {
     let mut turns: Vec<HistoryTurn> = Vec::with_capacity(earlier.len() + 1);
     let messages = earlier
         .iter()

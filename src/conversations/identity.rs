@@ -114,7 +114,10 @@ impl Identity {
 
     /// The owner named by the request, and the cookie to set when a new
     /// anonymous owner was made.
-    pub fn resolve(&self, headers: &axum::http::HeaderMap) -> Result<(Owner, Option<HeaderValue>), MissingUser> {
+    pub fn resolve(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<(Owner, Option<HeaderValue>), MissingUser> {
         if let Some(name) = &self.trusted_header {
             let user = headers
                 .get(name)
@@ -227,7 +230,10 @@ mod tests {
         let (owner, cookie) = id.resolve(&HeaderMap::new()).unwrap();
         let cookie = cookie.expect("a new owner gets a cookie");
         let text = cookie.to_str().unwrap();
-        assert!(text.contains("HttpOnly") && text.contains("SameSite=Lax"), "{text}");
+        assert!(
+            text.contains("HttpOnly") && text.contains("SameSite=Lax"),
+            "{text}"
+        );
 
         let mut headers = HeaderMap::new();
         let value = format!("other=1; {COOKIE_NAME}={}", cookie_value(&cookie));

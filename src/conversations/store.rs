@@ -67,15 +67,23 @@ impl From<sqlx::Error> for StoreError {
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
                 let message = db.message().to_ascii_lowercase();
-                if code == "25006" || code == "8" || message.contains("readonly") || message.contains("read-only") {
+                if code == "25006"
+                    || code == "8"
+                    || message.contains("readonly")
+                    || message.contains("read-only")
+                {
                     StoreErrorKind::ReadOnly
                 } else if db.is_unique_violation() {
                     // Two sends raced for the same place in one conversation.
                     StoreErrorKind::Busy
                 } else if code == "5" || code == "6" || message.contains("database is locked") {
                     StoreErrorKind::Unavailable
-                } else if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
-                    // PostgreSQL: connection failures, shutdown, too many connections.
+                } else if code.starts_with("08")
+                    || code.starts_with("57P")
+                    || matches!(code.as_ref(), "53300" | "55000" | "3D000")
+                {
+                    // PostgreSQL: connection failures, shutdown, too many
+                    // connections, a database closed to connections or gone.
                     StoreErrorKind::Unavailable
                 } else {
                     StoreErrorKind::Internal
@@ -154,6 +162,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     include_str!("../../migrations/0001_conversations.sql"),
 )];
 
+// Queries read all their rows (`fetch_all`, never `fetch_optional`): an
+// SQLite statement left unfinished keeps its connection's read snapshot
+// open, and later reads on that pooled connection would see stale data.
+
 const MESSAGE_COLUMNS: &str = "id, role, content, status, model_id, input_tokens, output_tokens, \
      total_tokens, latency_ms, first_token_ms, duration_ms, error_code, error_message, \
      error_retryable, created_at";
@@ -185,8 +197,12 @@ impl Store {
                 Box::pin(async move {
                     // WAL lets pages be read while an answer is written;
                     // synchronous=FULL makes every commit durable (fsync).
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             }),
@@ -194,7 +210,14 @@ impl Store {
         };
         let pool = options.connect(url).await?;
         let store = Self { pool, backend };
-        store.migrate().await?;
+        match store.migrate().await {
+            // A read-only database can still be read if its schema is current:
+            // the app then serves what it has and refuses new messages.
+            Err(err) if err.kind == StoreErrorKind::ReadOnly => {
+                tracing::warn!(error = %err, "the database is read-only: conversations can be read, not saved");
+            }
+            other => other?,
+        }
         Ok(store)
     }
 
@@ -253,8 +276,10 @@ impl Store {
         )
         .bind(id)
         .bind(owner)
-        .fetch_optional(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?
+        .into_iter()
+        .next()
         .ok_or_else(StoreError::not_found)?;
         let summary = summary_from_row(&summary)?;
         let messages = messages_of(&mut conn, id).await?;
@@ -276,8 +301,10 @@ impl Store {
         )
         .bind(id)
         .bind(owner)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?
+        .into_iter()
+        .next()
         .ok_or_else(StoreError::not_found)?;
         summary_from_row(&row)
     }
@@ -288,8 +315,10 @@ impl Store {
         let owned = sqlx::query("SELECT id FROM conversations WHERE id = $1 AND owner_id = $2")
             .bind(id)
             .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next();
         if owned.is_none() {
             return Err(StoreError::not_found());
         }
@@ -328,13 +357,18 @@ impl Store {
                 )
                 .bind(id)
                 .bind(new.owner)
-                .fetch_optional(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?
+                .into_iter()
+                .next()
                 .ok_or_else(StoreError::not_found)?;
                 let mut summary = summary_from_row(&row)?;
                 summary.updated_at = now;
                 let earlier = messages_of(&mut tx, id).await?;
-                if earlier.last().is_some_and(|m| m.status == MessageStatus::Streaming) {
+                if earlier
+                    .last()
+                    .is_some_and(|m| m.status == MessageStatus::Streaming)
+                {
                     return Err(StoreError::new(
                         StoreErrorKind::Busy,
                         "an answer is still being written",
@@ -369,7 +403,14 @@ impl Store {
         let answer_id = new_id();
         for (id, position, role, content, status, model) in [
             (&user_message_id, position, "user", new.text, "complete", None),
-            (&answer_id, position + 1, "assistant", "", "streaming", Some(new.model_id)),
+            (
+                &answer_id,
+                position + 1,
+                "assistant",
+                "",
+                "streaming",
+                Some(new.model_id),
+            ),
         ] {
             sqlx::query(
                 "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
@@ -457,11 +498,14 @@ fn summary_from_row(row: &AnyRow) -> Result<ConversationSummary> {
 }
 
 fn message_from_row(row: &AnyRow) -> Result<StoredMessage> {
-    let corrupt = |what: &str, value: &str| StoreError::new(StoreErrorKind::Internal, format!("bad {what} {value:?}"));
+    let corrupt =
+        |what: &str, value: &str| StoreError::new(StoreErrorKind::Internal, format!("bad {what} {value:?}"));
     let role: String = row.try_get(1)?;
     let status: String = row.try_get(3)?;
-    let count = |i: usize| -> Result<Option<u64>> { Ok(row.try_get::<Option<i64>, _>(i)?.map(|v| v.max(0) as u64)) };
-    let tokens = |i: usize| -> Result<Option<u32>> { Ok(count(i)?.map(|v| v.min(u64::from(u32::MAX)) as u32)) };
+    let count =
+        |i: usize| -> Result<Option<u64>> { Ok(row.try_get::<Option<i64>, _>(i)?.map(|v| v.max(0) as u64)) };
+    let tokens =
+        |i: usize| -> Result<Option<u32>> { Ok(count(i)?.map(|v| v.min(u64::from(u32::MAX)) as u32)) };
     let usage = match (tokens(5)?, tokens(6)?) {
         (Some(input_tokens), Some(output_tokens)) => Some(Usage {
             input_tokens,
@@ -471,7 +515,10 @@ fn message_from_row(row: &AnyRow) -> Result<StoredMessage> {
         }),
         _ => None,
     };
-    let error = match (row.try_get::<Option<String>, _>(11)?, row.try_get::<Option<String>, _>(12)?) {
+    let error = match (
+        row.try_get::<Option<String>, _>(11)?,
+        row.try_get::<Option<String>, _>(12)?,
+    ) {
         (Some(code), Some(message)) => Some(ErrorInfo {
             code,
             message,

@@ -117,7 +117,10 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
                 false,
             )
         } else {
-            ApiError::bad_request("unreadable_body", format!("The request body could not be read: {rejection}"))
+            ApiError::bad_request(
+                "unreadable_body",
+                format!("The request body could not be read: {rejection}"),
+            )
         }
     })?;
     if body.is_empty() {

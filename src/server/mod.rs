@@ -13,7 +13,11 @@ use crate::{
     app::{shell, App, PageConfig},
     bedrock::{self, BedrockChat},
     chat,
-    conversations::{self, identity::Identity, store::Store},
+    conversations::{
+        self,
+        identity::Identity,
+        store::{Store, StoreErrorKind},
+    },
 };
 use axum::{
     extract::DefaultBodyLimit,
@@ -64,16 +68,29 @@ impl Application {
     pub async fn build_with(settings: Settings, bedrock: BedrockChat) -> std::io::Result<Self> {
         let storage = &settings.storage;
         std::fs::create_dir_all(&storage.data_dir).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("data directory {}: {e}", storage.data_dir.display()))
+            std::io::Error::new(
+                e.kind(),
+                format!("data directory {}: {e}", storage.data_dir.display()),
+            )
         })?;
         let store = Store::connect(&storage.url()).await.map_err(|e| {
             std::io::Error::other(format!("cannot open the conversation store: {}", e.detail))
         })?;
-        let interrupted = store.recover_interrupted().await.map_err(|e| {
-            std::io::Error::other(format!("cannot recover the conversation store: {}", e.detail))
-        })?;
+        let interrupted = match store.recover_interrupted().await {
+            Ok(n) => n,
+            Err(e) if e.kind == StoreErrorKind::ReadOnly => 0,
+            Err(e) => {
+                return Err(std::io::Error::other(format!(
+                    "cannot recover the conversation store: {}",
+                    e.detail
+                )))
+            }
+        };
         if interrupted > 0 {
-            tracing::warn!(interrupted, "answers cut off by the last shutdown are marked interrupted");
+            tracing::warn!(
+                interrupted,
+                "answers cut off by the last shutdown are marked interrupted"
+            );
         }
         let id = &settings.identity;
         let identity = Identity::new(

@@ -35,7 +35,10 @@ impl StorageSettings {
     /// The database to use: `database_url`, or an SQLite file in `data_dir`.
     pub fn url(&self) -> String {
         if self.database_url.trim().is_empty() {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("bedrock-chat.sqlite3").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("bedrock-chat.sqlite3").display()
+            )
         } else {
             self.database_url.trim().to_owned()
         }
@@ -174,7 +177,8 @@ impl Settings {
             ));
         }
         let l = &self.limits;
-        if l.max_message_chars == 0 || l.max_messages == 0 || l.max_body_bytes == 0 || l.max_title_chars == 0 {
+        if l.max_message_chars == 0 || l.max_messages == 0 || l.max_body_bytes == 0 || l.max_title_chars == 0
+        {
             return Err(SettingsError::Invalid("limits must be positive".into()));
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! Starts the real application on a loopback port with a simulator of its
-//! own behind it, and reads its streams over real HTTP.
+//! own behind it and a database of its own (SQLite in a temp dir, or a fresh
+//! PostgreSQL database), and talks to it over real HTTP.
 
 #![allow(dead_code)] // each test binary uses a different part of this
 
@@ -11,34 +12,117 @@ use bedrock_chat::{
 use futures::StreamExt;
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
+/// Every test is bounded: no single request or stream may hang a run.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// Where a test app keeps its conversations.
+pub enum Db {
+    /// A file in this temp dir (deleted with it).
+    Sqlite(tempfile::TempDir),
+    /// A database of its own on the server named by `TEST_POSTGRES_URL`.
+    Postgres {
+        url: String,
+        admin_url: String,
+        name: String,
+    },
+}
+
+impl Db {
+    pub fn sqlite() -> Self {
+        Db::Sqlite(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// A fresh database on the test PostgreSQL server, or `None` (the test
+    /// is skipped) when `TEST_POSTGRES_URL` is unset outside CI. `./dev test`
+    /// starts a server and sets it; in CI a missing server is a failure.
+    pub async fn postgres() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "TEST_POSTGRES_URL is not set: run the tests with ./dev test"
+            );
+            eprintln!("skipped: TEST_POSTGRES_URL is not set (./dev test sets it)");
+            return None;
+        };
+        let name = format!("bc_test_{}", uuid_simple());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .expect("the test PostgreSQL server answers");
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create a test database");
+        let url = match admin_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("TEST_POSTGRES_URL must end with /<database>"),
+        };
+        Some(Db::Postgres { url, admin_url, name })
+    }
+
+    /// Settings overrides that point the app at this database.
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        match self {
+            Db::Sqlite(dir) => vec![(
+                "BEDROCK_CHAT_STORAGE_DATA_DIR".into(),
+                dir.path().display().to_string(),
+            )],
+            Db::Postgres { url, .. } => vec![
+                ("BEDROCK_CHAT_STORAGE_DATABASE_URL".into(), url.clone()),
+                // The cookie secret still lives in a data dir.
+                (
+                    "BEDROCK_CHAT_STORAGE_DATA_DIR".into(),
+                    std::env::temp_dir()
+                        .join("bedrock-chat-test-secrets")
+                        .display()
+                        .to_string(),
+                ),
+            ],
+        }
+    }
+
+    /// Runs SQL as an administrator of this database (PostgreSQL only).
+    pub async fn admin(&self, sql: &str) {
+        let Db::Postgres { admin_url, .. } = self else {
+            panic!("admin SQL is for PostgreSQL")
+        };
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url)
+            .await
+            .expect("admin connection");
+        sqlx::Executor::execute(&mut admin, sql).await.expect(sql);
+    }
+
+    pub fn postgres_name(&self) -> Option<&str> {
+        match self {
+            Db::Postgres { name, .. } => Some(name),
+            Db::Sqlite(_) => None,
+        }
+    }
+}
+
+fn uuid_simple() -> String {
+    bedrock_chat::conversations::store::new_id().replace('-', "")
+}
+
 pub struct TestApp {
     pub base: String,
     pub sim: simulator::SimulatorHandle,
+    /// The first user: a client with a cookie jar of its own.
     pub http: reqwest::Client,
     pub settings: Settings,
+    pub db: Db,
 }
-
-/// Every test is bounded: no single request or stream may hang a run.
-pub const LIMIT: Duration = Duration::from_secs(20);
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
-/// Starts the app with settings overridden as environment variables would.
+/// Starts the app on SQLite with settings overridden as environment
+/// variables would.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    let mut env: HashMap<String, String> = [
-        ("BEDROCK_CHAT_SERVER_SITE_ADDR", "127.0.0.1:0"),
-        ("BEDROCK_CHAT_BEDROCK_BACKEND", "simulator"),
-        // Errors are asserted as they come; retries would only slow tests.
-        ("BEDROCK_CHAT_BEDROCK_MAX_ATTEMPTS", "1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let settings = Settings::built_in_with(&env).expect("test settings are valid");
+    spawn_app_on(Db::sqlite(), overrides).await
+}
 
+pub async fn spawn_app_on(db: Db, overrides: &[(&str, &str)]) -> TestApp {
+    let settings = test_settings(&db, overrides);
     let sim = simulator::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("simulator starts");
@@ -51,15 +135,44 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     TestApp {
         base,
         sim,
-        http: reqwest::Client::builder().timeout(LIMIT).build().unwrap(),
+        http: new_user(),
         settings,
+        db,
     }
 }
 
+pub fn test_settings(db: &Db, overrides: &[(&str, &str)]) -> Settings {
+    let mut env: HashMap<String, String> = [
+        ("BEDROCK_CHAT_SERVER_SITE_ADDR", "127.0.0.1:0"),
+        ("BEDROCK_CHAT_BEDROCK_BACKEND", "simulator"),
+        // Errors are asserted as they come; retries would only slow tests.
+        ("BEDROCK_CHAT_BEDROCK_MAX_ATTEMPTS", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.extend(db.overrides());
+    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Settings::built_in_with(&env).expect("test settings are valid")
+}
+
+/// A browser of its own: a new anonymous owner once the app sets its cookie.
+pub fn new_user() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(LIMIT)
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
 impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.http
-            .post(format!("{}{path}", self.base))
+            .post(self.url(path))
             .json(body)
             .send()
             .await
@@ -68,16 +181,55 @@ impl TestApp {
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.http
-            .post(format!("{}{path}", self.base))
+            .post(self.url(path))
             .header("content-type", "application/json")
             .body(body)
             .send()
             .await
             .expect("request is answered")
     }
+
+    /// Sends a message as the first user (a new conversation when `id` is None).
+    pub async fn send(&self, id: Option<&str>, text: &str) -> reqwest::Response {
+        send_as(&self.http, &self.base, id, text).await
+    }
+
+    /// Sends a message and reads the whole answer stream.
+    pub async fn chat(&self, id: Option<&str>, text: &str) -> Vec<sse::SseEvent> {
+        let response = self.send(id, text).await;
+        assert_eq!(response.status(), 200, "send {text:?}");
+        read_events(response).await
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        get_json_as(&self.http, &self.url(path)).await
+    }
 }
 
-/// `{"messages": [...]}` from (role, text) pairs.
+pub async fn send_as(http: &reqwest::Client, base: &str, id: Option<&str>, text: &str) -> reqwest::Response {
+    let mut body = serde_json::json!({ "content": text });
+    if let Some(id) = id {
+        body["conversation_id"] = id.into();
+    }
+    http.post(format!("{base}/api/chat/stream"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request is answered")
+}
+
+pub async fn get_json_as(http: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let response = http.get(url).send().await.expect("request is answered");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// `{"messages": [...]}` from (role, text) pairs: the compatibility
+/// endpoint's request.
 pub fn conversation(turns: &[(&str, &str)]) -> serde_json::Value {
     serde_json::json!({
         "messages": turns
@@ -125,6 +277,35 @@ pub fn answer_text(events: &[sse::SseEvent]) -> String {
         .collect()
 }
 
+pub fn names(events: &[sse::SseEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event.as_str()).collect()
+}
+
+/// The conversation id from a stream's `start` event.
+pub fn conversation_id(events: &[sse::SseEvent]) -> String {
+    let start = events.first().expect("a stream has events");
+    assert_eq!(start.event, "start");
+    json(start)["conversation_id"].as_str().unwrap().to_owned()
+}
+
 pub fn json(event: &sse::SseEvent) -> serde_json::Value {
     serde_json::from_str(&event.data).expect("event data is JSON")
+}
+
+/// Polls `check` until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,457 @@
+// Stored conversations in a real browser: each message is kept on the server,
+// listed in the sidebar, addressed by /c/<id>, rendered by the server on
+// reload, renamed and deleted in place, and private to the browser (the owner
+// is an anonymous cookie, so each browser context is another user).
+
+import type { Browser, BrowserContext, Page } from '@playwright/test';
+import {
+  test,
+  expect,
+  chat,
+  conversationIdOf,
+  fetchAnswers,
+  openChat,
+  selectedModel,
+  sendMessage,
+  sidebar,
+  textOf,
+  watchErrors,
+  CONVERSATION_PATH,
+} from './support';
+
+const FIRST = 'Plan a picnic by the river';
+const SECOND = 'Explain how tides work';
+
+/** Sends `text` and waits for its answer (the last one on screen) to end
+ * with `status`. Returns the answer's text. */
+async function ask(page: Page, text: string, status = 'complete'): Promise<string> {
+  const ui = chat(page);
+  const before = await ui.answers.count();
+  await sendMessage(page, text);
+  await expect(ui.answers).toHaveCount(before + 1);
+  const answer = ui.answers.nth(before);
+  await expect(answer).toHaveAttribute('data-status', status, { timeout: 15_000 });
+  return textOf(answer);
+}
+
+/** The ids of the listed conversations, top to bottom. */
+async function listedIds(page: Page): Promise<string[]> {
+  return sidebar(page).items.evaluateAll((items) => items.map((li) => li.getAttribute('data-id') ?? ''));
+}
+
+/** Checks that the page shows exactly this transcript: user and assistant
+ * turns alternating, every answer with `status`. */
+async function expectTranscript(page: Page, pairs: [string, string][], status = 'complete') {
+  const ui = chat(page);
+  await expect(ui.turns).toHaveCount(pairs.length * 2);
+  for (const [i, [question, answer]] of pairs.entries()) {
+    const user = ui.turns.nth(2 * i);
+    const assistant = ui.turns.nth(2 * i + 1);
+    await expect(user).toHaveClass(/\buser\b/);
+    await expect(assistant).toHaveClass(/\bassistant\b/);
+    await expect(user.locator('.text')).toHaveText(question, { useInnerText: true });
+    expect(await textOf(user)).toBe(question);
+    await expect(assistant).toHaveAttribute('data-status', status);
+    expect(await textOf(assistant)).toBe(answer);
+  }
+}
+
+/** The header and the document title name the conversation (or "New chat"). */
+async function expectTitle(page: Page, title: string | null) {
+  await expect(page.locator('h1.conversation-title')).toHaveText(title ?? 'New chat');
+  await expect(page).toHaveTitle(title === null ? 'bedrock-chat' : `${title} · bedrock-chat`);
+}
+
+/** A context that shares `page`'s cookie (the same user) but runs no
+ * script: what it shows is exactly the HTML the server rendered. */
+async function serverRenderedView(browser: Browser, page: Page): Promise<BrowserContext> {
+  return browser.newContext({
+    javaScriptEnabled: false,
+    storageState: await page.context().storageState(),
+  });
+}
+
+/** Creates the two conversations most tests start from, in this order. */
+async function twoConversations(page: Page) {
+  await openChat(page);
+  const firstAnswer = await ask(page, FIRST);
+  await expect(page).toHaveURL(CONVERSATION_PATH);
+  const first = conversationIdOf(page);
+  await sidebar(page).newChat.click();
+  await expect(page).toHaveURL('/');
+  await expect(chat(page).turns).toHaveCount(0);
+  const secondAnswer = await ask(page, SECOND);
+  await expect(page).toHaveURL(CONVERSATION_PATH);
+  const second = conversationIdOf(page);
+  expect(second).not.toBe(first);
+  return { first, second, firstAnswer, secondAnswer };
+}
+
+test('messages start conversations that are listed, switched between, and server-rendered on reload', async ({
+  page,
+  request,
+  browser,
+}) => {
+  const ui = await openChat(page);
+  const side = sidebar(page);
+  await expect(side.items).toHaveCount(0);
+  await expect(side.note).toHaveText('Your conversations will appear here.');
+  await expectTitle(page, null);
+
+  // The first message names the conversation and gives it a URL; the
+  // answer is not interrupted by the URL change.
+  await sendMessage(page, FIRST);
+  await expect(page).toHaveURL(CONVERSATION_PATH);
+  const first = conversationIdOf(page);
+  await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
+  const firstAnswer = await textOf(ui.answers.first());
+  await expect(side.items).toHaveCount(1);
+  await expect(side.item(first)).toHaveClass(/\bactive\b/);
+  await expect(side.item(first).locator('a.conversation-link')).toHaveText(FIRST);
+  await expect(side.item(first).locator('a.conversation-link')).toHaveAttribute('href', `/c/${first}`);
+  await expect(side.item(first).locator('a.conversation-link')).toHaveAttribute('aria-current', 'page');
+  await expectTitle(page, FIRST);
+
+  // The simulator's answers are a function of the conversation.
+  const model = await selectedModel(page);
+  const [expectedFirst] = await fetchAnswers(request, [FIRST], model);
+  expect(firstAnswer).toBe(expectedFirst.text);
+  expect(firstAnswer.startsWith(`Demo answer to message 1 of 1. You said: "${FIRST}".`)).toBe(true);
+
+  // "New chat" empties the page; the next message starts another one.
+  await side.newChat.click();
+  await expect(page).toHaveURL('/');
+  await expect(ui.turns).toHaveCount(0);
+  await expect(page.locator('.empty-state')).toBeVisible();
+  await expectTitle(page, null);
+  await expect(side.nav.locator('li.conversation.active')).toHaveCount(0);
+  const secondAnswer = await ask(page, SECOND);
+  await expect(page).toHaveURL(CONVERSATION_PATH);
+  const second = conversationIdOf(page);
+  expect(second).not.toBe(first);
+  const [expectedSecond] = await fetchAnswers(request, [SECOND], model);
+  expect(secondAnswer).toBe(expectedSecond.text);
+
+  // Newest first, each titled from its first message; only one is active.
+  await expect(side.items).toHaveCount(2);
+  expect(await listedIds(page)).toEqual([second, first]);
+  await expect(side.items.locator('a.conversation-link')).toHaveText([SECOND, FIRST]);
+  await expect(side.item(second)).toHaveClass(/\bactive\b/);
+  await expect(side.item(first)).not.toHaveClass(/\bactive\b/);
+  await expectTitle(page, SECOND);
+
+  // Switching through the sidebar swaps the transcript without a reload.
+  await page.evaluate(() => ((window as any).__samePage = true));
+  await side.item(first).locator('a.conversation-link').click();
+  await expect(page).toHaveURL(`/c/${first}`);
+  await expectTranscript(page, [[FIRST, firstAnswer]]);
+  await expect(side.item(first)).toHaveClass(/\bactive\b/);
+  await expect(side.item(second)).not.toHaveClass(/\bactive\b/);
+  await expectTitle(page, FIRST);
+  await side.item(second).locator('a.conversation-link').click();
+  await expect(page).toHaveURL(`/c/${second}`);
+  await expectTranscript(page, [[SECOND, secondAnswer]]);
+  await expectTitle(page, SECOND);
+  expect(await page.evaluate(() => (window as any).__samePage)).toBe(true);
+
+  // A follow-up continues the conversation on screen (message 3 of 3) and
+  // moves it to the top of the list.
+  await side.item(first).locator('a.conversation-link').click();
+  await expectTranscript(page, [[FIRST, firstAnswer]]);
+  const FOLLOW_UP = 'And if it rains?';
+  const followAnswer = await ask(page, FOLLOW_UP);
+  await expect(page).toHaveURL(`/c/${first}`);
+  expect(followAnswer.startsWith(`Demo answer to message 3 of 3. You said: "${FOLLOW_UP}".`)).toBe(true);
+  const [, expectedFollow] = await fetchAnswers(request, [FIRST, FOLLOW_UP], model);
+  expect(followAnswer).toBe(expectedFollow.text);
+  await expect.poll(() => listedIds(page)).toEqual([first, second]);
+  await expect(side.items.locator('a.conversation-link')).toHaveText([FIRST, SECOND]);
+
+  // The server renders the whole conversation into the page: the HTML of a
+  // plain GET (same cookie) holds the transcript and its statuses...
+  const html = await (await page.request.get(`/c/${first}`)).text();
+  expect(html).toContain(`<title>${FIRST} · bedrock-chat</title>`);
+  expect(html).toContain(FOLLOW_UP);
+  expect(html.match(/<article class="turn assistant" data-status="complete"/g)).toHaveLength(2);
+  expect(html).toContain(`data-id="${second}"`);
+
+  // ...and a browser without script shows it exactly.
+  const noScript = await serverRenderedView(browser, page);
+  try {
+    const plain = await noScript.newPage();
+    await plain.goto(`/c/${first}`);
+    await expect(plain.locator('main.chat')).toHaveAttribute('data-hydrated', 'false');
+    await expectTranscript(plain, [
+      [FIRST, firstAnswer],
+      [FOLLOW_UP, followAnswer],
+    ]);
+    await expect(chat(plain).answers.locator('.state.usage')).toHaveCount(2);
+    await expectTitle(plain, FIRST);
+    expect(await listedIds(plain)).toEqual([first, second]);
+    await expect(sidebar(plain).item(first)).toHaveClass(/\bactive\b/);
+  } finally {
+    await noScript.close();
+  }
+
+  // Reloading hydrates that HTML without errors and keeps every part of it.
+  await page.reload();
+  await expect(ui.main).toHaveAttribute('data-hydrated', 'true');
+  await expectTranscript(page, [
+    [FIRST, firstAnswer],
+    [FOLLOW_UP, followAnswer],
+  ]);
+  await expect(ui.answers.locator('.state.usage')).toHaveCount(2);
+  await expectTitle(page, FIRST);
+  expect(await listedIds(page)).toEqual([first, second]);
+  await expect(side.item(first)).toHaveClass(/\bactive\b/);
+  // The model the conversation used is selected again.
+  expect(await selectedModel(page)).toBe(model);
+
+  // And it still works after hydration: continue it.
+  const LAST = 'Thanks!';
+  const lastAnswer = await ask(page, LAST);
+  expect(lastAnswer.startsWith(`Demo answer to message 5 of 5. You said: "${LAST}".`)).toBe(true);
+});
+
+test('Back and Forward move between conversations with the right transcript', async ({ page }) => {
+  const { first, second, firstAnswer, secondAnswer } = await twoConversations(page);
+  const side = sidebar(page);
+  // History: /c/first (it replaced "/"), /c/second (it replaced the second
+  // "/"), then /c/first again from the sidebar.
+  await side.item(first).locator('a.conversation-link').click();
+  await expect(page).toHaveURL(`/c/${first}`);
+  await expectTranscript(page, [[FIRST, firstAnswer]]);
+
+  await page.goBack();
+  await expect(page).toHaveURL(`/c/${second}`);
+  await expectTranscript(page, [[SECOND, secondAnswer]]);
+  await expectTitle(page, SECOND);
+  await expect(side.item(second)).toHaveClass(/\bactive\b/);
+
+  await page.goBack();
+  await expect(page).toHaveURL(`/c/${first}`);
+  await expectTranscript(page, [[FIRST, firstAnswer]]);
+  await expectTitle(page, FIRST);
+  await expect(side.item(first)).toHaveClass(/\bactive\b/);
+
+  await page.goForward();
+  await expect(page).toHaveURL(`/c/${second}`);
+  await expectTranscript(page, [[SECOND, secondAnswer]]);
+
+  await page.goForward();
+  await expect(page).toHaveURL(`/c/${first}`);
+  await expectTranscript(page, [[FIRST, firstAnswer]]);
+  await expectTitle(page, FIRST);
+});
+
+test('renaming in place: Escape cancels, Enter saves, and the title lasts', async ({ page }) => {
+  const { first, second } = await twoConversations(page);
+  const side = sidebar(page);
+  const item = side.item(second);
+  const form = item.locator('form.rename-form');
+  const input = form.getByRole('textbox', { name: 'Conversation title' });
+
+  // Escape leaves everything as it was.
+  await item.hover();
+  await item.getByRole('button', { name: `Rename “${SECOND}”` }).click();
+  await expect(form).toBeVisible();
+  await expect(input).toBeFocused();
+  await expect(input).toHaveValue(SECOND);
+  await input.fill('Not this');
+  await input.press('Escape');
+  await expect(form).toHaveCount(0);
+  await expect(item.locator('a.conversation-link')).toHaveText(SECOND);
+  await expectTitle(page, SECOND);
+
+  // Opening it again starts from the current title, not the abandoned text.
+  await item.getByRole('button', { name: `Rename “${SECOND}”` }).click();
+  await expect(input).toHaveValue(SECOND);
+  await expect(input).toBeFocused();
+  const RENAMED = 'Tides & the moon <notes>';
+  await input.fill(RENAMED);
+  await input.press('Enter');
+  await expect(form).toHaveCount(0);
+  await expect(item.locator('a.conversation-link')).toHaveText(RENAMED);
+  // The open conversation's header and document title follow.
+  await expectTitle(page, RENAMED);
+  await expect(item.getByRole('button', { name: `Rename “${RENAMED}”` })).toBeVisible();
+  await expect(side.item(first).locator('a.conversation-link')).toHaveText(FIRST);
+
+  // Stored: the API, a reload and the server-rendered page all have it.
+  const stored = await (await page.request.get(`/api/conversations/${second}`)).json();
+  expect(stored.title).toBe(RENAMED);
+  await page.reload();
+  await expect(page.locator('main.chat')).toHaveAttribute('data-hydrated', 'true');
+  await expect(side.item(second).locator('a.conversation-link')).toHaveText(RENAMED);
+  await expectTitle(page, RENAMED);
+  const html = await (await page.request.get(`/c/${second}`)).text();
+  expect(html).toContain('Tides &amp; the moon &lt;notes&gt;');
+
+  // Renaming another conversation leaves the open one's header alone.
+  const other = side.item(first);
+  await other.hover();
+  await other.getByRole('button', { name: `Rename “${FIRST}”` }).click();
+  await other.getByRole('textbox', { name: 'Conversation title' }).fill('Picnic');
+  await other.getByRole('button', { name: 'Save' }).click();
+  await expect(other.locator('a.conversation-link')).toHaveText('Picnic');
+  await expectTitle(page, RENAMED);
+
+  // An empty title is refused with the server's message; the form stays.
+  await other.getByRole('button', { name: 'Rename “Picnic”' }).click();
+  const otherInput = other.getByRole('textbox', { name: 'Conversation title' });
+  await otherInput.fill('   ');
+  await otherInput.press('Enter');
+  await expect(other.locator('.sidebar-note.error')).toHaveText(
+    'The title is empty. Type a name for the conversation.',
+  );
+  await expect(other.locator('form.rename-form')).toBeVisible();
+  await otherInput.press('Escape');
+  await expect(other.locator('.sidebar-note.error')).toHaveCount(0);
+  await expect(other.locator('a.conversation-link')).toHaveText('Picnic');
+});
+
+test('deleting asks first; deleting the open conversation goes to a new chat', async ({ page }) => {
+  const { first, second, secondAnswer } = await twoConversations(page);
+  const side = sidebar(page);
+  const firstItem = side.item(first);
+  const confirm = firstItem.getByRole('alertdialog', { name: 'Delete conversation' });
+
+  // Cancel keeps it.
+  await firstItem.hover();
+  await firstItem.getByRole('button', { name: `Delete “${FIRST}”` }).click();
+  await expect(confirm).toBeVisible();
+  await expect(confirm).toContainText(`Delete “${FIRST}”? This cannot be undone.`);
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  await expect(confirm).toHaveCount(0);
+  await expect(side.items).toHaveCount(2);
+  expect((await page.request.get(`/api/conversations/${first}`)).status()).toBe(200);
+
+  // Delete removes it; the conversation on screen stays.
+  await firstItem.getByRole('button', { name: `Delete “${FIRST}”` }).click();
+  await confirm.locator('button.confirm-delete').click();
+  await expect(firstItem).toHaveCount(0);
+  await expect(side.items).toHaveCount(1);
+  await expect(page).toHaveURL(`/c/${second}`);
+  await expectTranscript(page, [[SECOND, secondAnswer]]);
+  expect((await page.request.get(`/api/conversations/${first}`)).status()).toBe(404);
+
+  // Deleting the open one leaves a new chat.
+  const secondItem = side.item(second);
+  await secondItem.hover();
+  await secondItem.getByRole('button', { name: `Delete “${SECOND}”` }).click();
+  await secondItem.locator('button.confirm-delete').click();
+  await expect(page).toHaveURL('/');
+  await expect(side.items).toHaveCount(0);
+  await expect(side.note).toHaveText('Your conversations will appear here.');
+  await expect(chat(page).turns).toHaveCount(0);
+  await expect(page.locator('.empty-state')).toBeVisible();
+  await expectTitle(page, null);
+  expect(await (await page.request.get('/api/conversations')).json()).toEqual([]);
+
+  // Its old URL now says it is gone.
+  const response = await page.goto(`/c/${second}`);
+  expect(response?.status()).toBe(404);
+  await expect(page.locator('.load-error')).toContainText('does not exist or was deleted');
+
+  // The page still works: a new message starts a new conversation.
+  await expect(page.locator('main.chat')).toHaveAttribute('data-hydrated', 'true');
+  await page.locator('.load-error a').click();
+  await expect(page).toHaveURL('/');
+  await expect(page.locator('.load-error')).toHaveCount(0);
+  await ask(page, 'Start over');
+  await expect(page).toHaveURL(CONVERSATION_PATH);
+  await expect(side.items).toHaveCount(1);
+});
+
+test('another browser (another user) sees none of them', async ({ page, browser }) => {
+  const { first } = await twoConversations(page);
+
+  const stranger = await browser.newContext();
+  try {
+    const theirs = await stranger.newPage();
+    const problems = watchErrors(theirs);
+    await openChat(theirs);
+    await expect(sidebar(theirs).items).toHaveCount(0);
+    await expect(sidebar(theirs).note).toHaveText('Your conversations will appear here.');
+    expect(await (await theirs.request.get('/api/conversations')).json()).toEqual([]);
+
+    // The first user's URL: the same answer as for a conversation that
+    // never existed, rendered by the server and after hydration.
+    const response = await theirs.goto(`/c/${first}`);
+    expect(response?.status()).toBe(404);
+    const error = theirs.locator('.load-error[role="alert"]');
+    await expect(error).toContainText('does not exist or was deleted');
+    await expect(theirs.locator('main.chat')).toHaveAttribute('data-hydrated', 'true');
+    await expect(error).toContainText('does not exist or was deleted');
+    await expect(chat(theirs).turns).toHaveCount(0);
+    await expect(theirs.locator('h1.conversation-title')).toHaveText('New chat');
+    expect((await theirs.request.get(`/api/conversations/${first}`)).status()).toBe(404);
+    expect(problems).toEqual([]);
+  } finally {
+    await stranger.close();
+  }
+
+  // The owner still has both.
+  await expect(sidebar(page).items).toHaveCount(2);
+});
+
+test('a stopped answer reloads as "Stopped" with its partial text', async ({ page, browser }) => {
+  const ui = await openChat(page);
+  await sendMessage(page, 'Write at length. [sim tokens=500 delay_ms=30]');
+  const answer = ui.answers.first();
+  await expect(answer.locator('.text')).toHaveText(/\S/);
+  await expect(page).toHaveURL(CONVERSATION_PATH);
+  const id = conversationIdOf(page);
+  await ui.stop.click();
+  await expect(answer).toHaveAttribute('data-status', 'stopped');
+  const shown = await textOf(answer);
+
+  // The server stores the answer as far as it got when the browser left.
+  await expect
+    .poll(async () => (await (await page.request.get(`/api/conversations/${id}`)).json()).messages[1].status)
+    .toBe('stopped');
+  const stored = (await (await page.request.get(`/api/conversations/${id}`)).json()).messages[1];
+  // It may hold a few pieces that were in flight when Stop was pressed.
+  expect(stored.content.startsWith(shown)).toBe(true);
+  expect(stored.content.split(/\s+/).filter(Boolean).length).toBeLessThan(400);
+
+  for (const view of ['server', 'hydrated'] as const) {
+    let context: BrowserContext | null = null;
+    let target = page;
+    if (view === 'server') {
+      context = await serverRenderedView(browser, page);
+      target = await context.newPage();
+      await target.goto(`/c/${id}`);
+    } else {
+      await page.reload();
+      await expect(ui.main).toHaveAttribute('data-hydrated', 'true');
+    }
+    const reloaded = chat(target).answers.first();
+    await expect(reloaded).toHaveAttribute('data-status', 'stopped');
+    await expect(reloaded.locator('.state.stopped')).toHaveText('Stopped');
+    await expect(reloaded.locator('.state.streaming')).toHaveCount(0);
+    expect(await textOf(reloaded)).toBe(stored.content);
+    await context?.close();
+  }
+  await expect(ui.send).toBeVisible();
+  await expect(ui.stop).toHaveCount(0);
+});
+
+test('the stream API takes one message and a conversation id, not a history', async ({ request }) => {
+  // The old request shape is refused before anything is stored.
+  const old = await request.post('/api/chat/stream', {
+    data: { messages: [{ role: 'user', content: 'Hello' }] },
+  });
+  expect(old.status()).toBe(400);
+  expect((await old.json()).error.code).toBe('malformed_json');
+  expect(await (await request.get('/api/conversations')).json()).toEqual([]);
+
+  const [one, two] = await fetchAnswers(request, ['Hello', 'Again']);
+  const start = one.events[0];
+  expect(start.event).toBe('start');
+  expect(start.data).toMatchObject({ title: 'Hello', created: true });
+  expect(two.events[0].data).toMatchObject({ conversation_id: one.conversationId, created: false });
+  expect(two.text.startsWith('Demo answer to message 3 of 3. You said: "Again".')).toBe(true);
+  const list = await (await request.get('/api/conversations')).json();
+  expect(list.map((c: { id: string }) => c.id)).toEqual([one.conversationId]);
+});

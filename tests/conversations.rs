@@ -1,0 +1,565 @@
+//! Stored conversations, end to end: the real app over HTTP, on SQLite and
+//! on PostgreSQL (the same tests; see `both_backends!`).
+#![cfg(feature = "ssr")]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::*;
+
+/// Runs each listed test once on SQLite and once on PostgreSQL.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Db::sqlite()).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                if let Some(db) = super::Db::postgres().await {
+                    super::$name(db).await
+                }
+            })*
+        }
+    };
+}
+
+both_backends!(
+    messages_and_answers_are_stored_and_listed_newest_first,
+    history_comes_from_the_store_and_is_trimmed_to_the_budget,
+    rename_and_delete,
+    another_user_sees_nothing_and_gets_404_everywhere,
+    malformed_ids_and_titles_get_clear_errors,
+    every_ending_of_an_answer_is_stored,
+    a_conversation_takes_one_answer_at_a_time,
+    the_conversation_page_is_server_rendered_with_its_transcript,
+    a_killed_server_loses_nothing_and_restarts_cleanly,
+);
+
+fn conversation_path(id: &str) -> String {
+    format!("/api/conversations/{id}")
+}
+
+async fn messages_and_answers_are_stored_and_listed_newest_first(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let first = app.chat(None, "What is a fjord?").await;
+    let id = conversation_id(&first);
+    let second = app.chat(Some(&id), "And a skerry?").await;
+    assert_eq!(conversation_id(&second), id);
+    assert_eq!(json(&second[0])["created"], false);
+
+    let (status, stored) = app.get_json(&conversation_path(&id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["id"], id.as_str());
+    assert_eq!(stored["title"], "What is a fjord?");
+    let messages = stored["messages"].as_array().unwrap();
+    let texts: Vec<(&str, &str, &str)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap(),
+                m["status"].as_str().unwrap(),
+                m["content"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (a1, a2) = (answer_text(&first), answer_text(&second));
+    assert_eq!(
+        texts,
+        [
+            ("user", "complete", "What is a fjord?"),
+            ("assistant", "complete", a1.as_str()),
+            ("user", "complete", "And a skerry?"),
+            ("assistant", "complete", a2.as_str()),
+        ]
+    );
+    let answer = &messages[3];
+    assert_eq!(answer["model_id"], app.settings.bedrock.default_model.as_str());
+    assert!(answer["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    assert!(answer["duration_ms"].as_u64().is_some());
+    assert!(answer["first_token_ms"].as_u64().is_some());
+
+    let newer = app.chat(None, "Something else").await;
+    let (_, list) = app.get_json("/api/conversations").await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [conversation_id(&newer).as_str(), id.as_str()]);
+    // Continuing the older one moves it to the top.
+    app.chat(Some(&id), "Back to fjords").await;
+    let (_, list) = app.get_json("/api/conversations").await;
+    assert_eq!(list[0]["id"], id.as_str());
+}
+
+async fn history_comes_from_the_store_and_is_trimmed_to_the_budget(db: Db) {
+    // About 100 estimated tokens per 300-byte message; room for about four.
+    let app = spawn_app_on(db, &[("BEDROCK_CHAT_BEDROCK_HISTORY_TOKEN_BUDGET", "450")]).await;
+    let long = |n: usize| format!("{n}: {}", "x".repeat(300));
+    let mut id = None;
+    for n in 0..4 {
+        let events = app
+            .chat(id.as_deref(), &format!("{} [sim tokens=3]", long(n)))
+            .await;
+        id = Some(conversation_id(&events));
+    }
+    let id = id.unwrap();
+    app.chat(Some(&id), "The newest question").await;
+    let sent = app.sim.received().last().unwrap().messages.clone();
+    assert!(
+        sent.len() < 9,
+        "history was trimmed: {} messages sent",
+        sent.len()
+    );
+    assert_eq!(sent.first().unwrap().role, "user", "history starts with the user");
+    assert_eq!(sent.last().unwrap().text, "The newest question");
+    for pair in sent.windows(2) {
+        assert_ne!(pair[0].role, pair[1].role, "turns alternate");
+    }
+    // Trimming affects what is sent, never what is stored.
+    let (_, stored) = app.get_json(&conversation_path(&id)).await;
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 10);
+}
+
+async fn rename_and_delete(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let id = conversation_id(&app.chat(None, "Rename me").await);
+    let path = app.url(&conversation_path(&id));
+
+    let renamed = app
+        .http
+        .patch(&path)
+        .json(&json!({ "title": "  Trip\nplanning  " }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    let renamed: Value = renamed.json().await.unwrap();
+    assert_eq!(renamed["title"], "Trip planning");
+    let (_, list) = app.get_json("/api/conversations").await;
+    assert_eq!(list[0]["title"], "Trip planning");
+
+    let deleted = app.http.delete(&path).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (status, body) = app.get_json(&conversation_path(&id)).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "conversation_not_found");
+    assert!(body["error"]["message"].as_str().unwrap().contains("deleted"));
+    let (_, list) = app.get_json("/api/conversations").await;
+    assert_eq!(list, json!([]));
+    // Everything about a deleted conversation answers 404 now.
+    assert_eq!(app.http.delete(&path).send().await.unwrap().status(), 404);
+    assert_eq!(app.send(Some(&id), "Still there?").await.status(), 404);
+    let page = app.http.get(app.url(&format!("/c/{id}"))).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+}
+
+async fn another_user_sees_nothing_and_gets_404_everywhere(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let id = conversation_id(&app.chat(None, "Private matter").await);
+    let intruder = new_user();
+    let missing = bedrock_chat::conversations::store::new_id();
+
+    let (status, list) = get_json_as(&intruder, &app.url("/api/conversations")).await;
+    assert_eq!((status, list), (200, json!([])));
+
+    // Someone else's id answers exactly as an id that does not exist.
+    let (theirs, their_body) = get_json_as(&intruder, &app.url(&conversation_path(&id))).await;
+    let (nobodys, nobodys_body) = get_json_as(&intruder, &app.url(&conversation_path(&missing))).await;
+    assert_eq!((theirs, &their_body), (404, &nobodys_body));
+    assert_eq!(nobodys, 404);
+
+    let path = app.url(&conversation_path(&id));
+    let rename = intruder
+        .patch(&path)
+        .json(&json!({ "title": "mine" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rename.status(), 404);
+    assert_eq!(intruder.delete(&path).send().await.unwrap().status(), 404);
+    let stream = send_as(&intruder, &app.base, Some(&id), "Let me in").await;
+    assert_eq!(stream.status(), 404);
+    let page = intruder.get(app.url(&format!("/c/{id}"))).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+    assert!(!page.text().await.unwrap().contains("Private matter"));
+
+    // The owner's conversation is untouched.
+    let (status, stored) = app.get_json(&conversation_path(&id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["title"], "Private matter");
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(app.sim.received().len(), 1, "the intruder reached no model");
+}
+
+async fn malformed_ids_and_titles_get_clear_errors(db: Db) {
+    let app = spawn_app_on(db, &[("BEDROCK_CHAT_LIMITS_MAX_TITLE_CHARS", "20")]).await;
+    let (status, body) = app.get_json("/api/conversations/not-an-id").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_conversation_id");
+    let page = app.http.get(app.url("/c/not-an-id")).send().await.unwrap();
+    assert_eq!(page.status(), 400);
+
+    let id = conversation_id(&app.chat(None, "Title tests").await);
+    let path = app.url(&conversation_path(&id));
+    for (title, code) in [
+        ("x".repeat(21), "title_too_long"),
+        ("   ".to_owned(), "empty_title"),
+        ("a\u{7}b".to_owned(), "invalid_characters"),
+    ] {
+        let response = app
+            .http
+            .patch(&path)
+            .json(&json!({ "title": title }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{code}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code);
+        assert!(body["error"]["message"].as_str().unwrap().ends_with('.'));
+    }
+    let response = app.http.patch(&path).body("{").send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    // A long first message makes a short title.
+    let long = "word ".repeat(40);
+    let events = app.chat(None, &long).await;
+    let title = json(&events[0])["title"].as_str().unwrap().to_owned();
+    assert!(title.chars().count() <= 20 && title.ends_with('…'), "{title}");
+}
+
+async fn every_ending_of_an_answer_is_stored(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let status_of = |id: String| {
+        let app = &app;
+        async move {
+            let (_, c) = app.get_json(&conversation_path(&id)).await;
+            c["messages"][1].clone()
+        }
+    };
+
+    // Failed mid-answer: the partial text and the error are kept.
+    let failed = app.chat(None, "Go [sim fail=model_stream_error after=3]").await;
+    let answer = status_of(conversation_id(&failed)).await;
+    assert_eq!(answer["status"], "error");
+    assert_eq!(answer["content"], answer_text(&failed).as_str());
+    assert_eq!(answer["error"]["code"], "model_error");
+
+    // ... and the conversation goes on from there: the partial answer is
+    // part of what the model sees next.
+    let next = app.chat(Some(&conversation_id(&failed)), "Second try").await;
+    assert_eq!(names(&next).last(), Some(&"done"));
+    let sent = app.sim.received().last().unwrap().messages.clone();
+    let roles: Vec<&str> = sent.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "user"]);
+    assert_eq!(sent[1].text, answer_text(&failed));
+
+    // Failed before the first token: stored as an error with no text.
+    let early = app.chat(None, "First try [sim fail=throttling after=0]").await;
+    let answer = status_of(conversation_id(&early)).await;
+    assert_eq!(answer["status"], "error");
+    assert_eq!(answer["content"], "");
+    assert_eq!(answer["error"]["code"], "throttled");
+
+    // Stopped by the client: stored as stopped, with what was generated.
+    let response = app.send(None, "Long [sim tokens=500 delay_ms=10]").await;
+    let mut body = response.bytes_stream();
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        use futures::StreamExt;
+        let chunk = tokio::time::timeout(LIMIT, body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        parser.feed(&chunk, |e| seen.push(e));
+    }
+    drop(body);
+    let id = conversation_id(&seen);
+    let stopped = eventually(Duration::from_secs(5), || {
+        let id = id.clone();
+        async { status_of(id).await["status"] == "stopped" }
+    })
+    .await;
+    assert!(stopped, "a stopped answer is stored as stopped");
+    assert!(!status_of(id).await["content"].as_str().unwrap().is_empty());
+}
+
+async fn a_conversation_takes_one_answer_at_a_time(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let response = app.send(None, "Slow one [sim tokens=40 delay_ms=50]").await;
+    let mut body = response.bytes_stream();
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut seen = Vec::new();
+    while seen.is_empty() {
+        use futures::StreamExt;
+        let chunk = tokio::time::timeout(LIMIT, body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        parser.feed(&chunk, |e| seen.push(e));
+    }
+    let id = conversation_id(&seen);
+    let second = app.send(Some(&id), "Me too").await;
+    assert_eq!(second.status(), 409);
+    let error: Value = second.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "conversation_busy");
+    drop(body);
+}
+
+async fn the_conversation_page_is_server_rendered_with_its_transcript(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let hostile = "<img src=x onerror=alert(1)> & </title><script>alert(2)</script>";
+    let events = app.chat(None, hostile).await;
+    let id = conversation_id(&events);
+    let page = app.http.get(app.url(&format!("/c/{id}"))).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"class="turn user""#) && html.contains(r#"class="turn assistant""#));
+    assert!(html.contains(r#"data-status="complete""#));
+    // Stored text is rendered as text, never as markup.
+    assert!(
+        !html.contains("<img src=x"),
+        "raw HTML from a message reached the page"
+    );
+    assert!(
+        !html.contains("<script>alert(2)"),
+        "raw HTML from a message reached the page"
+    );
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    // The sidebar lists it, marked as the open conversation.
+    assert!(html.contains(&format!(r#"data-id="{id}""#)));
+
+    // Another user, and a stranger without a cookie, do not see it.
+    let stranger = reqwest::Client::new()
+        .get(app.url(&format!("/c/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 404);
+    assert!(
+        stranger.headers().contains_key("set-cookie"),
+        "a first visit gets an identity"
+    );
+    let cookie = stranger.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+}
+
+/// SIGKILL mid-answer, restart on the same database: the user's message is
+/// there, the half-written answer is marked interrupted, the page renders,
+/// and the conversation goes on.
+async fn a_killed_server_loses_nothing_and_restarts_cleanly(db: Db) {
+    use futures::StreamExt;
+    let user = new_user();
+    let mut server = ServerProcess::start(&db);
+    let text = "Remember the number 42 [sim tokens=60 delay_ms=20]";
+    let response = send_as(&user, &server.base, None, text).await;
+    let mut body = response.bytes_stream();
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let chunk = tokio::time::timeout(LIMIT, body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        parser.feed(&chunk, |e| seen.push(e));
+    }
+    let id = conversation_id(&seen);
+    server.kill();
+    drop(body);
+
+    let server = ServerProcess::start(&db);
+    let (status, stored) = get_json_as(&user, &format!("{}{}", server.base, conversation_path(&id))).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["messages"][0]["content"], text);
+    assert_eq!(stored["messages"][1]["status"], "interrupted");
+    let page = user.get(format!("{}/c/{id}", server.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Remember the number 42"));
+    assert!(html.contains(r#"data-status="interrupted""#));
+
+    let next = send_as(&user, &server.base, Some(&id), "Are you back?").await;
+    assert_eq!(next.status(), 200);
+    let events = read_events(next).await;
+    assert_eq!(names(&events).last(), Some(&"done"));
+    let (_, stored) = get_json_as(&user, &format!("{}{}", server.base, conversation_path(&id))).await;
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 4);
+}
+
+/// The real server binary in a process of its own, so that it can be killed.
+struct ServerProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl ServerProcess {
+    fn start(db: &Db) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bedrock-chat"));
+        command
+            .env_remove("DATABASE_URL")
+            .env("BEDROCK_CHAT_SERVER_SITE_ADDR", "127.0.0.1:0")
+            .env("BEDROCK_CHAT_BEDROCK_BACKEND", "simulator")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (key, value) in db.overrides() {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("the server binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let listening = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.contains("listening on"))
+            .expect("the server prints its address");
+        let base = listening
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {listening:?}"))
+            .to_owned();
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, base }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(&mut self) {
+        self.child.kill().expect("kill the server");
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A read-only SQLite database: conversations are listed, shown and
+/// rendered; a new message gets a clear 503 and reaches no model.
+#[tokio::test]
+async fn a_read_only_sqlite_database_still_serves_what_it_has() {
+    let db = Db::sqlite();
+    let writer = spawn_app_on(db, &[]).await;
+    let id = conversation_id(&writer.chat(None, "Written before").await);
+    let Db::Sqlite(dir) = &writer.db else {
+        unreachable!()
+    };
+    let file = dir.path().join("bedrock-chat.sqlite3");
+    let read_only_url = format!("sqlite://{}?mode=ro", file.display());
+    let dir_text = dir.path().display().to_string();
+    let reader = spawn_app_on(
+        Db::sqlite(),
+        &[
+            ("BEDROCK_CHAT_STORAGE_DATABASE_URL", read_only_url.as_str()),
+            ("BEDROCK_CHAT_STORAGE_DATA_DIR", dir_text.as_str()),
+        ],
+    )
+    .await;
+    // The same browser (cookies are per host, not per port).
+    let base = &reader.base;
+    let (status, list) = get_json_as(&writer.http, &format!("{base}/api/conversations")).await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["id"], id.as_str());
+    let page = writer.http.get(format!("{base}/c/{id}")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Written before"));
+
+    let refused = send_as(&writer.http, base, Some(&id), "More").await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "storage_read_only");
+    assert!(
+        reader.sim.received().is_empty(),
+        "nothing is sent that cannot be stored"
+    );
+}
+
+/// PostgreSQL turned read-only, then refusing connections, while the app
+/// runs: clear 503s, the page still renders, and service resumes after.
+#[tokio::test]
+async fn postgres_going_read_only_or_away_gets_clear_errors_and_recovers() {
+    let Some(db) = Db::postgres().await else { return };
+    let name = db.postgres_name().unwrap().to_owned();
+    let app = spawn_app_on(db, &[]).await;
+    let id = conversation_id(&app.chat(None, "Before the outage").await);
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    );
+
+    app.db
+        .admin(&format!(
+            "ALTER DATABASE {name} SET default_transaction_read_only = on"
+        ))
+        .await;
+    app.db.admin(&terminate).await;
+    let refused = app.send(Some(&id), "During read-only").await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "storage_read_only");
+    let (status, _) = app.get_json(&conversation_path(&id)).await;
+    assert_eq!(status, 200, "reads still work");
+
+    app.db
+        .admin(&format!(
+            "ALTER DATABASE {name} RESET default_transaction_read_only"
+        ))
+        .await;
+    app.db
+        .admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await;
+    app.db.admin(&terminate).await;
+    let (status, body) = app.get_json("/api/conversations").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "storage_unavailable");
+    assert_eq!(body["error"]["retryable"], true);
+    let page = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the page is still served");
+
+    app.db
+        .admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await;
+    let events = app.chat(Some(&id), "After the outage").await;
+    assert_eq!(names(&events).last(), Some(&"done"));
+}
+
+/// A database that cannot be reached at start stops the server with a
+/// sentence that names the problem.
+#[tokio::test]
+async fn an_unreachable_database_at_start_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    let settings = test_settings(
+        &Db::sqlite(),
+        &[
+            // Nothing listens on port 1.
+            (
+                "BEDROCK_CHAT_STORAGE_DATABASE_URL",
+                "postgres://nobody@127.0.0.1:1/none",
+            ),
+            ("BEDROCK_CHAT_STORAGE_DATA_DIR", data_dir.as_str()),
+        ],
+    );
+    let sim = bedrock_chat::bedrock::simulator::spawn(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let bedrock = bedrock_chat::bedrock::BedrockChat::for_simulator(sim, 1);
+    let result = bedrock_chat::server::Application::build_with(settings, bedrock).await;
+    let message = result.err().expect("the app does not start").to_string();
+    assert!(message.contains("conversation store"), "{message}");
+}
