@@ -563,3 +563,46 @@ async fn an_unreachable_database_at_start_is_a_clear_error() {
     let message = result.err().expect("the app does not start").to_string();
     assert!(message.contains("conversation store"), "{message}");
 }
+
+/// Behind an auth proxy the trusted header names the user: no cookie, a
+/// request without it is refused, and users still see only their own.
+#[tokio::test]
+async fn a_trusted_proxy_header_names_the_user() {
+    let app = spawn_app_with(&[("BEDROCK_CHAT_IDENTITY_TRUSTED_USER_HEADER", "X-Forwarded-User")]).await;
+    let as_user = |name: &'static str| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-user", name.parse().unwrap());
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(LIMIT)
+            .build()
+            .unwrap()
+    };
+    let (alice, bob) = (as_user("alice"), as_user("bob"));
+
+    let response = send_as(&alice, &app.base, None, "Alice's question").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("set-cookie").is_none(),
+        "no cookie behind a proxy"
+    );
+    let id = conversation_id(&read_events(response).await);
+
+    let (_, list) = get_json_as(&alice, &app.url("/api/conversations")).await;
+    assert_eq!(list[0]["id"], id.as_str());
+    let (_, list) = get_json_as(&bob, &app.url("/api/conversations")).await;
+    assert_eq!(list, json!([]));
+    let (status, _) = get_json_as(&bob, &app.url(&conversation_path(&id))).await;
+    assert_eq!(status, 404);
+
+    let (status, body) = get_json_as(&new_user(), &app.url("/api/conversations")).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "not_signed_in");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Forwarded-User"),
+        "{body}"
+    );
+}

@@ -16,7 +16,9 @@
 use super::{stream_client, ErrorInfo, Role, SendRequest, Started, StreamEnd, StreamEvent, Usage};
 use crate::{
     app::PageConfig,
-    conversations::{client, id_from_path, page_path, sidebar::Sidebar, Conversation, MessageStatus},
+    conversations::{
+        client, id_from_path, page_path, sidebar::Sidebar, Conversation, ConversationSummary, MessageStatus,
+    },
 };
 use leptos::{ev, html, prelude::*};
 use leptos_router::{
@@ -107,7 +109,10 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     let load_key = Memo::new(move |prev: Option<&LoadKey>| {
         let id = route_id.get();
         match prev {
-            Some(prev) if id == on_screen.get_untracked() => prev.clone(),
+            // Only a conversation can already be on screen: a new chat
+            // (`None`) always loads, so that leaving a conversation that
+            // failed to load (nothing on screen either) clears its error.
+            Some(prev) if id.is_some() && id == on_screen.get_untracked() => prev.clone(),
             Some(prev) => LoadKey {
                 id,
                 nonce: prev.nonce + 1,
@@ -282,7 +287,24 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
 
     let models = page.models.clone();
     let default_model = page.default_model.clone();
-    let page_title = move || match title.get() {
+    // The title of the conversation on screen: as the server named it (or it
+    // was renamed) while on screen, otherwise as loaded. `show` runs when
+    // the transcript renders, after the header, so the server rendering the
+    // header must read the loaded conversation itself.
+    let shown_title = Memo::new(move |_| {
+        title.get().or_else(|| {
+            conversation.with(|loaded| match loaded {
+                Some(Ok(Some(found))) => Some(found.summary.title.clone()),
+                _ => None,
+            })
+        })
+    });
+    let on_renamed = Callback::new(move |summary: ConversationSummary| {
+        if on_screen.with_untracked(|id| id.as_deref() == Some(summary.id.as_str())) {
+            title.set(Some(summary.title));
+        }
+    });
+    let page_title = move || match shown_title.get() {
         Some(t) => format!("{t} · bedrock-chat"),
         None => "bedrock-chat".to_owned(),
     };
@@ -291,10 +313,25 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     Effect::new(move |_| document().set_title(&page_title()));
     view! {
         <div class="layout">
-            <Sidebar conversations active=on_screen.into() list_version max_title_chars=page.max_title_chars/>
+            // Highlighted by URL, which the server knows before anything loads.
+            <Sidebar
+                conversations
+                active=route_id.into()
+                list_version
+                on_renamed
+                max_title_chars=page.max_title_chars
+            />
             <main class="chat" data-hydrated=move || hydrated.get().to_string()>
                 <header class="topbar">
-                    <h1 class="conversation-title">{move || title.get().unwrap_or_else(|| "New chat".to_owned())}</h1>
+                    <h1 class="conversation-title">
+                        // Waits for the conversation, so that the server renders its title.
+                        <Transition fallback=|| "New chat">
+                            {move || Suspend::new(async move {
+                                let _ = conversation.by_ref().await;
+                                move || shown_title.get().unwrap_or_else(|| "New chat".to_owned())
+                            })}
+                        </Transition>
+                    </h1>
                     <label class="model-picker">
                         <span class="visually-hidden">"Model"</span>
                         <select
@@ -371,12 +408,15 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
 fn Transcript(turns: RwSignal<Vec<Turn>>, error: Option<ErrorInfo>) -> impl IntoView {
     let has_error = error.is_some();
     view! {
-        {error.map(|info| view! {
-            <div class="load-error" role="alert">
-                <p>{info.message}</p>
-                <a href="/">"Start a new chat"</a>
-            </div>
-        })}
+        // Until a message sent from here starts a new conversation.
+        <Show when=move || turns.with(Vec::is_empty)>
+            {error.clone().map(|info| view! {
+                <div class="load-error" role="alert">
+                    <p>{info.message}</p>
+                    <a href="/">"Start a new chat"</a>
+                </div>
+            })}
+        </Show>
         <Show when=move || !has_error && turns.with(Vec::is_empty)>
             <p class="empty-state">"Ask anything. Answers appear as they are written."</p>
         </Show>

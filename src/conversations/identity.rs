@@ -39,7 +39,8 @@ const MAX_HEADER_USER_CHARS: usize = 256;
 #[derive(Clone)]
 pub struct Identity {
     key: Arc<[u8]>,
-    trusted_header: Option<header::HeaderName>,
+    /// The header's name as configured, and parsed.
+    trusted_header: Option<(String, header::HeaderName)>,
     secure_cookie: bool,
 }
 
@@ -65,12 +66,15 @@ impl Identity {
         };
         let trusted_header = match trusted_header.trim() {
             "" => None,
-            name => Some(header::HeaderName::try_from(name).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("identity.trusted_user_header {name:?}: {e}"),
-                )
-            })?),
+            name => Some((
+                name.to_owned(),
+                header::HeaderName::try_from(name).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("identity.trusted_user_header {name:?}: {e}"),
+                    )
+                })?,
+            )),
         };
         Ok(Self {
             key: key.into(),
@@ -118,7 +122,7 @@ impl Identity {
         &self,
         headers: &axum::http::HeaderMap,
     ) -> Result<(Owner, Option<HeaderValue>), MissingUser> {
-        if let Some(name) = &self.trusted_header {
+        if let Some((label, name)) = &self.trusted_header {
             let user = headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
@@ -127,7 +131,7 @@ impl Identity {
             return match user {
                 Some(user) => Ok((Owner(format!("user:{user}")), None)),
                 None => Err(MissingUser {
-                    header: name.to_string(),
+                    header: label.clone(),
                 }),
             };
         }

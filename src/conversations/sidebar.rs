@@ -2,7 +2,7 @@
 
 use super::{client, page_path, ConversationSummary};
 use crate::chat::ErrorInfo;
-use leptos::{ev, prelude::*, task::spawn_local};
+use leptos::{ev, html, prelude::*, task::spawn_local};
 use leptos_router::hooks::use_navigate;
 
 type ListResource = Resource<Result<Vec<ConversationSummary>, ErrorInfo>>;
@@ -14,6 +14,8 @@ pub fn Sidebar(
     active: Signal<Option<String>>,
     /// Bumped to reload the list.
     list_version: RwSignal<u64>,
+    /// Told of every rename, so that the page can retitle the conversation on screen.
+    on_renamed: Callback<ConversationSummary>,
     max_title_chars: usize,
 ) -> impl IntoView {
     view! {
@@ -33,7 +35,7 @@ pub fn Sidebar(
                                 {list
                                     .into_iter()
                                     .map(|summary| view! {
-                                        <ConversationItem summary active list_version max_title_chars/>
+                                        <ConversationItem summary active list_version on_renamed max_title_chars/>
                                     })
                                     .collect_view()}
                             </ul>
@@ -59,9 +61,45 @@ fn ConversationItem(
     summary: ConversationSummary,
     active: Signal<Option<String>>,
     list_version: RwSignal<u64>,
+    on_renamed: Callback<ConversationSummary>,
     max_title_chars: usize,
 ) -> impl IntoView {
     let mode = RwSignal::new(Mode::Showing);
+    // Which mode was just left without a change, so that its button gets the
+    // focus back (the form or confirmation that had it is gone).
+    let left = StoredValue::new(None::<Mode>);
+    let title_input = NodeRef::<html::Input>::new();
+    let cancel_button = NodeRef::<html::Button>::new();
+    let rename_button = NodeRef::<html::Button>::new();
+    let delete_button = NodeRef::<html::Button>::new();
+    // `autofocus` only works for the first element of a page to have it, so
+    // the form and the confirmation take the focus as they appear: typing
+    // goes to the title at once, and Enter on a confirmation cannot delete.
+    // (Effects, not `on_load`: these elements mount again each time.)
+    Effect::new(move |_| {
+        if let Some(input) = title_input.get() {
+            let _ = input.focus();
+            input.select();
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(button) = cancel_button.get() {
+            let _ = button.focus();
+        }
+    });
+    for (button, from) in [
+        (rename_button, Mode::Renaming),
+        (delete_button, Mode::ConfirmingDelete),
+    ] {
+        Effect::new(move |_| {
+            if let Some(button) = button.get() {
+                if left.get_value() == Some(from) {
+                    left.set_value(None);
+                    let _ = button.focus();
+                }
+            }
+        });
+    }
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let id = StoredValue::new(summary.id.clone());
@@ -76,9 +114,10 @@ fn ConversationItem(
         busy.set(true);
         spawn_local(async move {
             match client::rename(id.get_value(), new_title).await {
-                Ok(_) => {
+                Ok(renamed) => {
                     error.set(None);
                     mode.set(Mode::Showing);
+                    on_renamed.run(renamed);
                     refresh();
                 }
                 Err(info) => error.set(Some(info.message)),
@@ -105,6 +144,7 @@ fn ConversationItem(
     let cancel = move || {
         error.set(None);
         draft.set(title.get_value());
+        left.set_value(Some(mode.get_untracked()));
         mode.set(Mode::Showing);
     };
 
@@ -121,9 +161,9 @@ fn ConversationItem(
                         {title_text.clone()}
                     </a>
                     <button type="button" class="icon rename" title="Rename" aria-label=format!("Rename “{}”", title.read_value())
-                        on:click=move |_| mode.set(Mode::Renaming)>"✎"</button>
+                        node_ref=rename_button on:click=move |_| mode.set(Mode::Renaming)>"✎"</button>
                     <button type="button" class="icon delete" title="Delete" aria-label=format!("Delete “{}”", title.read_value())
-                        on:click=move |_| mode.set(Mode::ConfirmingDelete)>"✕"</button>
+                        node_ref=delete_button on:click=move |_| mode.set(Mode::ConfirmingDelete)>"✕"</button>
                 }
                 .into_any(),
                 Mode::Renaming => view! {
@@ -138,7 +178,7 @@ fn ConversationItem(
                             prop:value=move || draft.get()
                             on:input=move |ev| draft.set(event_target_value(&ev))
                             on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { cancel() }
-                            autofocus
+                            node_ref=title_input
                         />
                         <button type="submit" class="small" disabled=move || busy.get()>"Save"</button>
                         <button type="button" class="small secondary" on:click=move |_| cancel()>"Cancel"</button>
@@ -146,14 +186,21 @@ fn ConversationItem(
                 }
                 .into_any(),
                 Mode::ConfirmingDelete => view! {
-                    <div class="confirm" role="alertdialog" aria-label="Delete conversation">
+                    <div
+                        class="confirm"
+                        role="alertdialog"
+                        aria-label="Delete conversation"
+                        on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { cancel() }
+                    >
                         <p>{format!("Delete “{}”? This cannot be undone.", title.read_value())}</p>
                         <button type="button" class="small danger confirm-delete" disabled=move || busy.get()
                             on:click={
                                 let delete = delete.clone();
                                 move |_| delete()
                             }>"Delete"</button>
-                        <button type="button" class="small secondary" on:click=move |_| cancel()>"Cancel"</button>
+                        <button type="button" class="small secondary" node_ref=cancel_button on:click=move |_| cancel()>
+                            "Cancel"
+                        </button>
                     </div>
                 }
                 .into_any(),

@@ -314,4 +314,24 @@ mod tests {
         let s = Settings::built_in_with(&env(&[("LEPTOS_SITE_ADDR", "127.0.0.1:4567")])).unwrap();
         assert_eq!(s.server.site_addr.port(), 4567);
     }
+
+    #[test]
+    fn database_url_comes_from_the_standard_variable_unless_ours_is_set() {
+        let built_in = Settings::built_in_with(&env(&[])).unwrap();
+        assert!(
+            built_in.storage.url().starts_with("sqlite://"),
+            "SQLite by default"
+        );
+        assert!(built_in.storage.url().contains("bedrock-chat.sqlite3"));
+
+        let pg = Settings::built_in_with(&env(&[("DATABASE_URL", "postgres://u@h/db")])).unwrap();
+        assert_eq!(pg.storage.url(), "postgres://u@h/db");
+
+        let ours = Settings::built_in_with(&env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("BEDROCK_CHAT_STORAGE_DATABASE_URL", "sqlite:///tmp/x.sqlite3"),
+        ]))
+        .unwrap();
+        assert_eq!(ours.storage.url(), "sqlite:///tmp/x.sqlite3");
+    }
 }
