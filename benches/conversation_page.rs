@@ -222,7 +222,7 @@ impl App {
         id.expect("a `start` event names the conversation")
     }
 
-    /// The whole page, as a browser without gzip would read it.
+    /// Reads the whole page; with `gzip`, as compressed as the app sends it.
     async fn page(&self, path: &str, gzip: bool) -> (Duration, Vec<u8>) {
         let started = Instant::now();
         let mut request = self.http.get(format!("{}{path}", self.base));
@@ -256,8 +256,8 @@ async fn bench(db: Db) {
     };
 
     // Build the conversation through the API, counting the writes of
-    // answers 2..=COUNTED_ANSWERS+1.
-    let building = Instant::now();
+    // answers 2..=COUNTED_ANSWERS+1 (reported last).
+    let mut writes = Vec::new();
     let mut answer_ms = Vec::with_capacity(EXCHANGES);
     let started = Instant::now();
     let id = app.exchange(None, &message(1)).await;
@@ -273,19 +273,18 @@ async fn bench(db: Db) {
         answer_ms.push(started.elapsed().as_secs_f64() * 1e3);
         if i == COUNTED_ANSWERS + 1 {
             if let (Some(before), Some(path)) = (&wal_before, &wal) {
-                report_wal(before, &WalCount::read(path));
+                report_wal(before, &WalCount::read(path), &mut writes);
             }
             if let (Some(before), Some(pg)) = (&pg_before, pg.as_mut()) {
-                pg.snapshot(true).await.report(before);
+                pg.snapshot(true).await.report(before, &mut writes);
             }
         }
     }
-    let build_time = building.elapsed();
+    let total_s = answer_ms.iter().sum::<f64>() / 1e3;
     let (median, p90, min) = stats(answer_ms);
     println!(
-        "  building it: {EXCHANGES} answers in {:.1} s (send -> end of stream: median {median:.1} ms, \
-         p90 {p90:.1} ms, min {min:.1} ms)",
-        build_time.as_secs_f64()
+        "  building it: {EXCHANGES} answers in {total_s:.1} s (send -> end of stream: median {median:.1} ms, \
+         p90 {p90:.1} ms, min {min:.1} ms)"
     );
 
     // (a) Render the page.
@@ -316,6 +315,9 @@ async fn bench(db: Db) {
         gzipped.len(),
         gzip_time.as_secs_f64() * 1e3
     );
+    for line in writes {
+        println!("{line}");
+    }
 
     db.drop_database().await;
 }
@@ -367,17 +369,17 @@ impl WalCount {
     }
 }
 
-fn report_wal(before: &Option<WalCount>, after: &Option<WalCount>) {
+fn report_wal(before: &Option<WalCount>, after: &Option<WalCount>, out: &mut Vec<String>) {
     let n = COUNTED_ANSWERS as f64;
-    match (before, after) {
-        (Some(b), Some(a)) if a.salts == b.salts => println!(
+    out.push(match (before, after) {
+        (Some(b), Some(a)) if a.salts == b.salts => format!(
             "  store writes per answer (answers 2..={}, WAL): {:.2} commits, {:.2} pages written",
             COUNTED_ANSWERS + 1,
             (a.commits - b.commits) as f64 / n,
             (a.frames - b.frames) as f64 / n
         ),
-        _ => println!("  store writes per answer (WAL): not measured (the log was restarted or is missing)"),
-    }
+        _ => "  store writes per answer (WAL): not measured (the log was restarted or is missing)".to_owned(),
+    });
 }
 
 /// Counters of one PostgreSQL database, read from another (the admin one)
@@ -458,17 +460,17 @@ impl PgStats {
 }
 
 impl PgSnapshot {
-    fn report(&self, before: &PgSnapshot) {
+    fn report(&self, before: &PgSnapshot, out: &mut Vec<String>) {
         let n = COUNTED_ANSWERS as f64;
-        println!(
+        out.push(format!(
             "  store writes per answer (answers 2..={}): {:.2} transactions committed \
              (pg_stat_database), {:.2} of them writing (transaction ids)",
             COUNTED_ANSWERS + 1,
             (self.xact_commit - before.xact_commit) as f64 / n,
             (self.next_xid - before.next_xid) as f64 / n
-        );
+        ));
         if self.statements.is_empty() {
-            println!("  statements per answer: not measured (pg_stat_statements is not loaded)");
+            out.push("  statements per answer: not measured (pg_stat_statements is not loaded)".to_owned());
             return;
         }
         let mut ran: Vec<(i64, &str)> = self
@@ -479,15 +481,15 @@ impl PgSnapshot {
             .collect();
         ran.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
         let total: i64 = ran.iter().map(|r| r.0).sum();
-        println!(
+        out.push(format!(
             "  statements per answer (pg_stat_statements): {:.2}",
             total as f64 / n
-        );
+        ));
         for (calls, query) in ran {
             let query: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
             let short: String = query.chars().take(90).collect();
             let more = if short.len() < query.len() { "…" } else { "" };
-            println!("    {:5.2}  {short}{more}", calls as f64 / n);
+            out.push(format!("    {:5.2}  {short}{more}", calls as f64 / n));
         }
     }
 }

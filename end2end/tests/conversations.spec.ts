@@ -56,10 +56,13 @@ async function expectTranscript(page: Page, pairs: [string, string][], status = 
   }
 }
 
-/** The header and the document title name the conversation (or "New chat"). */
-async function expectTitle(page: Page, title: string | null) {
+/** The header and the document title name the conversation (or "New chat").
+ * The server renders the header; the page sets the document title (the
+ * server's `<title>` is always "bedrock-chat", see `noScript` below). */
+async function expectTitle(page: Page, title: string | null, { scripted = true } = {}) {
   await expect(page.locator('h1.conversation-title')).toHaveText(title ?? 'New chat');
-  await expect(page).toHaveTitle(title === null ? 'bedrock-chat' : `${title} · bedrock-chat`);
+  const documentTitle = title === null || !scripted ? 'bedrock-chat' : `${title} · bedrock-chat`;
+  await expect(page).toHaveTitle(documentTitle);
 }
 
 /** A context that shares `page`'s cookie (the same user) but runs no
@@ -169,11 +172,14 @@ test('messages start conversations that are listed, switched between, and server
 
   // The server renders the whole conversation into the page: the HTML of a
   // plain GET (same cookie) holds the transcript and its statuses...
-  const html = await (await page.request.get(`/c/${first}`)).text();
-  expect(html).toContain(`<title>${FIRST} · bedrock-chat</title>`);
-  expect(html).toContain(FOLLOW_UP);
-  expect(html.match(/<article class="turn assistant" data-status="complete"/g)).toHaveLength(2);
+  const response = await page.request.get(`/c/${first}`);
+  expect(response.status()).toBe(200);
+  const html = await response.text();
+  expect(html).toContain(`<h1 class="conversation-title">${FIRST}`);
+  expect(html).toContain(`<div class="text">${FOLLOW_UP}`);
+  expect(html.match(/<article [^>]*data-status="complete"[^>]*>/g)).toHaveLength(4);
   expect(html).toContain(`data-id="${second}"`);
+  expect(html).not.toContain('Loading the conversation');
 
   // ...and a browser without script shows it exactly.
   const noScript = await serverRenderedView(browser, page);
@@ -186,7 +192,7 @@ test('messages start conversations that are listed, switched between, and server
       [FOLLOW_UP, followAnswer],
     ]);
     await expect(chat(plain).answers.locator('.state.usage')).toHaveCount(2);
-    await expectTitle(plain, FIRST);
+    await expectTitle(plain, FIRST, { scripted: false });
     expect(await listedIds(plain)).toEqual([first, second]);
     await expect(sidebar(plain).item(first)).toHaveClass(/\bactive\b/);
   } finally {
@@ -261,6 +267,8 @@ test('renaming in place: Escape cancels, Enter saves, and the title lasts', asyn
   await input.press('Escape');
   await expect(form).toHaveCount(0);
   await expect(item.locator('a.conversation-link')).toHaveText(SECOND);
+  // The focus goes back to the button that opened the form.
+  await expect(item.getByRole('button', { name: `Rename “${SECOND}”` })).toBeFocused();
   await expectTitle(page, SECOND);
 
   // Opening it again starts from the current title, not the abandoned text.
@@ -285,7 +293,7 @@ test('renaming in place: Escape cancels, Enter saves, and the title lasts', asyn
   await expect(side.item(second).locator('a.conversation-link')).toHaveText(RENAMED);
   await expectTitle(page, RENAMED);
   const html = await (await page.request.get(`/c/${second}`)).text();
-  expect(html).toContain('Tides &amp; the moon &lt;notes&gt;');
+  expect(html).toContain('<h1 class="conversation-title">Tides &amp; the moon &lt;notes&gt;');
 
   // Renaming another conversation leaves the open one's header alone.
   const other = side.item(first);
@@ -321,9 +329,21 @@ test('deleting asks first; deleting the open conversation goes to a new chat', a
   await firstItem.getByRole('button', { name: `Delete “${FIRST}”` }).click();
   await expect(confirm).toBeVisible();
   await expect(confirm).toContainText(`Delete “${FIRST}”? This cannot be undone.`);
+  await expect(confirm.getByRole('button', { name: 'Cancel' })).toBeFocused();
   await confirm.getByRole('button', { name: 'Cancel' }).click();
   await expect(confirm).toHaveCount(0);
   await expect(side.items).toHaveCount(2);
+
+  // One form at a time: renaming another conversation closes a confirmation.
+  await firstItem.getByRole('button', { name: `Delete “${FIRST}”` }).click();
+  await expect(confirm).toBeVisible();
+  await side.item(second).hover();
+  await side.item(second).getByRole('button', { name: `Rename “${SECOND}”` }).click();
+  await expect(confirm).toHaveCount(0);
+  const rename = side.item(second).getByRole('textbox', { name: 'Conversation title' });
+  await expect(rename).toBeFocused();
+  await rename.press('Escape');
+  await expect(side.nav.locator('form.rename-form, .confirm')).toHaveCount(0);
   expect((await page.request.get(`/api/conversations/${first}`)).status()).toBe(200);
 
   // Delete removes it; the conversation on screen stays.
@@ -454,4 +474,53 @@ test('the stream API takes one message and a conversation id, not a history', as
   expect(two.text.startsWith('Demo answer to message 3 of 3. You said: "Again".')).toBe(true);
   const list = await (await request.get('/api/conversations')).json();
   expect(list.map((c: { id: string }) => c.id)).toEqual([one.conversationId]);
+});
+
+test('a title that tries to close <title> is only ever text', async ({ page, browser }) => {
+  // leptos_meta writes <title> unescaped, so the server never puts a
+  // conversation's title there; the page sets document.title as text.
+  // (Titles made from a first message are cut at 60 characters.)
+  const TITLE = '</title><script>window.__pwned=1</script>';
+  await openChat(page);
+  await ask(page, TITLE);
+  const id = conversationIdOf(page);
+  await expectTitle(page, TITLE);
+
+  const html = await (await page.request.get(`/c/${id}`)).text();
+  expect(html).not.toContain('<script>window.__pwned');
+  expect(html).toContain('<title>bedrock-chat</title>');
+
+  await page.reload();
+  await expect(page.locator('main.chat')).toHaveAttribute('data-hydrated', 'true');
+  await expectTitle(page, TITLE);
+  await expect(sidebar(page).item(id).locator('a.conversation-link')).toHaveText(TITLE);
+  expect(await textOf(chat(page).users.first())).toBe(TITLE);
+  await page.waitForLoadState('load');
+  expect(await page.evaluate(() => (window as any).__pwned)).toBeUndefined();
+  await expect(page.locator('main script, nav script')).toHaveCount(0);
+});
+
+test('an open rename form survives the list being refreshed by an answer ending', async ({ page }) => {
+  const { first } = await twoConversations(page);
+  const ui = chat(page);
+  // A slow answer in the conversation on screen (the second): when it ends
+  // the list is reloaded (its order may change).
+  await sendMessage(page, 'Take your time. [sim tokens=40 delay_ms=60]');
+  await expect(ui.answers.nth(1)).toHaveAttribute('data-status', 'streaming');
+
+  const item = sidebar(page).item(first);
+  await item.hover();
+  await item.getByRole('button', { name: `Rename “${FIRST}”` }).click();
+  const input = item.getByRole('textbox', { name: 'Conversation title' });
+  await input.fill('Half-typed title');
+  await expect(ui.answers.nth(1)).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
+  // Let the list reload after the answer's end.
+  await expect.poll(() => page.evaluate(() => document.querySelectorAll('li.conversation').length)).toBe(2);
+  await page.waitForTimeout(500);
+
+  await expect(input).toBeVisible();
+  await expect(input).toHaveValue('Half-typed title');
+  await expect(input).toBeFocused();
+  await input.press('Enter');
+  await expect(item.locator('a.conversation-link')).toHaveText('Half-typed title');
 });

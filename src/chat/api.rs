@@ -2,7 +2,7 @@
 
 use super::{
     record::AnswerRecorder,
-    relay::{relay, EventStreamFormat, SeedFormat},
+    relay::{relay, EventStreamFormat, SeedFormat, WireFormat},
     validate::{validate, validate_send},
     ChatRequest, SendRequest, Started,
 };
@@ -102,7 +102,7 @@ pub async fn stream_chat(
                 Ok(()) => info,
                 Err(storage) => ApiError::from(storage).info,
             };
-            let error = super::relay::WireFormat::error(&mut format, info);
+            let error = format.error(info);
             Body::from_stream(futures::stream::iter([
                 Ok::<_, std::convert::Infallible>(start),
                 Ok(error),

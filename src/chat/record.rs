@@ -76,19 +76,7 @@ impl Drop for AnswerRecorder {
             return;
         }
         // The client went away before the end: keep what was generated.
-        let mut answer = std::mem::replace(
-            &mut self.answer,
-            FinishedAnswer {
-                answer_id: String::new(),
-                conversation_id: String::new(),
-                content: String::new(),
-                status: MessageStatus::Stopped,
-                usage: None,
-                first_token_ms: None,
-                duration_ms: 0,
-                error: None,
-            },
-        );
+        let mut answer = self.answer.clone();
         answer.status = MessageStatus::Stopped;
         answer.duration_ms = self.started.elapsed().as_millis() as u64;
         let store = self.store.clone();

@@ -131,7 +131,15 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     );
     // Bumped to reload the list of conversations after a change.
     let list_version = RwSignal::new(0_u64);
-    let conversations = Resource::new(move || list_version.get(), |_| client::list());
+    // The conversation whose rename form or delete confirmation is open in
+    // the list. Reloading the list renders its items anew, which would close
+    // it (and lose what was typed), so reloads wait until it is closed.
+    let editing = RwSignal::new(None::<String>);
+    let list_source = Memo::new(move |held: Option<&u64>| match held {
+        Some(held) if editing.with(Option::is_some) => *held,
+        _ => list_version.get(),
+    });
+    let conversations = Resource::new(move || list_source.get(), |_| client::list());
     let refresh_list = move || list_version.update(|v| *v += 1);
 
     let turns = RwSignal::new(Vec::<Turn>::new());
@@ -287,24 +295,12 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
 
     let models = page.models.clone();
     let default_model = page.default_model.clone();
-    // The title of the conversation on screen: as the server named it (or it
-    // was renamed) while on screen, otherwise as loaded. `show` runs when
-    // the transcript renders, after the header, so the server rendering the
-    // header must read the loaded conversation itself.
-    let shown_title = Memo::new(move |_| {
-        title.get().or_else(|| {
-            conversation.with(|loaded| match loaded {
-                Some(Ok(Some(found))) => Some(found.summary.title.clone()),
-                _ => None,
-            })
-        })
-    });
     let on_renamed = Callback::new(move |summary: ConversationSummary| {
         if on_screen.with_untracked(|id| id.as_deref() == Some(summary.id.as_str())) {
             title.set(Some(summary.title));
         }
     });
-    let page_title = move || match shown_title.get() {
+    let page_title = move || match title.get() {
         Some(t) => format!("{t} · bedrock-chat"),
         None => "bedrock-chat".to_owned(),
     };
@@ -318,17 +314,25 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 conversations
                 active=route_id.into()
                 list_version
+                editing
                 on_renamed
                 max_title_chars=page.max_title_chars
             />
             <main class="chat" data-hydrated=move || hydrated.get().to_string()>
                 <header class="topbar">
                     <h1 class="conversation-title">
-                        // Waits for the conversation, so that the server renders its title.
+                        // `show` sets `title` when the transcript renders, after
+                        // this header: until then (on the server, while
+                        // hydrating) the header names the conversation as loaded.
                         <Transition fallback=|| "New chat">
                             {move || Suspend::new(async move {
-                                let _ = conversation.by_ref().await;
-                                move || shown_title.get().unwrap_or_else(|| "New chat".to_owned())
+                                let loaded = match &*conversation.by_ref().await {
+                                    Ok(Some(found)) => Some(found.summary.title.clone()),
+                                    _ => None,
+                                };
+                                move || {
+                                    title.get().or_else(|| loaded.clone()).unwrap_or_else(|| "New chat".to_owned())
+                                }
                             })}
                         </Transition>
                     </h1>

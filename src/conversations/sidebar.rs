@@ -14,6 +14,10 @@ pub fn Sidebar(
     active: Signal<Option<String>>,
     /// Bumped to reload the list.
     list_version: RwSignal<u64>,
+    /// The conversation whose rename form or delete confirmation is open, if
+    /// any. One at a time; the page holds reloads of the list while it is
+    /// open, since a reload renders the items anew and would close it.
+    editing: RwSignal<Option<String>>,
     /// Told of every rename, so that the page can retitle the conversation on screen.
     on_renamed: Callback<ConversationSummary>,
     max_title_chars: usize,
@@ -35,7 +39,7 @@ pub fn Sidebar(
                                 {list
                                     .into_iter()
                                     .map(|summary| view! {
-                                        <ConversationItem summary active list_version on_renamed max_title_chars/>
+                                        <ConversationItem summary active list_version editing on_renamed max_title_chars/>
                                     })
                                     .collect_view()}
                             </ul>
@@ -61,10 +65,42 @@ fn ConversationItem(
     summary: ConversationSummary,
     active: Signal<Option<String>>,
     list_version: RwSignal<u64>,
+    editing: RwSignal<Option<String>>,
     on_renamed: Callback<ConversationSummary>,
     max_title_chars: usize,
 ) -> impl IntoView {
     let mode = RwSignal::new(Mode::Showing);
+    let id = StoredValue::new(summary.id.clone());
+    let mine = move |editing: &Option<String>| id.with_value(|id| editing.as_deref() == Some(id.as_str()));
+    let open = move |to: Mode| {
+        editing.set(Some(id.get_value()));
+        mode.set(to);
+    };
+    let close = move || {
+        mode.set(Mode::Showing);
+        editing.update(|editing| {
+            if mine(editing) {
+                *editing = None;
+            }
+        });
+    };
+    // Opening another item's form closes this one's.
+    Effect::new(move |_| {
+        if !editing.with(mine) && mode.get_untracked() != Mode::Showing {
+            mode.set(Mode::Showing);
+        }
+    });
+    // An item removed with its form open must not hold the list's reloads.
+    on_cleanup({
+        let id = summary.id.clone();
+        move || {
+            editing.update(|editing| {
+                if editing.as_deref() == Some(id.as_str()) {
+                    *editing = None;
+                }
+            })
+        }
+    });
     // Which mode was just left without a change, so that its button gets the
     // focus back (the form or confirmation that had it is gone).
     let left = StoredValue::new(None::<Mode>);
@@ -102,7 +138,6 @@ fn ConversationItem(
     }
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
-    let id = StoredValue::new(summary.id.clone());
     let title = StoredValue::new(summary.title.clone());
     let draft = RwSignal::new(summary.title.clone());
     let is_active = move || active.with(|a| a.as_deref() == Some(id.read_value().as_str()));
@@ -116,7 +151,7 @@ fn ConversationItem(
             match client::rename(id.get_value(), new_title).await {
                 Ok(renamed) => {
                     error.set(None);
-                    mode.set(Mode::Showing);
+                    close();
                     on_renamed.run(renamed);
                     refresh();
                 }
@@ -134,6 +169,7 @@ fn ConversationItem(
                     if is_active() {
                         navigate("/", Default::default());
                     }
+                    close();
                     refresh();
                 }
                 Err(info) => error.set(Some(info.message)),
@@ -145,7 +181,7 @@ fn ConversationItem(
         error.set(None);
         draft.set(title.get_value());
         left.set_value(Some(mode.get_untracked()));
-        mode.set(Mode::Showing);
+        close();
     };
 
     let title_text = summary.title.clone();
@@ -161,9 +197,9 @@ fn ConversationItem(
                         {title_text.clone()}
                     </a>
                     <button type="button" class="icon rename" title="Rename" aria-label=format!("Rename “{}”", title.read_value())
-                        node_ref=rename_button on:click=move |_| mode.set(Mode::Renaming)>"✎"</button>
+                        node_ref=rename_button on:click=move |_| open(Mode::Renaming)>"✎"</button>
                     <button type="button" class="icon delete" title="Delete" aria-label=format!("Delete “{}”", title.read_value())
-                        node_ref=delete_button on:click=move |_| mode.set(Mode::ConfirmingDelete)>"✕"</button>
+                        node_ref=delete_button on:click=move |_| open(Mode::ConfirmingDelete)>"✕"</button>
                 }
                 .into_any(),
                 Mode::Renaming => view! {
