@@ -268,12 +268,13 @@ async fn a_dropped_bedrock_connection_is_reported_not_hidden() {
     assert_eq!(json(&events[3])["code"], "connection_lost");
 }
 
-/// When the browser goes away, the server drops its Bedrock stream at once:
-/// the simulator sees its client disconnect long before the answer would end.
+/// When the browser goes away for longer than the grace period, the server
+/// drops its Bedrock stream: the simulator sees its client disconnect long
+/// before the answer would end, and what was written is kept.
 #[tokio::test]
-async fn a_client_that_disconnects_makes_the_server_drop_the_bedrock_stream() {
+async fn a_client_gone_past_the_grace_period_makes_the_server_drop_the_bedrock_stream() {
     use futures::StreamExt;
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[("BEDROCK_CHAT_STREAMS_GRACE_PERIOD_SECS", "0.2")]).await;
     let response = app
         .send(None, "Long answer please [sim tokens=1000 delay_ms=10]")
         .await;
@@ -300,13 +301,13 @@ async fn a_client_that_disconnects_makes_the_server_drop_the_bedrock_stream() {
         app.sim.wait_streams_dropped(1, Duration::from_secs(2)).await,
         "the simulator still streams after the client left"
     );
-    // What was generated is kept, marked stopped.
+    // What was generated is kept, marked interrupted.
     let path = format!("/api/conversations/{}", conversation_id(&seen));
     let stored = eventually(Duration::from_secs(5), || async {
-        app.get_json(&path).await.1["messages"][1]["status"] == "stopped"
+        app.get_json(&path).await.1["messages"][1]["status"] == "interrupted"
     })
     .await;
-    assert!(stored, "the partial answer is stored as stopped");
+    assert!(stored, "the partial answer is stored as interrupted");
     let (_, conversation) = app.get_json(&path).await;
     let partial = conversation["messages"][1]["content"].as_str().unwrap();
     assert!(answer_text(&seen).starts_with(partial) || partial.starts_with(&answer_text(&seen)));
@@ -353,7 +354,7 @@ async fn the_page_is_server_rendered_and_says_it_is_a_demo() {
 /// end the Bedrock stream, not only when the next delta fails to send.
 #[tokio::test]
 async fn a_client_that_leaves_before_the_first_token_also_ends_the_bedrock_stream() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[("BEDROCK_CHAT_STREAMS_GRACE_PERIOD_SECS", "0.2")]).await;
     let response = app
         .send(None, "Think hard [sim first_token_ms=8000 tokens=3]")
         .await;

@@ -267,21 +267,19 @@ async fn every_ending_of_an_answer_is_stored(db: Db) {
     assert_eq!(answer["content"], "");
     assert_eq!(answer["error"]["code"], "throttled");
 
-    // Stopped by the client: stored as stopped, with what was generated.
+    // Stopped by the user: stored as stopped, with what was generated.
     let response = app.send(None, "Long [sim tokens=500 delay_ms=10]").await;
     let mut body = response.bytes_stream();
     let mut parser = bedrock_chat::sse::Parser::new();
     let mut seen = Vec::new();
     while seen.len() < 4 {
         use futures::StreamExt;
-        let chunk = tokio::time::timeout(LIMIT, body.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let chunk = tokio::time::timeout(LIMIT, body.next()).await.unwrap().unwrap().unwrap();
         parser.feed(&chunk, |e| seen.push(e));
     }
-    drop(body);
+    let answer_id = json(&seen[0])["answer_id"].as_str().unwrap().to_owned();
+    let cancel = app.http.post(app.url(&format!("/api/generations/{answer_id}/cancel"))).send().await.unwrap();
+    assert_eq!(cancel.status(), 200);
     let id = conversation_id(&seen);
     let stopped = eventually(Duration::from_secs(5), || {
         let id = id.clone();
@@ -290,6 +288,7 @@ async fn every_ending_of_an_answer_is_stored(db: Db) {
     .await;
     assert!(stopped, "a stopped answer is stored as stopped");
     assert!(!status_of(id).await["content"].as_str().unwrap().is_empty());
+    drop(body);
 }
 
 async fn a_conversation_takes_one_answer_at_a_time(db: Db) {

@@ -1,25 +1,28 @@
 //! The chat endpoints.
 
 use super::{
+    generation::start_frame,
     record::AnswerRecorder,
-    relay::{relay, EventStreamFormat, SeedFormat, WireFormat},
+    relay::{encode, relay, SeedFormat},
     validate::{validate, validate_send},
-    ChatRequest, SendRequest, Started,
+    ChatRequest, SendRequest, Started, StreamEvent,
 };
 use crate::{
     bedrock::{ConverseInput, Turn},
     chat::Role,
-    conversations::{history, identity::Owner, store::NewExchange, title_from_message, MessageStatus},
+    conversations::{
+        api::check_id, history, identity::Owner, store::NewExchange, title_from_message, MessageStatus,
+    },
     server::{parse_json, ApiError, AppState},
     sse,
 };
 use axum::{
     body::{Body, Bytes},
-    extract::{rejection::BytesRejection, State},
+    extract::{rejection::BytesRejection, Path, Query, State},
+    http::{HeaderMap, StatusCode},
     response::Response,
-    Extension,
+    Extension, Json,
 };
-use futures::StreamExt as _;
 use std::time::Instant;
 
 /// Longest title made from a first message, in characters.
@@ -36,6 +39,14 @@ pub async fn stream_chat(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    if state.generations.is_closed() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "The server is restarting and takes no new messages right now. Send yours again in a moment.",
+            true,
+        ));
+    }
     let request: SendRequest = parse_json(body, SEND_EXAMPLE)?;
     let send = validate_send(&request, &state.settings)?;
     let limits = &state.settings.limits;
@@ -75,24 +86,33 @@ pub async fn stream_chat(
         temperature: bedrock.temperature,
     };
 
-    let mut format = EventStreamFormat::default();
-    let start = format.start(Started {
+    let started_event = Started {
         conversation_id: exchange.conversation.id.clone(),
         title: exchange.conversation.title.clone(),
         created: exchange.created,
         user_message_id: exchange.user_message_id.clone(),
         answer_id: exchange.answer_id.clone(),
-    });
+    };
     let mut recorder = AnswerRecorder::new(
         state.store.clone(),
-        exchange.answer_id,
-        exchange.conversation.id,
+        exchange.answer_id.clone(),
+        exchange.conversation.id.clone(),
         started,
     );
+    let start = start_frame(started_event.clone());
     let body = match state.bedrock.converse_stream(&input).await {
         Ok(model) => {
-            let answer = relay(model, format, Some(recorder));
-            Body::from_stream(futures::stream::once(async { Ok(start) }).chain(answer))
+            // The answer is written by a task of its own; this response is
+            // its first listener, and others may join or resume.
+            let generation = state.generations.start(
+                owner.as_str(),
+                exchange.conversation.id,
+                exchange.answer_id,
+                start,
+                model,
+                recorder,
+            );
+            Body::from_stream(generation.listen(0, state.generations.timing().keep_alive))
         }
         Err(err) => {
             // The message is stored and the client needs the conversation's
@@ -102,14 +122,93 @@ pub async fn stream_chat(
                 Ok(()) => info,
                 Err(storage) => ApiError::from(storage).info,
             };
-            let error = format.error(info);
-            Body::from_stream(futures::stream::iter([
-                Ok::<_, std::convert::Infallible>(start),
-                Ok(error),
-            ]))
+            let error = encode(2, &StreamEvent::Error(info));
+            Body::from_stream(futures::stream::iter([Ok::<_, std::convert::Infallible>(start), Ok(error)]))
         }
     };
     Ok(sse::encode::response(body))
+}
+
+/// `GET /api/generations/{answer_id}/events`: the answer's events after the
+/// last one the client saw (`Last-Event-ID` header, or `last_event_id` in the
+/// query for fetch-based clients), then live ones until it ends.
+pub async fn resume(
+    State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(answer_id): Path<String>,
+    Query(query): Query<ResumeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_id(&answer_id)?;
+    let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let last: usize = match query.last_event_id.as_deref().or(header) {
+        None => 0,
+        Some(raw) => raw.trim().parse().map_err(|_| bad_event_id(raw))?,
+    };
+    let generation = state
+        .generations
+        .get(owner.as_str(), &answer_id)
+        .ok_or_else(generation_gone)?;
+    if last > generation.log_size().0 {
+        return Err(bad_event_id(&last.to_string()));
+    }
+    let keep_alive = state.generations.timing().keep_alive;
+    Ok(sse::encode::response(Body::from_stream(generation.listen(last, keep_alive))))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ResumeQuery {
+    last_event_id: Option<String>,
+}
+
+/// What `cancel` answers.
+#[derive(Debug, serde::Serialize)]
+pub struct CancelOutcome {
+    /// Whether this request stopped the answer (false: it had already ended).
+    pub cancelled: bool,
+    pub message: &'static str,
+}
+
+/// `POST /api/generations/{answer_id}/cancel`: stops the answer. Idempotent:
+/// cancelling a finished answer changes nothing and says so.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(answer_id): Path<String>,
+) -> Result<Json<CancelOutcome>, ApiError> {
+    check_id(&answer_id)?;
+    let cancelled = match state.generations.get(owner.as_str(), &answer_id) {
+        Some(generation) => generation.cancel(),
+        None => {
+            // Not running here: it must be one of the owner's stored answers.
+            state.store.message_status(owner.as_str(), &answer_id).await?;
+            false
+        }
+    };
+    Ok(Json(CancelOutcome {
+        cancelled,
+        message: if cancelled {
+            "The answer is being stopped."
+        } else {
+            "This answer had already finished; nothing was changed."
+        },
+    }))
+}
+
+fn bad_event_id(raw: &str) -> ApiError {
+    ApiError::bad_request(
+        "bad_last_event_id",
+        format!("{raw:?} is not the id of an event of this answer. Resume from an id you received."),
+    )
+}
+
+fn generation_gone() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "generation_not_found",
+        "This answer is no longer being written. Reload the conversation to see it.",
+        false,
+    )
 }
 
 /// `POST /api/chat`: the wire format of the FastAPI service we replace, so
@@ -130,7 +229,5 @@ pub async fn compat_chat(
         temperature: bedrock.temperature,
     };
     let model = state.bedrock.converse_stream(&input).await?;
-    Ok(sse::encode::response(Body::from_stream(relay(
-        model, SeedFormat, None,
-    ))))
+    Ok(sse::encode::response(Body::from_stream(relay(model, SeedFormat))))
 }

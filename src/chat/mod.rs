@@ -31,6 +31,8 @@ pub mod view;
 #[cfg(feature = "ssr")]
 pub mod api;
 #[cfg(feature = "ssr")]
+pub mod generation;
+#[cfg(feature = "ssr")]
 pub mod record;
 #[cfg(feature = "ssr")]
 pub mod relay;
@@ -47,6 +49,9 @@ mod stream_client;
 
 /// Paths of the chat endpoints.
 pub const STREAM_PATH: &str = "/api/chat/stream";
+/// Resuming and stopping an answer: `{GENERATIONS_PATH}/{answer_id}/events`
+/// and `{GENERATIONS_PATH}/{answer_id}/cancel`.
+pub const GENERATIONS_PATH: &str = "/api/generations";
 /// The wire format of the Python/Streamlit client this app replaces.
 pub const COMPAT_PATH: &str = "/api/chat";
 

@@ -2,9 +2,9 @@
 //!
 //! The relay feeds the recorder each delta; at the end it awaits
 //! [`AnswerRecorder::finish`] before sending the terminal event, so `done`
-//! means "stored". When the client goes away mid-answer, hyper drops the
-//! relay, and with it the recorder, which then stores what it has as
-//! `stopped` from a task of its own.
+//! means "stored". Should the generation's task end without finishing (a
+//! panic, the runtime shutting down), the recorder stores what it has as
+//! `interrupted` from a task of its own when it is dropped.
 
 use super::{ErrorInfo, Usage};
 use crate::conversations::{
@@ -75,15 +75,15 @@ impl Drop for AnswerRecorder {
         if self.finished {
             return;
         }
-        // The client went away before the end: keep what was generated.
+        // Ended without an end: keep what was generated.
         let mut answer = self.answer.clone();
-        answer.status = MessageStatus::Stopped;
+        answer.status = MessageStatus::Interrupted;
         answer.duration_ms = self.started.elapsed().as_millis() as u64;
         let store = self.store.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(err) = store.finish_answer(&answer).await {
-                    tracing::error!(error = %err, answer = %answer.answer_id, "could not store a stopped answer");
+                    tracing::error!(error = %err, answer = %answer.answer_id, "could not store an interrupted answer");
                 }
             });
         }

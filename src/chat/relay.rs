@@ -6,13 +6,13 @@
 //! goes away hyper drops the body, which drops the Bedrock stream with it, so
 //! generation (and billing) stops at once.
 //!
-//! With an [`AnswerRecorder`] the answer is also stored: the terminal event
-//! is sent only after the store has committed it.
+//! Answers to stored conversations go through [`super::generation`] instead,
+//! which frames events with [`encode`]; this relay serves the compatibility
+//! endpoint, which stores nothing.
 
-use super::{record::AnswerRecorder, Delta, Done, ErrorInfo, Started, StreamEvent, Usage};
+use super::{ErrorInfo, StreamEvent, Usage};
 use crate::{
     bedrock::{BedrockError, ErrorKind, ModelEvent, ModelStream, StopReason, TokenUsage},
-    conversations::{store::StoreError, MessageStatus},
     server::ApiError,
     sse,
 };
@@ -30,30 +30,15 @@ pub trait WireFormat: Send + 'static {
     fn done(&mut self, stop: StopReason) -> Bytes;
 }
 
-/// Our documented format: `id:` sequence numbers and named events (see [`crate::chat`]).
-#[derive(Debug, Default)]
-pub struct EventStreamFormat {
-    last_id: u64,
-}
-
-impl EventStreamFormat {
-    fn frame(&mut self, event: StreamEvent) -> Bytes {
-        self.last_id += 1;
-        let id = self.last_id;
-        match &event {
-            StreamEvent::Start(s) => sse::encode::event(id, event.name(), s, 256 + s.title.len()),
-            StreamEvent::Delta(d) => sse::encode::event(id, event.name(), d, d.text.len() + 16),
-            StreamEvent::Usage(u) => sse::encode::event(id, event.name(), u, 96),
-            StreamEvent::Error(e) => sse::encode::event(id, event.name(), e, e.message.len() + 64),
-            StreamEvent::Done(d) => sse::encode::event(id, event.name(), d, 32),
-        }
-    }
-}
-
-impl EventStreamFormat {
-    /// The `start` event, which precedes the answer.
-    pub fn start(&mut self, started: Started) -> Bytes {
-        self.frame(StreamEvent::Start(started))
+/// Frames one event of our documented format (see [`crate::chat`]), with its
+/// sequence number as the SSE `id:`.
+pub fn encode(id: u64, event: &StreamEvent) -> Bytes {
+    match event {
+        StreamEvent::Start(s) => sse::encode::event(id, event.name(), s, 256 + s.title.len()),
+        StreamEvent::Delta(d) => sse::encode::event(id, event.name(), d, d.text.len() + 16),
+        StreamEvent::Usage(u) => sse::encode::event(id, event.name(), u, 96),
+        StreamEvent::Error(e) => sse::encode::event(id, event.name(), e, e.message.len() + 64),
+        StreamEvent::Done(d) => sse::encode::event(id, event.name(), d, 32),
     }
 }
 
@@ -64,21 +49,6 @@ pub fn usage_of(u: TokenUsage) -> Usage {
         output_tokens: u.output_tokens,
         total_tokens: u.total_tokens,
         latency_ms: u.latency_ms,
-    }
-}
-
-impl WireFormat for EventStreamFormat {
-    fn delta(&mut self, text: String) -> Bytes {
-        self.frame(StreamEvent::Delta(Delta { text }))
-    }
-    fn usage(&mut self, u: TokenUsage) -> Option<Bytes> {
-        Some(self.frame(StreamEvent::Usage(usage_of(u))))
-    }
-    fn error(&mut self, error: ErrorInfo) -> Bytes {
-        self.frame(StreamEvent::Error(error))
-    }
-    fn done(&mut self, stop: StopReason) -> Bytes {
-        self.frame(StreamEvent::Done(Done { stop_reason: stop.0 }))
     }
 }
 
@@ -126,97 +96,54 @@ impl WireFormat for SeedFormat {
 }
 
 /// The response body: the model's events framed by `format`, ending with
-/// exactly one `done` or `error`, each sent after `recorder` (if any) has
-/// stored the answer.
+/// exactly one `done` or `error`.
 pub fn relay<F: WireFormat>(
     model: ModelStream,
     format: F,
-    recorder: Option<AnswerRecorder>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     struct State<F> {
         model: Option<ModelStream>,
         format: F,
         stop: Option<StopReason>,
-        recorder: Option<AnswerRecorder>,
     }
     let state = State {
         model: Some(model),
         format,
         stop: None,
-        recorder,
     };
     futures::stream::unfold(state, |mut state| async move {
         loop {
             let model = state.model.as_mut()?;
             let frame = match model.next().await {
-                Some(Ok(ModelEvent::Text(text))) => {
-                    if let Some(recorder) = &mut state.recorder {
-                        recorder.text(&text);
-                    }
-                    state.format.delta(text)
-                }
+                Some(Ok(ModelEvent::Text(text))) => state.format.delta(text),
                 Some(Ok(ModelEvent::Stop(reason))) => {
                     // Usage follows the stop; `done` goes last.
                     state.stop = Some(reason);
                     continue;
                 }
-                Some(Ok(ModelEvent::Usage(usage))) => {
-                    if let Some(recorder) = &mut state.recorder {
-                        recorder.usage(usage_of(usage));
-                    }
-                    match state.format.usage(usage) {
-                        Some(frame) => frame,
-                        None => continue,
-                    }
-                }
+                Some(Ok(ModelEvent::Usage(usage))) => match state.format.usage(usage) {
+                    Some(frame) => frame,
+                    None => continue,
+                },
                 Some(Err(err)) => {
                     state.model = None;
-                    let info = ApiError::from(err).info;
-                    let info = record_end(&mut state.recorder, MessageStatus::Error, Some(info.clone()))
-                        .await
-                        .unwrap_or(info);
-                    state.format.error(info)
+                    state.format.error(ApiError::from(err).info)
                 }
                 None => {
                     state.model = None;
                     match state.stop.take() {
-                        Some(reason) => {
-                            match record_end(&mut state.recorder, MessageStatus::Complete, None).await {
-                                None => state.format.done(reason),
-                                Some(storage_error) => state.format.error(storage_error),
-                            }
-                        }
-                        None => {
-                            let info = ApiError::from(BedrockError::new(
+                        Some(reason) => state.format.done(reason),
+                        None => state.format.error(
+                            ApiError::from(BedrockError::new(
                                 ErrorKind::ConnectionLost,
                                 "the stream ended without a stop reason",
                             ))
-                            .info;
-                            let info =
-                                record_end(&mut state.recorder, MessageStatus::Error, Some(info.clone()))
-                                    .await
-                                    .unwrap_or(info);
-                            state.format.error(info)
-                        }
+                            .info,
+                        ),
                     }
                 }
             };
             return Some((Ok(frame), state));
         }
     })
-}
-
-/// Stores the answer's end; returns the error to send instead when the
-/// store failed.
-async fn record_end(
-    recorder: &mut Option<AnswerRecorder>,
-    status: MessageStatus,
-    error: Option<ErrorInfo>,
-) -> Option<ErrorInfo> {
-    let recorder = recorder.as_mut()?;
-    recorder
-        .finish(status, error)
-        .await
-        .err()
-        .map(|err: StoreError| ApiError::from(err).info)
 }

@@ -444,6 +444,24 @@ impl Store {
         })
     }
 
+    /// The status of one of the owner's stored messages.
+    pub async fn message_status(&self, owner: &str, message_id: &str) -> Result<MessageStatus> {
+        let row = sqlx::query(
+            "SELECT m.status FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.id = $1 AND c.owner_id = $2",
+        )
+        .bind(message_id)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(StoreError::not_found)?;
+        let status: String = row.try_get(0)?;
+        MessageStatus::parse(&status)
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, format!("bad status {status:?}")))
+    }
+
     /// Writes the answer as it ended. One transaction.
     pub async fn finish_answer(&self, answer: &FinishedAnswer) -> Result<()> {
         let now = now_ms();

@@ -12,7 +12,7 @@ pub use settings::{BackendChoice, Settings};
 use crate::{
     app::{shell, App, PageConfig},
     bedrock::{self, BedrockChat},
-    chat,
+    chat::{self, generation::Generations},
     conversations::{
         self,
         identity::Identity,
@@ -36,6 +36,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub bedrock: BedrockChat,
     pub store: Store,
+    pub generations: Generations,
     pub identity: Identity,
     pub leptos_options: LeptosOptions,
     pub page: PageConfig,
@@ -45,6 +46,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     bedrock: BedrockChat,
+    generations: Generations,
+    shutdown_deadline: std::time::Duration,
 }
 
 impl Application {
@@ -110,18 +113,24 @@ impl Application {
             max_message_chars: settings.limits.max_message_chars,
             max_title_chars: settings.limits.max_title_chars,
         };
+        let timing = settings.streams.timing();
         let state = AppState {
             settings: Arc::new(settings),
             bedrock: bedrock.clone(),
             store,
+            generations: Generations::new(timing),
             identity,
             leptos_options,
             page,
         };
+        let generations = state.generations.clone();
+        let shutdown_deadline = state.settings.streams.shutdown_deadline();
         Ok(Self {
             listener,
             router: router(state),
             bedrock,
+            generations,
+            shutdown_deadline,
         })
     }
 
@@ -143,8 +152,17 @@ impl Application {
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
+        let generations = self.generations.clone();
+        let deadline = self.shutdown_deadline;
+        // On SIGTERM: no new answers; running ones finish (until the
+        // deadline, then they are stored as interrupted); their listeners'
+        // streams end with them, and then the server exits.
         axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down: letting running answers finish");
+                generations.drain(deadline).await;
+            })
             .await
     }
 }
@@ -171,6 +189,14 @@ fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(chat::STREAM_PATH, post(chat::api::stream_chat))
         .route(chat::COMPAT_PATH, post(chat::api::compat_chat))
+        .route(
+            &format!("{}/{{id}}/events", chat::GENERATIONS_PATH),
+            get(chat::api::resume),
+        )
+        .route(
+            &format!("{}/{{id}}/cancel", chat::GENERATIONS_PATH),
+            post(chat::api::cancel),
+        )
         .route(conversations::API_PATH, get(conversations::api::list))
         .route(
             &by_id,

@@ -23,6 +23,33 @@ pub struct Settings {
     pub limits: Limits,
     pub storage: StorageSettings,
     pub identity: IdentitySettings,
+    pub streams: StreamSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StreamSettings {
+    pub grace_period_secs: f64,
+    pub keep_alive_secs: f64,
+    pub linger_secs: f64,
+    pub shutdown_deadline_secs: f64,
+}
+
+impl StreamSettings {
+    pub fn timing(&self) -> crate::chat::generation::Timing {
+        crate::chat::generation::Timing {
+            grace: secs(self.grace_period_secs),
+            keep_alive: secs(self.keep_alive_secs),
+            linger: secs(self.linger_secs),
+        }
+    }
+
+    pub fn shutdown_deadline(&self) -> std::time::Duration {
+        secs(self.shutdown_deadline_secs)
+    }
+}
+
+fn secs(s: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(s.max(0.0))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +201,12 @@ impl Settings {
         if !(0.0..=1.0).contains(&b.temperature) {
             return Err(SettingsError::Invalid(
                 "bedrock.temperature must be within 0..=1".into(),
+            ));
+        }
+        let t = &self.streams;
+        if !(t.keep_alive_secs > 0.0 && t.grace_period_secs >= 0.0 && t.linger_secs >= 0.0) {
+            return Err(SettingsError::Invalid(
+                "streams: keep_alive_secs must be positive, the others not negative".into(),
             ));
         }
         let l = &self.limits;

@@ -14,6 +14,10 @@ use std::io::Write;
 
 /// `id: {id}\nevent: {name}\ndata: {json}\n\n`. JSON never contains a raw
 /// newline, so one `data:` line always suffices.
+/// An SSE comment: ignored by clients, but it keeps proxies from closing an
+/// idle connection.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
 pub fn event(id: u64, name: &str, data: &impl Serialize, size_hint: usize) -> Bytes {
     let mut buf = Vec::with_capacity(32 + name.len() + size_hint);
     // Writing into a Vec cannot fail, and our payload types always serialise.

@@ -1,0 +1,410 @@
+//! Generations: an answer being written belongs to the server, not to the
+//! HTTP connection that asked for it.
+//!
+//! Each generation is a task that reads the Bedrock stream, frames every
+//! event once (with its sequence number as the SSE `id:`), appends it to an
+//! in-memory log, and stores the answer when it ends. Any number of listeners
+//! read that log: from the start, or from the id after the last one they saw
+//! (resume), and then follow it live. The task never waits for a listener: it
+//! appends and signals, so a slow or gone client costs it nothing.
+//!
+//! * Replay and live hand-over cannot race: a listener marks the current log
+//!   length as seen *before* it reads the log, so an event appended after its
+//!   read always wakes it, and it reads by index, so nothing is sent twice.
+//! * Stop is an explicit request ([`Generation::cancel`]): the Bedrock stream
+//!   is dropped at once and every listener sees `done` with
+//!   `stop_reason: "stopped"`.
+//! * With no listener for the grace period, the Bedrock stream is dropped and
+//!   the answer stored as `interrupted`.
+//! * A finished generation's log is kept for `linger` (so a late reconnect
+//!   still gets the end), then released; the stored answer remains.
+
+use super::{
+    record::AnswerRecorder,
+    relay::{encode, usage_of},
+    Done, ErrorInfo, StreamEvent,
+};
+use crate::{
+    bedrock::{BedrockError, ErrorKind, ModelEvent, ModelStream},
+    conversations::MessageStatus,
+    server::ApiError,
+    sse,
+};
+use bytes::Bytes;
+use futures::Stream;
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+use tokio::sync::watch;
+
+/// `stop_reason` of the `done` event that ends a stopped answer.
+pub const STOPPED: &str = "stopped";
+
+/// How long things last; from `[streams]` in Leptos.toml.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long an answer goes on with nobody listening.
+    pub grace: Duration,
+    /// Idle time after which a listener gets an SSE comment.
+    pub keep_alive: Duration,
+    /// How long a finished log stays for late reconnects.
+    pub linger: Duration,
+}
+
+/// Every live (and recently finished) generation of this server.
+#[derive(Clone)]
+pub struct Generations {
+    live: Arc<Mutex<HashMap<String, Arc<Generation>>>>,
+    timing: Timing,
+    /// Set on shutdown: no new generations.
+    closed: Arc<AtomicBool>,
+    /// Counts running generation tasks, for shutdown.
+    running: Arc<watch::Sender<usize>>,
+}
+
+/// One answer being written (or just written).
+pub struct Generation {
+    pub answer_id: String,
+    pub conversation_id: String,
+    owner: String,
+    log: Mutex<Log>,
+    /// The number of frames in the log; listeners wait for it to change.
+    length: watch::Sender<usize>,
+    /// How many listeners are attached now.
+    listeners: watch::Sender<usize>,
+    halt: watch::Sender<Halt>,
+}
+
+/// A request to end a generation early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    No,
+    /// The user pressed Stop: stored as `stopped`.
+    Stop,
+    /// The server is shutting down: stored as `interrupted`.
+    Interrupt,
+}
+
+#[derive(Default)]
+struct Log {
+    frames: Vec<Bytes>,
+    bytes: usize,
+    finished: bool,
+}
+
+/// How a generation ended, before it is stored.
+enum End {
+    Done(String),
+    Failed(ErrorInfo),
+    Cancelled,
+    Abandoned,
+}
+
+impl Generations {
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            live: Arc::default(),
+            timing,
+            closed: Arc::default(),
+            running: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Whether new generations are refused (the server is shutting down).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Starts writing an answer. `start` is the first frame of its log.
+    pub fn start(
+        &self,
+        owner: &str,
+        conversation_id: String,
+        answer_id: String,
+        start: Bytes,
+        model: ModelStream,
+        recorder: AnswerRecorder,
+    ) -> Arc<Generation> {
+        let generation = Arc::new(Generation {
+            answer_id: answer_id.clone(),
+            conversation_id,
+            owner: owner.to_owned(),
+            log: Mutex::new(Log::default()),
+            length: watch::Sender::new(0),
+            listeners: watch::Sender::new(0),
+            halt: watch::Sender::new(Halt::No),
+        });
+        generation.push(start);
+        self.live
+            .lock()
+            .expect("generation map lock")
+            .insert(answer_id.clone(), generation.clone());
+        self.running.send_modify(|n| *n += 1);
+        let this = self.clone();
+        let task = generation.clone();
+        tokio::spawn(async move {
+            task.run(model, recorder, this.timing.grace).await;
+            this.running.send_modify(|n| *n -= 1);
+            tokio::time::sleep(this.timing.linger).await;
+            this.live.lock().expect("generation map lock").remove(&answer_id);
+        });
+        generation
+    }
+
+    /// The owner's generation with this answer id, live or lingering.
+    pub fn get(&self, owner: &str, answer_id: &str) -> Option<Arc<Generation>> {
+        let live = self.live.lock().expect("generation map lock");
+        live.get(answer_id).filter(|g| g.owner == owner).cloned()
+    }
+
+    /// The number of generations still writing.
+    pub fn running(&self) -> usize {
+        *self.running.borrow()
+    }
+
+    /// Refuses new generations, lets running ones finish until `deadline`,
+    /// then stops the rest (stored as interrupted) and waits for them to be
+    /// stored.
+    pub async fn drain(&self, deadline: Duration) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut running = self.running.subscribe();
+        if tokio::time::timeout(deadline, running.wait_for(|n| *n == 0)).await.is_ok() {
+            return;
+        }
+        let live: Vec<_> = self.live.lock().expect("generation map lock").values().cloned().collect();
+        tracing::warn!(running = self.running(), "shutdown deadline passed: interrupting answers");
+        for generation in live {
+            generation.interrupt();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), running.wait_for(|n| *n == 0)).await;
+    }
+}
+
+impl Generation {
+    /// Asks the generation to stop. Returns false when it had already finished.
+    pub fn cancel(&self) -> bool {
+        if self.is_finished() {
+            return false;
+        }
+        self.halt.send_if_modified(|halt| {
+            let first = *halt == Halt::No;
+            if first {
+                *halt = Halt::Stop;
+            }
+            first
+        });
+        true
+    }
+
+    /// Ends the generation for a server shutdown.
+    fn interrupt(&self) {
+        self.halt.send_replace(Halt::Interrupt);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.log.lock().expect("log lock").finished
+    }
+
+    /// Frames so far and their size in bytes (for tests and figures).
+    pub fn log_size(&self) -> (usize, usize) {
+        let log = self.log.lock().expect("log lock");
+        (log.frames.len(), log.bytes)
+    }
+
+    fn push(&self, frame: Bytes) {
+        let len = {
+            let mut log = self.log.lock().expect("log lock");
+            log.bytes += frame.len();
+            log.frames.push(frame);
+            log.frames.len()
+        };
+        self.length.send_replace(len);
+    }
+
+    fn finish(&self) {
+        let len = {
+            let mut log = self.log.lock().expect("log lock");
+            log.finished = true;
+            log.frames.len()
+        };
+        // Wake listeners even though no frame was added.
+        self.length.send_replace(len);
+    }
+
+    /// The frames from index `from` on, joined, and the index after them.
+    fn read_from(&self, from: usize) -> (Option<(Bytes, usize)>, bool) {
+        let log = self.log.lock().expect("log lock");
+        let frames = log.frames.get(from..).unwrap_or_default();
+        let chunk = match frames {
+            [] => None,
+            [one] => Some((one.clone(), from + 1)),
+            many => {
+                let mut joined = Vec::with_capacity(many.iter().map(Bytes::len).sum());
+                for frame in many {
+                    joined.extend_from_slice(frame);
+                }
+                Some((Bytes::from(joined), from + many.len()))
+            }
+        };
+        (chunk, log.finished)
+    }
+
+    /// The frames after the first `seen` ones, then live frames until the
+    /// end, with keep-alive comments when idle.
+    pub fn listen(
+        self: Arc<Self>,
+        seen: usize,
+        keep_alive: Duration,
+    ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+        struct Listener {
+            generation: Arc<Generation>,
+            length: watch::Receiver<usize>,
+            next: usize,
+        }
+        impl Drop for Listener {
+            fn drop(&mut self) {
+                self.generation.listeners.send_modify(|n| *n = n.saturating_sub(1));
+            }
+        }
+        self.listeners.send_modify(|n| *n += 1);
+        let listener = Listener {
+            length: self.length.subscribe(),
+            generation: self,
+            next: seen,
+        };
+        futures::stream::unfold(listener, move |mut listener| async move {
+            loop {
+                // Seen before reading: an append after the read wakes us.
+                listener.length.borrow_and_update();
+                let (chunk, finished) = listener.generation.read_from(listener.next);
+                if let Some((bytes, next)) = chunk {
+                    listener.next = next;
+                    return Some((Ok(bytes), listener));
+                }
+                if finished {
+                    return None;
+                }
+                match tokio::time::timeout(keep_alive, listener.length.changed()).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => return None,
+                    Err(_) => return Some((Ok(Bytes::from_static(sse::encode::KEEP_ALIVE)), listener)),
+                }
+            }
+        })
+    }
+
+    /// Reads the model to its end (or until stopped or abandoned), appending
+    /// each event to the log; stores the answer; then appends the terminal
+    /// event, so `done` always means "stored".
+    async fn run(self: Arc<Self>, mut model: ModelStream, mut recorder: AnswerRecorder, grace: Duration) {
+        // The log holds the `start` frame: ids continue from 2.
+        let mut next_id = 2_u64;
+        let mut frame = |event: StreamEvent| {
+            let id = next_id;
+            next_id += 1;
+            encode(id, &event)
+        };
+        let halted = {
+            let mut rx = self.halt.subscribe();
+            async move {
+                match rx.wait_for(|h| *h != Halt::No).await {
+                    Ok(halt) => *halt,
+                    Err(_) => Halt::Interrupt,
+                }
+            }
+        };
+        let abandoned = {
+            let mut rx = self.listeners.subscribe();
+            async move {
+                loop {
+                    if rx.wait_for(|n| *n == 0).await.is_err() {
+                        return;
+                    }
+                    match tokio::time::timeout(grace, rx.wait_for(|n| *n > 0)).await {
+                        Err(_) => return,
+                        Ok(_) => continue,
+                    }
+                }
+            }
+        };
+        tokio::pin!(halted, abandoned);
+        let mut stop_reason = None;
+        let end = loop {
+            let next = tokio::select! {
+                biased;
+                halt = &mut halted => break match halt {
+                    Halt::Stop => End::Cancelled,
+                    _ => End::Abandoned,
+                },
+                _ = &mut abandoned => break End::Abandoned,
+                next = model.next() => next,
+            };
+            match next {
+                Some(Ok(ModelEvent::Text(text))) => {
+                    recorder.text(&text);
+                    self.push(frame(StreamEvent::Delta(super::Delta { text })));
+                }
+                Some(Ok(ModelEvent::Stop(reason))) => stop_reason = Some(reason.0),
+                Some(Ok(ModelEvent::Usage(usage))) => {
+                    let usage = usage_of(usage);
+                    recorder.usage(usage);
+                    self.push(frame(StreamEvent::Usage(usage)));
+                }
+                Some(Err(err)) => break End::Failed(ApiError::from(err).info),
+                None => {
+                    break match stop_reason.take() {
+                        Some(reason) => End::Done(reason),
+                        None => End::Failed(
+                            ApiError::from(BedrockError::new(
+                                ErrorKind::ConnectionLost,
+                                "the stream ended without a stop reason",
+                            ))
+                            .info,
+                        ),
+                    }
+                }
+            }
+        };
+        // Generation (and billing) stops here, before the answer is stored.
+        drop(model);
+        let (status, error, terminal) = match end {
+            End::Done(reason) => (MessageStatus::Complete, None, StreamEvent::Done(Done { stop_reason: reason })),
+            End::Failed(info) => (MessageStatus::Error, Some(info.clone()), StreamEvent::Error(info)),
+            End::Cancelled => (
+                MessageStatus::Stopped,
+                None,
+                StreamEvent::Done(Done {
+                    stop_reason: STOPPED.to_owned(),
+                }),
+            ),
+            End::Abandoned => (
+                MessageStatus::Interrupted,
+                None,
+                StreamEvent::Done(Done {
+                    stop_reason: STOPPED.to_owned(),
+                }),
+            ),
+        };
+        let terminal = match recorder.finish(status, error).await {
+            Ok(()) => terminal,
+            Err(err) => StreamEvent::Error(ApiError::from(err).info),
+        };
+        self.push(frame(terminal));
+        self.finish();
+    }
+}
+
+/// The `start` frame (id 1) of a generation's log.
+pub fn start_frame(started: super::Started) -> Bytes {
+    encode(1, &StreamEvent::Start(started))
+}

@@ -1,0 +1,269 @@
+//! Answers that survive their connection: resume from the last event id,
+//! many listeners, stop, the grace period and keep-alives. Real server, real
+//! SDK, simulator on loopback.
+#![cfg(feature = "ssr")]
+
+mod support;
+
+use bedrock_chat::{bedrock::simulator, sse::SseEvent};
+use futures::StreamExt;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Reads events from `response` until `stop(events so far)` says so (or the
+/// stream ends), then drops the connection.
+async fn read_until(response: reqwest::Response, stop: impl Fn(&[SseEvent]) -> bool) -> Vec<SseEvent> {
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut events = Vec::new();
+    let mut body = response.bytes_stream();
+    while !stop(&events) {
+        match tokio::time::timeout(LIMIT, body.next()).await.expect("events in time") {
+            Some(chunk) => parser.feed(&chunk.expect("chunk"), |e| events.push(e)),
+            None => break,
+        }
+    }
+    events
+}
+
+fn last_id(events: &[SseEvent]) -> u64 {
+    events.last().and_then(|e| e.id.as_deref()).map_or(0, |id| id.parse().unwrap())
+}
+
+async fn resume(app: &TestApp, answer_id: &str, last: u64) -> reqwest::Response {
+    app.http
+        .get(app.url(&format!("/api/generations/{answer_id}/events?last_event_id={last}")))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A small deterministic generator, so the cut points are reproducible.
+fn cut_points(seed: u64, count: usize, max: u64) -> Vec<u64> {
+    let mut x = seed;
+    (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            1 + x % max
+        })
+        .collect()
+}
+
+/// For 100 seeded cut points: read up to the cut, drop the TCP connection,
+/// resume with the last id seen. Ids run 1, 2, 3, ... with no gap and no
+/// repeat across the cut, and the text is exactly the simulator's answer.
+#[tokio::test]
+async fn resuming_after_a_cut_at_any_point_loses_and_repeats_nothing() {
+    let app = spawn_app().await;
+    const TOKENS: u64 = 40;
+    let cuts = cut_points(0x5eed, 100, TOKENS + 1);
+    // One owner for all: get the cookie before sending concurrently.
+    app.get_json("/api/conversations").await;
+    // Ten answers at a time keep the run short on a small machine.
+    for batch in cuts.chunks(10) {
+        let runs = batch.iter().enumerate().map(|(i, &cut)| {
+            let app = &app;
+            async move {
+                let text = format!("Cut at {cut}, run {i} [sim tokens={TOKENS} delay_ms=2]");
+                let response = app.send(None, &text).await;
+                let before = read_until(response, |e| e.len() as u64 >= cut + 1).await;
+                let start = support::json(&before[0]);
+                let answer_id = start["answer_id"].as_str().unwrap().to_owned();
+                let after = read_events(resume(app, &answer_id, last_id(&before)).await).await;
+
+                let all: Vec<&SseEvent> = before.iter().chain(&after).collect();
+                let ids: Vec<u64> = all.iter().map(|e| e.id.as_deref().unwrap().parse().unwrap()).collect();
+                let expected_ids: Vec<u64> = (1..=ids.len() as u64).collect();
+                assert_eq!(ids, expected_ids, "cut at {cut}");
+                assert_eq!(
+                    all.last().unwrap().event,
+                    "done",
+                    "cut at {cut}: before {:?} after {:?}",
+                    names(&before),
+                    names(&after)
+                );
+                let joined: Vec<SseEvent> = all.into_iter().cloned().collect();
+                let expected = simulator::expected_answer(&sim_messages(&[("user", &text)]));
+                assert_eq!(answer_text(&joined), expected, "cut at {cut}");
+            }
+        });
+        futures::future::join_all(runs).await;
+    }
+}
+
+/// Fifty listeners on one answer all assemble the same text; one that stops
+/// reading does not hold the answer back.
+#[tokio::test]
+async fn many_listeners_get_the_same_answer_and_a_stalled_one_slows_nobody() {
+    let app = spawn_app().await;
+    let prompt = "Fan out [sim tokens=200 delay_ms=2]";
+
+    let timed = |stalled: bool| {
+        let app = &app;
+        async move {
+            app.get_json("/api/conversations").await;
+            let started = Instant::now();
+            let first = app.send(None, prompt).await;
+            let head = read_until(first, |e| !e.is_empty()).await;
+            let answer_id = support::json(&head[0])["answer_id"].as_str().unwrap().to_owned();
+            // A listener that never reads past its first chunk.
+            let stalled_listener = if stalled { Some(resume(app, &answer_id, 0).await) } else { None };
+            let listeners = (0..50).map(|_| {
+                let answer_id = answer_id.clone();
+                async move { read_events(resume(app, &answer_id, 0).await).await }
+            });
+            let all = futures::future::join_all(listeners).await;
+            let elapsed = started.elapsed();
+            let text = answer_text(&all[0]);
+            assert!(!text.is_empty());
+            for events in &all {
+                assert_eq!(answer_text(events), text);
+                assert_eq!(events.last().unwrap().event, "done");
+            }
+            drop(stalled_listener);
+            elapsed
+        }
+    };
+    let free = timed(false).await;
+    let with_stalled = timed(true).await;
+    println!("50 listeners: answer took {free:?}; with one stalled listener: {with_stalled:?}");
+    // Generous: a stalled listener must not make the answer wait for it.
+    assert!(with_stalled < free * 3 + Duration::from_secs(1), "{with_stalled:?} vs {free:?}");
+}
+
+/// Stop: the Bedrock stream is dropped within 500 ms, every listener sees
+/// `done` with `stop_reason: "stopped"`, and cancelling again is a no-op
+/// that says so. Someone else cannot cancel it.
+#[tokio::test]
+async fn stop_drops_the_bedrock_stream_at_once_and_tells_every_listener() {
+    let app = spawn_app().await;
+    let response = app.send(None, "Go on and on [sim tokens=2000 delay_ms=10]").await;
+    let head = read_until(response, |e| e.len() >= 3).await;
+    let answer_id = support::json(&head[0])["answer_id"].as_str().unwrap().to_owned();
+    let other_tab = resume(&app, &answer_id, 0).await;
+
+    let intruder = new_user();
+    let refused = intruder
+        .post(app.url(&format!("/api/generations/{answer_id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+
+    let asked = Instant::now();
+    let cancel = app.http.post(app.url(&format!("/api/generations/{answer_id}/cancel"))).send().await.unwrap();
+    assert_eq!(cancel.status(), 200);
+    let outcome: serde_json::Value = cancel.json().await.unwrap();
+    assert_eq!(outcome["cancelled"], true);
+    assert!(
+        app.sim.wait_streams_dropped(1, Duration::from_millis(500)).await,
+        "the Bedrock stream was not dropped within 500 ms"
+    );
+    println!("stop -> Bedrock stream dropped in {:?}", asked.elapsed());
+
+    let seen = read_events(other_tab).await;
+    let done = seen.last().unwrap();
+    assert_eq!(done.event, "done");
+    assert_eq!(support::json(done)["stop_reason"], "stopped");
+
+    let again = app.http.post(app.url(&format!("/api/generations/{answer_id}/cancel"))).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again["cancelled"], false);
+    assert!(again["message"].as_str().unwrap().contains("already finished"));
+}
+
+/// With nobody listening past the grace period the answer is dropped (the
+/// simulator sees it within grace + 1 s) and stored as interrupted.
+#[tokio::test]
+async fn an_answer_nobody_listens_to_ends_after_the_grace_period() {
+    let grace = Duration::from_millis(500);
+    let app = spawn_app_with(&[("BEDROCK_CHAT_STREAMS_GRACE_PERIOD_SECS", "0.5")]).await;
+    let response = app.send(None, "Nobody home [sim tokens=2000 delay_ms=10]").await;
+    let head = read_until(response, |e| e.len() >= 2).await;
+    let gone = Instant::now();
+    assert!(
+        app.sim.wait_streams_dropped(1, grace + Duration::from_secs(1)).await,
+        "the Bedrock stream outlived the grace period"
+    );
+    println!("client gone -> Bedrock stream dropped in {:?} (grace {grace:?})", gone.elapsed());
+    let path = format!("/api/conversations/{}", conversation_id(&head));
+    let stored = eventually(Duration::from_secs(3), || async {
+        app.get_json(&path).await.1["messages"][1]["status"] == "interrupted"
+    })
+    .await;
+    assert!(stored, "stored as interrupted");
+}
+
+/// A client back within the grace period keeps the answer alive.
+#[tokio::test]
+async fn a_client_back_within_the_grace_period_gets_the_whole_answer() {
+    let app = spawn_app_with(&[("BEDROCK_CHAT_STREAMS_GRACE_PERIOD_SECS", "2")]).await;
+    let text = "Back soon [sim tokens=60 delay_ms=10]";
+    let head = read_until(app.send(None, text).await, |e| e.len() >= 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer_id = support::json(&head[0])["answer_id"].as_str().unwrap().to_owned();
+    let rest = read_events(resume(&app, &answer_id, last_id(&head)).await).await;
+    let all: Vec<SseEvent> = head.into_iter().chain(rest).collect();
+    assert_eq!(all.last().unwrap().event, "done");
+    assert_eq!(answer_text(&all), simulator::expected_answer(&sim_messages(&[("user", text)])));
+    assert_eq!(app.sim.streams_dropped(), 0);
+}
+
+/// While the model is silent, listeners get SSE comments so that proxies
+/// keep the connection open.
+#[tokio::test]
+async fn an_idle_stream_carries_keep_alive_comments() {
+    let app = spawn_app_with(&[("BEDROCK_CHAT_STREAMS_KEEP_ALIVE_SECS", "0.1")]).await;
+    let response = app.send(None, "Think first [sim first_token_ms=700 tokens=2]").await;
+    let raw = tokio::time::timeout(LIMIT, response.text()).await.unwrap().unwrap();
+    let comments = raw.matches(": keep-alive\n\n").count();
+    assert!(comments >= 3, "{comments} keep-alives in {raw:?}");
+    // Comments are invisible to SSE clients: the events are as usual.
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut events = Vec::new();
+    parser.feed(raw.as_bytes(), |e| events.push(e));
+    assert_eq!(names(&events), ["start", "delta", "delta", "usage", "done"]);
+}
+
+/// Resume requests that cannot be served say why.
+#[tokio::test]
+async fn bad_resume_requests_get_clear_errors() {
+    let app = spawn_app().await;
+    let events = app.chat(None, "Short").await;
+    let answer_id = support::json(&events[0])["answer_id"].as_str().unwrap().to_owned();
+
+    let past_the_end = resume(&app, &answer_id, 999).await;
+    assert_eq!(past_the_end.status(), 400);
+    let not_a_number = app
+        .http
+        .get(app.url(&format!("/api/generations/{answer_id}/events")))
+        .header("last-event-id", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_number.status(), 400);
+    let body: serde_json::Value = not_a_number.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_last_event_id");
+
+    // The Last-Event-ID header works like the query parameter.
+    let tail = app
+        .http
+        .get(app.url(&format!("/api/generations/{answer_id}/events")))
+        .header("last-event-id", (events.len() - 1).to_string())
+        .send()
+        .await
+        .unwrap();
+    let tail = read_events(tail).await;
+    assert_eq!(names(&tail), ["done"]);
+
+    let someone_else = new_user()
+        .get(app.url(&format!("/api/generations/{answer_id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(someone_else.status(), 404);
+    let unknown = resume(&app, &bedrock_chat::conversations::store::new_id(), 0).await;
+    assert_eq!(unknown.status(), 404);
+}
