@@ -274,11 +274,20 @@ async fn every_ending_of_an_answer_is_stored(db: Db) {
     let mut seen = Vec::new();
     while seen.len() < 4 {
         use futures::StreamExt;
-        let chunk = tokio::time::timeout(LIMIT, body.next()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout(LIMIT, body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         parser.feed(&chunk, |e| seen.push(e));
     }
     let answer_id = json(&seen[0])["answer_id"].as_str().unwrap().to_owned();
-    let cancel = app.http.post(app.url(&format!("/api/generations/{answer_id}/cancel"))).send().await.unwrap();
+    let cancel = app
+        .http
+        .post(app.url(&format!("/api/generations/{answer_id}/cancel")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cancel.status(), 200);
     let id = conversation_id(&seen);
     let stopped = eventually(Duration::from_secs(5), || {

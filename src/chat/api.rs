@@ -123,7 +123,10 @@ pub async fn stream_chat(
                 Err(storage) => ApiError::from(storage).info,
             };
             let error = encode(2, &StreamEvent::Error(info));
-            Body::from_stream(futures::stream::iter([Ok::<_, std::convert::Infallible>(start), Ok(error)]))
+            Body::from_stream(futures::stream::iter([
+                Ok::<_, std::convert::Infallible>(start),
+                Ok(error),
+            ]))
         }
     };
     Ok(sse::encode::response(body))
@@ -153,7 +156,9 @@ pub async fn resume(
         return Err(bad_event_id(&last.to_string()));
     }
     let keep_alive = state.generations.timing().keep_alive;
-    Ok(sse::encode::response(Body::from_stream(generation.listen(last, keep_alive))))
+    Ok(sse::encode::response(Body::from_stream(
+        generation.listen(last, keep_alive),
+    )))
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -22,7 +22,7 @@
 use super::{
     record::AnswerRecorder,
     relay::{encode, usage_of},
-    Done, ErrorInfo, StreamEvent,
+    Done, ErrorInfo, StreamEvent, STOPPED_REASON,
 };
 use crate::{
     bedrock::{BedrockError, ErrorKind, ModelEvent, ModelStream},
@@ -42,9 +42,6 @@ use std::{
     time::Duration,
 };
 use tokio::sync::watch;
-
-/// `stop_reason` of the `done` event that ends a stopped answer.
-pub const STOPPED: &str = "stopped";
 
 /// How long things last; from `[streams]` in Leptos.toml.
 #[derive(Debug, Clone, Copy)]
@@ -178,11 +175,23 @@ impl Generations {
     pub async fn drain(&self, deadline: Duration) {
         self.closed.store(true, Ordering::SeqCst);
         let mut running = self.running.subscribe();
-        if tokio::time::timeout(deadline, running.wait_for(|n| *n == 0)).await.is_ok() {
+        if tokio::time::timeout(deadline, running.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
+        {
             return;
         }
-        let live: Vec<_> = self.live.lock().expect("generation map lock").values().cloned().collect();
-        tracing::warn!(running = self.running(), "shutdown deadline passed: interrupting answers");
+        let live: Vec<_> = self
+            .live
+            .lock()
+            .expect("generation map lock")
+            .values()
+            .cloned()
+            .collect();
+        tracing::warn!(
+            running = self.running(),
+            "shutdown deadline passed: interrupting answers"
+        );
         for generation in live {
             generation.interrupt();
         }
@@ -273,7 +282,9 @@ impl Generation {
         }
         impl Drop for Listener {
             fn drop(&mut self) {
-                self.generation.listeners.send_modify(|n| *n = n.saturating_sub(1));
+                self.generation
+                    .listeners
+                    .send_modify(|n| *n = n.saturating_sub(1));
             }
         }
         self.listeners.send_modify(|n| *n += 1);
@@ -378,20 +389,24 @@ impl Generation {
         // Generation (and billing) stops here, before the answer is stored.
         drop(model);
         let (status, error, terminal) = match end {
-            End::Done(reason) => (MessageStatus::Complete, None, StreamEvent::Done(Done { stop_reason: reason })),
+            End::Done(reason) => (
+                MessageStatus::Complete,
+                None,
+                StreamEvent::Done(Done { stop_reason: reason }),
+            ),
             End::Failed(info) => (MessageStatus::Error, Some(info.clone()), StreamEvent::Error(info)),
             End::Cancelled => (
                 MessageStatus::Stopped,
                 None,
                 StreamEvent::Done(Done {
-                    stop_reason: STOPPED.to_owned(),
+                    stop_reason: STOPPED_REASON.to_owned(),
                 }),
             ),
             End::Abandoned => (
                 MessageStatus::Interrupted,
                 None,
                 StreamEvent::Done(Done {
-                    stop_reason: STOPPED.to_owned(),
+                    stop_reason: STOPPED_REASON.to_owned(),
                 }),
             ),
         };

@@ -49,6 +49,9 @@ mod stream_client;
 
 /// Paths of the chat endpoints.
 pub const STREAM_PATH: &str = "/api/chat/stream";
+/// `stop_reason` of the `done` event that ends an answer stopped by the user.
+pub const STOPPED_REASON: &str = "stopped";
+
 /// Resuming and stopping an answer: `{GENERATIONS_PATH}/{answer_id}/events`
 /// and `{GENERATIONS_PATH}/{answer_id}/cancel`.
 pub const GENERATIONS_PATH: &str = "/api/generations";

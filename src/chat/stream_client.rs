@@ -1,108 +1,288 @@
 //! Browser side of the answer stream: `fetch` with a streaming body, parsed
 //! as SSE chunk by chunk. (`EventSource` cannot POST a message.)
+//!
+//! The answer belongs to the server, so a broken connection is not the end
+//! of it: the client remembers the last event id it saw and reconnects with
+//! backoff to `GET /api/generations/{answer_id}/events?last_event_id=N`,
+//! which replays exactly the events after that one and then follows the
+//! answer live. Stop asks the server to stop the answer (every tab then sees
+//! it end); leaving the conversation only detaches this page.
 
-use super::{ErrorBody, ErrorInfo, SendRequest, StreamEnd, StreamEvent, STREAM_PATH};
+use super::{ErrorBody, ErrorInfo, SendRequest, StreamEnd, StreamEvent, GENERATIONS_PATH, STREAM_PATH};
 use crate::sse::Parser;
-use js_sys::{Reflect, Uint8Array};
+use js_sys::{Promise, Reflect, Uint8Array};
+use send_wrapper::SendWrapper;
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, AbortSignal, ReadableStreamDefaultReader};
+use web_sys::{AbortController, ReadableStreamDefaultReader};
+
+/// Reconnection gives up after this many attempts (about two minutes with
+/// the backoff below); the server keeps an answer only so long anyway.
+const MAX_RECONNECTS: u32 = 40;
 
 /// Handle of a running answer stream.
 ///
 /// `Send` (through `SendWrapper`; the browser runs the app on one thread) so
 /// that the page can keep it in the same kind of `StoredValue` on both builds.
 pub struct ActiveStream {
-    controller: send_wrapper::SendWrapper<AbortController>,
+    control: SendWrapper<Rc<Control>>,
+}
+
+#[derive(Default)]
+struct Control {
+    /// Aborts the request in flight.
+    controller: RefCell<Option<AbortController>>,
+    /// Known once the `start` event arrived.
+    answer_id: RefCell<Option<String>>,
+    /// Stop was pressed before the answer had an id.
+    stop_requested: Cell<bool>,
+    /// This page no longer follows the answer.
+    detached: Cell<bool>,
+}
+
+impl Control {
+    fn abort(&self) {
+        if let Some(controller) = self.controller.borrow().as_ref() {
+            controller.abort();
+        }
+    }
 }
 
 impl ActiveStream {
-    /// Aborts the request: the server sees the connection close and drops
-    /// its Bedrock stream.
+    /// Asks the server to stop the answer; the stream then ends with `done`
+    /// (`stop_reason: "stopped"`) here and in every other tab. If the server
+    /// cannot be asked, the page stops listening instead.
     pub fn stop(&self) {
-        self.controller.abort();
+        let control = Rc::clone(&self.control);
+        let answer_id = control.answer_id.borrow().clone();
+        match answer_id {
+            Some(id) => leptos::task::spawn_local(async move {
+                if cancel(&id).await.is_err() {
+                    control.detached.set(true);
+                    control.abort();
+                }
+            }),
+            None => control.stop_requested.set(true),
+        }
+    }
+
+    /// Stops following the answer on this page; the server goes on writing
+    /// and storing it.
+    pub fn detach(&self) {
+        self.control.detached.set(true);
+        self.control.abort();
     }
 }
 
-/// Starts streaming the answer to `request`. `on_event` sees every event in
-/// order; `on_end` is called once, last.
+/// Sends `request` and streams its answer. `on_event` sees every event in
+/// order, exactly once, across reconnections; `on_end` is called once, last.
 pub fn start(
     request: SendRequest,
+    on_event: impl FnMut(StreamEvent) + 'static,
+    on_end: impl FnOnce(StreamEnd) + 'static,
+) -> ActiveStream {
+    follow(Some(request), None, on_event, on_end)
+}
+
+/// Follows an answer that is already being written (opened in another tab,
+/// or before a reload), from its first event.
+pub fn attach(
+    answer_id: String,
+    on_event: impl FnMut(StreamEvent) + 'static,
+    on_end: impl FnOnce(StreamEnd) + 'static,
+) -> ActiveStream {
+    follow(None, Some(answer_id), on_event, on_end)
+}
+
+fn follow(
+    request: Option<SendRequest>,
+    answer_id: Option<String>,
     mut on_event: impl FnMut(StreamEvent) + 'static,
     on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ActiveStream {
-    let controller = AbortController::new().expect("AbortController is supported");
-    let signal = controller.signal();
+    let control = Rc::new(Control::default());
+    *control.answer_id.borrow_mut() = answer_id;
+    let task_control = Rc::clone(&control);
     leptos::task::spawn_local(async move {
-        let end = match read_stream(&request, &signal, &mut on_event).await {
-            Ok(end) => end,
-            Err(_) if signal.aborted() => StreamEnd::Stopped,
-            Err(info) => StreamEnd::Failed(info),
-        };
+        let end = run(request, &task_control, &mut on_event).await;
         on_end(end);
     });
     ActiveStream {
-        controller: send_wrapper::SendWrapper::new(controller),
+        control: SendWrapper::new(control),
     }
 }
 
-async fn read_stream(
-    request: &SendRequest,
-    signal: &AbortSignal,
+/// Why one connection ended without a terminal event.
+enum Broken {
+    /// The connection broke: reconnect.
+    Lost,
+    /// The server refused: give up with its reason.
+    Refused(ErrorInfo),
+}
+
+async fn run(
+    mut request: Option<SendRequest>,
+    control: &Control,
     on_event: &mut impl FnMut(StreamEvent),
-) -> Result<StreamEnd, ErrorInfo> {
-    let response = gloo_net::http::Request::post(STREAM_PATH)
-        .header("accept", "text/event-stream")
-        .abort_signal(Some(signal))
-        .json(request)
-        .map_err(|e| client_error("request_failed", format!("The message could not be sent: {e}")))?
-        .send()
-        .await
-        .map_err(|_| connection_lost())?;
+) -> StreamEnd {
+    let mut last_id: u64 = 0;
+    let mut reconnects = 0;
+    loop {
+        let controller = AbortController::new().expect("AbortController is supported");
+        *control.controller.borrow_mut() = Some(controller.clone());
+        let answer_id = control.answer_id.borrow().clone();
+        let result = match (request.take(), answer_id) {
+            (Some(first), _) => {
+                let body = serde_json::to_string(&first).expect("a request serialises");
+                let sent = gloo_net::http::Request::post(STREAM_PATH)
+                    .header("accept", "text/event-stream")
+                    .header("content-type", "application/json")
+                    .abort_signal(Some(&controller.signal()))
+                    .body(body);
+                match sent {
+                    Ok(sent) => read(sent, control, &mut last_id, on_event).await,
+                    Err(e) => Err(Broken::Refused(client_error(
+                        "request_failed",
+                        format!("The message could not be sent: {e}"),
+                    ))),
+                }
+            }
+            (None, Some(id)) => {
+                let url = format!("{GENERATIONS_PATH}/{id}/events?last_event_id={last_id}");
+                let resumed = gloo_net::http::Request::get(&url)
+                    .header("accept", "text/event-stream")
+                    .abort_signal(Some(&controller.signal()))
+                    .build();
+                match resumed {
+                    Ok(resumed) => read(resumed, control, &mut last_id, on_event).await,
+                    Err(_) => Err(Broken::Lost),
+                }
+            }
+            (None, None) => return StreamEnd::Failed(connection_lost()),
+        };
+        match result {
+            Ok(()) => return StreamEnd::Finished,
+            Err(_) if control.detached.get() => return StreamEnd::Stopped,
+            Err(Broken::Refused(info)) => return StreamEnd::Failed(info),
+            Err(Broken::Lost) => {
+                // Without the answer's id (the message may not even have
+                // been stored) there is nothing to resume.
+                if control.answer_id.borrow().is_none() || reconnects >= MAX_RECONNECTS {
+                    return StreamEnd::Failed(connection_lost());
+                }
+                reconnects += 1;
+                sleep_ms(backoff_ms(reconnects)).await;
+                if control.detached.get() {
+                    return StreamEnd::Stopped;
+                }
+            }
+        }
+    }
+}
+
+/// 250 ms, 500 ms, 1 s, 2 s, then every 3 s.
+fn backoff_ms(attempt: u32) -> i32 {
+    (250 * 2_i32.pow(attempt.saturating_sub(1).min(3))).min(3000)
+}
+
+/// Reads one response to its terminal event. Every event with an id after
+/// `last_id` is passed on (a replay never repeats one) and advances it.
+async fn read(
+    request: gloo_net::http::Request,
+    control: &Control,
+    last_id: &mut u64,
+    on_event: &mut impl FnMut(StreamEvent),
+) -> Result<(), Broken> {
+    let response = request.send().await.map_err(|_| Broken::Lost)?;
     if !response.ok() {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
-        return Err(serde_json::from_str::<ErrorBody>(&body)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| ErrorInfo {
-                code: format!("http_{status}"),
-                message: format!("The server answered with status {status}. Try again."),
-                retryable: status >= 500,
-            }));
+        if status >= 500 && status != 503 {
+            return Err(Broken::Lost);
+        }
+        return Err(Broken::Refused(
+            serde_json::from_str::<ErrorBody>(&body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| ErrorInfo {
+                    code: format!("http_{status}"),
+                    message: format!("The server answered with status {status}. Try again."),
+                    retryable: status >= 500,
+                }),
+        ));
     }
-    let reader: ReadableStreamDefaultReader = response
-        .body()
-        .ok_or_else(connection_lost)?
-        .get_reader()
-        .unchecked_into();
+    let reader: ReadableStreamDefaultReader =
+        response.body().ok_or(Broken::Lost)?.get_reader().unchecked_into();
     let mut parser = Parser::new();
     loop {
-        let chunk = JsFuture::from(reader.read())
-            .await
-            .map_err(|_| connection_lost())?;
+        let chunk = JsFuture::from(reader.read()).await.map_err(|_| Broken::Lost)?;
         if Reflect::get(&chunk, &JsValue::from_str("done"))
             .ok()
             .and_then(|v| v.as_bool())
             .unwrap_or(true)
         {
-            // The server closed the stream without `done` or `error`.
-            return Err(connection_lost());
+            // The connection closed before `done` or `error`.
+            return Err(Broken::Lost);
         }
         let bytes: Uint8Array = Reflect::get(&chunk, &JsValue::from_str("value"))
-            .map_err(|_| connection_lost())?
+            .map_err(|_| Broken::Lost)?
             .unchecked_into();
         let mut finished = false;
+        let mut started = None;
         parser.feed(&bytes.to_vec(), |frame| {
+            let id = frame.id.as_deref().and_then(|id| id.parse::<u64>().ok());
+            if let Some(id) = id {
+                if id <= *last_id {
+                    return;
+                }
+                *last_id = id;
+            }
             if let Some(Ok(event)) = StreamEvent::decode(&frame.event, &frame.data) {
                 finished |= event.is_terminal();
+                if let StreamEvent::Start(s) = &event {
+                    started = Some(s.answer_id.clone());
+                }
                 on_event(event);
             }
         });
+        if let Some(answer_id) = started {
+            *control.answer_id.borrow_mut() = Some(answer_id.clone());
+            if control.stop_requested.get() {
+                leptos::task::spawn_local(async move {
+                    let _ = cancel(&answer_id).await;
+                });
+            }
+        }
         if finished {
             let _ = reader.cancel();
-            return Ok(StreamEnd::Finished);
+            return Ok(());
         }
     }
+}
+
+/// `POST /api/generations/{id}/cancel`.
+async fn cancel(answer_id: &str) -> Result<(), ()> {
+    let response = gloo_net::http::Request::post(&format!("{GENERATIONS_PATH}/{answer_id}/cancel"))
+        .send()
+        .await
+        .map_err(|_| ())?;
+    if response.ok() {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+async fn sleep_ms(ms: i32) {
+    let promise = Promise::new(&mut |resolve, _| {
+        let _ = web_sys::window()
+            .expect("a window")
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(promise).await;
 }
 
 fn connection_lost() -> ErrorInfo {

@@ -1,7 +1,7 @@
 //! Server build of the stream client: the page is only rendered here, and
-//! event handlers (the only callers) run in the browser alone, so starting a
-//! stream on the server never happens. This twin keeps the shared view code
-//! free of `#[cfg]`s.
+//! event handlers and effects (the only callers) run in the browser alone, so
+//! starting or following a stream on the server never happens. This twin
+//! keeps the shared view code free of `#[cfg]`s.
 
 use super::{SendRequest, StreamEnd, StreamEvent};
 
@@ -10,10 +10,19 @@ pub struct ActiveStream;
 
 impl ActiveStream {
     pub fn stop(&self) {}
+    pub fn detach(&self) {}
 }
 
 pub fn start(
     _request: SendRequest,
+    _on_event: impl FnMut(StreamEvent) + 'static,
+    _on_end: impl FnOnce(StreamEnd) + 'static,
+) -> ActiveStream {
+    ActiveStream
+}
+
+pub fn attach(
+    _answer_id: String,
     _on_event: impl FnMut(StreamEvent) + 'static,
     _on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ActiveStream {

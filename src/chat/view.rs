@@ -13,7 +13,9 @@
 //! (work per delta is proportional to the delta, not to the answer or the
 //! transcript). Text is always inserted as text, never parsed as HTML.
 
-use super::{stream_client, ErrorInfo, Role, SendRequest, Started, StreamEnd, StreamEvent, Usage};
+use super::{
+    stream_client, ErrorInfo, Role, SendRequest, Started, StreamEnd, StreamEvent, Usage, STOPPED_REASON,
+};
 use crate::{
     app::PageConfig,
     conversations::{
@@ -34,22 +36,18 @@ struct Turn {
     role: Role,
     text: StoredValue<String>,
     status: RwSignal<MessageStatus>,
-    /// Whether this page is receiving this answer now (a stored answer in
-    /// status `streaming` is being written for another tab).
-    live: bool,
     error: RwSignal<Option<ErrorInfo>>,
     usage: RwSignal<Option<Usage>>,
     body: NodeRef<html::Div>,
 }
 
 impl Turn {
-    fn new(id: u64, role: Role, text: String, status: MessageStatus, live: bool) -> Self {
+    fn new(id: u64, role: Role, text: String, status: MessageStatus) -> Self {
         Self {
             id,
             role,
             text: StoredValue::new(text),
             status: RwSignal::new(status),
-            live,
             error: RwSignal::new(None),
             usage: RwSignal::new(None),
             body: NodeRef::new(),
@@ -67,6 +65,9 @@ impl Turn {
             }
             StreamEvent::Usage(usage) => self.usage.set(Some(usage)),
             StreamEvent::Error(info) => self.fail(info),
+            StreamEvent::Done(done) if done.stop_reason == STOPPED_REASON => {
+                self.status.set(MessageStatus::Stopped)
+            }
             StreamEvent::Done(_) => self.status.set(MessageStatus::Complete),
             StreamEvent::Start(_) => {}
         }
@@ -155,21 +156,45 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
 
-    let new_turn = move |role, text, status, live| {
+    let new_turn = move |role, text, status| {
         let id = next_id.get_value();
         next_id.set_value(id + 1);
-        Turn::new(id, role, text, status, live)
+        Turn::new(id, role, text, status)
     };
     let stop = move || active.with_value(|a| a.iter().for_each(|a| a.stop()));
 
-    // Switching conversations ends this page's stream; the server stores
-    // the answer as far as it got.
+    // Switching conversations only stops following this page's stream: the
+    // server goes on writing the answer and stores it, and coming back
+    // follows it again.
     Effect::new(move |previous: Option<()>| {
         load_key.track();
         if previous.is_some() {
-            stop();
+            active.with_value(|a| a.iter().for_each(|a| a.detach()));
+            active.set_value(None);
+            streaming.set(false);
         }
     });
+
+    // Follows an answer that is being written (by another tab, or before a
+    // reload) into `reply`, from its first event.
+    let follow = move |reply: Turn, answer_id: String| {
+        streaming.set(true);
+        let generation = stream_generation.get_value() + 1;
+        stream_generation.set_value(generation);
+        let handle = stream_client::attach(
+            answer_id,
+            move |event| reply.apply(event),
+            move |end| {
+                reply.finish(end);
+                if stream_generation.get_value() == generation {
+                    active.set_value(None);
+                    streaming.set(false);
+                }
+                refresh_list();
+            },
+        );
+        active.set_value(Some(handle));
+    };
 
     // Puts a loaded conversation on screen. Runs when the transcript loads
     // (on the server, and again on each switch in the browser).
@@ -186,16 +211,21 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 turns.set(Vec::new());
                 return error;
             };
-            let list = found
+            let list: Vec<Turn> = found
                 .messages
                 .iter()
                 .map(|m| {
-                    let turn = new_turn(m.role, m.content.clone(), m.status, false);
+                    let turn = new_turn(m.role, m.content.clone(), m.status);
                     turn.usage.set(m.usage);
                     turn.error.set(m.error.clone());
                     turn
                 })
                 .collect();
+            if let (Some(&turn), Some(stored)) = (list.last(), found.messages.last()) {
+                if stored.role == Role::Assistant && stored.status == MessageStatus::Streaming {
+                    follow(turn, stored.id.clone());
+                }
+            }
             if let Some(last_model) = found.messages.iter().rev().find_map(|m| m.model_id.clone()) {
                 if offered.contains(&last_model) {
                     model.set(last_model);
@@ -237,8 +267,8 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
             return;
         }
         let text = draft.get_untracked();
-        let question = new_turn(Role::User, text.clone(), MessageStatus::Complete, true);
-        let reply = new_turn(Role::Assistant, String::new(), MessageStatus::Streaming, true);
+        let question = new_turn(Role::User, text.clone(), MessageStatus::Complete);
+        let reply = new_turn(Role::Assistant, String::new(), MessageStatus::Streaming);
         turns.update(|t| t.extend([question, reply]));
         draft.set(String::new());
         streaming.set(true);
@@ -460,16 +490,12 @@ fn UserFooter(turn: Turn) -> impl IntoView {
 
 #[component]
 fn TurnFooter(turn: Turn) -> impl IntoView {
-    move || match turn.status.get() {
-        MessageStatus::Streaming if turn.live => {
-            view! { <p class="state streaming">"Generating…"</p> }.into_any()
-        }
-        MessageStatus::Streaming => {
-            view! { <p class="state streaming">"Still being written. Reload to see the rest."</p> }.into_any()
-        }
+    move || {
+        match turn.status.get() {
+        MessageStatus::Streaming => view! { <p class="state streaming">"Generating…"</p> }.into_any(),
         MessageStatus::Stopped => view! { <p class="state stopped">"Stopped"</p> }.into_any(),
         MessageStatus::Interrupted => view! {
-            <p class="state stopped">"Interrupted: the server stopped while writing this answer."</p>
+            <p class="state stopped">"Interrupted before it finished: the server restarted, or nobody was connected to receive it."</p>
         }
         .into_any(),
         MessageStatus::Error => {
@@ -493,5 +519,6 @@ fn TurnFooter(turn: Turn) -> impl IntoView {
                 view! { <p class="state usage">{text}</p> }
             })
             .into_any(),
+    }
     }
 }
