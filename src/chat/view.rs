@@ -465,7 +465,9 @@ fn TurnView(turn: Turn) -> impl IntoView {
         Role::Assistant => ("turn assistant", "Assistant"),
     };
     // The text at creation; an answer then grows by appended text nodes.
-    let initial = turn.text.get_value();
+    // An empty text is left out rather than rendered: server rendering
+    // writes an empty text node as a space, which the answer would keep.
+    let initial = Some(turn.text.get_value()).filter(|text| !text.is_empty());
     view! {
         <article class=class data-status=move || turn.status.get().as_str()>
             <div class="who">{who}</div>
