@@ -311,3 +311,82 @@ async fn bad_resume_requests_get_clear_errors() {
     let unknown = resume(&app, &bedrock_chat::conversations::store::new_id(), 0).await;
     assert_eq!(unknown.status(), 404);
 }
+
+/// Retry: a new answer to the last message after a failed one. The failed
+/// answer stays stored; the model sees the conversation without it.
+#[tokio::test]
+async fn retry_regenerates_the_answer_and_keeps_the_failed_one() {
+    let app = spawn_app().await;
+    let text = "Please answer [sim fail=model_stream_error after=3]";
+    let failed = app.chat(None, text).await;
+    let id = conversation_id(&failed);
+    assert_eq!(names(&failed).last(), Some(&"error"));
+
+    let path = format!("/api/conversations/{id}/regenerate");
+    let retried = read_events(app.http.post(app.url(&path)).send().await.unwrap()).await;
+    assert_eq!(names(&retried).first(), Some(&"start"));
+    assert_eq!(support::json(&retried[0])["created"], false);
+    // The simulator fails again on the same text, after the same 3 tokens:
+    // what matters is that it was asked the same question, alone.
+    let sent = app.sim.received().last().unwrap().messages.clone();
+    assert_eq!(sent, sim_messages(&[("user", text)]));
+
+    let (_, stored) = app.get_json(&format!("/api/conversations/{id}")).await;
+    let statuses: Vec<&str> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["complete", "error", "error"]);
+    assert_eq!(stored["messages"][1]["content"], answer_text(&failed).as_str());
+
+    // Someone else cannot retry it; a busy or a finished-fine conversation
+    // is handled.
+    let intruder = new_user().post(app.url(&path)).send().await.unwrap();
+    assert_eq!(intruder.status(), 404);
+    let unknown = app
+        .http
+        .post(app.url("/api/conversations/not-an-id/regenerate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
+}
+
+/// Retry after a stop gives a complete answer, which later turns build on.
+#[tokio::test]
+async fn retry_after_a_stop_completes_and_the_conversation_goes_on() {
+    let app = spawn_app().await;
+    let response = app.send(None, "Stop me [sim tokens=300 delay_ms=10]").await;
+    let head = read_until(response, |e| e.len() >= 3).await;
+    let id = conversation_id(&head);
+    let answer_id = support::json(&head[0])["answer_id"].as_str().unwrap().to_owned();
+    app.http
+        .post(app.url(&format!("/api/generations/{answer_id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    let path = format!("/api/conversations/{id}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.get_json(&path).await.1["messages"][1]["status"] == "stopped"
+        })
+        .await
+    );
+    let retried = read_events(
+        app.http
+            .post(app.url(&format!("{path}/regenerate")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(names(&retried).last(), Some(&"done"));
+    let full = answer_text(&retried);
+    app.chat(Some(&id), "And then?").await;
+    let sent = app.sim.received().last().unwrap().messages.clone();
+    let roles: Vec<&str> = sent.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "user"]);
+    assert_eq!(sent[1].text, full, "the retried answer replaces the stopped one");
+}

@@ -104,3 +104,28 @@ test('a second tab follows the answer, and Stop in one tab stops it in both', as
   expect(await textOf(mirror)).toBe(await textOf(first));
   await second.close();
 });
+
+test('Retry after a stopped answer writes a new one and keeps the old', async ({ page, request }) => {
+  const text = 'Try me twice. [sim tokens=80 delay_ms=20]';
+  const ui = await openChat(page);
+  await sendMessage(page, text);
+  const first = ui.answers.first();
+  await expect(first.locator('.text')).toHaveText(/\S/);
+  await ui.stop.click();
+  await expect(first).toHaveAttribute('data-status', 'stopped');
+
+  const retry = page.locator('button.retry');
+  await expect(retry).toHaveCount(1);
+  await retry.click();
+  const second = ui.answers.nth(1);
+  await expect(second).toHaveAttribute('data-status', 'complete', { timeout: 10_000 });
+  await expect(retry).toHaveCount(0);
+  const expected = await fetchAnswer(request, text);
+  expect(await textOf(second)).toBe(expected.text);
+
+  await page.reload();
+  await expect(chat(page).main).toHaveAttribute('data-hydrated', 'true');
+  await expect(chat(page).answers).toHaveCount(2);
+  await expect(chat(page).answers.first()).toHaveAttribute('data-status', 'stopped');
+  expect(await textOf(chat(page).answers.nth(1))).toBe(expected.text);
+});

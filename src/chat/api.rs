@@ -4,14 +4,18 @@ use super::{
     generation::start_frame,
     record::AnswerRecorder,
     relay::{encode, relay, SeedFormat},
-    validate::{validate, validate_send},
+    validate::{pick_model, validate, validate_send},
     ChatRequest, SendRequest, Started, StreamEvent,
 };
 use crate::{
     bedrock::{ConverseInput, Turn},
     chat::Role,
     conversations::{
-        api::check_id, history, identity::Owner, store::NewExchange, title_from_message, MessageStatus,
+        api::check_id,
+        history,
+        identity::Owner,
+        store::{Exchange, NewExchange},
+        title_from_message, MessageStatus,
     },
     server::{parse_json, ApiError, AppState},
     sse,
@@ -39,14 +43,7 @@ pub async fn stream_chat(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    if state.generations.is_closed() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "The server is restarting and takes no new messages right now. Send yours again in a moment.",
-            true,
-        ));
-    }
+    refuse_when_shutting_down(&state)?;
     let request: SendRequest = parse_json(body, SEND_EXAMPLE)?;
     let send = validate_send(&request, &state.settings)?;
     let limits = &state.settings.limits;
@@ -65,15 +62,72 @@ pub async fn stream_chat(
         })
         .await?;
 
+    Ok(answer(&state, &owner, exchange, send.model_id, started).await)
+}
+
+/// What Retry sends: optionally another model.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateRequest {
+    #[serde(default)]
+    pub model_id: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/regenerate`: a new answer to the last user
+/// message (Retry after an error, a stop or an interruption). The earlier
+/// answer stays stored; the new one follows it. Answers with the same event
+/// stream as `POST /api/chat/stream`.
+pub async fn regenerate(
+    State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(conversation_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    refuse_when_shutting_down(&state)?;
+    check_id(&conversation_id)?;
+    let request: RegenerateRequest = match &body {
+        Ok(bytes) if bytes.is_empty() => RegenerateRequest::default(),
+        _ => parse_json(body, r#"{"model_id": null}"#)?,
+    };
+    let model_id = pick_model(request.model_id.as_deref(), &state.settings)?;
+    let exchange = state
+        .store
+        .begin_regeneration(owner.as_str(), &conversation_id, model_id)
+        .await?;
+    Ok(answer(&state, &owner, exchange, model_id, started).await)
+}
+
+fn refuse_when_shutting_down(state: &AppState) -> Result<(), ApiError> {
+    if state.generations.is_closed() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "The server is restarting and takes no new messages right now. Send yours again in a moment.",
+            true,
+        ));
+    }
+    Ok(())
+}
+
+/// Calls the model for a stored exchange and answers with its event stream:
+/// `start`, then the generation's events.
+async fn answer(
+    state: &AppState,
+    owner: &Owner,
+    exchange: Exchange,
+    model_id: &str,
+    started: Instant,
+) -> Response {
     let bedrock = &state.settings.bedrock;
     let turns = history::build(
         &exchange.earlier,
-        send.text,
+        &exchange.user_text,
         bedrock.history_token_budget,
-        limits.max_messages,
+        state.settings.limits.max_messages,
     );
     let input = ConverseInput {
-        model_id: send.model_id,
+        model_id,
         system_prompt: &bedrock.system_prompt,
         turns: turns
             .iter()
@@ -85,7 +139,6 @@ pub async fn stream_chat(
         max_tokens: bedrock.max_tokens,
         temperature: bedrock.temperature,
     };
-
     let started_event = Started {
         conversation_id: exchange.conversation.id.clone(),
         title: exchange.conversation.title.clone(),
@@ -99,7 +152,7 @@ pub async fn stream_chat(
         exchange.conversation.id.clone(),
         started,
     );
-    let start = start_frame(started_event.clone());
+    let start = start_frame(started_event);
     let body = match state.bedrock.converse_stream(&input).await {
         Ok(model) => {
             // The answer is written by a task of its own; this response is
@@ -129,7 +182,7 @@ pub async fn stream_chat(
             ]))
         }
     };
-    Ok(sse::encode::response(body))
+    sse::encode::response(body)
 }
 
 /// `GET /api/generations/{answer_id}/events`: the answer's events after the

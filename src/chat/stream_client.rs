@@ -78,6 +78,15 @@ impl ActiveStream {
     }
 }
 
+/// How a stream begins: a new message, or a new answer to the last one.
+enum Opening {
+    Send(SendRequest),
+    Regenerate {
+        conversation_id: String,
+        model_id: Option<String>,
+    },
+}
+
 /// Sends `request` and streams its answer. `on_event` sees every event in
 /// order, exactly once, across reconnections; `on_end` is called once, last.
 pub fn start(
@@ -85,7 +94,22 @@ pub fn start(
     on_event: impl FnMut(StreamEvent) + 'static,
     on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ActiveStream {
-    follow(Some(request), None, on_event, on_end)
+    follow(Some(Opening::Send(request)), None, on_event, on_end)
+}
+
+/// Asks for a new answer to the conversation's last message (Retry) and
+/// streams it, like [`start`].
+pub fn regenerate(
+    conversation_id: String,
+    model_id: Option<String>,
+    on_event: impl FnMut(StreamEvent) + 'static,
+    on_end: impl FnOnce(StreamEnd) + 'static,
+) -> ActiveStream {
+    let opening = Opening::Regenerate {
+        conversation_id,
+        model_id,
+    };
+    follow(Some(opening), None, on_event, on_end)
 }
 
 /// Follows an answer that is already being written (opened in another tab,
@@ -99,7 +123,7 @@ pub fn attach(
 }
 
 fn follow(
-    request: Option<SendRequest>,
+    request: Option<Opening>,
     answer_id: Option<String>,
     mut on_event: impl FnMut(StreamEvent) + 'static,
     on_end: impl FnOnce(StreamEnd) + 'static,
@@ -125,7 +149,7 @@ enum Broken {
 }
 
 async fn run(
-    mut request: Option<SendRequest>,
+    mut request: Option<Opening>,
     control: &Control,
     on_event: &mut impl FnMut(StreamEvent),
 ) -> StreamEnd {
@@ -137,8 +161,20 @@ async fn run(
         let answer_id = control.answer_id.borrow().clone();
         let result = match (request.take(), answer_id) {
             (Some(first), _) => {
-                let body = serde_json::to_string(&first).expect("a request serialises");
-                let sent = gloo_net::http::Request::post(STREAM_PATH)
+                let (url, body) = match first {
+                    Opening::Send(request) => (
+                        STREAM_PATH.to_owned(),
+                        serde_json::to_string(&request).expect("a request serialises"),
+                    ),
+                    Opening::Regenerate {
+                        conversation_id,
+                        model_id,
+                    } => (
+                        format!("{}/{conversation_id}/regenerate", crate::conversations::API_PATH),
+                        serde_json::json!({ "model_id": model_id }).to_string(),
+                    ),
+                };
+                let sent = gloo_net::http::Request::post(&url)
                     .header("accept", "text/event-stream")
                     .header("content-type", "application/json")
                     .abort_signal(Some(&controller.signal()))

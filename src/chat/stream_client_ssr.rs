@@ -28,3 +28,12 @@ pub fn attach(
 ) -> ActiveStream {
     ActiveStream
 }
+
+pub fn regenerate(
+    _conversation_id: String,
+    _model_id: Option<String>,
+    _on_event: impl FnMut(StreamEvent) + 'static,
+    _on_end: impl FnOnce(StreamEnd) + 'static,
+) -> ActiveStream {
+    ActiveStream
+}

@@ -71,7 +71,7 @@ fn check_text(text: &str, label: &str, settings: &Settings) -> Result<(), ApiErr
 }
 
 /// The requested model if it is offered, else the default.
-fn pick_model<'a>(requested: Option<&'a str>, settings: &'a Settings) -> Result<&'a str, ApiError> {
+pub fn pick_model<'a>(requested: Option<&'a str>, settings: &'a Settings) -> Result<&'a str, ApiError> {
     match requested {
         None => Ok(settings.bedrock.default_model.as_str()),
         Some(id) if settings.bedrock.offers(id) => Ok(id),

@@ -196,6 +196,58 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         active.set_value(Some(handle));
     };
 
+    // Retry: a new answer to the last message, after the last one failed,
+    // was stopped or was interrupted. The earlier answer stays.
+    // The button lives in the footer of the answer it replaces, which goes
+    // away on click: the new turn's signals must belong to this page instead.
+    let page_owner = Owner::current().expect("components run under an owner");
+    let retry = Callback::new(move |()| {
+        let Some(conversation_id) = on_screen.get_untracked() else {
+            return;
+        };
+        if streaming.get_untracked() {
+            return;
+        }
+        let reply = page_owner.with(|| new_turn(Role::Assistant, String::new(), MessageStatus::Streaming));
+        turns.update(|t| t.push(reply));
+        streaming.set(true);
+        let generation = stream_generation.get_value() + 1;
+        stream_generation.set_value(generation);
+        let handle = stream_client::regenerate(
+            conversation_id,
+            Some(model.get_untracked()),
+            move |event| reply.apply(event),
+            move |end| {
+                reply.finish(end);
+                if stream_generation.get_value() == generation {
+                    active.set_value(None);
+                    streaming.set(false);
+                }
+                refresh_list();
+            },
+        );
+        active.set_value(Some(handle));
+    });
+    // The answer that Retry would replace: the last turn, when it is an
+    // answer that did not complete.
+    let retryable = Memo::new(move |_| {
+        if streaming.get() {
+            return None;
+        }
+        turns.with(|t| {
+            t.last()
+                .filter(|turn| {
+                    turn.role == Role::Assistant
+                        && matches!(
+                            turn.status.get(),
+                            MessageStatus::Error | MessageStatus::Stopped | MessageStatus::Interrupted
+                        )
+                })
+                .map(|turn| turn.id)
+        })
+    });
+    provide_context(RetryAction { retry, retryable });
+
     // Puts a loaded conversation on screen. Runs when the transcript loads
     // (on the server, and again on each switch in the browser).
     let show = {
@@ -490,37 +542,60 @@ fn UserFooter(turn: Turn) -> impl IntoView {
     }
 }
 
+/// Lets the last unfinished answer offer Retry.
+#[derive(Clone, Copy)]
+struct RetryAction {
+    retry: Callback<()>,
+    /// The id of the turn that shows the Retry button, if any.
+    retryable: Memo<Option<u64>>,
+}
+
 #[component]
 fn TurnFooter(turn: Turn) -> impl IntoView {
-    move || {
+    let action = use_context::<RetryAction>();
+    let retry_button = move || {
+        let action = action?;
+        (action.retryable.get() == Some(turn.id)).then(|| {
+            view! {
+                <button type="button" class="small retry" on:click=move |_| action.retry.run(())>
+                    "Retry"
+                </button>
+            }
+        })
+    };
+    let state = move || {
         match turn.status.get() {
-        MessageStatus::Streaming => view! { <p class="state streaming">"Generating…"</p> }.into_any(),
-        MessageStatus::Stopped => view! { <p class="state stopped">"Stopped"</p> }.into_any(),
-        MessageStatus::Interrupted => view! {
-            <p class="state stopped">"Interrupted before it finished: the server restarted, or nobody was connected to receive it."</p>
-        }
-        .into_any(),
-        MessageStatus::Error => {
-            let message = turn
-                .error
-                .get()
-                .map(|e| e.message)
-                .unwrap_or_else(|| "This answer failed.".to_owned());
-            view! { <p class="state error" role="alert">{message}</p> }.into_any()
-        }
-        MessageStatus::Complete => turn
-            .usage
-            .get()
-            .map(|u| {
-                let text = format!(
-                    "{} tokens in · {} out · {:.1} s",
-                    u.input_tokens,
-                    u.output_tokens,
-                    u.latency_ms as f64 / 1000.0
-                );
-                view! { <p class="state usage">{text}</p> }
-            })
+            MessageStatus::Streaming => view! { <p class="state streaming">"Generating…"</p> }.into_any(),
+            MessageStatus::Stopped => view! { <p class="state stopped">"Stopped"</p> }.into_any(),
+            MessageStatus::Interrupted => view! {
+                <p class="state stopped">"Interrupted before it finished: the server restarted, or nobody was connected to receive it."</p>
+            }
             .into_any(),
+            MessageStatus::Error => {
+                let message = turn
+                    .error
+                    .get()
+                    .map(|e| e.message)
+                    .unwrap_or_else(|| "This answer failed.".to_owned());
+                view! { <p class="state error" role="alert">{message}</p> }.into_any()
+            }
+            MessageStatus::Complete => turn
+                .usage
+                .get()
+                .map(|u| {
+                    let text = format!(
+                        "{} tokens in · {} out · {:.1} s",
+                        u.input_tokens,
+                        u.output_tokens,
+                        u.latency_ms as f64 / 1000.0
+                    );
+                    view! { <p class="state usage">{text}</p> }
+                })
+                .into_any(),
     }
+    };
+    view! {
+        {state}
+        {retry_button}
     }
 }

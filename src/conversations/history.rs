@@ -4,7 +4,8 @@
 //! tampered client cannot rewrite the past. It is shaped for ConverseStream:
 //! user and assistant strictly take turns, starting with the user; answers
 //! with no text (failed before the first token, interrupted) are left out and
-//! the user messages around them are joined. Long conversations are trimmed
+//! the user messages around them are joined; of answers in a row (a retry
+//! follows the answer it replaces) the last one counts. Long conversations are trimmed
 //! to a token budget, oldest turns first; the newest user message is always
 //! kept, and the system prompt is sent separately and never trimmed.
 
@@ -41,6 +42,9 @@ pub fn build(
         .chain(std::iter::once((Role::User, latest)));
     for (role, text) in messages {
         match turns.last_mut() {
+            Some(last) if last.role == role && role == Role::Assistant => {
+                last.text = text.to_owned();
+            }
             Some(last) if last.role == role => {
                 last.text.push_str("\n\n");
                 last.text.push_str(text);
@@ -112,6 +116,19 @@ mod tests {
         assert_eq!(turns[0].text, "first\n\nsecond");
         assert_eq!(turns[1].text, "partial");
         assert_eq!(turns[2].text, "third");
+    }
+
+    #[test]
+    fn a_retried_answer_replaces_the_one_before_it() {
+        use MessageStatus::*;
+        let earlier = [
+            msg(Role::User, "question", Complete),
+            msg(Role::Assistant, "half an ans", Error),
+            msg(Role::Assistant, "the full answer", Complete),
+        ];
+        let turns = build(&earlier, "next", 10_000, 100);
+        assert_eq!(turns[1].text, "the full answer");
+        assert_eq!(turns.len(), 3);
     }
 
     #[test]

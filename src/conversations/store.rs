@@ -40,6 +40,8 @@ pub enum StoreErrorKind {
     Unavailable,
     /// The database refuses writes.
     ReadOnly,
+    /// Retry asked of a conversation whose last message is not an answer.
+    NothingToRetry,
     /// Anything else: a bug or a corrupt database.
     Internal,
 }
@@ -138,6 +140,8 @@ pub struct Exchange {
     /// True when this exchange created the conversation.
     pub created: bool,
     pub user_message_id: String,
+    /// The user message being answered.
+    pub user_text: String,
     pub answer_id: String,
     /// The conversation's messages before this exchange, oldest first.
     pub earlier: Vec<StoredMessage>,
@@ -439,8 +443,86 @@ impl Store {
             conversation,
             created,
             user_message_id,
+            user_text: new.text.to_owned(),
             answer_id,
             earlier,
+        })
+    }
+
+    /// Starts a new answer to the conversation's last user message (Retry):
+    /// the previous answer stays stored, and the new one follows it, in
+    /// status `streaming`. Returns the exchange as if the user message had
+    /// just been sent: `earlier` holds the messages before it.
+    pub async fn begin_regeneration(
+        &self,
+        owner: &str,
+        conversation_id: &str,
+        model_id: &str,
+    ) -> Result<Exchange> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // A write first, for SQLite's lock (see `begin_exchange`).
+        let touched = sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND owner_id = $3")
+            .bind(now)
+            .bind(conversation_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        if touched.rows_affected() == 0 {
+            return Err(StoreError::not_found());
+        }
+        let row = sqlx::query("SELECT id, title, created_at, updated_at FROM conversations WHERE id = $1")
+            .bind(conversation_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(StoreError::not_found)?;
+        let conversation = summary_from_row(&row)?;
+        let mut messages = messages_of(&mut tx, conversation_id).await?;
+        match messages.last() {
+            Some(last) if last.status == MessageStatus::Streaming => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Busy,
+                    "an answer is still being written",
+                ))
+            }
+            Some(last) if last.role == Role::Assistant => {}
+            _ => {
+                return Err(StoreError::new(
+                    StoreErrorKind::NothingToRetry,
+                    "the conversation does not end with an answer",
+                ))
+            }
+        }
+        let position = messages.len() as i64 + 1;
+        let answer_id = new_id();
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
+             VALUES ($1, $2, $3, 'assistant', '', 'streaming', $4, $5)",
+        )
+        .bind(&answer_id)
+        .bind(conversation_id)
+        .bind(position)
+        .bind(model_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // The user message being answered, and what came before it.
+        let user_at = messages
+            .iter()
+            .rposition(|m| m.role == Role::User)
+            .ok_or_else(|| StoreError::new(StoreErrorKind::NothingToRetry, "no user message to answer"))?;
+        messages.truncate(user_at + 1);
+        let user = messages.pop().expect("the user message is there");
+        Ok(Exchange {
+            conversation,
+            created: false,
+            user_message_id: user.id,
+            user_text: user.content,
+            answer_id,
+            earlier: messages,
         })
     }
 

@@ -70,6 +70,12 @@ impl From<StoreError> for ApiError {
                 "An answer is still being written in this conversation. Wait for it to finish, or stop it, then send again.",
                 true,
             ),
+            StoreErrorKind::NothingToRetry => (
+                StatusCode::CONFLICT,
+                "nothing_to_retry",
+                "There is no answer to retry in this conversation: send a message instead.",
+                false,
+            ),
             StoreErrorKind::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",

@@ -204,6 +204,7 @@ fn router(state: AppState) -> Router {
                 .patch(conversations::api::rename)
                 .delete(conversations::api::delete),
         )
+        .route(&format!("{by_id}/regenerate"), post(chat::api::regenerate))
         .layer(DefaultBodyLimit::max(state.settings.limits.max_body_bytes));
     Router::new()
         .merge(api)
