@@ -370,7 +370,7 @@ async fn the_conversation_page_is_server_rendered_with_its_transcript(db: Db) {
 async fn a_killed_server_loses_nothing_and_restarts_cleanly(db: Db) {
     use futures::StreamExt;
     let user = new_user();
-    let mut server = ServerProcess::start(&db);
+    let mut server = ServerProcess::start(&db, &[]);
     let text = "Remember the number 42 [sim tokens=60 delay_ms=20]";
     let response = send_as(&user, &server.base, None, text).await;
     let mut body = response.bytes_stream();
@@ -388,7 +388,7 @@ async fn a_killed_server_loses_nothing_and_restarts_cleanly(db: Db) {
     server.kill();
     drop(body);
 
-    let server = ServerProcess::start(&db);
+    let server = ServerProcess::start(&db, &[]);
     let (status, stored) = get_json_as(&user, &format!("{}{}", server.base, conversation_path(&id))).await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(stored["messages"][0]["content"], text);
@@ -405,57 +405,6 @@ async fn a_killed_server_loses_nothing_and_restarts_cleanly(db: Db) {
     assert_eq!(names(&events).last(), Some(&"done"));
     let (_, stored) = get_json_as(&user, &format!("{}{}", server.base, conversation_path(&id))).await;
     assert_eq!(stored["messages"].as_array().unwrap().len(), 4);
-}
-
-/// The real server binary in a process of its own, so that it can be killed.
-struct ServerProcess {
-    child: std::process::Child,
-    base: String,
-}
-
-impl ServerProcess {
-    fn start(db: &Db) -> Self {
-        use std::io::{BufRead, BufReader};
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bedrock-chat"));
-        command
-            .env_remove("DATABASE_URL")
-            .env("BEDROCK_CHAT_SERVER_SITE_ADDR", "127.0.0.1:0")
-            .env("BEDROCK_CHAT_BEDROCK_BACKEND", "simulator")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        for (key, value) in db.overrides() {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("the server binary starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let listening = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|line| line.contains("listening on"))
-            .expect("the server prints its address");
-        let base = listening
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {listening:?}"))
-            .to_owned();
-        // Keep draining its output so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base }
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill(&mut self) {
-        self.child.kill().expect("kill the server");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A read-only SQLite database: conversations are listed, shown and

@@ -390,3 +390,90 @@ async fn retry_after_a_stop_completes_and_the_conversation_goes_on() {
     assert_eq!(roles, ["user", "assistant", "user"]);
     assert_eq!(sent[1].text, full, "the retried answer replaces the stopped one");
 }
+
+/// SIGTERM lets a running answer finish within the deadline, stores it,
+/// and then the server exits.
+#[tokio::test]
+async fn shutdown_lets_running_answers_finish_and_stores_them() {
+    let db = Db::sqlite();
+    let user = new_user();
+    let mut server = ServerProcess::start(&db, &[("BEDROCK_CHAT_STREAMS_SHUTDOWN_DEADLINE_SECS", "10")]);
+    let text = "Finish me [sim tokens=40 delay_ms=25]";
+    let response = send_as(&user, &server.base, None, text).await;
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut events = Vec::new();
+    let mut body = response.bytes_stream();
+    while events.len() < 3 {
+        let chunk = tokio::time::timeout(LIMIT, body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        parser.feed(&chunk, |e| events.push(e));
+    }
+    let exited = tokio::task::spawn_blocking(move || {
+        let took = server.terminate(Duration::from_secs(15));
+        (server, took)
+    });
+    // The answer goes on to its end on the open connection.
+    while let Some(chunk) = tokio::time::timeout(LIMIT, body.next()).await.unwrap() {
+        match chunk {
+            Ok(chunk) => parser.feed(&chunk, |e| events.push(e)),
+            Err(_) => break,
+        }
+    }
+    let (_server, took) = exited.await.unwrap();
+    let took = took.expect("the server exits after its answers");
+    assert!(
+        took < Duration::from_secs(10),
+        "it did not wait for the whole deadline: {took:?}"
+    );
+    assert_eq!(names(&events).last(), Some(&"done"));
+    assert_eq!(
+        answer_text(&events),
+        simulator::expected_answer(&sim_messages(&[("user", text)]))
+    );
+
+    let restarted = ServerProcess::start(&db, &[]);
+    let id = conversation_id(&events);
+    let (_, stored) = get_json_as(&user, &format!("{}/api/conversations/{id}", restarted.base)).await;
+    assert_eq!(stored["messages"][1]["status"], "complete");
+}
+
+/// An answer still running at the deadline is stopped and stored as
+/// interrupted, with its text so far; the server then exits.
+#[tokio::test]
+async fn shutdown_interrupts_what_outlives_the_deadline() {
+    let db = Db::sqlite();
+    let user = new_user();
+    let mut server = ServerProcess::start(&db, &[("BEDROCK_CHAT_STREAMS_SHUTDOWN_DEADLINE_SECS", "0.5")]);
+    let response = send_as(
+        &user,
+        &server.base,
+        None,
+        "Too long [sim tokens=2000 delay_ms=10]",
+    )
+    .await;
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut events = Vec::new();
+    let mut body = response.bytes_stream();
+    while events.len() < 3 {
+        let chunk = tokio::time::timeout(LIMIT, body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        parser.feed(&chunk, |e| events.push(e));
+    }
+    let took = tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the server exits soon after its deadline");
+    println!("SIGTERM -> exit in {took:?} (deadline 0.5 s)");
+    drop(body);
+    let restarted = ServerProcess::start(&db, &[]);
+    let id = conversation_id(&events);
+    let (_, stored) = get_json_as(&user, &format!("{}/api/conversations/{id}", restarted.base)).await;
+    assert_eq!(stored["messages"][1]["status"], "interrupted");
+    assert!(!stored["messages"][1]["content"].as_str().unwrap().is_empty());
+}
