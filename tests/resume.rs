@@ -477,3 +477,31 @@ async fn shutdown_interrupts_what_outlives_the_deadline() {
     assert_eq!(stored["messages"][1]["status"], "interrupted");
     assert!(!stored["messages"][1]["content"].as_str().unwrap().is_empty());
 }
+
+/// Throttling before the first token is retried by the SDK with backoff
+/// (`bedrock.max_attempts`), and the user just sees the answer.
+#[tokio::test]
+async fn throttling_before_the_first_token_is_retried_then_succeeds() {
+    let app = spawn_app_with(&[("BEDROCK_CHAT_BEDROCK_MAX_ATTEMPTS", "3")]).await;
+    let text = "Busy at first [sim fail=throttling after=0 times=2]";
+    let started = Instant::now();
+    let events = app.chat(None, text).await;
+    println!(
+        "two throttled attempts, then the answer, in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(names(&events).last(), Some(&"done"));
+    assert_eq!(
+        app.sim.received().len(),
+        3,
+        "two throttled attempts and one that worked"
+    );
+    assert_eq!(
+        answer_text(&events),
+        simulator::expected_answer(&sim_messages(&[("user", text)]))
+    );
+    let (_, stored) = app
+        .get_json(&format!("/api/conversations/{}", conversation_id(&events)))
+        .await;
+    assert_eq!(stored["messages"][1]["status"], "complete");
+}

@@ -74,6 +74,8 @@ struct Shared {
     streams_dropped: watch::Sender<usize>,
     shutdown: watch::Sender<bool>,
     request_ids: AtomicU64,
+    /// How often each `times=N` fault has been served, by message text.
+    faults_served: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// A running simulator. Clones share the same server.
@@ -133,6 +135,7 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<SimulatorHandle> {
     let local = listener.local_addr()?;
     let shared = Arc::new(Shared {
         received: Mutex::new(Vec::new()),
+        faults_served: Mutex::default(),
         streams_started: AtomicUsize::new(0),
         streams_dropped: watch::Sender::new(0),
         shutdown: watch::Sender::new(false),
@@ -183,7 +186,18 @@ fn router(shared: Arc<Shared>) -> Router {
 /// Records the request and builds its plan, or the error response.
 fn accept(shared: &Shared, model_id: &str, streaming: bool, body: &[u8]) -> Result<Plan, Box<Response>> {
     let (req, parsed) = wire::parse_request(model_id, streaming, body);
-    let planned = parsed.and_then(|()| script::plan(&req.system, &req.messages, req.max_tokens));
+    let mut planned = parsed.and_then(|()| script::plan(&req.system, &req.messages, req.max_tokens));
+    if let (Ok(plan), Some(last)) = (&mut planned, req.messages.last()) {
+        if let Some(times) = plan.fault_times {
+            let mut served = lock(&shared.faults_served);
+            let count = served.entry(last.text.clone()).or_default();
+            if *count >= times {
+                plan.fault = None;
+            } else {
+                *count += 1;
+            }
+        }
+    }
     tracing::debug!(
         model_id,
         streaming,

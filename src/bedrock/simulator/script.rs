@@ -136,6 +136,9 @@ pub struct Directives {
     pub fail: Option<FailKind>,
     pub after: Option<usize>,
     pub drop: bool,
+    /// Fail only the first N requests carrying this message; later ones
+    /// (the SDK's retries, say) are answered normally.
+    pub times: Option<u64>,
 }
 
 /// How a stream ends abnormally, and after how many tokens.
@@ -155,6 +158,8 @@ pub struct Plan {
     pub delay_ms: u64,
     pub first_token_ms: u64,
     pub fault: Option<Fault>,
+    /// `times=N`: the fault applies to the first N such requests only.
+    pub fault_times: Option<u64>,
 }
 
 impl Plan {
@@ -195,6 +200,9 @@ pub fn extract_directives(text: &str) -> Result<(String, Directives), String> {
     if d.after.is_some() && d.fail.is_none() && !d.drop {
         return Err("directive `after=` needs `fail=KIND` or `drop`".into());
     }
+    if d.times.is_some() && d.fail.is_none() && !d.drop {
+        return Err("directive `times=` needs `fail=KIND` or `drop`".into());
+    }
     if d.fail.is_some() && d.drop {
         return Err("directives `fail=` and `drop` cannot be combined".into());
     }
@@ -230,6 +238,7 @@ fn apply_word(d: &mut Directives, word: &str) -> Result<(), String> {
         "delay_ms" => d.delay_ms = parse_num(key, value, 0, MAX_DELAY_MS)?,
         "first_token_ms" => d.first_token_ms = parse_num(key, value, 0, MAX_DELAY_MS)?,
         "after" => d.after = Some(parse_num(key, value, 0, MAX_TOKENS_DIRECTIVE as u64)? as usize),
+        "times" => d.times = Some(parse_num(key, value, 1, 1000)?),
         "fail" => {
             d.fail = Some(FailKind::parse(value).ok_or_else(|| {
                 format!(
@@ -241,7 +250,7 @@ fn apply_word(d: &mut Directives, word: &str) -> Result<(), String> {
         }
         _ => {
             return Err(format!(
-                "unknown directive key `{key}` (expected tokens, delay_ms, first_token_ms, fail, after, drop)"
+                "unknown directive key `{key}` (expected tokens, delay_ms, first_token_ms, fail, after, times, drop)"
             ))
         }
     }
@@ -388,6 +397,7 @@ pub fn plan(system: &[String], messages: &[SimMessage], max_tokens: Option<i32>)
         delay_ms: d.delay_ms,
         first_token_ms: d.first_token_ms,
         fault,
+        fault_times: d.times,
     })
 }
 
