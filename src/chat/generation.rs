@@ -164,6 +164,13 @@ impl Generations {
         live.get(answer_id).filter(|g| g.owner == owner).cloned()
     }
 
+    /// How many generations are held (live or lingering), and the bytes of
+    /// their logs (for figures).
+    pub fn held(&self) -> (usize, usize) {
+        let live = self.live.lock().expect("generation map lock");
+        (live.len(), live.values().map(|g| g.log_size().1).sum())
+    }
+
     /// The number of generations still writing.
     pub fn running(&self) -> usize {
         *self.running.borrow()

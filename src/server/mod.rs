@@ -144,6 +144,11 @@ impl Application {
         &self.bedrock
     }
 
+    /// The answers being written (for tests and benchmarks).
+    pub fn generations(&self) -> &Generations {
+        &self.generations
+    }
+
     /// Serves until Ctrl-C or SIGTERM.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         // Send each SSE event the moment it is written: with Nagle's algorithm

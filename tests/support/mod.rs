@@ -109,6 +109,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub settings: Settings,
     pub db: Db,
+    pub generations: bedrock_chat::chat::generation::Generations,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -131,6 +132,7 @@ pub async fn spawn_app_on(db: Db, overrides: &[(&str, &str)]) -> TestApp {
         .await
         .expect("app starts");
     let base = format!("http://{}", app.local_addr());
+    let generations = app.generations().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         base,
@@ -138,6 +140,7 @@ pub async fn spawn_app_on(db: Db, overrides: &[(&str, &str)]) -> TestApp {
         http: new_user(),
         settings,
         db,
+        generations,
     }
 }
 
