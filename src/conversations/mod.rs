@@ -80,10 +80,11 @@ pub enum MessageStatus {
     /// The answer is being written now.
     Streaming,
     Complete,
-    /// The user stopped it, or their browser went away.
+    /// The user stopped it.
     Stopped,
     Error,
-    /// The server stopped (crash, restart) while it was being written.
+    /// Cut off: the server stopped (crash, shutdown) while writing it, or
+    /// nobody listened to it for the grace period.
     Interrupted,
 }
 
