@@ -63,11 +63,14 @@ test('the network drops mid-answer: the page resumes and completes it exactly on
   // is cut.
   await page.context().setOffline(true);
   proxy.cutAll();
-  await page.waitForTimeout(1_000);
+  // The page says what is happening while it is cut off.
+  await expect(answer.locator('.state.reconnecting')).toHaveText('Connection lost. Reconnecting…');
+  await page.waitForTimeout(500);
   await expect(answer).toHaveAttribute('data-status', 'streaming');
   await page.context().setOffline(false);
 
   await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  await expect(answer.locator('.state.reconnecting')).toHaveCount(0);
   expect(resumed.length, 'the page reconnected to the answer').toBeGreaterThan(0);
   expect(resumed[0]).toMatch(/last_event_id=\d+/);
   // Exactly the simulator's answer: nothing lost, nothing repeated.

@@ -32,6 +32,8 @@ pub struct ActiveStream {
     control: SendWrapper<Rc<Control>>,
 }
 
+type ReconnectListener = Box<dyn Fn(bool)>;
+
 #[derive(Default)]
 struct Control {
     /// Aborts the request in flight.
@@ -42,9 +44,18 @@ struct Control {
     stop_requested: Cell<bool>,
     /// This page no longer follows the answer.
     detached: Cell<bool>,
+    /// Told `true` when the connection broke and the page is reconnecting,
+    /// `false` once events flow again.
+    on_reconnecting: RefCell<Option<ReconnectListener>>,
 }
 
 impl Control {
+    fn reconnecting(&self, now: bool) {
+        if let Some(tell) = self.on_reconnecting.borrow().as_ref() {
+            tell(now);
+        }
+    }
+
     fn abort(&self) {
         if let Some(controller) = self.controller.borrow().as_ref() {
             controller.abort();
@@ -68,6 +79,12 @@ impl ActiveStream {
             }),
             None => control.stop_requested.set(true),
         }
+    }
+
+    /// Calls `tell(true)` when the connection breaks and the page starts
+    /// reconnecting, and `tell(false)` when the answer flows again.
+    pub fn on_reconnecting(&self, tell: impl Fn(bool) + 'static) {
+        *self.control.on_reconnecting.borrow_mut() = Some(Box::new(tell));
     }
 
     /// Stops following the answer on this page; the server goes on writing
@@ -201,7 +218,10 @@ async fn run(
             (None, None) => return StreamEnd::Failed(connection_lost()),
         };
         match result {
-            Ok(()) => return StreamEnd::Finished,
+            Ok(()) => {
+                control.reconnecting(false);
+                return StreamEnd::Finished;
+            }
             Err(_) if control.detached.get() => return StreamEnd::Stopped,
             Err(Broken::Refused(info)) => return StreamEnd::Failed(info),
             Err(Broken::Lost) => {
@@ -211,6 +231,7 @@ async fn run(
                     return StreamEnd::Failed(connection_lost());
                 }
                 reconnects += 1;
+                control.reconnecting(true);
                 sleep_ms(backoff_ms(reconnects)).await;
                 if control.detached.get() {
                     return StreamEnd::Stopped;

@@ -11,6 +11,7 @@ pub struct ActiveStream;
 impl ActiveStream {
     pub fn stop(&self) {}
     pub fn detach(&self) {}
+    pub fn on_reconnecting(&self, _tell: impl Fn(bool) + 'static) {}
 }
 
 pub fn start(

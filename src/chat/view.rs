@@ -38,6 +38,8 @@ struct Turn {
     status: RwSignal<MessageStatus>,
     error: RwSignal<Option<ErrorInfo>>,
     usage: RwSignal<Option<Usage>>,
+    /// The connection broke and the page is resuming the answer.
+    reconnecting: RwSignal<bool>,
     body: NodeRef<html::Div>,
 }
 
@@ -50,6 +52,7 @@ impl Turn {
             status: RwSignal::new(status),
             error: RwSignal::new(None),
             usage: RwSignal::new(None),
+            reconnecting: RwSignal::new(false),
             body: NodeRef::new(),
         }
     }
@@ -193,6 +196,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 refresh_list();
             },
         );
+        handle.on_reconnecting(move |now| reply.reconnecting.set(now));
         active.set_value(Some(handle));
     };
 
@@ -226,6 +230,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 refresh_list();
             },
         );
+        handle.on_reconnecting(move |now| reply.reconnecting.set(now));
         active.set_value(Some(handle));
     });
     // The answer that Retry would replace: the last turn, when it is an
@@ -359,6 +364,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 refresh_list();
             },
         );
+        handle.on_reconnecting(move |now| reply.reconnecting.set(now));
         active.set_value(Some(handle));
     };
 
@@ -565,6 +571,10 @@ fn TurnFooter(turn: Turn) -> impl IntoView {
     };
     let state = move || {
         match turn.status.get() {
+            MessageStatus::Streaming if turn.reconnecting.get() => view! {
+                <p class="state streaming reconnecting">"Connection lost. Reconnecting…"</p>
+            }
+            .into_any(),
             MessageStatus::Streaming => view! { <p class="state streaming">"Generating…"</p> }.into_any(),
             MessageStatus::Stopped => view! { <p class="state stopped">"Stopped"</p> }.into_any(),
             MessageStatus::Interrupted => view! {
