@@ -6,8 +6,9 @@
 //! The request body is a [`SendRequest`]: the user's new message, and the
 //! conversation it belongs to (none starts a new one). The history sent to
 //! the model comes from the store. The answer is `text/event-stream`; every
-//! event carries `id:` (a sequence number from 1, for resumable streams
-//! later) and one of the event names below, with JSON `data:`:
+//! event carries `id:` (its sequence number from 1, which a client that lost
+//! its connection resumes from; see the `generation` module) and one of the event
+//! names below, with JSON `data:`:
 //!
 //! | event   | data                                                                   |
 //! |---------|------------------------------------------------------------------------|
@@ -15,7 +16,7 @@
 //! | `delta` | [`Delta`] `{"text": "..."}`: append to the answer                       |
 //! | `usage` | [`Usage`] `{"input_tokens", "output_tokens", "total_tokens", "latency_ms"}` |
 //! | `error` | [`ErrorInfo`] `{"code", "message", "retryable"}`: the answer ends here  |
-//! | `done`  | [`Done`] `{"stop_reason": "end_turn"}`: the answer is complete          |
+//! | `done`  | [`Done`] `{"stop_reason": "end_turn"}`: the answer ended (`"stopped"`: by Stop) |
 //!
 //! `start` comes first. Exactly one of `error` or `done` ends a stream, and
 //! only after the answer is stored. Errors found before the message is
