@@ -399,26 +399,29 @@ impl Generation {
             End::Done(reason) => (
                 MessageStatus::Complete,
                 None,
-                StreamEvent::Done(Done { stop_reason: reason }),
+                StreamEvent::Done(Done::new(reason)),
             ),
             End::Failed(info) => (MessageStatus::Error, Some(info.clone()), StreamEvent::Error(info)),
             End::Cancelled => (
                 MessageStatus::Stopped,
                 None,
-                StreamEvent::Done(Done {
-                    stop_reason: STOPPED_REASON.to_owned(),
-                }),
+                StreamEvent::Done(Done::new(STOPPED_REASON)),
             ),
             End::Abandoned => (
                 MessageStatus::Interrupted,
                 None,
-                StreamEvent::Done(Done {
-                    stop_reason: STOPPED_REASON.to_owned(),
-                }),
+                StreamEvent::Done(Done::new(STOPPED_REASON)),
             ),
         };
         let terminal = match recorder.finish(status, error).await {
-            Ok(()) => terminal,
+            Ok(()) => match terminal {
+                // The timings the store has, for the answer's footer.
+                StreamEvent::Done(mut done) => {
+                    (done.first_token_ms, done.duration_ms) = recorder.timings();
+                    StreamEvent::Done(done)
+                }
+                other => other,
+            },
             Err(err) => StreamEvent::Error(ApiError::from(err).info),
         };
         self.push(frame(terminal));

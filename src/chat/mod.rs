@@ -149,6 +149,22 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Done {
     pub stop_reason: String,
+    /// From the request to the first token, as this server measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<u64>,
+    /// From the request to the end of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+impl Done {
+    pub fn new(stop_reason: impl Into<String>) -> Self {
+        Self {
+            stop_reason: stop_reason.into(),
+            first_token_ms: None,
+            duration_ms: None,
+        }
+    }
 }
 
 /// One event of the answer stream.

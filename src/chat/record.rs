@@ -52,6 +52,11 @@ impl AnswerRecorder {
         self.answer.usage = Some(usage);
     }
 
+    /// Time to the first token and total time, as stored (after `finish`).
+    pub fn timings(&self) -> (Option<u64>, Option<u64>) {
+        (self.answer.first_token_ms, Some(self.answer.duration_ms))
+    }
+
     /// Stores the answer with its final status. Called once.
     pub async fn finish(
         &mut self,

@@ -40,6 +40,8 @@ struct Turn {
     usage: RwSignal<Option<Usage>>,
     /// The connection broke and the page is resuming the answer.
     reconnecting: RwSignal<bool>,
+    /// Time to the first token and total time, in ms, as the server measured.
+    timing: RwSignal<(Option<u64>, Option<u64>)>,
     body: NodeRef<html::Div>,
 }
 
@@ -53,6 +55,7 @@ impl Turn {
             error: RwSignal::new(None),
             usage: RwSignal::new(None),
             reconnecting: RwSignal::new(false),
+            timing: RwSignal::new((None, None)),
             body: NodeRef::new(),
         }
     }
@@ -68,10 +71,14 @@ impl Turn {
             }
             StreamEvent::Usage(usage) => self.usage.set(Some(usage)),
             StreamEvent::Error(info) => self.fail(info),
-            StreamEvent::Done(done) if done.stop_reason == STOPPED_REASON => {
-                self.status.set(MessageStatus::Stopped)
+            StreamEvent::Done(done) => {
+                self.timing.set((done.first_token_ms, done.duration_ms));
+                self.status.set(if done.stop_reason == STOPPED_REASON {
+                    MessageStatus::Stopped
+                } else {
+                    MessageStatus::Complete
+                });
             }
-            StreamEvent::Done(_) => self.status.set(MessageStatus::Complete),
             StreamEvent::Start(_) => {}
         }
     }
@@ -155,6 +162,21 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     // switching conversations cannot reset the state of a newer one.
     let stream_generation = StoredValue::new(0_u64);
     let streaming = RwSignal::new(false);
+    // What a screen reader is told: when an answer starts and how it ended,
+    // never each token.
+    let announcement = RwSignal::new(String::new());
+    let announce_end = move |reply: Turn| {
+        announcement.set(match reply.status.get_untracked() {
+            MessageStatus::Complete => "The answer is complete.".to_owned(),
+            MessageStatus::Stopped => "The answer was stopped.".to_owned(),
+            MessageStatus::Interrupted => "The answer was interrupted.".to_owned(),
+            MessageStatus::Error => format!(
+                "The answer failed: {}",
+                reply.error.get_untracked().map(|e| e.message).unwrap_or_default()
+            ),
+            MessageStatus::Streaming => return,
+        })
+    };
     // Set once the page is interactive; end-to-end tests wait for it.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -182,6 +204,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     // reload) into `reply`, from its first event.
     let follow = move |reply: Turn, answer_id: String| {
         streaming.set(true);
+        announcement.set("Writing the answer…".to_owned());
         let generation = stream_generation.get_value() + 1;
         stream_generation.set_value(generation);
         let handle = stream_client::attach(
@@ -189,6 +212,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
             move |event| reply.apply(event),
             move |end| {
                 reply.finish(end);
+                announce_end(reply);
                 if stream_generation.get_value() == generation {
                     active.set_value(None);
                     streaming.set(false);
@@ -215,6 +239,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         let reply = page_owner.with(|| new_turn(Role::Assistant, String::new(), MessageStatus::Streaming));
         turns.update(|t| t.push(reply));
         streaming.set(true);
+        announcement.set("Writing the answer…".to_owned());
         let generation = stream_generation.get_value() + 1;
         stream_generation.set_value(generation);
         let handle = stream_client::regenerate(
@@ -223,6 +248,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
             move |event| reply.apply(event),
             move |end| {
                 reply.finish(end);
+                announce_end(reply);
                 if stream_generation.get_value() == generation {
                     active.set_value(None);
                     streaming.set(false);
@@ -275,6 +301,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                     let turn = new_turn(m.role, m.content.clone(), m.status);
                     turn.usage.set(m.usage);
                     turn.error.set(m.error.clone());
+                    turn.timing.set((m.first_token_ms, m.duration_ms));
                     turn
                 })
                 .collect();
@@ -329,6 +356,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         turns.update(|t| t.extend([question, reply]));
         draft.set(String::new());
         streaming.set(true);
+        announcement.set("Writing the answer…".to_owned());
         let generation = stream_generation.get_value() + 1;
         stream_generation.set_value(generation);
         let request = SendRequest {
@@ -357,6 +385,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                     question.status.set(MessageStatus::Error);
                 }
                 reply.finish(end);
+                announce_end(reply);
                 if stream_generation.get_value() == generation {
                     active.set_value(None);
                     streaming.set(false);
@@ -407,6 +436,9 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 max_title_chars=page.max_title_chars
             />
             <main class="chat" data-hydrated=move || hydrated.get().to_string()>
+                <p class="visually-hidden" role="status" aria-live="polite" data-testid="announcer">
+                    {move || announcement.get()}
+                </p>
                 <header class="topbar">
                     <h1 class="conversation-title">
                         // `show` sets `title` when the transcript renders, after
@@ -593,19 +625,56 @@ fn TurnFooter(turn: Turn) -> impl IntoView {
                 .usage
                 .get()
                 .map(|u| {
-                    let text = format!(
-                        "{} tokens in · {} out · {:.1} s",
-                        u.input_tokens,
-                        u.output_tokens,
-                        u.latency_ms as f64 / 1000.0
-                    );
+                    let text = usage_line(u, turn.timing.get());
                     view! { <p class="state usage">{text}</p> }
                 })
                 .into_any(),
-    }
+        }
     };
     view! {
         {state}
         {retry_button}
+    }
+}
+
+/// "12 tokens in · 40 out · first token 0.3 s · 85 tokens/s · 0.8 s".
+fn usage_line(u: Usage, (first_token_ms, duration_ms): (Option<u64>, Option<u64>)) -> String {
+    let mut parts = vec![
+        format!("{} tokens in", u.input_tokens),
+        format!("{} out", u.output_tokens),
+    ];
+    if let Some(first) = first_token_ms {
+        parts.push(format!("first token {:.1} s", first as f64 / 1000.0));
+    }
+    if let (Some(first), Some(total)) = (first_token_ms, duration_ms) {
+        // Tokens after the first, over the time they took.
+        let writing_ms = total.saturating_sub(first);
+        if writing_ms > 0 && u.output_tokens > 1 {
+            let rate = f64::from(u.output_tokens - 1) * 1000.0 / writing_ms as f64;
+            parts.push(format!("{rate:.0} tokens/s"));
+        }
+    }
+    let seconds = duration_ms.unwrap_or(u.latency_ms) as f64 / 1000.0;
+    parts.push(format!("{seconds:.1} s"));
+    parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usage_line_shows_speed_when_timings_are_known() {
+        let usage = Usage {
+            input_tokens: 12,
+            output_tokens: 41,
+            total_tokens: 53,
+            latency_ms: 900,
+        };
+        assert_eq!(
+            usage_line(usage, (Some(300), Some(800))),
+            "12 tokens in · 41 out · first token 0.3 s · 80 tokens/s · 0.8 s"
+        );
+        assert_eq!(usage_line(usage, (None, None)), "12 tokens in · 41 out · 0.9 s");
     }
 }

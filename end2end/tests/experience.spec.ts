@@ -1,0 +1,50 @@
+// The smaller things a good chat app does: a composer that grows, answers
+// announced to screen readers without reading every token, and per-answer
+// speed figures.
+
+import { test, expect, openChat, sendMessage } from './support';
+
+test('the composer grows with its text, up to a limit', async ({ page }) => {
+  const ui = await openChat(page);
+  const height = () => ui.input.evaluate((el) => el.getBoundingClientRect().height);
+  const empty = await height();
+  await ui.input.fill('one\ntwo\nthree\nfour\nfive\nsix');
+  const six = await height();
+  expect(six).toBeGreaterThan(empty + 40);
+  await ui.input.fill(Array.from({ length: 80 }, (_, i) => `line ${i}`).join('\n'));
+  const many = await height();
+  const viewport = page.viewportSize()!.height;
+  expect(many).toBeLessThanOrEqual(viewport * 0.4 + 1);
+  expect(await ui.input.evaluate((el) => el.scrollHeight > el.clientHeight)).toBe(true);
+});
+
+test('screen readers hear when an answer starts and ends, not every token', async ({ page }) => {
+  const ui = await openChat(page);
+  const announcer = page.getByTestId('announcer');
+  await expect(announcer).toHaveAttribute('aria-live', 'polite');
+  await expect(announcer).toHaveText('');
+  // The transcript itself is not a live region.
+  expect(await page.locator('[aria-live]').count()).toBe(1);
+
+  await sendMessage(page, 'Tell me slowly. [sim tokens=30 delay_ms=40]');
+  await expect(announcer).toHaveText('Writing the answer…');
+  await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 10_000 });
+  await expect(announcer).toHaveText('The answer is complete.');
+
+  await sendMessage(page, 'Now fail. [sim fail=model_stream_error after=2]');
+  await expect(announcer).toContainText('The answer failed:');
+});
+
+test('each answer shows its tokens, time to first token and speed', async ({ page }) => {
+  const ui = await openChat(page);
+  await sendMessage(page, 'Measure me. [sim tokens=40 delay_ms=10 first_token_ms=200]');
+  const usage = ui.answers.first().locator('.state.usage');
+  await expect(usage).toHaveText(/^\d+ tokens in · 40 out · first token 0\.\d s · \d+ tokens\/s · \d+\.\d s$/, {
+    timeout: 10_000,
+  });
+  // The same figures come back from the store after a reload.
+  const shown = await usage.textContent();
+  await page.reload();
+  await expect(ui.main).toHaveAttribute('data-hydrated', 'true');
+  await expect(ui.answers.first().locator('.state.usage')).toHaveText(shown!);
+});
