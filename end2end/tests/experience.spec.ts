@@ -48,3 +48,33 @@ test('each answer shows its tokens, time to first token and speed', async ({ pag
   await expect(ui.main).toHaveAttribute('data-hydrated', 'true');
   await expect(ui.answers.first().locator('.state.usage')).toHaveText(shown!);
 });
+
+test('scrolling up stops following the answer; Jump to latest brings it back', async ({ page }) => {
+  await page.setViewportSize({ width: 1000, height: 520 });
+  const ui = await openChat(page);
+  await sendMessage(page, 'A long one. [sim tokens=700 delay_ms=15]');
+  const answer = ui.answers.first();
+  // Enough text to overflow the transcript.
+  await expect(answer.locator('.text')).toHaveText(/^(\S+\s+){150}/, { timeout: 10_000 });
+  const transcript = page.locator('section.transcript');
+  const jump = page.locator('.jump-to-latest');
+  await expect(jump).toHaveCount(0);
+
+  // Scrolled up, the view stays where the user put it while text arrives.
+  await transcript.evaluate((el) => el.scrollBy(0, -250));
+  await expect(jump).toBeVisible();
+  const questionTop = () => ui.users.first().evaluate((el) => el.getBoundingClientRect().top);
+  const before = await questionTop();
+  const textBefore = (await answer.locator('.text').textContent())!.length;
+  await page.waitForTimeout(800);
+  expect((await answer.locator('.text').textContent())!.length).toBeGreaterThan(textBefore);
+  expect(Math.abs((await questionTop()) - before)).toBeLessThan(2);
+
+  // The button brings the newest text back into view, and following resumes.
+  await jump.click();
+  await expect(jump).toHaveCount(0);
+  const atBottom = () => transcript.evaluate((el) => Math.abs(el.scrollTop) < 5);
+  expect(await atBottom()).toBe(true);
+  await page.waitForTimeout(500);
+  expect(await atBottom()).toBe(true);
+});

@@ -109,6 +109,9 @@ struct LoadKey {
 
 type Loaded = Result<Option<Conversation>, ErrorInfo>;
 
+/// How far above the newest text (in CSS pixels) counts as "scrolled up".
+const JUMP_THRESHOLD_PX: i32 = 80;
+
 #[component]
 pub fn ChatPage(page: PageConfig) -> impl IntoView {
     let location = use_location();
@@ -162,6 +165,10 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     // switching conversations cannot reset the state of a newer one.
     let stream_generation = StoredValue::new(0_u64);
     let streaming = RwSignal::new(false);
+    // The transcript box, and whether the user has scrolled away from the
+    // newest text (then the view stays put and a button brings it back).
+    let transcript = NodeRef::<html::Section>::new();
+    let scrolled_up = RwSignal::new(false);
     // What a screen reader is told: when an answer starts and how it ended,
     // never each token.
     let announcement = RwSignal::new(String::new());
@@ -481,19 +488,46 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
 
                 // column-reverse keeps the view pinned to the newest text while it
                 // grows, with no script, and leaves it alone once the user scrolls up.
-                <section class="transcript" aria-label="Conversation">
-                    <div class="transcript-inner">
-                        <Transition fallback=|| view! { <p class="loading">"Loading the conversation…"</p> }>
-                            {move || {
-                                let show = show.clone();
-                                Suspend::new(async move {
-                                    let error = show(conversation.await);
-                                    view! { <Transcript turns error/> }
-                                })
-                            }}
-                        </Transition>
-                    </div>
-                </section>
+                <div class="transcript-wrap">
+                    <section
+                        class="transcript"
+                        aria-label="Conversation"
+                        node_ref=transcript
+                        on:scroll=move |_| {
+                            // In a column-reverse box, 0 is the bottom and
+                            // scrolling up goes negative.
+                            if let Some(el) = transcript.get_untracked() {
+                                scrolled_up.set(el.scroll_top() < -JUMP_THRESHOLD_PX);
+                            }
+                        }
+                    >
+                        <div class="transcript-inner">
+                            <Transition fallback=|| view! { <p class="loading">"Loading the conversation…"</p> }>
+                                {move || {
+                                    let show = show.clone();
+                                    Suspend::new(async move {
+                                        let error = show(conversation.await);
+                                        view! { <Transcript turns error/> }
+                                    })
+                                }}
+                            </Transition>
+                        </div>
+                    </section>
+                    <Show when=move || scrolled_up.get()>
+                        <button
+                            type="button"
+                            class="jump-to-latest"
+                            on:click=move |_| {
+                                if let Some(el) = transcript.get_untracked() {
+                                    el.set_scroll_top(0);
+                                }
+                                scrolled_up.set(false);
+                            }
+                        >
+                            "↓ Jump to latest"
+                        </button>
+                    </Show>
+                </div>
 
                 <form class="composer" on:submit=move |ev: ev::SubmitEvent| {
                     ev.prevent_default();
