@@ -273,29 +273,17 @@ async fn a_dropped_bedrock_connection_is_reported_not_hidden() {
 /// before the answer would end, and what was written is kept.
 #[tokio::test]
 async fn a_client_gone_past_the_grace_period_makes_the_server_drop_the_bedrock_stream() {
-    use futures::StreamExt;
     let app = spawn_app_with(&[("BEDROCK_CHAT_STREAMS_GRACE_PERIOD_SECS", "0.2")]).await;
     let response = app
         .send(None, "Long answer please [sim tokens=1000 delay_ms=10]")
         .await;
-    let mut body = response.bytes_stream();
-    let mut parser = bedrock_chat::sse::Parser::new();
-    let mut seen = Vec::new();
-    while seen
-        .iter()
-        .filter(|e: &&bedrock_chat::sse::SseEvent| e.event == "delta")
-        .count()
-        < 3
-    {
-        let chunk = tokio::time::timeout(LIMIT, body.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        parser.feed(&chunk, |e| seen.push(e));
-    }
+    let mut reader = EventReader::new(response);
+    let seen = reader
+        .read_until(|e| e.iter().filter(|e| e.event == "delta").count() >= 3)
+        .await
+        .to_vec();
     assert_eq!(app.sim.streams_dropped(), 0);
-    drop(body);
+    drop(reader);
     // 1000 tokens at 10 ms would take 10 s; the drop must be seen far sooner.
     assert!(
         app.sim.wait_streams_dropped(1, Duration::from_secs(2)).await,

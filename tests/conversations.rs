@@ -269,18 +269,8 @@ async fn every_ending_of_an_answer_is_stored(db: Db) {
 
     // Stopped by the user: stored as stopped, with what was generated.
     let response = app.send(None, "Long [sim tokens=500 delay_ms=10]").await;
-    let mut body = response.bytes_stream();
-    let mut parser = bedrock_chat::sse::Parser::new();
-    let mut seen = Vec::new();
-    while seen.len() < 4 {
-        use futures::StreamExt;
-        let chunk = tokio::time::timeout(LIMIT, body.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        parser.feed(&chunk, |e| seen.push(e));
-    }
+    let mut body = EventReader::new(response);
+    let seen = body.read_until(|e| e.len() >= 4).await.to_vec();
     let answer_id = json(&seen[0])["answer_id"].as_str().unwrap().to_owned();
     let cancel = app
         .http
@@ -303,18 +293,8 @@ async fn every_ending_of_an_answer_is_stored(db: Db) {
 async fn a_conversation_takes_one_answer_at_a_time(db: Db) {
     let app = spawn_app_on(db, &[]).await;
     let response = app.send(None, "Slow one [sim tokens=40 delay_ms=50]").await;
-    let mut body = response.bytes_stream();
-    let mut parser = bedrock_chat::sse::Parser::new();
-    let mut seen = Vec::new();
-    while seen.is_empty() {
-        use futures::StreamExt;
-        let chunk = tokio::time::timeout(LIMIT, body.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        parser.feed(&chunk, |e| seen.push(e));
-    }
+    let mut body = EventReader::new(response);
+    let seen = body.read_until(|e| !e.is_empty()).await.to_vec();
     let id = conversation_id(&seen);
     let second = app.send(Some(&id), "Me too").await;
     assert_eq!(second.status(), 409);
@@ -368,22 +348,12 @@ async fn the_conversation_page_is_server_rendered_with_its_transcript(db: Db) {
 /// there, the half-written answer is marked interrupted, the page renders,
 /// and the conversation goes on.
 async fn a_killed_server_loses_nothing_and_restarts_cleanly(db: Db) {
-    use futures::StreamExt;
     let user = new_user();
     let mut server = ServerProcess::start(&db, &[]);
     let text = "Remember the number 42 [sim tokens=60 delay_ms=20]";
     let response = send_as(&user, &server.base, None, text).await;
-    let mut body = response.bytes_stream();
-    let mut parser = bedrock_chat::sse::Parser::new();
-    let mut seen = Vec::new();
-    while seen.len() < 4 {
-        let chunk = tokio::time::timeout(LIMIT, body.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        parser.feed(&chunk, |e| seen.push(e));
-    }
+    let mut body = EventReader::new(response);
+    let seen = body.read_until(|e| e.len() >= 4).await.to_vec();
     let id = conversation_id(&seen);
     server.kill();
     drop(body);

@@ -6,26 +6,13 @@
 mod support;
 
 use bedrock_chat::{bedrock::simulator, sse::SseEvent};
-use futures::StreamExt;
 use std::time::{Duration, Instant};
 use support::*;
 
 /// Reads events from `response` until `stop(events so far)` says so (or the
 /// stream ends), then drops the connection.
 async fn read_until(response: reqwest::Response, stop: impl Fn(&[SseEvent]) -> bool) -> Vec<SseEvent> {
-    let mut parser = bedrock_chat::sse::Parser::new();
-    let mut events = Vec::new();
-    let mut body = response.bytes_stream();
-    while !stop(&events) {
-        match tokio::time::timeout(LIMIT, body.next())
-            .await
-            .expect("events in time")
-        {
-            Some(chunk) => parser.feed(&chunk.expect("chunk"), |e| events.push(e)),
-            None => break,
-        }
-    }
-    events
+    EventReader::new(response).read_until(stop).await.to_vec()
 }
 
 fn last_id(events: &[SseEvent]) -> u64 {
@@ -400,28 +387,14 @@ async fn shutdown_lets_running_answers_finish_and_stores_them() {
     let mut server = ServerProcess::start(&db, &[("BEDROCK_CHAT_STREAMS_SHUTDOWN_DEADLINE_SECS", "10")]);
     let text = "Finish me [sim tokens=40 delay_ms=25]";
     let response = send_as(&user, &server.base, None, text).await;
-    let mut parser = bedrock_chat::sse::Parser::new();
-    let mut events = Vec::new();
-    let mut body = response.bytes_stream();
-    while events.len() < 3 {
-        let chunk = tokio::time::timeout(LIMIT, body.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        parser.feed(&chunk, |e| events.push(e));
-    }
+    let mut body = EventReader::new(response);
+    body.read_until(|e| e.len() >= 3).await;
     let exited = tokio::task::spawn_blocking(move || {
         let took = server.terminate(Duration::from_secs(15));
         (server, took)
     });
     // The answer goes on to its end on the open connection.
-    while let Some(chunk) = tokio::time::timeout(LIMIT, body.next()).await.unwrap() {
-        match chunk {
-            Ok(chunk) => parser.feed(&chunk, |e| events.push(e)),
-            Err(_) => break,
-        }
-    }
+    let events = body.read_to_end().await.to_vec();
     let (_server, took) = exited.await.unwrap();
     let took = took.expect("the server exits after its answers");
     assert!(
@@ -454,17 +427,8 @@ async fn shutdown_interrupts_what_outlives_the_deadline() {
         "Too long [sim tokens=2000 delay_ms=10]",
     )
     .await;
-    let mut parser = bedrock_chat::sse::Parser::new();
-    let mut events = Vec::new();
-    let mut body = response.bytes_stream();
-    while events.len() < 3 {
-        let chunk = tokio::time::timeout(LIMIT, body.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        parser.feed(&chunk, |e| events.push(e));
-    }
+    let mut body = EventReader::new(response);
+    let events = body.read_until(|e| e.len() >= 3).await.to_vec();
     let took = tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(10)))
         .await
         .unwrap()

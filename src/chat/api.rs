@@ -157,14 +157,10 @@ async fn answer(
         Ok(model) => {
             // The answer is written by a task of its own; this response is
             // its first listener, and others may join or resume.
-            let generation = state.generations.start(
-                owner.as_str(),
-                exchange.conversation.id,
-                exchange.answer_id,
-                start,
-                model,
-                recorder,
-            );
+            let generation =
+                state
+                    .generations
+                    .start(owner.as_str(), exchange.answer_id, start, model, recorder);
             Body::from_stream(generation.listen(0, state.generations.timing().keep_alive))
         }
         Err(err) => {

@@ -67,8 +67,6 @@ pub struct Generations {
 
 /// One answer being written (or just written).
 pub struct Generation {
-    pub answer_id: String,
-    pub conversation_id: String,
     owner: String,
     log: Mutex<Log>,
     /// The number of frames in the log; listeners wait for it to change.
@@ -126,15 +124,12 @@ impl Generations {
     pub fn start(
         &self,
         owner: &str,
-        conversation_id: String,
         answer_id: String,
         start: Bytes,
         model: ModelStream,
         recorder: AnswerRecorder,
     ) -> Arc<Generation> {
         let generation = Arc::new(Generation {
-            answer_id: answer_id.clone(),
-            conversation_id,
             owner: owner.to_owned(),
             log: Mutex::new(Log::default()),
             length: watch::Sender::new(0),

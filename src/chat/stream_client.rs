@@ -8,7 +8,7 @@
 //! answer live. Stop asks the server to stop the answer (every tab then sees
 //! it end); leaving the conversation only detaches this page.
 
-use super::{ErrorBody, ErrorInfo, SendRequest, StreamEnd, StreamEvent, GENERATIONS_PATH, STREAM_PATH};
+use super::{ErrorInfo, SendRequest, StreamEnd, StreamEvent, GENERATIONS_PATH, STREAM_PATH};
 use crate::sse::Parser;
 use js_sys::{Promise, Reflect, Uint8Array};
 use send_wrapper::SendWrapper;
@@ -257,18 +257,11 @@ async fn read(
     let response = request.send().await.map_err(|_| Broken::Lost)?;
     if !response.ok() {
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
         if status >= 500 && status != 503 {
             return Err(Broken::Lost);
         }
         return Err(Broken::Refused(
-            serde_json::from_str::<ErrorBody>(&body)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| ErrorInfo {
-                    code: format!("http_{status}"),
-                    message: format!("The server answered with status {status}. Try again."),
-                    retryable: status >= 500,
-                }),
+            crate::conversations::client::error_of(response).await,
         ));
     }
     let reader: ReadableStreamDefaultReader =

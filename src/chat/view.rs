@@ -207,28 +207,41 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         }
     });
 
-    // Follows an answer that is being written (by another tab, or before a
-    // reload) into `reply`, from its first event.
-    let follow = move |reply: Turn, answer_id: String| {
+    // Every stream into a reply turn (send, follow, retry) begins, ends and
+    // is kept the same way.
+    // Marks the page busy and returns this stream's number, so that a
+    // stream ended by switching conversations cannot reset a newer one.
+    let begin_stream = move || {
         streaming.set(true);
         announcement.set("Writing the answer…".to_owned());
         let generation = stream_generation.get_value() + 1;
         stream_generation.set_value(generation);
+        generation
+    };
+    let end_stream = move |reply: Turn, generation: u64, end: StreamEnd| {
+        reply.finish(end);
+        announce_end(reply);
+        if stream_generation.get_value() == generation {
+            active.set_value(None);
+            streaming.set(false);
+        }
+        refresh_list();
+    };
+    let keep_stream = move |reply: Turn, handle: stream_client::ActiveStream| {
+        handle.on_reconnecting(move |now| reply.reconnecting.set(now));
+        active.set_value(Some(handle));
+    };
+
+    // Follows an answer that is being written (by another tab, or before a
+    // reload) into `reply`, from its first event.
+    let follow = move |reply: Turn, answer_id: String| {
+        let generation = begin_stream();
         let handle = stream_client::attach(
             answer_id,
             move |event| reply.apply(event),
-            move |end| {
-                reply.finish(end);
-                announce_end(reply);
-                if stream_generation.get_value() == generation {
-                    active.set_value(None);
-                    streaming.set(false);
-                }
-                refresh_list();
-            },
+            move |end| end_stream(reply, generation, end),
         );
-        handle.on_reconnecting(move |now| reply.reconnecting.set(now));
-        active.set_value(Some(handle));
+        keep_stream(reply, handle);
     };
 
     // Retry: a new answer to the last message, after the last one failed,
@@ -245,26 +258,14 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         }
         let reply = page_owner.with(|| new_turn(Role::Assistant, String::new(), MessageStatus::Streaming));
         turns.update(|t| t.push(reply));
-        streaming.set(true);
-        announcement.set("Writing the answer…".to_owned());
-        let generation = stream_generation.get_value() + 1;
-        stream_generation.set_value(generation);
+        let generation = begin_stream();
         let handle = stream_client::regenerate(
             conversation_id,
             Some(model.get_untracked()),
             move |event| reply.apply(event),
-            move |end| {
-                reply.finish(end);
-                announce_end(reply);
-                if stream_generation.get_value() == generation {
-                    active.set_value(None);
-                    streaming.set(false);
-                }
-                refresh_list();
-            },
+            move |end| end_stream(reply, generation, end),
         );
-        handle.on_reconnecting(move |now| reply.reconnecting.set(now));
-        active.set_value(Some(handle));
+        keep_stream(reply, handle);
     });
     // The answer that Retry would replace: the last turn, when it is an
     // answer that did not complete.
@@ -362,10 +363,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         let reply = new_turn(Role::Assistant, String::new(), MessageStatus::Streaming);
         turns.update(|t| t.extend([question, reply]));
         draft.set(String::new());
-        streaming.set(true);
-        announcement.set("Writing the answer…".to_owned());
-        let generation = stream_generation.get_value() + 1;
-        stream_generation.set_value(generation);
+        let generation = begin_stream();
         let request = SendRequest {
             conversation_id: on_screen.get_untracked(),
             content: text.clone(),
@@ -391,17 +389,10 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                     }
                     question.status.set(MessageStatus::Error);
                 }
-                reply.finish(end);
-                announce_end(reply);
-                if stream_generation.get_value() == generation {
-                    active.set_value(None);
-                    streaming.set(false);
-                }
-                refresh_list();
+                end_stream(reply, generation, end);
             },
         );
-        handle.on_reconnecting(move |now| reply.reconnecting.set(now));
-        active.set_value(Some(handle));
+        keep_stream(reply, handle);
     };
 
     let send_on_submit = send.clone();

@@ -275,17 +275,7 @@ impl Store {
     /// One conversation with all its messages.
     pub async fn get(&self, owner: &str, id: &str) -> Result<Conversation> {
         let mut conn = self.pool.acquire().await?;
-        let summary = sqlx::query(
-            "SELECT id, title, created_at, updated_at FROM conversations WHERE id = $1 AND owner_id = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(StoreError::not_found)?;
-        let summary = summary_from_row(&summary)?;
+        let summary = owned_summary(&mut conn, owner, id).await?;
         let messages = messages_of(&mut conn, id).await?;
         Ok(Conversation { summary, messages })
     }
@@ -300,32 +290,13 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Err(StoreError::not_found());
         }
-        let row = sqlx::query(
-            "SELECT id, title, created_at, updated_at FROM conversations WHERE id = $1 AND owner_id = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(StoreError::not_found)?;
-        summary_from_row(&row)
+        owned_summary(&mut *self.pool.acquire().await?, owner, id).await
     }
 
     /// Deletes a conversation and its messages.
     pub async fn delete(&self, owner: &str, id: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let owned = sqlx::query("SELECT id FROM conversations WHERE id = $1 AND owner_id = $2")
-            .bind(id)
-            .bind(owner)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next();
-        if owned.is_none() {
-            return Err(StoreError::not_found());
-        }
+        owned_summary(&mut tx, owner, id).await?;
         // Explicit rather than relying on ON DELETE CASCADE, which SQLite
         // only honours when foreign keys are switched on.
         sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
@@ -355,18 +326,7 @@ impl Store {
 
         let (conversation, created, earlier) = match new.conversation_id {
             Some(id) => {
-                let row = sqlx::query(
-                    "SELECT id, title, created_at, updated_at FROM conversations \
-                     WHERE id = $1 AND owner_id = $2",
-                )
-                .bind(id)
-                .bind(new.owner)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(StoreError::not_found)?;
-                let mut summary = summary_from_row(&row)?;
+                let mut summary = owned_summary(&mut tx, new.owner, id).await?;
                 summary.updated_at = now;
                 let earlier = messages_of(&mut tx, id).await?;
                 if earlier
@@ -471,14 +431,7 @@ impl Store {
         if touched.rows_affected() == 0 {
             return Err(StoreError::not_found());
         }
-        let row = sqlx::query("SELECT id, title, created_at, updated_at FROM conversations WHERE id = $1")
-            .bind(conversation_id)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(StoreError::not_found)?;
-        let conversation = summary_from_row(&row)?;
+        let conversation = owned_summary(&mut tx, owner, conversation_id).await?;
         let mut messages = messages_of(&mut tx, conversation_id).await?;
         match messages.last() {
             Some(last) if last.status == MessageStatus::Streaming => {
@@ -576,6 +529,21 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The owner's conversation `id`; someone else's is as missing as none.
+async fn owned_summary(conn: &mut sqlx::AnyConnection, owner: &str, id: &str) -> Result<ConversationSummary> {
+    let row = sqlx::query(
+        "SELECT id, title, created_at, updated_at FROM conversations WHERE id = $1 AND owner_id = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .next()
+    .ok_or_else(StoreError::not_found)?;
+    summary_from_row(&row)
 }
 
 async fn messages_of(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<Vec<StoredMessage>> {

@@ -386,3 +386,41 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Reads an SSE response a little at a time, keeping the connection open in
+/// between (to cut it, or to act while the answer is still coming).
+pub struct EventReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    parser: sse::Parser,
+    pub events: Vec<sse::SseEvent>,
+}
+
+impl EventReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            parser: sse::Parser::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Reads until `enough(events so far)` holds or the stream ends; each
+    /// wait is bounded by [`LIMIT`].
+    pub async fn read_until(&mut self, enough: impl Fn(&[sse::SseEvent]) -> bool) -> &[sse::SseEvent] {
+        while !enough(&self.events) {
+            match tokio::time::timeout(LIMIT, self.body.next())
+                .await
+                .expect("events in time")
+            {
+                Some(Ok(chunk)) => self.parser.feed(&chunk, |e| self.events.push(e)),
+                Some(Err(_)) | None => break,
+            }
+        }
+        &self.events
+    }
+
+    /// Reads to the end of the stream (a broken connection ends it too).
+    pub async fn read_to_end(&mut self) -> &[sse::SseEvent] {
+        self.read_until(|_| false).await
+    }
+}
