@@ -1,6 +1,10 @@
 //! The HTML shell and the routes, shared by server rendering and hydration.
 
-use crate::chat::{view::ChatPage, ModelOption};
+use crate::{
+    chat::{view::ChatPage, ModelOption},
+    i18n::{use_i18n, I18n, Locale},
+    preferences::THEME_SCRIPT,
+};
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
@@ -19,6 +23,17 @@ pub struct PageConfig {
     pub demo: bool,
     pub max_message_chars: usize,
     pub max_title_chars: usize,
+    /// What a conversation gets when it sets nothing of its own: the
+    /// settings panel shows them as placeholders.
+    pub default_system_prompt: String,
+    pub default_temperature: f32,
+    pub default_max_tokens: i32,
+    pub max_output_tokens: u32,
+    pub max_system_prompt_chars: usize,
+    /// The language of the UI, chosen by the server for this request (see
+    /// [`crate::i18n::from_request`]).
+    #[serde(default)]
+    pub locale: Locale,
 }
 
 const PAGE_CONFIG_ID: &str = "page-config";
@@ -45,13 +60,16 @@ impl PageConfig {
 
 pub fn shell(options: LeptosOptions, page: PageConfig) -> impl IntoView {
     let config_json = page.to_script_json();
+    let lang = page.locale.code();
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        <html lang=lang>
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
+                // The stored colour theme, applied before the first paint.
+                <script inner_html=THEME_SCRIPT></script>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <script type="application/json" id=PAGE_CONFIG_ID inner_html=config_json></script>
                 <AutoReload options=options.clone()/>
@@ -68,11 +86,15 @@ pub fn shell(options: LeptosOptions, page: PageConfig) -> impl IntoView {
 #[component]
 pub fn App(page: PageConfig) -> impl IntoView {
     provide_meta_context();
+    I18n::provide(page.locale);
     view! {
         <Stylesheet id="leptos" href="/pkg/bedrock-chat.css"/>
         <Title text="bedrock-chat"/>
         <Router>
-            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
+            <Routes fallback=|| {
+                let i18n = use_i18n();
+                view! { <p class="not-found">{move || i18n.t().not_found}</p> }
+            }>
                 // One page for a new chat (`/`) and each conversation
                 // (`/c/{id}`): moving between them keeps it mounted, and it
                 // reads the conversation id from the URL.
@@ -102,6 +124,12 @@ mod tests {
             demo: true,
             max_message_chars: 10,
             max_title_chars: 10,
+            default_system_prompt: "</script>".into(),
+            default_temperature: 0.5,
+            default_max_tokens: 100,
+            max_output_tokens: 200,
+            max_system_prompt_chars: 1000,
+            locale: Locale::Ko,
         };
         let json = page.to_script_json();
         assert!(!json.contains('<'), "{json}");

@@ -20,6 +20,9 @@
 //! | [`chat`]    | both    | the chat wire types, the chat page, and its stream client     |
 //! | [`conversations`] | both | stored conversations: store, owners, API, sidebar        |
 //! | [`app`]     | both    | the HTML shell and routes                                     |
+//! | [`markdown`] | both   | answers as safe HTML, rendered whole or block by block as they stream |
+//! | [`i18n`]    | both    | the UI's words in English and Korean; the request's locale    |
+//! | [`preferences`] | both | the language and colour-theme switches                      |
 
 // The chat page's statically typed view tree is deep; the release WASM build
 // needs more than the default 128 levels to compute its layout.
@@ -28,6 +31,9 @@
 pub mod app;
 pub mod chat;
 pub mod conversations;
+pub mod i18n;
+pub mod markdown;
+pub mod preferences;
 pub mod sse;
 
 #[cfg(feature = "ssr")]

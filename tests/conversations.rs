@@ -38,6 +38,8 @@ both_backends!(
     a_conversation_takes_one_answer_at_a_time,
     the_conversation_page_is_server_rendered_with_its_transcript,
     a_killed_server_loses_nothing_and_restarts_cleanly,
+    each_conversation_keeps_its_own_model_and_settings,
+    editing_a_message_replaces_the_turns_after_it_and_keeps_them_stored,
 );
 
 fn conversation_path(id: &str) -> String {
@@ -532,4 +534,199 @@ async fn a_trusted_proxy_header_names_the_user() {
             .contains("X-Forwarded-User"),
         "{body}"
     );
+}
+
+/// The stored settings of a conversation, as the API shows them.
+async fn settings_of(app: &TestApp, id: &str) -> Value {
+    app.get_json(&conversation_path(id)).await.1["settings"].clone()
+}
+
+async fn each_conversation_keeps_its_own_model_and_settings(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let nova = app.settings.bedrock.models[2].id.clone();
+    // A new chat's settings travel with its first message.
+    let response = app
+        .post_json(
+            "/api/chat/stream",
+            &json!({
+                "content": "What do you see? [sim report]",
+                "model_id": nova,
+                "settings": {"system_prompt": "You are a pirate.", "temperature": 0.25, "max_tokens": 300},
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let events = read_events(response).await;
+    let id = conversation_id(&events);
+    assert_eq!(
+        answer_text(&events),
+        format!("model={nova} | system=You are a pirate. | temperature=0.25 | max_tokens=300 | messages=1")
+    );
+    let received = app.sim.received().last().unwrap().clone();
+    assert_eq!(received.model_id, nova);
+    assert_eq!(received.system, ["You are a pirate."]);
+    assert_eq!(received.temperature, Some(0.25));
+    assert_eq!(received.max_tokens, Some(300));
+    assert_eq!(
+        settings_of(&app, &id).await,
+        json!({"model_id": nova, "system_prompt": "You are a pirate.", "temperature": 0.25, "max_tokens": 300})
+    );
+
+    // Later messages use the stored settings without repeating them.
+    app.chat(Some(&id), "Again [sim tokens=2]").await;
+    let received = app.sim.received().last().unwrap().clone();
+    assert_eq!(received.system, ["You are a pirate."]);
+    assert_eq!(received.max_tokens, Some(300));
+
+    // Changed settings apply to the next answer; a blank prompt means the default.
+    let saved = app
+        .http
+        .put(app.url(&format!("{}/settings", conversation_path(&id))))
+        .json(&json!({"model_id": nova, "system_prompt": "  ", "temperature": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    assert_eq!(
+        saved.json::<Value>().await.unwrap(),
+        json!({"model_id": nova, "temperature": 1.0})
+    );
+    app.chat(Some(&id), "Once more [sim tokens=2]").await;
+    let received = app.sim.received().last().unwrap().clone();
+    assert_eq!(received.system, std::slice::from_ref(&app.settings.bedrock.system_prompt));
+    assert_eq!(received.temperature, Some(1.0));
+    assert_eq!(received.max_tokens, Some(app.settings.bedrock.max_tokens));
+
+    // Bad settings are refused with a reason, and change nothing.
+    for (body, code) in [
+        (json!({"temperature": 3}), "bad_temperature"),
+        (json!({"max_tokens": 0}), "bad_max_tokens"),
+        (json!({"max_tokens": 1_000_000}), "bad_max_tokens"),
+        (json!({"model_id": "gpt-4"}), "unknown_model"),
+        (
+            json!({"system_prompt": "x".repeat(9000)}),
+            "system_prompt_too_long",
+        ),
+        (json!({"colour": "blue"}), "malformed_json"),
+    ] {
+        let response = app
+            .http
+            .put(app.url(&format!("{}/settings", conversation_path(&id))))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_client_error(),
+            "{body}: {}",
+            response.status()
+        );
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{body}");
+        assert!(!error["error"]["message"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(
+        settings_of(&app, &id).await,
+        json!({"model_id": nova, "temperature": 1.0})
+    );
+    // Someone else's conversation: 404, as everywhere.
+    let stranger = new_user()
+        .put(app.url(&format!("{}/settings", conversation_path(&id))))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 404);
+}
+
+async fn editing_a_message_replaces_the_turns_after_it_and_keeps_them_stored(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let first = app.chat(None, "First question").await;
+    let id = conversation_id(&first);
+    app.chat(Some(&id), "Second question").await;
+    app.chat(Some(&id), "Third question").await;
+    let (_, stored) = app.get_json(&conversation_path(&id)).await;
+    let second_id = stored["messages"][2]["id"].as_str().unwrap().to_owned();
+
+    let edit_path = format!("{}/edit", conversation_path(&id));
+    let response = app
+        .post_json(
+            &edit_path,
+            &json!({"message_id": second_id, "content": "Second, rephrased"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let events = read_events(response).await;
+    assert_eq!(names(&events).first(), Some(&"start"));
+    assert_eq!(names(&events).last(), Some(&"done"));
+    // The model saw the history up to the edited message, then the new text.
+    let sent = app.sim.received().last().unwrap().messages.clone();
+    let texts: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts.len(), 3);
+    assert_eq!(texts[0], "First question");
+    assert_eq!(texts[2], "Second, rephrased");
+    assert_eq!(
+        answer_text(&events),
+        bedrock_chat::bedrock::simulator::expected_answer(&sent)
+    );
+
+    // The transcript now ends with the edit and its answer.
+    let (_, stored) = app.get_json(&conversation_path(&id)).await;
+    let shown: Vec<&str> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown.len(), 4);
+    assert_eq!(shown[0], "First question");
+    assert_eq!(shown[2], "Second, rephrased");
+    assert_eq!(shown[3], answer_text(&events));
+
+    // A later message continues from the edit; the replaced turns are never sent.
+    app.chat(Some(&id), "Fourth").await;
+    let sent = app.sim.received().last().unwrap().messages.clone();
+    assert!(sent
+        .iter()
+        .all(|m| m.text != "Third question" && m.text != "Second question"));
+    assert_eq!(sent.len(), 5);
+
+    // The replaced message can no longer be edited; bad edits say why.
+    for (body, status, code) in [
+        (
+            json!({"message_id": second_id, "content": "again"}),
+            404,
+            "message_not_found",
+        ),
+        (
+            json!({"message_id": "nope", "content": "again"}),
+            400,
+            "invalid_message_id",
+        ),
+        (
+            json!({"message_id": second_id, "content": "   "}),
+            400,
+            "empty_message",
+        ),
+        (json!({"content": "no id"}), 400, "malformed_json"),
+    ] {
+        let response = app.post_json(&edit_path, &body).await;
+        assert_eq!(response.status(), status, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{body}");
+    }
+    // An answer's id is not a user message.
+    let answer_id = stored["messages"][1]["id"].as_str().unwrap();
+    let response = app
+        .post_json(&edit_path, &json!({"message_id": answer_id, "content": "x"}))
+        .await;
+    assert_eq!(response.status(), 404);
+    // Another user cannot edit it.
+    let response = new_user()
+        .post(app.url(&edit_path))
+        .json(&json!({"message_id": stored["messages"][0]["id"], "content": "mine now"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
 }

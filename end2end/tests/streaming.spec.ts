@@ -25,7 +25,9 @@ test('the answer streams in, completes with the exact text, and the conversation
   const partial = await page.waitForFunction(
     () => {
       const a = document.querySelector('article.turn.assistant');
-      const text = a?.querySelector('.text')?.textContent ?? '';
+      // Rendered Markdown: a block ends with a line break the final text
+      // may continue past.
+      const text = (a?.querySelector('.text')?.textContent ?? '').trimEnd();
       return a?.getAttribute('data-status') === 'streaming' && text.length > 0 ? text : null;
     },
     null,

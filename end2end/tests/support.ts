@@ -76,15 +76,27 @@ export async function sendMessage(page: Page, text: string) {
   await input.press('Enter');
 }
 
-/** The text of a turn's `.text` element, exactly as the DOM holds it. */
+/** The text of a turn's `.text` element, as the DOM holds it. A user's
+ * message is exactly what was typed; an answer is rendered Markdown, whose
+ * blocks end with a line break and whose paragraphs drop trailing spaces, so
+ * its text is compared without trailing white space (see `shown`). */
 export function textOf(turn: Locator): Promise<string> {
-  return turn.locator('.text').evaluate((el) => el.textContent ?? '');
+  return turn.locator('.text').evaluate((el) => {
+    const text = el.textContent ?? '';
+    return el.classList.contains('markdown') ? text.trimEnd() : text;
+  });
+}
+
+/** An answer's source text as the page shows it, for plain-prose answers
+ * (the simulator's default): Markdown keeps the words, not trailing spaces. */
+export function shown(source: string): string {
+  return source.trimEnd();
 }
 
 export type StreamEventData = { event: string; data: any };
 
 export type StreamResult = {
-  /** The concatenated `delta` texts: the answer the page should show. */
+  /** The concatenated `delta` texts as the page shows them (`shown`). */
   text: string;
   events: StreamEventData[];
   status: number;
@@ -122,10 +134,12 @@ export async function fetchAnswer(
     return { text: '', events: [], status: response.status(), error: JSON.parse(body).error };
   }
   const events = parseSse(body);
-  const text = events
-    .filter((e) => e.event === 'delta')
-    .map((e) => e.data.text as string)
-    .join('');
+  const text = shown(
+    events
+      .filter((e) => e.event === 'delta')
+      .map((e) => e.data.text as string)
+      .join(''),
+  );
   const start = events.find((e) => e.event === 'start')?.data;
   return { text, events, status: response.status(), conversationId: start?.conversation_id, title: start?.title };
 }

@@ -4,7 +4,7 @@ use super::{
     generation::start_frame,
     record::AnswerRecorder,
     relay::{encode, relay, SeedFormat},
-    validate::{pick_model, validate, validate_send},
+    validate::{check_edit_text, model_choice, validate, validate_send},
     ChatRequest, SendRequest, Started, StreamEvent,
 };
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
         history,
         identity::Owner,
         store::{Exchange, NewExchange},
-        title_from_message, MessageStatus,
+        title_from_message, EditRequest, MessageStatus,
     },
     server::{parse_json, ApiError, AppState},
     sse,
@@ -58,11 +58,12 @@ pub async fn stream_chat(
             conversation_id: send.conversation_id,
             title: &title,
             text: send.text,
-            model_id: send.model_id,
+            model: send.model,
+            settings: send.settings.as_ref(),
         })
         .await?;
 
-    Ok(answer(&state, &owner, exchange, send.model_id, started).await)
+    Ok(answer(&state, &owner, exchange, started).await)
 }
 
 /// What Retry sends: optionally another model.
@@ -90,12 +91,50 @@ pub async fn regenerate(
         Ok(bytes) if bytes.is_empty() => RegenerateRequest::default(),
         _ => parse_json(body, r#"{"model_id": null}"#)?,
     };
-    let model_id = pick_model(request.model_id.as_deref(), &state.settings)?;
+    let model = model_choice(request.model_id.as_deref(), &state.settings)?;
     let exchange = state
         .store
-        .begin_regeneration(owner.as_str(), &conversation_id, model_id)
+        .begin_regeneration(owner.as_str(), &conversation_id, model)
         .await?;
-    Ok(answer(&state, &owner, exchange, model_id, started).await)
+    Ok(answer(&state, &owner, exchange, started).await)
+}
+
+/// `POST /api/conversations/{id}/edit`: rewrites one of the user's earlier
+/// messages and answers it anew; the turns after it are replaced (kept in
+/// the store, no longer shown or sent to the model). Answers with the same
+/// event stream as `POST /api/chat/stream`.
+pub async fn edit(
+    State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(conversation_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    refuse_when_shutting_down(&state)?;
+    check_id(&conversation_id)?;
+    let request: EditRequest = parse_json(
+        body,
+        r#"{"message_id": "<id of your earlier message>", "content": "New text"}"#,
+    )?;
+    if !crate::conversations::is_valid_id(&request.message_id) {
+        return Err(ApiError::bad_request(
+            "invalid_message_id",
+            "That is not the id of a message. Edit a message from the conversation instead.",
+        ));
+    }
+    check_edit_text(&request.content, &state.settings)?;
+    let model = model_choice(request.model_id.as_deref(), &state.settings)?;
+    let exchange = state
+        .store
+        .begin_edit(
+            owner.as_str(),
+            &conversation_id,
+            &request.message_id,
+            &request.content,
+            model,
+        )
+        .await?;
+    Ok(answer(&state, &owner, exchange, started).await)
 }
 
 fn refuse_when_shutting_down(state: &AppState) -> Result<(), ApiError> {
@@ -112,14 +151,10 @@ fn refuse_when_shutting_down(state: &AppState) -> Result<(), ApiError> {
 
 /// Calls the model for a stored exchange and answers with its event stream:
 /// `start`, then the generation's events.
-async fn answer(
-    state: &AppState,
-    owner: &Owner,
-    exchange: Exchange,
-    model_id: &str,
-    started: Instant,
-) -> Response {
+async fn answer(state: &AppState, owner: &Owner, exchange: Exchange, started: Instant) -> Response {
     let bedrock = &state.settings.bedrock;
+    // The conversation's own settings, where it has them.
+    let chosen = &exchange.settings;
     let turns = history::build(
         &exchange.earlier,
         &exchange.user_text,
@@ -127,8 +162,8 @@ async fn answer(
         state.settings.limits.max_messages,
     );
     let input = ConverseInput {
-        model_id,
-        system_prompt: &bedrock.system_prompt,
+        model_id: &exchange.model_id,
+        system_prompt: chosen.system_prompt.as_deref().unwrap_or(&bedrock.system_prompt),
         turns: turns
             .iter()
             .map(|t| Turn {
@@ -136,8 +171,11 @@ async fn answer(
                 text: &t.text,
             })
             .collect(),
-        max_tokens: bedrock.max_tokens,
-        temperature: bedrock.temperature,
+        max_tokens: chosen
+            .max_tokens
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(bedrock.max_tokens),
+        temperature: chosen.temperature.unwrap_or(bedrock.temperature),
     };
     let started_event = Started {
         conversation_id: exchange.conversation.id.clone(),

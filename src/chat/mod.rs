@@ -27,6 +27,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod settings_panel;
 pub mod view;
 
 #[cfg(feature = "ssr")]
@@ -42,6 +43,11 @@ pub mod validate;
 
 // The browser reads the stream with fetch; the server build only renders the
 // page, where event handlers never run, so it gets an inert twin.
+#[cfg(feature = "hydrate")]
+mod clipboard;
+#[cfg(not(feature = "hydrate"))]
+#[path = "clipboard_ssr.rs"]
+mod clipboard;
 #[cfg(feature = "hydrate")]
 mod stream_client;
 #[cfg(not(feature = "hydrate"))]
@@ -84,7 +90,7 @@ pub struct ChatRequest {
 
 /// What the page sends to add a message to a conversation and stream the answer.
 /// Unknown fields are refused: in particular a client cannot supply history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// The conversation to continue; absent or null starts a new one.
@@ -95,6 +101,10 @@ pub struct SendRequest {
     /// One of the offered models; the configured default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
+    /// Settings to store with the conversation before this message is
+    /// answered (a new chat's system prompt, temperature, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::conversations::ConversationSettings>,
 }
 
 /// First event of a stream: the user's message is stored.

@@ -9,7 +9,7 @@
 //! it end); leaving the conversation only detaches this page.
 
 use super::{ErrorInfo, SendRequest, StreamEnd, StreamEvent, GENERATIONS_PATH, STREAM_PATH};
-use crate::sse::Parser;
+use crate::{conversations::EditRequest, sse::Parser};
 use js_sys::{Promise, Reflect, Uint8Array};
 use send_wrapper::SendWrapper;
 use std::{
@@ -95,12 +95,17 @@ impl ActiveStream {
     }
 }
 
-/// How a stream begins: a new message, or a new answer to the last one.
+/// How a stream begins: a new message, a new answer to the last one, or an
+/// earlier message rewritten.
 enum Opening {
     Send(SendRequest),
     Regenerate {
         conversation_id: String,
         model_id: Option<String>,
+    },
+    Edit {
+        conversation_id: String,
+        request: EditRequest,
     },
 }
 
@@ -125,6 +130,21 @@ pub fn regenerate(
     let opening = Opening::Regenerate {
         conversation_id,
         model_id,
+    };
+    follow(Some(opening), None, on_event, on_end)
+}
+
+/// Rewrites an earlier user message (the turns after it are replaced) and
+/// streams the new answer, like [`start`].
+pub fn edit(
+    conversation_id: String,
+    request: EditRequest,
+    on_event: impl FnMut(StreamEvent) + 'static,
+    on_end: impl FnOnce(StreamEnd) + 'static,
+) -> ActiveStream {
+    let opening = Opening::Edit {
+        conversation_id,
+        request,
     };
     follow(Some(opening), None, on_event, on_end)
 }
@@ -189,6 +209,13 @@ async fn run(
                     } => (
                         format!("{}/{conversation_id}/regenerate", crate::conversations::API_PATH),
                         serde_json::json!({ "model_id": model_id }).to_string(),
+                    ),
+                    Opening::Edit {
+                        conversation_id,
+                        request,
+                    } => (
+                        format!("{}/{conversation_id}/edit", crate::conversations::API_PATH),
+                        serde_json::to_string(&request).expect("a request serialises"),
                     ),
                 };
                 let sent = gloo_net::http::Request::post(&url)

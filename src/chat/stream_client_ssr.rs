@@ -4,6 +4,7 @@
 //! keeps the shared view code free of `#[cfg]`s.
 
 use super::{SendRequest, StreamEnd, StreamEvent};
+use crate::conversations::EditRequest;
 
 /// Handle of a running answer stream.
 pub struct ActiveStream;
@@ -33,6 +34,15 @@ pub fn attach(
 pub fn regenerate(
     _conversation_id: String,
     _model_id: Option<String>,
+    _on_event: impl FnMut(StreamEvent) + 'static,
+    _on_end: impl FnOnce(StreamEnd) + 'static,
+) -> ActiveStream {
+    ActiveStream
+}
+
+pub fn edit(
+    _conversation_id: String,
+    _request: EditRequest,
     _on_event: impl FnMut(StreamEvent) + 'static,
     _on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ActiveStream {

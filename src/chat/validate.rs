@@ -4,6 +4,7 @@
 use super::{ChatRequest, Role, SendRequest};
 use crate::{
     bedrock::Turn,
+    conversations::{store::ModelChoice, ConversationSettings},
     server::{ApiError, Settings},
 };
 use axum::http::StatusCode;
@@ -13,7 +14,8 @@ use axum::http::StatusCode;
 pub struct ValidSend<'a> {
     pub conversation_id: Option<&'a str>,
     pub text: &'a str,
-    pub model_id: &'a str,
+    pub model: ModelChoice<'a>,
+    pub settings: Option<ConversationSettings>,
 }
 
 pub fn validate_send<'a>(
@@ -31,8 +33,86 @@ pub fn validate_send<'a>(
     Ok(ValidSend {
         conversation_id,
         text: &request.content,
-        model_id: pick_model(request.model_id.as_deref(), settings)?,
+        model: model_choice(request.model_id.as_deref(), settings)?,
+        settings: request
+            .settings
+            .as_ref()
+            .map(|s| validate_settings(s, settings))
+            .transpose()?,
     })
+}
+
+/// The text of an edited message: checked like a new one.
+pub fn check_edit_text(text: &str, settings: &Settings) -> Result<(), ApiError> {
+    check_text(text, "Your message", settings)
+}
+
+/// Settings a user chose for a conversation, checked and normalised: a
+/// blank system prompt means the default one.
+pub fn validate_settings(
+    requested: &ConversationSettings,
+    settings: &Settings,
+) -> Result<ConversationSettings, ApiError> {
+    let limits = &settings.limits;
+    let model_id = match requested.model_id.as_deref() {
+        Some(id) => Some(pick_model(Some(id), settings)?.to_owned()),
+        None => None,
+    };
+    let system_prompt = match requested.system_prompt.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(prompt) => {
+            let chars = prompt.chars().count();
+            if chars > limits.max_system_prompt_chars {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "system_prompt_too_long",
+                    format!(
+                        "The system prompt is {chars} characters long; the limit is {}. Shorten it.",
+                        limits.max_system_prompt_chars
+                    ),
+                    false,
+                ));
+            }
+            if has_control_characters(prompt) {
+                return Err(ApiError::bad_request(
+                    "invalid_characters",
+                    "The system prompt contains control characters. Remove them and try again.",
+                ));
+            }
+            Some(prompt.to_owned())
+        }
+    };
+    if let Some(t) = requested.temperature {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(ApiError::bad_request(
+                "bad_temperature",
+                format!("Temperature must be between 0 and 1 (0 is the most predictable); {t} is not."),
+            ));
+        }
+    }
+    if let Some(n) = requested.max_tokens {
+        if n == 0 || n > limits.max_output_tokens {
+            return Err(ApiError::bad_request(
+                "bad_max_tokens",
+                format!(
+                    "Max tokens must be from 1 to {}; {n} is not.",
+                    limits.max_output_tokens
+                ),
+            ));
+        }
+    }
+    Ok(ConversationSettings {
+        model_id,
+        system_prompt,
+        temperature: requested.temperature,
+        max_tokens: requested.max_tokens,
+    })
+}
+
+/// Control characters other than line breaks and tabs.
+fn has_control_characters(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
 }
 
 /// A message's text: not blank, within the length limit (in characters,
@@ -58,16 +138,26 @@ fn check_text(text: &str, label: &str, settings: &Settings) -> Result<(), ApiErr
             false,
         ));
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
+    if has_control_characters(text) {
         return Err(ApiError::bad_request(
             "invalid_characters",
             format!("{label} contains control characters that cannot be sent to the model. Remove them and try again."),
         ));
     }
     Ok(())
+}
+
+/// The model a request asks for, checked; without one, the conversation's
+/// own or the default answers.
+pub fn model_choice<'a>(
+    requested: Option<&'a str>,
+    settings: &'a Settings,
+) -> Result<ModelChoice<'a>, ApiError> {
+    Ok(ModelChoice {
+        requested: requested.map(|id| pick_model(Some(id), settings)).transpose()?,
+        offered: &settings.bedrock.models,
+        default: &settings.bedrock.default_model,
+    })
 }
 
 /// The requested model if it is offered, else the default.
@@ -229,6 +319,63 @@ mod tests {
         );
         assert_eq!(code(request(None, &[(User, "a\u{0}b")])), "invalid_characters");
         assert_eq!(code(request(Some("gpt-4"), &[(User, "a")])), "unknown_model");
+    }
+
+    #[test]
+    fn conversation_settings_are_checked_and_normalised() {
+        let s = settings();
+        let ok = validate_settings(
+            &ConversationSettings {
+                model_id: Some(s.bedrock.default_model.clone()),
+                system_prompt: Some("  Be brief.  ".into()),
+                temperature: Some(0.2),
+                max_tokens: Some(100),
+            },
+            &s,
+        )
+        .unwrap();
+        assert_eq!(ok.system_prompt.as_deref(), Some("Be brief."));
+        let blank = ConversationSettings {
+            system_prompt: Some("   ".into()),
+            ..Default::default()
+        };
+        assert_eq!(validate_settings(&blank, &s).unwrap().system_prompt, None);
+        let code = |c: ConversationSettings| validate_settings(&c, &s).unwrap_err().info.code;
+        assert_eq!(
+            code(ConversationSettings {
+                temperature: Some(1.5),
+                ..Default::default()
+            }),
+            "bad_temperature"
+        );
+        assert_eq!(
+            code(ConversationSettings {
+                temperature: Some(f32::NAN),
+                ..Default::default()
+            }),
+            "bad_temperature"
+        );
+        assert_eq!(
+            code(ConversationSettings {
+                max_tokens: Some(0),
+                ..Default::default()
+            }),
+            "bad_max_tokens"
+        );
+        assert_eq!(
+            code(ConversationSettings {
+                system_prompt: Some("x".repeat(s.limits.max_system_prompt_chars + 1)),
+                ..Default::default()
+            }),
+            "system_prompt_too_long"
+        );
+        assert_eq!(
+            code(ConversationSettings {
+                model_id: Some("gpt-4".into()),
+                ..Default::default()
+            }),
+            "unknown_model"
+        );
     }
 
     #[test]

@@ -8,21 +8,27 @@
 //! interrupting its answer.
 //!
 //! Rendering cost is kept proportional to what changed: the transcript is a
-//! keyed list, so adding a turn never re-renders earlier ones, and an answer's
-//! text grows by appending each delta to its element as a new text node
-//! (work per delta is proportional to the delta, not to the answer or the
-//! transcript). Text is always inserted as text, never parsed as HTML.
+//! keyed list, so adding a turn never re-renders earlier ones, and an answer
+//! is Markdown rendered block by block as it streams ([`crate::markdown`]):
+//! finished blocks are appended once, and only the unfinished last block is
+//! redrawn per delta (work per delta is proportional to that block, not to
+//! the answer or the transcript). User messages are inserted as text; model
+//! output only as the markdown module's escaped, sanitised HTML.
 
 use super::{
-    stream_client, ErrorInfo, Role, SendRequest, Started, StreamEnd, StreamEvent, Usage, STOPPED_REASON,
+    clipboard, settings_panel::SettingsPanel, stream_client, ErrorInfo, Role, SendRequest, Started,
+    StreamEnd, StreamEvent, Usage, STOPPED_REASON,
 };
 use crate::{
     app::PageConfig,
     conversations::{
-        client, id_from_path, page_path, sidebar::Sidebar, Conversation, ConversationSummary, MessageStatus,
+        client, id_from_path, page_path, sidebar::Sidebar, Conversation, ConversationSettings,
+        ConversationSummary, EditRequest, MessageStatus,
     },
+    i18n::{use_i18n, Strings},
+    markdown::{self, StreamRenderer, TailUpdate, Update as MarkdownUpdate},
 };
-use leptos::{ev, html, prelude::*};
+use leptos::{ev, html, prelude::*, task::spawn_local};
 use leptos_router::{
     hooks::{use_location, use_navigate},
     NavigateOptions,
@@ -34,7 +40,11 @@ use leptos_router::{
 struct Turn {
     id: u64,
     role: Role,
+    /// The stored message's id, once the server has named it.
+    message_id: StoredValue<Option<String>>,
     text: StoredValue<String>,
+    /// Renders an answer's Markdown as it streams; made at its first delta.
+    markdown: StoredValue<Option<StreamRenderer>>,
     status: RwSignal<MessageStatus>,
     error: RwSignal<Option<ErrorInfo>>,
     usage: RwSignal<Option<Usage>>,
@@ -50,7 +60,9 @@ impl Turn {
         Self {
             id,
             role,
+            message_id: StoredValue::new(None),
             text: StoredValue::new(text),
+            markdown: StoredValue::new(None),
             status: RwSignal::new(status),
             error: RwSignal::new(None),
             usage: RwSignal::new(None),
@@ -63,15 +75,16 @@ impl Turn {
     fn apply(self, event: StreamEvent) {
         match event {
             StreamEvent::Delta(delta) => {
-                if let Some(body) = self.body.get_untracked() {
-                    // A new text node: the browser does not copy what is there.
-                    let _ = body.append_with_str_1(&delta.text);
-                }
+                let update = self
+                    .markdown
+                    .try_update_value(|md| md.get_or_insert_with(StreamRenderer::new).push(&delta.text));
+                self.show(update);
                 self.text.update_value(|text| text.push_str(&delta.text));
             }
             StreamEvent::Usage(usage) => self.usage.set(Some(usage)),
             StreamEvent::Error(info) => self.fail(info),
             StreamEvent::Done(done) => {
+                self.finish_markdown();
                 self.timing.set((done.first_token_ms, done.duration_ms));
                 self.status.set(if done.stop_reason == STOPPED_REASON {
                     MessageStatus::Stopped
@@ -83,7 +96,52 @@ impl Turn {
         }
     }
 
+    /// The answer's text is complete: its last block is final.
+    fn finish_markdown(self) {
+        let update = self
+            .markdown
+            .try_update_value(|md| md.as_mut().map(StreamRenderer::finish));
+        self.show(update.flatten());
+    }
+
+    /// Applies a Markdown update to the answer's element: finished blocks
+    /// are appended to `.md-done`, the unfinished one redrawn in `.md-tail`.
+    fn show(self, update: Option<MarkdownUpdate>) {
+        let (Some(update), Some(body)) = (update, self.body.get_untracked()) else {
+            return;
+        };
+        let (Some(done), Some(tail)) = (body.first_element_child(), body.last_element_child()) else {
+            return;
+        };
+        if !update.done.is_empty() {
+            let _ = done.insert_adjacent_html("beforeend", &update.done);
+        }
+        match update.tail {
+            TailUpdate::Unchanged => {}
+            TailUpdate::Html(html) => tail.set_inner_html(&html),
+            TailUpdate::CodeLines { finished, partial } => {
+                // The open code block is the tail's only block, and its
+                // unfinished line the last element: tail > .code-block > pre
+                // > code > .code-partial. Walking last children keeps this
+                // constant-time however long the code grows.
+                let partial_line = tail
+                    .last_element_child()
+                    .and_then(|block| block.last_element_child())
+                    .and_then(|pre| pre.last_element_child())
+                    .and_then(|code| code.last_element_child())
+                    .filter(|span| span.class_name() == "code-partial");
+                if let Some(span) = partial_line {
+                    if !finished.is_empty() {
+                        let _ = span.insert_adjacent_html("beforebegin", &finished);
+                    }
+                    span.set_inner_html(&partial);
+                }
+            }
+        }
+    }
+
     fn finish(self, end: StreamEnd) {
+        self.finish_markdown();
         match end {
             StreamEnd::Finished => {}
             StreamEnd::Stopped => self.status.set(MessageStatus::Stopped),
@@ -114,6 +172,7 @@ const JUMP_THRESHOLD_PX: i32 = 80;
 
 #[component]
 pub fn ChatPage(page: PageConfig) -> impl IntoView {
+    let i18n = use_i18n();
     let location = use_location();
     let navigate = use_navigate();
     let route_id = Memo::new(move |_| location.pathname.with(|p| id_from_path(p).map(str::to_owned)));
@@ -160,6 +219,11 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     let next_id = StoredValue::new(0_u64);
     let draft = RwSignal::new(String::new());
     let model = RwSignal::new(page.default_model.clone());
+    // The settings of the conversation on screen (or of the new chat).
+    let settings = RwSignal::new(ConversationSettings::default());
+    let settings_open = RwSignal::new(false);
+    // The user message whose editor is open, by turn id.
+    let editing_turn = RwSignal::new(None::<u64>);
     let active = StoredValue::new(None::<stream_client::ActiveStream>);
     // Which send the active stream belongs to, so a stream ended by
     // switching conversations cannot reset the state of a newer one.
@@ -173,14 +237,14 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     // never each token.
     let announcement = RwSignal::new(String::new());
     let announce_end = move |reply: Turn| {
+        let t = i18n.t_untracked();
         announcement.set(match reply.status.get_untracked() {
-            MessageStatus::Complete => "The answer is complete.".to_owned(),
-            MessageStatus::Stopped => "The answer was stopped.".to_owned(),
-            MessageStatus::Interrupted => "The answer was interrupted.".to_owned(),
-            MessageStatus::Error => format!(
-                "The answer failed: {}",
-                reply.error.get_untracked().map(|e| e.message).unwrap_or_default()
-            ),
+            MessageStatus::Complete => t.announce_complete.to_owned(),
+            MessageStatus::Stopped => t.announce_stopped.to_owned(),
+            MessageStatus::Interrupted => t.announce_interrupted.to_owned(),
+            MessageStatus::Error => {
+                (t.announce_failed)(&reply.error.get_untracked().map(|e| e.message).unwrap_or_default())
+            }
             MessageStatus::Streaming => return,
         })
     };
@@ -213,7 +277,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     // stream ended by switching conversations cannot reset a newer one.
     let begin_stream = move || {
         streaming.set(true);
-        announcement.set("Writing the answer…".to_owned());
+        announcement.set(i18n.t_untracked().announce_writing.to_owned());
         let generation = stream_generation.get_value() + 1;
         stream_generation.set_value(generation);
         generation
@@ -244,11 +308,13 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         keep_stream(reply, handle);
     };
 
-    // Retry: a new answer to the last message, after the last one failed,
-    // was stopped or was interrupted. The earlier answer stays.
+    // Retry (after the last answer failed, was stopped or was interrupted)
+    // and Regenerate (after it completed): a new answer to the last message.
+    // The earlier answer stays, shown above the new one.
     // The button lives in the footer of the answer it replaces, which goes
     // away on click: the new turn's signals must belong to this page instead.
     let page_owner = Owner::current().expect("components run under an owner");
+    let retry_owner = page_owner.clone();
     let retry = Callback::new(move |()| {
         let Some(conversation_id) = on_screen.get_untracked() else {
             return;
@@ -256,7 +322,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         if streaming.get_untracked() {
             return;
         }
-        let reply = page_owner.with(|| new_turn(Role::Assistant, String::new(), MessageStatus::Streaming));
+        let reply = retry_owner.with(|| new_turn(Role::Assistant, String::new(), MessageStatus::Streaming));
         turns.update(|t| t.push(reply));
         let generation = begin_stream();
         let handle = stream_client::regenerate(
@@ -267,25 +333,91 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         );
         keep_stream(reply, handle);
     });
-    // The answer that Retry would replace: the last turn, when it is an
-    // answer that did not complete.
+    // The answer that Retry or Regenerate would follow: the last turn, when
+    // it is an answer that is not being written.
     let retryable = Memo::new(move |_| {
         if streaming.get() {
             return None;
         }
         turns.with(|t| {
             t.last()
-                .filter(|turn| {
-                    turn.role == Role::Assistant
-                        && matches!(
-                            turn.status.get(),
-                            MessageStatus::Error | MessageStatus::Stopped | MessageStatus::Interrupted
-                        )
-                })
+                .filter(|turn| turn.role == Role::Assistant && turn.status.get() != MessageStatus::Streaming)
                 .map(|turn| turn.id)
         })
     });
     provide_context(RetryAction { retry, retryable });
+
+    // Edit and resend: an earlier user message gets new text; the server
+    // replaces it and every turn after it, and the page does the same once
+    // the server has stored the edit (until then the transcript is as it
+    // was, and a refusal is shown in the open editor).
+    let edit_error = RwSignal::new(None::<String>);
+    let resend = Callback::new(move |(edited, text): (Turn, String)| {
+        let (Some(conversation_id), Some(message_id)) =
+            (on_screen.get_untracked(), edited.message_id.get_value())
+        else {
+            return;
+        };
+        if streaming.get_untracked() || text.trim().is_empty() {
+            return;
+        }
+        edit_error.set(None);
+        let (question, reply) = page_owner.with(|| {
+            (
+                new_turn(Role::User, text.clone(), MessageStatus::Complete),
+                new_turn(Role::Assistant, String::new(), MessageStatus::Streaming),
+            )
+        });
+        let generation = begin_stream();
+        let request = EditRequest {
+            message_id,
+            content: text,
+            model_id: Some(model.get_untracked()),
+        };
+        // Made under the page: the editor that calls this goes away on Start.
+        let stored = page_owner.with(|| StoredValue::new(false));
+        let handle = stream_client::edit(
+            conversation_id,
+            request,
+            move |event| match event {
+                StreamEvent::Start(started) => {
+                    stored.set_value(true);
+                    question.message_id.set_value(Some(started.user_message_id));
+                    reply.message_id.set_value(Some(started.answer_id));
+                    editing_turn.set(None);
+                    turns.update(|t| {
+                        if let Some(at) = t.iter().position(|turn| turn.id == edited.id) {
+                            t.truncate(at);
+                        }
+                        t.extend([question, reply]);
+                    });
+                }
+                other => reply.apply(other),
+            },
+            move |end| {
+                if !stored.get_value() {
+                    if let StreamEnd::Failed(info) = &end {
+                        edit_error.set(Some(info.message.clone()));
+                    }
+                    // The edit never started: nothing changed on screen.
+                    announcement.set(String::new());
+                    if stream_generation.get_value() == generation {
+                        active.set_value(None);
+                        streaming.set(false);
+                    }
+                    return;
+                }
+                end_stream(reply, generation, end);
+            },
+        );
+        keep_stream(reply, handle);
+    });
+    provide_context(EditAction {
+        editing: editing_turn,
+        resend,
+        error: edit_error,
+        busy: streaming.into(),
+    });
 
     // Puts a loaded conversation on screen. Runs when the transcript loads
     // (on the server, and again on each switch in the browser).
@@ -296,10 +428,12 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 Ok(found) => (found, None),
                 Err(info) => (None, Some(info)),
             };
+            editing_turn.set(None);
             let Some(found) = found else {
                 on_screen.set(None);
                 title.set(None);
                 turns.set(Vec::new());
+                settings.set(ConversationSettings::default());
                 return error;
             };
             let list: Vec<Turn> = found
@@ -307,6 +441,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 .iter()
                 .map(|m| {
                     let turn = new_turn(m.role, m.content.clone(), m.status);
+                    turn.message_id.set_value(Some(m.id.clone()));
                     turn.usage.set(m.usage);
                     turn.error.set(m.error.clone());
                     turn.timing.set((m.first_token_ms, m.duration_ms));
@@ -318,11 +453,18 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                     follow(turn, stored.id.clone());
                 }
             }
-            if let Some(last_model) = found.messages.iter().rev().find_map(|m| m.model_id.clone()) {
-                if offered.contains(&last_model) {
-                    model.set(last_model);
-                }
+            // The conversation's own model, else the one it was last answered by.
+            let chosen = found
+                .settings
+                .model_id
+                .clone()
+                .into_iter()
+                .chain(found.messages.iter().rev().filter_map(|m| m.model_id.clone()))
+                .find(|id| offered.contains(id));
+            if let Some(chosen) = chosen {
+                model.set(chosen);
             }
+            settings.set(found.settings.clone());
             on_screen.set(Some(found.summary.id));
             title.set(Some(found.summary.title));
             turns.set(list);
@@ -368,6 +510,11 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
             conversation_id: on_screen.get_untracked(),
             content: text.clone(),
             model_id: Some(model.get_untracked()),
+            // A new chat's settings are stored with its first message.
+            settings: on_screen
+                .with_untracked(Option::is_none)
+                .then(|| settings.get_untracked())
+                .filter(|chosen| *chosen != ConversationSettings::default()),
         };
         let stored = StoredValue::new(false);
         let on_started = on_started.clone();
@@ -376,6 +523,10 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
             move |event| match event {
                 StreamEvent::Start(started) => {
                     stored.set_value(true);
+                    question
+                        .message_id
+                        .set_value(Some(started.user_message_id.clone()));
+                    reply.message_id.set_value(Some(started.answer_id.clone()));
                     on_started(started);
                 }
                 other => reply.apply(other),
@@ -407,9 +558,26 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
             stop();
         }
     };
+    // A model picked for a conversation is stored with it at once, so it
+    // is still chosen when the conversation is opened again.
+    let pick_model = move |picked: String| {
+        model.set(picked.clone());
+        if let Some(id) = on_screen.get_untracked() {
+            let wanted = ConversationSettings {
+                model_id: Some(picked),
+                ..settings.get_untracked()
+            };
+            spawn_local(async move {
+                if let Ok(stored) = client::save_settings(id, wanted).await {
+                    settings.set(stored);
+                }
+            });
+        }
+    };
 
     let models = page.models.clone();
     let default_model = page.default_model.clone();
+    let panel_page = page.clone();
     let on_renamed = Callback::new(move |summary: ConversationSummary| {
         if on_screen.with_untracked(|id| id.as_deref() == Some(summary.id.as_str())) {
             title.set(Some(summary.title));
@@ -442,23 +610,26 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                         // `show` sets `title` when the transcript renders, after
                         // this header: until then (on the server, while
                         // hydrating) the header names the conversation as loaded.
-                        <Transition fallback=|| "New chat">
+                        <Transition fallback=move || i18n.t().new_chat>
                             {move || Suspend::new(async move {
                                 let loaded = match &*conversation.by_ref().await {
                                     Ok(Some(found)) => Some(found.summary.title.clone()),
                                     _ => None,
                                 };
                                 move || {
-                                    title.get().or_else(|| loaded.clone()).unwrap_or_else(|| "New chat".to_owned())
+                                    title
+                                        .get()
+                                        .or_else(|| loaded.clone())
+                                        .unwrap_or_else(|| i18n.t().new_chat.to_owned())
                                 }
                             })}
                         </Transition>
                     </h1>
                     <label class="model-picker">
-                        <span class="visually-hidden">"Model"</span>
+                        <span class="visually-hidden">{move || i18n.t().model_label}</span>
                         <select
-                            aria-label="Model"
-                            on:change=move |ev| model.set(event_target_value(&ev))
+                            aria-label=move || i18n.t().model_label
+                            on:change=move |ev| pick_model(event_target_value(&ev))
                             prop:value=move || model.get()
                         >
                             {models
@@ -470,20 +641,33 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                                 .collect_view()}
                         </select>
                     </label>
+                    <button
+                        type="button"
+                        class="small settings-toggle"
+                        aria-expanded=move || settings_open.get().to_string()
+                        aria-controls="conversation-settings"
+                        on:click=move |_| settings_open.update(|open| *open = !*open)
+                    >
+                        {move || i18n.t().settings}
+                    </button>
                     {page.demo.then(|| view! {
-                        <span class="badge demo" title="No AWS credentials were found, so answers come from the built-in Bedrock simulator.">
-                            "demo model (offline)"
+                        <span class="badge demo" title=move || i18n.t().demo_title>
+                            {move || i18n.t().demo_badge}
                         </span>
                     })}
                 </header>
+                <Show when=move || settings_open.get()>
+                    <SettingsPanel page=panel_page.clone() settings conversation=on_screen.into() model/>
+                </Show>
 
                 // column-reverse keeps the view pinned to the newest text while it
                 // grows, with no script, and leaves it alone once the user scrolls up.
                 <div class="transcript-wrap">
                     <section
                         class="transcript"
-                        aria-label="Conversation"
+                        aria-label=move || i18n.t().transcript_label
                         node_ref=transcript
+                        on:click=move |ev| clipboard::copy_code_on_click(&ev)
                         on:scroll=move |_| {
                             // In a column-reverse box, 0 is the bottom and
                             // scrolling up goes negative.
@@ -493,7 +677,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                         }
                     >
                         <div class="transcript-inner">
-                            <Transition fallback=|| view! { <p class="loading">"Loading the conversation…"</p> }>
+                            <Transition fallback=move || view! { <p class="loading">{move || i18n.t().loading_conversation}</p> }>
                                 {move || {
                                     let show = show.clone();
                                     Suspend::new(async move {
@@ -515,7 +699,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                                 scrolled_up.set(false);
                             }
                         >
-                            "↓ Jump to latest"
+                            {move || i18n.t().jump_to_latest}
                         </button>
                     </Show>
                 </div>
@@ -526,8 +710,8 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 }>
                     <textarea
                         name="message"
-                        aria-label="Message"
-                        placeholder="Message (Enter to send, Shift+Enter for a new line)"
+                        aria-label=move || i18n.t().message_label
+                        placeholder=move || i18n.t().message_placeholder
                         rows="2"
                         prop:value=move || draft.get()
                         on:input=move |ev| draft.set(event_target_value(&ev))
@@ -536,14 +720,14 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                     <Show
                         when=move || streaming.get()
                         fallback=move || view! {
-                            <button type="submit" class="send" disabled=move || !can_send()>"Send"</button>
+                            <button type="submit" class="send" disabled=move || !can_send()>{move || i18n.t().send}</button>
                         }
                     >
-                        <button type="button" class="stop" on:click=move |_| stop()>"Stop"</button>
+                        <button type="button" class="stop" on:click=move |_| stop()>{move || i18n.t().stop}</button>
                     </Show>
                     <Show when=too_long>
                         <p class="limit" role="alert">
-                            {move || format!("{} / {max_chars} characters: shorten your message to send it.", draft_chars.get())}
+                            {move || (i18n.t().too_long)(draft_chars.get(), max_chars)}
                         </p>
                     </Show>
                 </form>
@@ -555,6 +739,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
 /// The turns on screen, or why the conversation could not be shown.
 #[component]
 fn Transcript(turns: RwSignal<Vec<Turn>>, error: Option<ErrorInfo>) -> impl IntoView {
+    let i18n = use_i18n();
     let has_error = error.is_some();
     view! {
         // Until a message sent from here starts a new conversation.
@@ -562,12 +747,12 @@ fn Transcript(turns: RwSignal<Vec<Turn>>, error: Option<ErrorInfo>) -> impl Into
             {error.clone().map(|info| view! {
                 <div class="load-error" role="alert">
                     <p>{info.message}</p>
-                    <a href="/">"Start a new chat"</a>
+                    <a href="/">{move || i18n.t().start_new_chat}</a>
                 </div>
             })}
         </Show>
         <Show when=move || !has_error && turns.with(Vec::is_empty)>
-            <p class="empty-state">"Ask anything. Answers appear as they are written."</p>
+            <p class="empty-state">{move || i18n.t().empty_state}</p>
         </Show>
         <For each=move || turns.get() key=|turn| turn.id children=move |turn| view! { <TurnView turn/> }/>
     }
@@ -575,18 +760,35 @@ fn Transcript(turns: RwSignal<Vec<Turn>>, error: Option<ErrorInfo>) -> impl Into
 
 #[component]
 fn TurnView(turn: Turn) -> impl IntoView {
-    let (class, who) = match turn.role {
-        Role::User => ("turn user", "You"),
-        Role::Assistant => ("turn assistant", "Assistant"),
+    let i18n = use_i18n();
+    let (class, who): (_, fn(&Strings) -> &'static str) = match turn.role {
+        Role::User => ("turn user", |t| t.you),
+        Role::Assistant => ("turn assistant", |t| t.assistant),
     };
-    // The text at creation; an answer then grows by appended text nodes.
-    // An empty text is left out rather than rendered: server rendering
-    // writes an empty text node as a space, which the answer would keep.
-    let initial = Some(turn.text.get_value()).filter(|text| !text.is_empty());
+    let body = match turn.role {
+        // Markdown: the stored text rendered whole; a streaming answer then
+        // grows through `Turn::show`.
+        Role::Assistant => {
+            let rendered = turn.text.with_value(|text| markdown::render(text));
+            view! {
+                <div class="text markdown" node_ref=turn.body>
+                    <div class="md-done" inner_html=rendered></div>
+                    <div class="md-tail"></div>
+                </div>
+            }
+            .into_any()
+        }
+        // The user's own words, as text. An empty text is left out rather
+        // than rendered: server rendering writes an empty text node as a space.
+        Role::User => {
+            let initial = Some(turn.text.get_value()).filter(|text| !text.is_empty());
+            view! { <UserText turn initial/> }.into_any()
+        }
+    };
     view! {
         <article class=class data-status=move || turn.status.get().as_str()>
-            <div class="who">{who}</div>
-            <div class="text" node_ref=turn.body>{initial}</div>
+            <div class="who">{move || who(i18n.t())}</div>
+            {body}
             {match turn.role {
                 Role::Assistant => view! { <TurnFooter turn/> }.into_any(),
                 Role::User => view! { <UserFooter turn/> }.into_any(),
@@ -595,13 +797,118 @@ fn TurnView(turn: Turn) -> impl IntoView {
     }
 }
 
-/// A user message refused before it was stored says so.
+/// Lets user messages be edited and sent again.
+#[derive(Clone, Copy)]
+struct EditAction {
+    /// The turn whose editor is open.
+    editing: RwSignal<Option<u64>>,
+    /// Sends a turn's new text.
+    resend: Callback<(Turn, String)>,
+    /// Why the last edit was refused.
+    error: RwSignal<Option<String>>,
+    /// An answer is being written: nothing can be edited now.
+    busy: Signal<bool>,
+}
+
+/// A user message: its text, or the editor that rewrites it.
+#[component]
+fn UserText(turn: Turn, initial: Option<String>) -> impl IntoView {
+    let i18n = use_i18n();
+    let action = use_context::<EditAction>();
+    let open = move || action.is_some_and(|a| a.editing.get() == Some(turn.id));
+    let text = view! { <div class="text" node_ref=turn.body>{initial}</div> };
+    let editor = move || {
+        let action = action?;
+        let draft = RwSignal::new(turn.text.get_value());
+        let close = move || {
+            action.editing.set(None);
+            action.error.set(None);
+        };
+        let submit = move || action.resend.run((turn, draft.get_untracked()));
+        Some(view! {
+            <form class="edit-form" on:submit=move |ev: ev::SubmitEvent| {
+                ev.prevent_default();
+                submit();
+            }>
+                <textarea
+                    aria-label=move || i18n.t().edit_label
+                    rows="3"
+                    prop:value=move || draft.get()
+                    on:input=move |ev| draft.set(event_target_value(&ev))
+                    on:keydown=move |ev: ev::KeyboardEvent| {
+                        let composing = ev.is_composing() || ev.key_code() == 229;
+                        if ev.key() == "Enter" && !ev.shift_key() && !composing {
+                            ev.prevent_default();
+                            submit();
+                        } else if ev.key() == "Escape" {
+                            close();
+                        }
+                    }
+                ></textarea>
+                <p class="edit-note">{move || i18n.t().edit_note}</p>
+                {move || action.error.get().map(|message| view! { <p class="state error" role="alert">{message}</p> })}
+                <div class="edit-actions">
+                    <button
+                        type="submit"
+                        class="small save-edit"
+                        disabled=move || action.busy.get() || draft.with(|d| d.trim().is_empty())
+                    >
+                        {move || i18n.t().edit_send}
+                    </button>
+                    <button type="button" class="small cancel-edit" on:click=move |_| close()>
+                        {move || i18n.t().cancel}
+                    </button>
+                </div>
+            </form>
+        })
+    };
+    view! {
+        // The text stays in the page (hidden) while the editor is open, so
+        // its node is still there if the edit is cancelled.
+        <div class="user-text" class:editing=open>{text}</div>
+        <Show when=open>{editor}</Show>
+    }
+}
+
+/// A user message refused before it was stored says so; a stored one can
+/// be edited while no answer is being written.
 #[component]
 fn UserFooter(turn: Turn) -> impl IntoView {
-    move || {
-        (turn.status.get() == MessageStatus::Error).then(|| {
-            view! { <p class="state error">"Not sent: your text is back in the message box."</p> }
+    let i18n = use_i18n();
+    let action = use_context::<EditAction>();
+    let edit_button = move || {
+        let action = action?;
+        // This reacts to page-wide signals too, which can change while the
+        // turn is being disposed (another conversation loading): `try_`
+        // reads give up quietly then.
+        let status = turn.status.try_get()?;
+        let can_edit = !action.busy.get()
+            && action.editing.get() != Some(turn.id)
+            && status != MessageStatus::Error
+            && turn.message_id.try_with_value(Option::is_some)?;
+        can_edit.then(|| {
+            view! {
+                <button
+                    type="button"
+                    class="small edit-message"
+                    aria-label=move || i18n.t().edit_label
+                    on:click=move |_| {
+                        action.error.set(None);
+                        action.editing.set(Some(turn.id));
+                    }
+                >
+                    {move || i18n.t().edit}
+                </button>
+            }
         })
+    };
+    view! {
+        {move || {
+            (turn.status.get() == MessageStatus::Error).then(|| {
+                view! { <p class="state error">{move || i18n.t().not_sent}</p> }
+            })
+        }}
+        {edit_button}
     }
 }
 
@@ -616,41 +923,46 @@ struct RetryAction {
 #[component]
 fn TurnFooter(turn: Turn) -> impl IntoView {
     let action = use_context::<RetryAction>();
+    let i18n = use_i18n();
     let retry_button = move || {
         let action = action?;
         (action.retryable.get() == Some(turn.id)).then(|| {
+            // After a complete answer it is Regenerate; otherwise Retry.
+            let complete = turn.status.try_get() == Some(MessageStatus::Complete);
             view! {
-                <button type="button" class="small retry" on:click=move |_| action.retry.run(())>
-                    "Retry"
+                <button
+                    type="button"
+                    class=if complete { "small regenerate" } else { "small retry" }
+                    on:click=move |_| action.retry.run(())
+                >
+                    {move || if complete { i18n.t().regenerate } else { i18n.t().retry }}
                 </button>
             }
         })
     };
     let state = move || {
+        let t = i18n.t();
         match turn.status.get() {
             MessageStatus::Streaming if turn.reconnecting.get() => view! {
-                <p class="state streaming reconnecting">"Connection lost. Reconnecting…"</p>
+                <p class="state streaming reconnecting">{t.reconnecting}</p>
             }
             .into_any(),
-            MessageStatus::Streaming => view! { <p class="state streaming">"Generating…"</p> }.into_any(),
-            MessageStatus::Stopped => view! { <p class="state stopped">"Stopped"</p> }.into_any(),
-            MessageStatus::Interrupted => view! {
-                <p class="state stopped">"Interrupted before it finished: the server restarted, or nobody was connected to receive it."</p>
-            }
-            .into_any(),
+            MessageStatus::Streaming => view! { <p class="state streaming">{t.generating}</p> }.into_any(),
+            MessageStatus::Stopped => view! { <p class="state stopped">{t.stopped}</p> }.into_any(),
+            MessageStatus::Interrupted => view! { <p class="state stopped">{t.interrupted}</p> }.into_any(),
             MessageStatus::Error => {
                 let message = turn
                     .error
                     .get()
                     .map(|e| e.message)
-                    .unwrap_or_else(|| "This answer failed.".to_owned());
+                    .unwrap_or_else(|| t.answer_failed.to_owned());
                 view! { <p class="state error" role="alert">{message}</p> }.into_any()
             }
             MessageStatus::Complete => turn
                 .usage
                 .get()
                 .map(|u| {
-                    let text = usage_line(u, turn.timing.get());
+                    let text = usage_line(t, u, turn.timing.get());
                     view! { <p class="state usage">{text}</p> }
                 })
                 .into_any(),
@@ -663,30 +975,28 @@ fn TurnFooter(turn: Turn) -> impl IntoView {
 }
 
 /// "12 tokens in · 40 out · first token 0.3 s · 85 tokens/s · 0.8 s".
-fn usage_line(u: Usage, (first_token_ms, duration_ms): (Option<u64>, Option<u64>)) -> String {
-    let mut parts = vec![
-        format!("{} tokens in", u.input_tokens),
-        format!("{} out", u.output_tokens),
-    ];
+fn usage_line(t: &Strings, u: Usage, (first_token_ms, duration_ms): (Option<u64>, Option<u64>)) -> String {
+    let mut parts = vec![(t.usage_in)(u.input_tokens), (t.usage_out)(u.output_tokens)];
     if let Some(first) = first_token_ms {
-        parts.push(format!("first token {:.1} s", first as f64 / 1000.0));
+        parts.push((t.usage_first_token)(first as f64 / 1000.0));
     }
     if let (Some(first), Some(total)) = (first_token_ms, duration_ms) {
         // Tokens after the first, over the time they took.
         let writing_ms = total.saturating_sub(first);
         if writing_ms > 0 && u.output_tokens > 1 {
             let rate = f64::from(u.output_tokens - 1) * 1000.0 / writing_ms as f64;
-            parts.push(format!("{rate:.0} tokens/s"));
+            parts.push((t.usage_rate)(rate));
         }
     }
     let seconds = duration_ms.unwrap_or(u.latency_ms) as f64 / 1000.0;
-    parts.push(format!("{seconds:.1} s"));
+    parts.push((t.usage_total)(seconds));
     parts.join(" · ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::i18n::{EN, KO};
 
     #[test]
     fn the_usage_line_shows_speed_when_timings_are_known() {
@@ -697,9 +1007,16 @@ mod tests {
             latency_ms: 900,
         };
         assert_eq!(
-            usage_line(usage, (Some(300), Some(800))),
+            usage_line(&EN, usage, (Some(300), Some(800))),
             "12 tokens in · 41 out · first token 0.3 s · 80 tokens/s · 0.8 s"
         );
-        assert_eq!(usage_line(usage, (None, None)), "12 tokens in · 41 out · 0.9 s");
+        assert_eq!(
+            usage_line(&EN, usage, (None, None)),
+            "12 tokens in · 41 out · 0.9 s"
+        );
+        assert_eq!(
+            usage_line(&KO, usage, (Some(300), Some(800))),
+            "입력 12토큰 · 출력 41토큰 · 첫 토큰 0.3초 · 초당 80토큰 · 총 0.8초"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The conversation endpoints (see the table in [`super`]).
 
-use super::{identity::Owner, is_valid_id, Conversation, ConversationSummary, RenameRequest};
+use super::{
+    identity::Owner, is_valid_id, Conversation, ConversationSettings, ConversationSummary, RenameRequest,
+};
 use crate::server::{ApiError, AppState};
 use axum::{
     body::Bytes,
@@ -41,6 +43,24 @@ pub async fn rename(
     let request: RenameRequest = crate::server::parse_json(body, r#"{"title": "New title"}"#)?;
     let title = check_title(&request.title, state.settings.limits.max_title_chars)?;
     Ok(Json(state.store.rename(owner.as_str(), &id, &title).await?))
+}
+
+/// `PUT /api/conversations/{id}/settings` with [`ConversationSettings`]:
+/// answers with the settings as stored (checked and normalised).
+pub async fn save_settings(
+    State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ConversationSettings>, ApiError> {
+    check_id(&id)?;
+    let requested: ConversationSettings = crate::server::parse_json(
+        body,
+        r#"{"model_id": null, "system_prompt": "Answer briefly.", "temperature": 0.5, "max_tokens": 1024}"#,
+    )?;
+    let settings = crate::chat::validate::validate_settings(&requested, &state.settings)?;
+    state.store.save_settings(owner.as_str(), &id, &settings).await?;
+    Ok(Json(settings))
 }
 
 /// `DELETE /api/conversations/{id}`

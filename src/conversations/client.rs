@@ -3,7 +3,7 @@
 //! Resources need `Send` futures; the browser's are not, but run on its one
 //! thread only, so each is wrapped in a `SendWrapper`.
 
-use super::{Conversation, ConversationSummary, RenameRequest, API_PATH};
+use super::{Conversation, ConversationSettings, ConversationSummary, RenameRequest, API_PATH};
 use crate::chat::{ErrorBody, ErrorInfo};
 use gloo_net::http::{Request, Response};
 use send_wrapper::SendWrapper;
@@ -33,6 +33,22 @@ pub fn rename(
     SendWrapper::new(async move {
         let response = Request::patch(&format!("{API_PATH}/{id}"))
             .json(&RenameRequest { title })
+            .map_err(|_| offline())?
+            .send()
+            .await
+            .map_err(|_| offline())?;
+        json(response).await
+    })
+}
+
+/// Stores a conversation's settings; answers with them as stored.
+pub fn save_settings(
+    id: String,
+    settings: ConversationSettings,
+) -> impl Future<Output = Result<ConversationSettings, ErrorInfo>> + Send {
+    SendWrapper::new(async move {
+        let response = Request::put(&format!("{API_PATH}/{id}/settings"))
+            .json(&settings)
             .map_err(|_| offline())?
             .send()
             .await

@@ -5,7 +5,7 @@ use super::{
     api::{check_id, LIST_LIMIT},
     identity::Owner,
     store::Store,
-    Conversation, ConversationSummary,
+    Conversation, ConversationSettings, ConversationSummary,
 };
 use crate::{chat::ErrorInfo, server::ApiError};
 use axum::http::request::Parts;
@@ -51,6 +51,13 @@ pub async fn get(id: String) -> Result<Conversation, ErrorInfo> {
 // server renders; these exist so the shared components compile.
 
 pub async fn rename(_id: String, _title: String) -> Result<ConversationSummary, ErrorInfo> {
+    Err(browser_only())
+}
+
+pub async fn save_settings(
+    _id: String,
+    _settings: ConversationSettings,
+) -> Result<ConversationSettings, ErrorInfo> {
     Err(browser_only())
 }
 

@@ -16,7 +16,13 @@
 //! | `GET /api/conversations`        | `[ConversationSummary]`, newest first     |
 //! | `GET /api/conversations/{id}`   | [`Conversation`] with its messages       |
 //! | `PATCH /api/conversations/{id}` | `{"title": "..."}` → [`ConversationSummary`] |
+//! | `PUT /api/conversations/{id}/settings` | [`ConversationSettings`] → the stored settings |
 //! | `DELETE /api/conversations/{id}`| 204                                      |
+//!
+//! Answers are streamed by `POST /api/conversations/{id}/regenerate` (a new
+//! answer to the last message) and `POST /api/conversations/{id}/edit` (an
+//! earlier message rewritten; the turns after it are replaced); see
+//! [`crate::chat`].
 //!
 //! Someone else's conversation answers 404 exactly as a missing one does.
 
@@ -132,12 +138,44 @@ pub struct StoredMessage {
     pub created_at: i64,
 }
 
+/// How one conversation talks to the model, stored with it. Each `None`
+/// means the server's default (`[bedrock]` in Leptos.toml), so a default
+/// changed later applies to conversations that never chose their own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationSettings {
+    /// The model last chosen for this conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// 0 to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Most tokens one answer may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
 /// One conversation with its whole transcript, oldest message first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     #[serde(flatten)]
     pub summary: ConversationSummary,
+    #[serde(default)]
+    pub settings: ConversationSettings,
     pub messages: Vec<StoredMessage>,
+}
+
+/// What `POST /api/conversations/{id}/edit` takes: the user message to
+/// rewrite, its new text, and optionally another model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditRequest {
+    pub message_id: String,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

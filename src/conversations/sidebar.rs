@@ -1,7 +1,7 @@
 //! The list of the user's conversations: new chat, switch, rename, delete.
 
 use super::{client, page_path, ConversationSummary};
-use crate::chat::ErrorInfo;
+use crate::{chat::ErrorInfo, i18n::use_i18n, preferences::Preferences};
 use leptos::{ev, html, prelude::*, task::spawn_local};
 use leptos_router::hooks::use_navigate;
 
@@ -22,17 +22,18 @@ pub fn Sidebar(
     on_renamed: Callback<ConversationSummary>,
     max_title_chars: usize,
 ) -> impl IntoView {
+    let i18n = use_i18n();
     view! {
-        <nav class="sidebar" aria-label="Conversations">
+        <nav class="sidebar" aria-label=move || i18n.t().conversations_label>
             <div class="sidebar-head">
                 <span class="brand">"bedrock-chat"</span>
-                <a class="new-chat" href="/">"New chat"</a>
+                <a class="new-chat" href="/">{move || i18n.t().new_chat}</a>
             </div>
-            <Transition fallback=|| view! { <p class="sidebar-note">"Loading conversations…"</p> }>
+            <Transition fallback=move || view! { <p class="sidebar-note">{move || i18n.t().loading_conversations}</p> }>
                 {move || Suspend::new(async move {
                     match conversations.await {
                         Ok(list) if list.is_empty() => {
-                            view! { <p class="sidebar-note">"Your conversations will appear here."</p> }.into_any()
+                            view! { <p class="sidebar-note">{move || i18n.t().no_conversations}</p> }.into_any()
                         }
                         Ok(list) => view! {
                             <ul class="conversation-list">
@@ -49,6 +50,7 @@ pub fn Sidebar(
                     }
                 })}
             </Transition>
+            <Preferences/>
         </nav>
     }
 }
@@ -69,6 +71,7 @@ fn ConversationItem(
     on_renamed: Callback<ConversationSummary>,
     max_title_chars: usize,
 ) -> impl IntoView {
+    let i18n = use_i18n();
     let mode = RwSignal::new(Mode::Showing);
     let id = StoredValue::new(summary.id.clone());
     let mine = move |editing: &Option<String>| id.with_value(|id| editing.as_deref() == Some(id.as_str()));
@@ -196,9 +199,11 @@ fn ConversationItem(
                     >
                         {title_text.clone()}
                     </a>
-                    <button type="button" class="icon rename" title="Rename" aria-label=format!("Rename “{}”", title.read_value())
+                    <button type="button" class="icon rename" title=move || i18n.t().rename
+                        aria-label=move || (i18n.t().rename_label)(&title.read_value())
                         node_ref=rename_button on:click=move |_| open(Mode::Renaming)>"✎"</button>
-                    <button type="button" class="icon delete" title="Delete" aria-label=format!("Delete “{}”", title.read_value())
+                    <button type="button" class="icon delete" title=move || i18n.t().delete
+                        aria-label=move || (i18n.t().delete_label)(&title.read_value())
                         node_ref=delete_button on:click=move |_| open(Mode::ConfirmingDelete)>"✕"</button>
                 }
                 .into_any(),
@@ -209,15 +214,17 @@ fn ConversationItem(
                     }>
                         <input
                             type="text"
-                            aria-label="Conversation title"
+                            aria-label=move || i18n.t().conversation_title_label
                             maxlength=max_title_chars.to_string()
                             prop:value=move || draft.get()
                             on:input=move |ev| draft.set(event_target_value(&ev))
                             on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { cancel() }
                             node_ref=title_input
                         />
-                        <button type="submit" class="small" disabled=move || busy.get()>"Save"</button>
-                        <button type="button" class="small secondary" on:click=move |_| cancel()>"Cancel"</button>
+                        <button type="submit" class="small" disabled=move || busy.get()>{move || i18n.t().save}</button>
+                        <button type="button" class="small secondary" on:click=move |_| cancel()>
+                            {move || i18n.t().cancel}
+                        </button>
                     </form>
                 }
                 .into_any(),
@@ -225,17 +232,17 @@ fn ConversationItem(
                     <div
                         class="confirm"
                         role="alertdialog"
-                        aria-label="Delete conversation"
+                        aria-label=move || i18n.t().delete_dialog_label
                         on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { cancel() }
                     >
-                        <p>{format!("Delete “{}”? This cannot be undone.", title.read_value())}</p>
+                        <p>{move || (i18n.t().delete_confirm)(&title.read_value())}</p>
                         <button type="button" class="small danger confirm-delete" disabled=move || busy.get()
                             on:click={
                                 let delete = delete.clone();
                                 move |_| delete()
-                            }>"Delete"</button>
+                            }>{move || i18n.t().delete}</button>
                         <button type="button" class="small secondary" node_ref=cancel_button on:click=move |_| cancel()>
-                            "Cancel"
+                            {move || i18n.t().cancel}
                         </button>
                     </div>
                 }

@@ -9,12 +9,14 @@
 //!   `streaming`, before the model is called;
 //! * the answer row is rewritten once, when the answer ends however it ends;
 //! * on start, answer rows still `streaming` (the server died while writing
-//!   them) become `interrupted`, so no half-written row survives a crash.
+//!   them) become `interrupted`, so no half-written row survives a crash;
+//! * an edit never deletes: the messages it replaces are kept, marked
+//!   `replaced_at`, and left out of every transcript and history.
 //!
 //! Two commits per answer, whatever its length.
 
-use super::{Conversation, ConversationSummary, MessageStatus, StoredMessage};
-use crate::chat::{ErrorInfo, Role, Usage};
+use super::{Conversation, ConversationSettings, ConversationSummary, MessageStatus, StoredMessage};
+use crate::chat::{ErrorInfo, ModelOption, Role, Usage};
 use sqlx::{
     any::{AnyPoolOptions, AnyRow},
     migrate::{Migration, MigrationType, Migrator},
@@ -42,6 +44,9 @@ pub enum StoreErrorKind {
     ReadOnly,
     /// Retry asked of a conversation whose last message is not an answer.
     NothingToRetry,
+    /// An edit named a message that is not one of the conversation's
+    /// current user messages.
+    MessageNotFound,
     /// Anything else: a bug or a corrupt database.
     Internal,
 }
@@ -130,13 +135,40 @@ pub struct NewExchange<'a> {
     /// Title of a new conversation.
     pub title: &'a str,
     pub text: &'a str,
-    pub model_id: &'a str,
+    pub model: ModelChoice<'a>,
+    /// Settings to store with the conversation first, if any (the model is
+    /// recorded as `model_id` whatever they say).
+    pub settings: Option<&'a ConversationSettings>,
+}
+
+/// Which model answers: the one the request asked for (already checked),
+/// else the one the conversation last used while it is still offered, else
+/// the default.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelChoice<'a> {
+    pub requested: Option<&'a str>,
+    pub offered: &'a [ModelOption],
+    pub default: &'a str,
+}
+
+impl ModelChoice<'_> {
+    fn resolve(&self, stored: Option<&str>) -> String {
+        let still_offered = stored.filter(|id| self.offered.iter().any(|m| m.id == *id));
+        self.requested
+            .or(still_offered)
+            .unwrap_or(self.default)
+            .to_owned()
+    }
 }
 
 /// A stored user message with its empty answer, and what came before.
 #[derive(Debug)]
 pub struct Exchange {
     pub conversation: ConversationSummary,
+    /// The conversation's settings, as stored after this exchange began.
+    pub settings: ConversationSettings,
+    /// The model that answers.
+    pub model_id: String,
     /// True when this exchange created the conversation.
     pub created: bool,
     pub user_message_id: String,
@@ -160,11 +192,18 @@ pub struct FinishedAnswer {
     pub error: Option<ErrorInfo>,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "conversations",
-    include_str!("../../migrations/0001_conversations.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "conversations",
+        include_str!("../../migrations/0001_conversations.sql"),
+    ),
+    (
+        2,
+        "settings and edits",
+        include_str!("../../migrations/0002_settings_and_edits.sql"),
+    ),
+];
 
 // Queries read all their rows (`fetch_all`, never `fetch_optional`): an
 // SQLite statement left unfinished keeps its connection's read snapshot
@@ -275,9 +314,13 @@ impl Store {
     /// One conversation with all its messages.
     pub async fn get(&self, owner: &str, id: &str) -> Result<Conversation> {
         let mut conn = self.pool.acquire().await?;
-        let summary = owned_summary(&mut conn, owner, id).await?;
+        let (summary, settings) = owned_conversation(&mut conn, owner, id).await?;
         let messages = messages_of(&mut conn, id).await?;
-        Ok(Conversation { summary, messages })
+        Ok(Conversation {
+            summary,
+            settings,
+            messages,
+        })
     }
 
     pub async fn rename(&self, owner: &str, id: &str, title: &str) -> Result<ConversationSummary> {
@@ -290,13 +333,29 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Err(StoreError::not_found());
         }
-        owned_summary(&mut *self.pool.acquire().await?, owner, id).await
+        Ok(owned_conversation(&mut *self.pool.acquire().await?, owner, id)
+            .await?
+            .0)
+    }
+
+    /// Replaces the conversation's settings.
+    pub async fn save_settings(&self, owner: &str, id: &str, settings: &ConversationSettings) -> Result<()> {
+        let updated = sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2 AND owner_id = $3")
+            .bind(settings_json(settings))
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::not_found());
+        }
+        Ok(())
     }
 
     /// Deletes a conversation and its messages.
     pub async fn delete(&self, owner: &str, id: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        owned_summary(&mut tx, owner, id).await?;
+        owned_conversation(&mut tx, owner, id).await?;
         // Explicit rather than relying on ON DELETE CASCADE, which SQLite
         // only honours when foreign keys are switched on.
         sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
@@ -324,20 +383,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
 
+        let mut settings = new.settings.cloned();
         let (conversation, created, earlier) = match new.conversation_id {
             Some(id) => {
-                let mut summary = owned_summary(&mut tx, new.owner, id).await?;
+                let (mut summary, stored) = owned_conversation(&mut tx, new.owner, id).await?;
                 summary.updated_at = now;
                 let earlier = messages_of(&mut tx, id).await?;
-                if earlier
-                    .last()
-                    .is_some_and(|m| m.status == MessageStatus::Streaming)
-                {
-                    return Err(StoreError::new(
-                        StoreErrorKind::Busy,
-                        "an answer is still being written",
-                    ));
-                }
+                refuse_while_streaming(&earlier)?;
+                settings.get_or_insert(stored);
                 (summary, false, earlier)
             }
             None => {
@@ -361,51 +414,89 @@ impl Store {
                 (summary, true, Vec::new())
             }
         };
-
-        let position = earlier.len() as i64 + 1;
-        let user_message_id = new_id();
-        let answer_id = new_id();
-        for (id, position, role, content, status, model) in [
-            (&user_message_id, position, "user", new.text, "complete", None),
-            (
-                &answer_id,
-                position + 1,
-                "assistant",
-                "",
-                "streaming",
-                Some(new.model_id),
-            ),
-        ] {
-            sqlx::query(
-                "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(id)
-            .bind(&conversation.id)
-            .bind(position)
-            .bind(role)
-            .bind(content)
-            .bind(status)
-            .bind(model)
+        // The conversation remembers the model it was last answered by.
+        let mut settings = settings.unwrap_or_default();
+        let model_id = new.model.resolve(settings.model_id.as_deref());
+        settings.model_id = Some(model_id.clone());
+        sqlx::query("UPDATE conversations SET updated_at = $1, settings = $2 WHERE id = $3")
             .bind(now)
+            .bind(settings_json(&settings))
+            .bind(&conversation.id)
             .execute(&mut *tx)
             .await?;
-        }
-        if !created {
-            sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(&conversation.id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let (user_message_id, answer_id) =
+            insert_question_and_answer(&mut tx, &conversation.id, new.text, &model_id, now).await?;
         tx.commit().await?;
         Ok(Exchange {
             conversation,
+            settings,
+            model_id,
             created,
             user_message_id,
             user_text: new.text.to_owned(),
             answer_id,
             earlier,
+        })
+    }
+
+    /// Rewrites one of the conversation's user messages (edit and resend):
+    /// the message and every turn after it are replaced (kept, marked
+    /// `replaced_at`, no longer shown), and the new text is committed with
+    /// an empty answer, as [`Store::begin_exchange`] does. `earlier` holds
+    /// the messages before the edited one.
+    pub async fn begin_edit(
+        &self,
+        owner: &str,
+        conversation_id: &str,
+        message_id: &str,
+        text: &str,
+        model: ModelChoice<'_>,
+    ) -> Result<Exchange> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // A write first, for SQLite's lock (see `begin_exchange`).
+        touch_owned(&mut tx, owner, conversation_id, now).await?;
+        let (mut conversation, mut settings) = owned_conversation(&mut tx, owner, conversation_id).await?;
+        conversation.updated_at = now;
+        let mut messages = messages_of(&mut tx, conversation_id).await?;
+        refuse_while_streaming(&messages)?;
+        let at = messages
+            .iter()
+            .position(|m| m.id == message_id && m.role == Role::User)
+            .ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::MessageNotFound,
+                    "no such user message in this conversation",
+                )
+            })?;
+        let replaced: Vec<&str> = messages[at..].iter().map(|m| m.id.as_str()).collect();
+        for id in replaced {
+            sqlx::query("UPDATE messages SET replaced_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        messages.truncate(at);
+        let model_id = model.resolve(settings.model_id.as_deref());
+        settings.model_id = Some(model_id.clone());
+        sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2")
+            .bind(settings_json(&settings))
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        let (user_message_id, answer_id) =
+            insert_question_and_answer(&mut tx, conversation_id, text, &model_id, now).await?;
+        tx.commit().await?;
+        Ok(Exchange {
+            conversation,
+            settings,
+            model_id,
+            created: false,
+            user_message_id,
+            user_text: text.to_owned(),
+            answer_id,
+            earlier: messages,
         })
     }
 
@@ -417,29 +508,16 @@ impl Store {
         &self,
         owner: &str,
         conversation_id: &str,
-        model_id: &str,
+        model: ModelChoice<'_>,
     ) -> Result<Exchange> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         // A write first, for SQLite's lock (see `begin_exchange`).
-        let touched = sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND owner_id = $3")
-            .bind(now)
-            .bind(conversation_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-        if touched.rows_affected() == 0 {
-            return Err(StoreError::not_found());
-        }
-        let conversation = owned_summary(&mut tx, owner, conversation_id).await?;
+        touch_owned(&mut tx, owner, conversation_id, now).await?;
+        let (conversation, mut settings) = owned_conversation(&mut tx, owner, conversation_id).await?;
         let mut messages = messages_of(&mut tx, conversation_id).await?;
+        refuse_while_streaming(&messages)?;
         match messages.last() {
-            Some(last) if last.status == MessageStatus::Streaming => {
-                return Err(StoreError::new(
-                    StoreErrorKind::Busy,
-                    "an answer is still being written",
-                ))
-            }
             Some(last) if last.role == Role::Assistant => {}
             _ => {
                 return Err(StoreError::new(
@@ -448,8 +526,15 @@ impl Store {
                 ))
             }
         }
-        let position = messages.len() as i64 + 1;
+        let position = next_position(&mut tx, conversation_id).await?;
         let answer_id = new_id();
+        let model_id = model.resolve(settings.model_id.as_deref());
+        settings.model_id = Some(model_id.clone());
+        sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2")
+            .bind(settings_json(&settings))
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
              VALUES ($1, $2, $3, 'assistant', '', 'streaming', $4, $5)",
@@ -457,7 +542,7 @@ impl Store {
         .bind(&answer_id)
         .bind(conversation_id)
         .bind(position)
-        .bind(model_id)
+        .bind(&model_id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -471,6 +556,8 @@ impl Store {
         let user = messages.pop().expect("the user message is there");
         Ok(Exchange {
             conversation,
+            settings,
+            model_id,
             created: false,
             user_message_id: user.id,
             user_text: user.content,
@@ -531,10 +618,15 @@ impl Store {
     }
 }
 
-/// The owner's conversation `id`; someone else's is as missing as none.
-async fn owned_summary(conn: &mut sqlx::AnyConnection, owner: &str, id: &str) -> Result<ConversationSummary> {
+/// The owner's conversation `id` and its settings; someone else's is as
+/// missing as none.
+async fn owned_conversation(
+    conn: &mut sqlx::AnyConnection,
+    owner: &str,
+    id: &str,
+) -> Result<(ConversationSummary, ConversationSettings)> {
     let row = sqlx::query(
-        "SELECT id, title, created_at, updated_at FROM conversations WHERE id = $1 AND owner_id = $2",
+        "SELECT id, title, created_at, updated_at, settings FROM conversations WHERE id = $1 AND owner_id = $2",
     )
     .bind(id)
     .bind(owner)
@@ -543,12 +635,109 @@ async fn owned_summary(conn: &mut sqlx::AnyConnection, owner: &str, id: &str) ->
     .into_iter()
     .next()
     .ok_or_else(StoreError::not_found)?;
-    summary_from_row(&row)
+    let settings = match row.try_get::<Option<String>, _>(4)? {
+        // Written by this store only, so unreadable JSON is corruption;
+        // the defaults are the safe reading of it.
+        Some(json) => serde_json::from_str(&json).unwrap_or_else(|err| {
+            tracing::warn!(conversation = id, %err, "unreadable conversation settings; using defaults");
+            ConversationSettings::default()
+        }),
+        None => ConversationSettings::default(),
+    };
+    Ok((summary_from_row(&row)?, settings))
+}
+
+/// Marks the owner's conversation as active now: the write that starts a
+/// transaction (see `begin_exchange`), and the ownership check.
+async fn touch_owned(conn: &mut sqlx::AnyConnection, owner: &str, id: &str, now: i64) -> Result<()> {
+    let touched = sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND owner_id = $3")
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::not_found());
+    }
+    Ok(())
+}
+
+/// Only one answer at a time is written into a conversation.
+fn refuse_while_streaming(messages: &[StoredMessage]) -> Result<()> {
+    if messages
+        .last()
+        .is_some_and(|m| m.status == MessageStatus::Streaming)
+    {
+        return Err(StoreError::new(
+            StoreErrorKind::Busy,
+            "an answer is still being written",
+        ));
+    }
+    Ok(())
+}
+
+/// The place after every message of the conversation, replaced ones
+/// included (their places stay taken).
+async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<i64> {
+    let row = sqlx::query("SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = $1")
+        .bind(conversation_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "MAX returned no row"))?;
+    Ok(row.try_get::<i64, _>(0)? + 1)
+}
+
+/// Inserts the user's message and an empty answer (status `streaming`)
+/// after the conversation's last message; returns their ids.
+async fn insert_question_and_answer(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    text: &str,
+    model_id: &str,
+    now: i64,
+) -> Result<(String, String)> {
+    let position = next_position(&mut *conn, conversation_id).await?;
+    let user_message_id = new_id();
+    let answer_id = new_id();
+    for (id, position, role, content, status, model) in [
+        (&user_message_id, position, "user", text, "complete", None),
+        (
+            &answer_id,
+            position + 1,
+            "assistant",
+            "",
+            "streaming",
+            Some(model_id),
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(conversation_id)
+        .bind(position)
+        .bind(role)
+        .bind(content)
+        .bind(status)
+        .bind(model)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok((user_message_id, answer_id))
+}
+
+fn settings_json(settings: &ConversationSettings) -> String {
+    serde_json::to_string(settings).expect("settings serialise")
 }
 
 async fn messages_of(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<Vec<StoredMessage>> {
     let rows = sqlx::query(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY position"
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND replaced_at IS NULL \
+         ORDER BY position"
     ))
     .bind(conversation_id)
     .fetch_all(&mut *conn)

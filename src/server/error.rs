@@ -76,6 +76,12 @@ impl From<StoreError> for ApiError {
                 "There is no answer to retry in this conversation: send a message instead.",
                 false,
             ),
+            StoreErrorKind::MessageNotFound => (
+                StatusCode::NOT_FOUND,
+                "message_not_found",
+                "That message is no longer in this conversation (it may have been edited in another tab). Reload the conversation and try again.",
+                false,
+            ),
             StoreErrorKind::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",

@@ -112,6 +112,13 @@ impl Application {
             demo: bedrock.is_demo(),
             max_message_chars: settings.limits.max_message_chars,
             max_title_chars: settings.limits.max_title_chars,
+            default_system_prompt: settings.bedrock.system_prompt.clone(),
+            default_temperature: settings.bedrock.temperature,
+            default_max_tokens: settings.bedrock.max_tokens,
+            max_output_tokens: settings.limits.max_output_tokens,
+            max_system_prompt_chars: settings.limits.max_system_prompt_chars,
+            // Chosen per request when the page is rendered (see `page_for_request`).
+            locale: crate::i18n::Locale::En,
         };
         let timing = settings.streams.timing();
         let state = AppState {
@@ -210,6 +217,11 @@ fn router(state: AppState) -> Router {
                 .delete(conversations::api::delete),
         )
         .route(&format!("{by_id}/regenerate"), post(chat::api::regenerate))
+        .route(&format!("{by_id}/edit"), post(chat::api::edit))
+        .route(
+            &format!("{by_id}/settings"),
+            axum::routing::put(conversations::api::save_settings),
+        )
         .layer(DefaultBodyLimit::max(state.settings.limits.max_body_bytes));
     Router::new()
         .merge(api)
@@ -223,12 +235,12 @@ fn router(state: AppState) -> Router {
             },
             {
                 let state = state.clone();
-                move || shell(state.leptos_options.clone(), state.page.clone())
+                move || shell(state.leptos_options.clone(), page_for_request(&state.page))
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>({
             let page = state.page.clone();
-            move |options| shell(options, page.clone())
+            move |options| shell(options, page_for_request(&page))
         }))
         // gzip for pages and the WASM bundle (518 KB -> 210 KB). The default
         // predicate never compresses text/event-stream, whose events must
@@ -241,6 +253,17 @@ fn router(state: AppState) -> Router {
         ))
         .with_state(state)
 }
+
+// --- i18n: the page config of one request (its locale) -----------------
+/// The page config for the request being rendered: the server's, in the
+/// language the request asks for (`lang` cookie, else `Accept-Language`).
+fn page_for_request(page: &PageConfig) -> PageConfig {
+    PageConfig {
+        locale: crate::i18n::request_locale(),
+        ..page.clone()
+    }
+}
+// --- end i18n ------------------------------------------------------------
 
 async fn shutdown_signal() {
     let ctrl_c = async {

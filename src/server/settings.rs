@@ -114,6 +114,20 @@ pub struct Limits {
     pub max_messages: usize,
     pub max_body_bytes: usize,
     pub max_title_chars: usize,
+    /// Longest system prompt a conversation may set, in characters.
+    #[serde(default = "default_max_system_prompt_chars")]
+    pub max_system_prompt_chars: usize,
+    /// Highest "max tokens" a conversation may ask for.
+    #[serde(default = "default_max_output_tokens")]
+    pub max_output_tokens: u32,
+}
+
+fn default_max_system_prompt_chars() -> usize {
+    8000
+}
+
+fn default_max_output_tokens() -> u32 {
+    8192
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +224,12 @@ impl Settings {
             ));
         }
         let l = &self.limits;
-        if l.max_message_chars == 0 || l.max_messages == 0 || l.max_body_bytes == 0 || l.max_title_chars == 0
+        if l.max_message_chars == 0
+            || l.max_messages == 0
+            || l.max_body_bytes == 0
+            || l.max_title_chars == 0
+            || l.max_system_prompt_chars == 0
+            || l.max_output_tokens == 0
         {
             return Err(SettingsError::Invalid("limits must be positive".into()));
         }

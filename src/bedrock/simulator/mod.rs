@@ -8,7 +8,8 @@
 //! Answers are deterministic (see [`expected_answer`]) and the last user
 //! message can steer the stream with `[sim key=value ...]` directives:
 //! `tokens=N`, `delay_ms=D`, `first_token_ms=F`, `fail=KIND after=K`,
-//! `drop after=K` (see `script.rs`).
+//! `drop after=K`, and `echo`, `markdown=N`, `report`, `chunk=N` to choose
+//! what is said (see `script.rs`).
 //!
 //! The server records every request ([`SimulatorHandle::received`]) and
 //! counts streams whose client went away before the end
@@ -186,7 +187,7 @@ fn router(shared: Arc<Shared>) -> Router {
 /// Records the request and builds its plan, or the error response.
 fn accept(shared: &Shared, model_id: &str, streaming: bool, body: &[u8]) -> Result<Plan, Box<Response>> {
     let (req, parsed) = wire::parse_request(model_id, streaming, body);
-    let mut planned = parsed.and_then(|()| script::plan(&req.system, &req.messages, req.max_tokens));
+    let mut planned = parsed.and_then(|()| script::plan(&req));
     if let (Ok(plan), Some(last)) = (&mut planned, req.messages.last()) {
         if let Some(times) = plan.fault_times {
             let mut served = lock(&shared.faults_served);

@@ -8,10 +8,21 @@
 //! as `[sim key=value ...]`, that steer the stream (length, pacing, failures,
 //! dropped connections). They are removed before the message is echoed.
 //!
+//! Besides the default answer (an echo of the message plus filler words),
+//! three directives choose what is said:
+//! * `echo`: exactly the user's text (without the directives), so a test can
+//!   have any Markdown streamed back;
+//! * `markdown=N`: a generated Markdown document of about N bytes (headings,
+//!   lists, tables, code), for rendering benchmarks and demos;
+//! * `report`: what the request carried (model, system prompt, temperature,
+//!   max tokens, message count), so a test can see what reached Bedrock.
+//!
+//! `chunk=N` streams any answer in pieces of N characters instead of words.
+//!
 //! Everything here is synchronous and allocation-light; the HTTP side lives in
 //! `mod.rs` and the wire shapes in `wire.rs`.
 
-use super::SimMessage;
+use super::{ReceivedRequest, SimMessage};
 
 /// Filler words appended after the echo. Fixed so answers never change.
 const WORDS: &[&str] = &[
@@ -28,6 +39,7 @@ pub const DEFAULT_FILLER: usize = 24;
 
 const MAX_TOKENS_DIRECTIVE: usize = 100_000;
 const MAX_DELAY_MS: u64 = 60_000;
+const MAX_MARKDOWN_BYTES: u64 = 1_000_000;
 
 /// A failure the simulator can inject, named like the Bedrock error shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +151,14 @@ pub struct Directives {
     /// Fail only the first N requests carrying this message; later ones
     /// (the SDK's retries, say) are answered normally.
     pub times: Option<u64>,
+    /// Answer with the user's text itself.
+    pub echo: bool,
+    /// Answer with a Markdown document of about this many bytes.
+    pub markdown: Option<usize>,
+    /// Answer with a description of the request.
+    pub report: bool,
+    /// Stream pieces of this many characters.
+    pub chunk: Option<usize>,
 }
 
 /// How a stream ends abnormally, and after how many tokens.
@@ -206,6 +226,9 @@ pub fn extract_directives(text: &str) -> Result<(String, Directives), String> {
     if d.fail.is_some() && d.drop {
         return Err("directives `fail=` and `drop` cannot be combined".into());
     }
+    if usize::from(d.echo) + usize::from(d.report) + usize::from(d.markdown.is_some()) > 1 {
+        return Err("directives `echo`, `report` and `markdown=` cannot be combined".into());
+    }
     Ok((rest.trim().to_string(), d))
 }
 
@@ -223,10 +246,16 @@ fn find_block(s: &str) -> Option<usize> {
 }
 
 fn apply_word(d: &mut Directives, word: &str) -> Result<(), String> {
-    if word == "drop" {
-        d.drop = true;
-        return Ok(());
+    match word {
+        "drop" => d.drop = true,
+        "echo" => d.echo = true,
+        "report" => d.report = true,
+        _ => return apply_key_value(d, word),
     }
+    Ok(())
+}
+
+fn apply_key_value(d: &mut Directives, word: &str) -> Result<(), String> {
     let (key, value) = word
         .split_once('=')
         .ok_or_else(|| format!("directive `{word}` is not of the form key=value"))?;
@@ -239,6 +268,8 @@ fn apply_word(d: &mut Directives, word: &str) -> Result<(), String> {
         "first_token_ms" => d.first_token_ms = parse_num(key, value, 0, MAX_DELAY_MS)?,
         "after" => d.after = Some(parse_num(key, value, 0, MAX_TOKENS_DIRECTIVE as u64)? as usize),
         "times" => d.times = Some(parse_num(key, value, 1, 1000)?),
+        "markdown" => d.markdown = Some(parse_num(key, value, 1, MAX_MARKDOWN_BYTES)? as usize),
+        "chunk" => d.chunk = Some(parse_num(key, value, 1, 10_000)? as usize),
         "fail" => {
             d.fail = Some(FailKind::parse(value).ok_or_else(|| {
                 format!(
@@ -248,11 +279,10 @@ fn apply_word(d: &mut Directives, word: &str) -> Result<(), String> {
                 )
             })?)
         }
-        _ => {
-            return Err(format!(
-                "unknown directive key `{key}` (expected tokens, delay_ms, first_token_ms, fail, after, times, drop)"
-            ))
-        }
+        _ => return Err(format!(
+            "unknown directive key `{key}` (expected tokens, delay_ms, first_token_ms, fail, after, times, \
+                 drop, echo, report, markdown, chunk)"
+        )),
     }
     Ok(())
 }
@@ -337,13 +367,114 @@ fn last_user(messages: &[SimMessage]) -> Option<(usize, &str)> {
         .map(|(i, m)| (i + 1, m.text.as_str()))
 }
 
+/// Splits an answer into pieces of `chunk` characters, or into words.
+fn pieces_of(text: &str, chunk: Option<usize>) -> Vec<String> {
+    match chunk {
+        Some(n) => {
+            let chars: Vec<char> = text.chars().collect();
+            chars.chunks(n).map(|c| c.iter().collect()).collect()
+        }
+        None => split_pieces(text),
+    }
+}
+
+/// A Markdown document of about `bytes` bytes: sections of prose, a list,
+/// a table and code in turn, the same for the same size.
+pub fn markdown_document(bytes: usize) -> String {
+    let mut doc = String::with_capacity(bytes + 512);
+    let mut section = 0;
+    while doc.len() < bytes {
+        section += 1;
+        let word = |i: usize| WORDS[(section * 7 + i) % WORDS.len()];
+        doc.push_str(&format!("## Section {section}: the {} {}\n\n", word(0), word(1)));
+        doc.push_str(&format!(
+            "This part explains **{}** and *{}* with `inline code`, a [link](https://example.com/{section}) \
+             and enough plain words to wrap: {} {} {} {} {} {}.\n\n",
+            word(2),
+            word(3),
+            word(4),
+            word(5),
+            word(6),
+            word(7),
+            word(8),
+            word(9)
+        ));
+        match section % 4 {
+            1 => {
+                for i in 1..=4 {
+                    doc.push_str(&format!("- item {i}: {} and {}\n", word(i), word(i + 10)));
+                }
+                doc.push_str("  - a nested point\n\n");
+            }
+            2 => {
+                doc.push_str("| name | value | note |\n|:-----|------:|:----:|\n");
+                for i in 1..=4 {
+                    doc.push_str(&format!(
+                        "| {} | {} | {} |\n",
+                        word(i),
+                        section * 10 + i,
+                        word(i + 20)
+                    ));
+                }
+                doc.push('\n');
+            }
+            3 => {
+                doc.push_str(&format!(
+                    "```rust\n// Section {section}\nfn {}(n: u32) -> u32 {{\n    let s = \"{}\";\n    n * 2 + s.len() as u32\n}}\n```\n\n",
+                    word(1),
+                    word(2)
+                ));
+            }
+            _ => {
+                doc.push_str(&format!(
+                    "```python\ndef {}(items):\n    \"\"\"Sum {}.\"\"\"\n    return sum(x * 2 for x in items)  # {}\n```\n\n",
+                    word(3),
+                    word(4),
+                    word(5)
+                ));
+                doc.push_str(&format!("> A quote about {} and {}.\n\n", word(6), word(7)));
+            }
+        }
+    }
+    doc
+}
+
+/// What `report` answers: the request as the simulator received it.
+fn report(req: &ReceivedRequest) -> String {
+    let show = |v: Option<String>| v.unwrap_or_else(|| "none".to_owned());
+    format!(
+        "model={} | system={} | temperature={} | max_tokens={} | messages={}",
+        req.model_id,
+        show((!req.system.is_empty()).then(|| req.system.join(" / "))),
+        show(req.temperature.map(|t| format!("{t:.2}"))),
+        show(req.max_tokens.map(|n| n.to_string())),
+        req.messages.len()
+    )
+}
+
 /// Deterministic pieces for a conversation with already-parsed directives.
-fn answer_pieces(messages: &[SimMessage], cleaned: &str, index: usize, d: &Directives) -> Vec<String> {
+/// `req` is only needed by `report`.
+fn answer_pieces(
+    messages: &[SimMessage],
+    cleaned: &str,
+    index: usize,
+    d: &Directives,
+    req: Option<&ReceivedRequest>,
+) -> Vec<String> {
+    if d.echo {
+        return pieces_of(cleaned, d.chunk);
+    }
+    if let Some(bytes) = d.markdown {
+        return pieces_of(&markdown_document(bytes), d.chunk);
+    }
+    if let (true, Some(req)) = (d.report, req) {
+        return pieces_of(&report(req), d.chunk);
+    }
     let echo = format!(
         "Demo answer to message {index} of {total}. You said: \"{cleaned}\". ",
         total = messages.len()
     );
-    let mut pieces = split_pieces(&echo);
+    let mut pieces = pieces_of(&echo, d.chunk);
     let wanted = d.tokens.unwrap_or(pieces.len() + DEFAULT_FILLER);
     if wanted <= pieces.len() {
         pieces.truncate(wanted);
@@ -355,7 +486,8 @@ fn answer_pieces(messages: &[SimMessage], cleaned: &str, index: usize, d: &Direc
 }
 
 /// Builds the plan for a request, or a validation message.
-pub fn plan(system: &[String], messages: &[SimMessage], max_tokens: Option<i32>) -> Result<Plan, String> {
+pub fn plan(req: &ReceivedRequest) -> Result<Plan, String> {
+    let (system, messages, max_tokens) = (&req.system, &req.messages, req.max_tokens);
     if messages.is_empty() {
         return Err("messages must contain at least one message".into());
     }
@@ -366,7 +498,7 @@ pub fn plan(system: &[String], messages: &[SimMessage], max_tokens: Option<i32>)
     }
     let (index, raw) = last_user(messages).ok_or("messages must contain a user message")?;
     let (cleaned, d) = extract_directives(raw)?;
-    let mut pieces = answer_pieces(messages, &cleaned, index, &d);
+    let mut pieces = answer_pieces(messages, &cleaned, index, &d, Some(req));
     let mut stop_reason = "end_turn";
     if let Some(m) = max_tokens {
         if (m as usize) < pieces.len() {
@@ -404,14 +536,15 @@ pub fn plan(system: &[String], messages: &[SimMessage], max_tokens: Option<i32>)
 /// The full answer for `messages` when the stream ends normally (no
 /// `maxTokens` cap). Directives in the last user message are honoured
 /// (`tokens=`); if they are invalid the simulator would answer 400, and this
-/// returns the answer as if the text had no directives.
+/// returns the answer as if the text had no directives. (`report` answers
+/// depend on more than the messages, and are not covered.)
 pub fn expected_answer(messages: &[SimMessage]) -> String {
     let Some((index, raw)) = last_user(messages) else {
-        return answer_pieces(messages, "", 0, &Directives::default()).concat();
+        return answer_pieces(messages, "", 0, &Directives::default(), None).concat();
     };
     let (cleaned, d) =
         extract_directives(raw).unwrap_or_else(|_| (raw.trim().to_string(), Directives::default()));
-    answer_pieces(messages, &cleaned, index, &d).concat()
+    answer_pieces(messages, &cleaned, index, &d, None).concat()
 }
 
 #[cfg(test)]
@@ -448,13 +581,46 @@ mod tests {
         assert_eq!(p, vec!["안녕하세요 ", "세계 ", "🌍🚀 ", "ok"]);
     }
 
+    fn request(messages: Vec<SimMessage>, max_tokens: Option<i32>) -> ReceivedRequest {
+        ReceivedRequest {
+            model_id: "m".into(),
+            streaming: true,
+            system: vec!["Be brief.".into()],
+            messages,
+            max_tokens,
+            temperature: Some(0.25),
+        }
+    }
+
+    #[test]
+    fn echo_markdown_and_report_choose_what_is_said() {
+        let text = "# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```rust\nfn main() {}\n```";
+        let msgs = vec![user(&format!("{text} [sim echo chunk=3]"))];
+        let p = plan(&request(msgs.clone(), None)).unwrap();
+        assert_eq!(p.pieces.concat(), text);
+        assert!(p.pieces.iter().all(|piece| piece.chars().count() <= 3));
+        assert_eq!(expected_answer(&msgs), text);
+
+        let doc = markdown_document(5000);
+        assert!((5000..6000).contains(&doc.len()), "{}", doc.len());
+        assert!(doc.contains("```rust") && doc.contains("| name |") && doc.contains("- item"));
+        assert_eq!(doc, markdown_document(5000), "deterministic");
+
+        let p = plan(&request(vec![user("[sim report]")], Some(64))).unwrap();
+        assert_eq!(
+            p.pieces.concat(),
+            "model=m | system=Be brief. | temperature=0.25 | max_tokens=64 | messages=1"
+        );
+        assert!(extract_directives("[sim echo report]").is_err());
+    }
+
     #[test]
     fn tokens_directive_sets_length() {
         let msgs = vec![user("hi [sim tokens=40]")];
-        let p = plan(&[], &msgs, None).unwrap();
+        let p = plan(&request(msgs.clone(), None)).unwrap();
         assert_eq!(p.pieces.len(), 40);
         assert_eq!(p.pieces.concat(), expected_answer(&msgs));
-        let p = plan(&[], &msgs, Some(7)).unwrap();
+        let p = plan(&request(msgs, Some(7))).unwrap();
         assert_eq!(p.pieces.len(), 7);
         assert_eq!(p.stop_reason, "max_tokens");
     }

@@ -1,0 +1,171 @@
+//! The settings of one conversation: system prompt, temperature and max
+//! tokens (the model has its picker in the top bar).
+//!
+//! A field left empty means the server's default, which the field shows as
+//! its placeholder. An existing conversation stores its settings at once
+//! (`PUT /api/conversations/{id}/settings`); a new chat keeps them here and
+//! sends them with its first message, so a chat can start with its own
+//! system prompt.
+
+use crate::{app::PageConfig, conversations::client, conversations::ConversationSettings, i18n::use_i18n};
+use leptos::{prelude::*, task::spawn_local};
+
+/// What the form says after Save.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Saved(&'static str),
+    Refused(String),
+}
+
+#[component]
+pub fn SettingsPanel(
+    page: PageConfig,
+    /// The conversation's settings as stored (or, for a new chat, as chosen).
+    settings: RwSignal<ConversationSettings>,
+    /// The conversation on screen; `None` for a new chat.
+    conversation: Signal<Option<String>>,
+    /// The model chosen in the top bar, stored along with the rest.
+    model: RwSignal<String>,
+) -> impl IntoView {
+    let i18n = use_i18n();
+    let prompt = RwSignal::new(String::new());
+    let temperature = RwSignal::new(String::new());
+    let max_tokens = RwSignal::new(String::new());
+    let outcome = RwSignal::new(None::<Outcome>);
+    // The form shows the settings as they are whenever they change: another
+    // conversation loaded, or a save answered.
+    Effect::new(move |_| {
+        settings.with(|s| {
+            prompt.set(s.system_prompt.clone().unwrap_or_default());
+            temperature.set(s.temperature.map(|t| t.to_string()).unwrap_or_default());
+            max_tokens.set(s.max_tokens.map(|n| n.to_string()).unwrap_or_default());
+        })
+    });
+
+    let max_output_tokens = page.max_output_tokens;
+    let max_prompt_chars = page.max_system_prompt_chars;
+    // The form's values, checked as the server would check them, so a new
+    // chat's first message is not refused for them.
+    let read_form = move || -> Option<ConversationSettings> {
+        let temperature = match temperature.get_untracked().trim() {
+            "" => None,
+            t => Some(t.parse::<f32>().ok().filter(|t| (0.0..=1.0).contains(t))?),
+        };
+        let max_tokens = match max_tokens.get_untracked().trim() {
+            "" => None,
+            n => Some(
+                n.parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=max_output_tokens).contains(n))?,
+            ),
+        };
+        let prompt = prompt.get_untracked();
+        let prompt = prompt.trim();
+        if prompt.chars().count() > max_prompt_chars {
+            return None;
+        }
+        Some(ConversationSettings {
+            model_id: Some(model.get_untracked()),
+            system_prompt: (!prompt.is_empty()).then(|| prompt.to_owned()),
+            temperature,
+            max_tokens,
+        })
+    };
+    let store = move |wanted: ConversationSettings| {
+        let t = i18n.t_untracked();
+        match conversation.get_untracked() {
+            Some(id) => spawn_local(async move {
+                outcome.set(Some(match client::save_settings(id, wanted).await {
+                    Ok(stored) => {
+                        settings.set(stored);
+                        Outcome::Saved(t.settings_saved)
+                    }
+                    Err(info) => Outcome::Refused(info.message),
+                }))
+            }),
+            None => {
+                settings.set(wanted);
+                outcome.set(Some(Outcome::Saved(t.settings_saved_new_chat)));
+            }
+        }
+    };
+    let save = move || match read_form() {
+        Some(wanted) => store(wanted),
+        None => outcome.set(Some(Outcome::Refused(
+            i18n.t_untracked().settings_bad_number.to_owned(),
+        ))),
+    };
+    let reset = move || {
+        store(ConversationSettings {
+            model_id: Some(model.get_untracked()),
+            ..Default::default()
+        })
+    };
+
+    let default_prompt = page.default_system_prompt.clone();
+    let default_temperature = page.default_temperature.to_string();
+    let default_max_tokens = page.default_max_tokens.to_string();
+    view! {
+        <section class="settings-panel" id="conversation-settings" aria-label=move || i18n.t().settings_title>
+            <form novalidate on:submit=move |ev| {
+                ev.prevent_default();
+                save();
+            }>
+                <label class="field">
+                    <span>{move || i18n.t().system_prompt}</span>
+                    <textarea
+                        name="system_prompt"
+                        rows="3"
+                        placeholder=move || (i18n.t().default_value)(&default_prompt)
+                        prop:value=move || prompt.get()
+                        on:input=move |ev| prompt.set(event_target_value(&ev))
+                    ></textarea>
+                </label>
+                <div class="field-row">
+                    <label class="field">
+                        <span>{move || i18n.t().temperature}</span>
+                        <input
+                            name="temperature"
+                            type="number"
+                            min="0"
+                            max="1"
+                            step="0.05"
+                            inputmode="decimal"
+                            placeholder=move || (i18n.t().default_value)(&default_temperature)
+                            prop:value=move || temperature.get()
+                            on:input=move |ev| temperature.set(event_target_value(&ev))
+                        />
+                        <small>{move || i18n.t().temperature_hint}</small>
+                    </label>
+                    <label class="field">
+                        <span>{move || i18n.t().max_tokens}</span>
+                        <input
+                            name="max_tokens"
+                            type="number"
+                            min="1"
+                            max=max_output_tokens.to_string()
+                            step="1"
+                            inputmode="numeric"
+                            placeholder=move || (i18n.t().default_value)(&default_max_tokens)
+                            prop:value=move || max_tokens.get()
+                            on:input=move |ev| max_tokens.set(event_target_value(&ev))
+                        />
+                    </label>
+                </div>
+                <div class="settings-actions">
+                    <button type="submit" class="save-settings">{move || i18n.t().settings_save}</button>
+                    <button type="button" class="small reset-settings" on:click=move |_| reset()>
+                        {move || i18n.t().settings_reset}
+                    </button>
+                    <p class="settings-status" role="status">
+                        {move || match outcome.get() {
+                            Some(Outcome::Saved(text)) => view! { <span class="ok">{text}</span> }.into_any(),
+                            Some(Outcome::Refused(text)) => view! { <span class="error">{text}</span> }.into_any(),
+                            None => ().into_any(),
+                        }}
+                    </p>
+                </div>
+            </form>
+        </section>
+    }
+}

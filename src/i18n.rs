@@ -1,0 +1,492 @@
+//! The page's words in English and Korean (both sides).
+//!
+//! Every user-visible string of the UI lives in one table, [`Strings`], with
+//! one constant per language ([`EN`], [`KO`]). Strings that carry numbers or
+//! a title are small functions in the same table.
+//!
+//! The server picks the locale per request ([`from_request`]: the `lang`
+//! cookie, else `Accept-Language`) and puts it into the page config, so that
+//! hydration starts from the same value. Components read the words through
+//! [`use_i18n`]: `move || i18n.t().send` re-renders when the user switches
+//! languages, which [`I18n::switch`] does at once, without a reload.
+//!
+//! To add a string: add a field to [`Strings`], then its text to [`EN`] and
+//! [`KO`] (the compiler refuses a table that misses it).
+//!
+//! Messages that come from the server's API (errors) stay as it sends them.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A language of the UI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    #[default]
+    En,
+    Ko,
+}
+
+/// The name of the cookie that remembers the user's choice.
+pub const COOKIE_NAME: &str = "lang";
+/// How long the choice is remembered: one year.
+pub const COOKIE_MAX_AGE_SECS: u32 = 365 * 24 * 60 * 60;
+
+impl Locale {
+    /// Every locale, in the order the switch offers them.
+    pub const ALL: [Locale; 2] = [Locale::En, Locale::Ko];
+
+    /// The BCP 47 code: `<html lang>`, the cookie's value.
+    pub fn code(self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::Ko => "ko",
+        }
+    }
+
+    /// A language tag (`ko`, `ko-KR`, `EN-us`) to the locale it names, if
+    /// it is one the UI speaks.
+    pub fn from_tag(tag: &str) -> Option<Locale> {
+        let primary = tag.trim().split(['-', '_']).next().unwrap_or_default();
+        if primary.eq_ignore_ascii_case("ko") {
+            Some(Locale::Ko)
+        } else if primary.eq_ignore_ascii_case("en") {
+            Some(Locale::En)
+        } else {
+            None
+        }
+    }
+
+    /// The language's own name, as the switch shows it.
+    pub fn native_name(self) -> &'static str {
+        match self {
+            Locale::En => "English",
+            Locale::Ko => "한국어",
+        }
+    }
+
+    /// The words of the UI in this language.
+    pub fn strings(self) -> &'static Strings {
+        match self {
+            Locale::En => &EN,
+            Locale::Ko => &KO,
+        }
+    }
+
+    /// The `Set-Cookie`/`document.cookie` value that remembers this choice.
+    pub fn cookie(self) -> String {
+        format!(
+            "{COOKIE_NAME}={}; Path=/; Max-Age={COOKIE_MAX_AGE_SECS}; SameSite=Lax",
+            self.code()
+        )
+    }
+}
+
+/// Every user-visible string of the page, in one language.
+pub struct Strings {
+    // Sidebar.
+    pub conversations_label: &'static str,
+    pub new_chat: &'static str,
+    pub loading_conversations: &'static str,
+    pub no_conversations: &'static str,
+    pub rename: &'static str,
+    pub rename_label: fn(&str) -> String,
+    pub delete: &'static str,
+    pub delete_label: fn(&str) -> String,
+    pub conversation_title_label: &'static str,
+    pub save: &'static str,
+    pub cancel: &'static str,
+    pub delete_dialog_label: &'static str,
+    pub delete_confirm: fn(&str) -> String,
+    // Preferences.
+    pub language_label: &'static str,
+    pub theme_label: &'static str,
+    pub theme_system: &'static str,
+    pub theme_light: &'static str,
+    pub theme_dark: &'static str,
+    // Top bar.
+    pub model_label: &'static str,
+    pub demo_badge: &'static str,
+    pub demo_title: &'static str,
+    // Transcript.
+    pub transcript_label: &'static str,
+    pub loading_conversation: &'static str,
+    pub jump_to_latest: &'static str,
+    pub start_new_chat: &'static str,
+    pub empty_state: &'static str,
+    pub you: &'static str,
+    pub assistant: &'static str,
+    pub not_sent: &'static str,
+    pub retry: &'static str,
+    pub reconnecting: &'static str,
+    pub generating: &'static str,
+    pub stopped: &'static str,
+    pub interrupted: &'static str,
+    pub answer_failed: &'static str,
+    /// A new answer to the last message, after a complete one.
+    pub regenerate: &'static str,
+    pub edit: &'static str,
+    pub edit_label: &'static str,
+    /// Sends an edited message (the turns after it are replaced).
+    pub edit_send: &'static str,
+    pub edit_note: &'static str,
+    // Conversation settings.
+    pub settings: &'static str,
+    pub settings_title: &'static str,
+    pub system_prompt: &'static str,
+    pub temperature: &'static str,
+    pub temperature_hint: &'static str,
+    pub max_tokens: &'static str,
+    /// `(default)`: placeholder of a field left to the server's default.
+    pub default_value: fn(&str) -> String,
+    pub settings_save: &'static str,
+    pub settings_reset: &'static str,
+    pub settings_saved: &'static str,
+    pub settings_saved_new_chat: &'static str,
+    pub settings_bad_number: &'static str,
+    // Composer.
+    pub message_label: &'static str,
+    pub message_placeholder: &'static str,
+    pub send: &'static str,
+    pub stop: &'static str,
+    /// `(typed, max)`: the message is too long to send.
+    pub too_long: fn(usize, usize) -> String,
+    // Screen-reader announcements.
+    pub announce_writing: &'static str,
+    pub announce_complete: &'static str,
+    pub announce_stopped: &'static str,
+    pub announce_interrupted: &'static str,
+    /// With the error's message.
+    pub announce_failed: fn(&str) -> String,
+    // The usage line of an answer, in parts joined by " · ".
+    pub usage_in: fn(u32) -> String,
+    pub usage_out: fn(u32) -> String,
+    /// Seconds to the first token.
+    pub usage_first_token: fn(f64) -> String,
+    /// Tokens per second.
+    pub usage_rate: fn(f64) -> String,
+    /// Total seconds.
+    pub usage_total: fn(f64) -> String,
+    // Other pages.
+    pub not_found: &'static str,
+}
+
+pub const EN: Strings = Strings {
+    conversations_label: "Conversations",
+    new_chat: "New chat",
+    loading_conversations: "Loading conversations…",
+    no_conversations: "Your conversations will appear here.",
+    rename: "Rename",
+    rename_label: |title| format!("Rename “{title}”"),
+    delete: "Delete",
+    delete_label: |title| format!("Delete “{title}”"),
+    conversation_title_label: "Conversation title",
+    save: "Save",
+    cancel: "Cancel",
+    delete_dialog_label: "Delete conversation",
+    delete_confirm: |title| format!("Delete “{title}”? This cannot be undone."),
+    language_label: "Language",
+    theme_label: "Theme",
+    theme_system: "System",
+    theme_light: "Light",
+    theme_dark: "Dark",
+    model_label: "Model",
+    demo_badge: "demo model (offline)",
+    demo_title: "No AWS credentials were found, so answers come from the built-in Bedrock simulator.",
+    transcript_label: "Conversation",
+    loading_conversation: "Loading the conversation…",
+    jump_to_latest: "↓ Jump to latest",
+    start_new_chat: "Start a new chat",
+    empty_state: "Ask anything. Answers appear as they are written.",
+    you: "You",
+    assistant: "Assistant",
+    not_sent: "Not sent: your text is back in the message box.",
+    retry: "Retry",
+    reconnecting: "Connection lost. Reconnecting…",
+    generating: "Generating…",
+    stopped: "Stopped",
+    interrupted:
+        "Interrupted before it finished: the server restarted, or nobody was connected to receive it.",
+    answer_failed: "This answer failed.",
+    regenerate: "Regenerate",
+    edit: "Edit",
+    edit_label: "Edit message",
+    edit_send: "Send",
+    edit_note: "Sending replaces this message and everything after it.",
+    settings: "Settings",
+    settings_title: "Settings of this conversation",
+    system_prompt: "System prompt",
+    temperature: "Temperature",
+    temperature_hint: "0 is the most predictable, 1 the most varied.",
+    max_tokens: "Max tokens per answer",
+    default_value: |value| format!("Default: {value}"),
+    settings_save: "Save settings",
+    settings_reset: "Use defaults",
+    settings_saved: "Saved. The next answer uses these settings.",
+    settings_saved_new_chat: "Saved. They apply from the first message of this chat.",
+    settings_bad_number: "Temperature and max tokens must be numbers (or left empty for the default).",
+    message_label: "Message",
+    message_placeholder: "Message (Enter to send, Shift+Enter for a new line)",
+    send: "Send",
+    stop: "Stop",
+    too_long: |typed, max| format!("{typed} / {max} characters: shorten your message to send it."),
+    announce_writing: "Writing the answer…",
+    announce_complete: "The answer is complete.",
+    announce_stopped: "The answer was stopped.",
+    announce_interrupted: "The answer was interrupted.",
+    announce_failed: |message| format!("The answer failed: {message}"),
+    usage_in: |n| format!("{n} tokens in"),
+    usage_out: |n| format!("{n} out"),
+    usage_first_token: |s| format!("first token {s:.1} s"),
+    usage_rate: |r| format!("{r:.0} tokens/s"),
+    usage_total: |s| format!("{s:.1} s"),
+    not_found: "Page not found.",
+};
+
+pub const KO: Strings = Strings {
+    conversations_label: "대화 목록",
+    new_chat: "새 채팅",
+    loading_conversations: "대화 목록을 불러오는 중…",
+    no_conversations: "대화를 시작하면 여기에 표시돼요.",
+    rename: "이름 바꾸기",
+    rename_label: |title| format!("“{title}” 이름 바꾸기"),
+    delete: "삭제",
+    delete_label: |title| format!("“{title}” 삭제"),
+    conversation_title_label: "대화 제목",
+    save: "저장",
+    cancel: "취소",
+    delete_dialog_label: "대화 삭제",
+    delete_confirm: |title| format!("“{title}” 대화를 삭제할까요? 삭제하면 되돌릴 수 없어요."),
+    language_label: "언어",
+    theme_label: "테마",
+    theme_system: "시스템 설정",
+    theme_light: "라이트",
+    theme_dark: "다크",
+    model_label: "모델",
+    demo_badge: "데모 모델 (오프라인)",
+    demo_title: "AWS 자격 증명을 찾지 못해서 내장 Bedrock 시뮬레이터가 답변하고 있어요.",
+    transcript_label: "대화",
+    loading_conversation: "대화를 불러오는 중…",
+    jump_to_latest: "↓ 최신 답변으로 이동",
+    start_new_chat: "새 채팅 시작하기",
+    empty_state: "무엇이든 물어보세요. 답변은 작성되는 대로 바로 보여 드려요.",
+    you: "나",
+    assistant: "어시스턴트",
+    not_sent: "보내지 못했어요. 입력한 내용은 메시지 입력란에 다시 넣어 두었어요.",
+    retry: "다시 시도",
+    reconnecting: "연결이 끊겼어요. 다시 연결하는 중…",
+    generating: "답변을 작성하는 중…",
+    stopped: "중지됨",
+    interrupted: "답변이 끝나기 전에 중단됐어요. 서버가 다시 시작됐거나, 답변을 받을 연결이 없었어요.",
+    answer_failed: "답변을 생성하지 못했어요.",
+    regenerate: "다시 생성",
+    edit: "수정",
+    edit_label: "메시지 수정",
+    edit_send: "보내기",
+    edit_note: "보내면 이 메시지와 그 뒤의 대화가 모두 바뀌어요.",
+    settings: "설정",
+    settings_title: "이 대화의 설정",
+    system_prompt: "시스템 프롬프트",
+    temperature: "온도",
+    temperature_hint: "0에 가까울수록 일관되고, 1에 가까울수록 다양해요.",
+    max_tokens: "답변당 최대 토큰 수",
+    default_value: |value| format!("기본값: {value}"),
+    settings_save: "설정 저장",
+    settings_reset: "기본값 사용",
+    settings_saved: "저장했어요. 다음 답변부터 이 설정을 사용해요.",
+    settings_saved_new_chat: "저장했어요. 이 채팅의 첫 메시지부터 적용돼요.",
+    settings_bad_number: "온도와 최대 토큰 수는 숫자로 입력해 주세요. 비워 두면 기본값을 써요.",
+    message_label: "메시지",
+    message_placeholder: "메시지를 입력하세요 (Enter로 보내기, Shift+Enter로 줄바꿈)",
+    send: "보내기",
+    stop: "중지",
+    too_long: |typed, max| format!("{typed} / {max}자: 보내려면 메시지를 줄여 주세요."),
+    announce_writing: "답변을 작성하는 중…",
+    announce_complete: "답변이 완료됐어요.",
+    announce_stopped: "답변을 중지했어요.",
+    announce_interrupted: "답변이 중단됐어요.",
+    announce_failed: |message| format!("답변을 생성하지 못했어요: {message}"),
+    usage_in: |n| format!("입력 {n}토큰"),
+    usage_out: |n| format!("출력 {n}토큰"),
+    usage_first_token: |s| format!("첫 토큰 {s:.1}초"),
+    usage_rate: |r| format!("초당 {r:.0}토큰"),
+    usage_total: |s| format!("총 {s:.1}초"),
+    not_found: "페이지를 찾을 수 없어요.",
+};
+
+/// The page's current locale, provided by [`App`](crate::app::App) as
+/// context. `Copy`: components and callbacks hold it freely.
+#[derive(Clone, Copy)]
+pub struct I18n {
+    locale: RwSignal<Locale>,
+}
+
+impl I18n {
+    /// Provides the locale the server chose to everything under the current
+    /// owner.
+    pub fn provide(initial: Locale) -> Self {
+        let i18n = Self {
+            locale: RwSignal::new(initial),
+        };
+        provide_context(i18n);
+        i18n
+    }
+
+    /// The locale, as a reactive signal.
+    pub fn locale(self) -> Signal<Locale> {
+        self.locale.into()
+    }
+
+    /// The words in the current locale; read inside a reactive closure, it
+    /// re-runs when the user switches.
+    pub fn t(self) -> &'static Strings {
+        self.locale.get().strings()
+    }
+
+    /// [`I18n::t`] without subscribing (for event handlers).
+    pub fn t_untracked(self) -> &'static Strings {
+        self.locale.get_untracked().strings()
+    }
+
+    /// Switches the page to `locale` at once, remembers the choice in the
+    /// cookie (the server renders the next page in it) and retags `<html>`.
+    pub fn switch(self, locale: Locale) {
+        self.locale.set(locale);
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let doc = document();
+            if let Some(root) = doc.document_element() {
+                let _ = root.set_attribute("lang", locale.code());
+            }
+            if let Ok(html) = doc.dyn_into::<web_sys::HtmlDocument>() {
+                let _ = html.set_cookie(&locale.cookie());
+            }
+        }
+    }
+}
+
+/// The page's [`I18n`]. Outside the app (which always provides one) it is
+/// English.
+pub fn use_i18n() -> I18n {
+    use_context::<I18n>().unwrap_or_else(|| I18n::provide(Locale::En))
+}
+
+/// The locale for a request: the `lang` cookie when it names a supported
+/// language, otherwise the first supported language of `Accept-Language` in
+/// order of preference (`q`), otherwise English.
+#[cfg(feature = "ssr")]
+pub fn from_request(cookie_header: Option<&str>, accept_language: Option<&str>) -> Locale {
+    cookie_header
+        .and_then(from_cookie)
+        .or_else(|| accept_language.and_then(from_accept_language))
+        .unwrap_or_default()
+}
+
+/// The locale for the request being rendered (its headers are in the
+/// rendering's context, put there by `leptos_axum`).
+#[cfg(feature = "ssr")]
+pub fn request_locale() -> Locale {
+    use axum::http::{header, request::Parts};
+    let Some(parts) = use_context::<Parts>() else {
+        return Locale::default();
+    };
+    let value = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    from_request(value(header::COOKIE), value(header::ACCEPT_LANGUAGE))
+}
+
+#[cfg(feature = "ssr")]
+fn from_cookie(header: &str) -> Option<Locale> {
+    header
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| name.trim() == COOKIE_NAME)
+        .find_map(|(_, value)| Locale::from_tag(value.trim().trim_matches('"')))
+}
+
+#[cfg(feature = "ssr")]
+fn from_accept_language(header: &str) -> Option<Locale> {
+    let mut ranges: Vec<(&str, f32)> = header
+        .split(',')
+        .filter_map(|item| {
+            let mut params = item.split(';');
+            let tag = params.next()?.trim();
+            let mut q = 1.0_f32;
+            for param in params {
+                if let Some((name, value)) = param.split_once('=') {
+                    if name.trim().eq_ignore_ascii_case("q") {
+                        q = value
+                            .trim()
+                            .parse()
+                            .ok()
+                            .filter(|q: &f32| (0.0..=1.0).contains(q))?;
+                    }
+                }
+            }
+            (!tag.is_empty() && q > 0.0).then_some((tag, q))
+        })
+        .collect();
+    // Stable: equal weights keep the order they were listed in.
+    ranges.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranges.into_iter().find_map(|(tag, _)| Locale::from_tag(tag))
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_first_supported_language_by_weight() {
+        let pick = |header| from_request(None, Some(header));
+        assert_eq!(pick("ko"), Locale::Ko);
+        assert_eq!(pick("ko-KR,ko;q=0.9,en-US;q=0.8,en;q=0.7"), Locale::Ko);
+        assert_eq!(pick("KO-kr"), Locale::Ko);
+        assert_eq!(pick("en-US,en;q=0.9"), Locale::En);
+        assert_eq!(pick("en-US,ko;q=0.9"), Locale::En);
+        assert_eq!(pick("en;q=0.5, ko;q=0.8"), Locale::Ko);
+        assert_eq!(pick("ko;q=0.5, en"), Locale::En);
+        // Unsupported languages are skipped, not taken as English.
+        assert_eq!(pick("fr-FR, ko;q=0.5"), Locale::Ko);
+        assert_eq!(pick("ja, de;q=0.9"), Locale::En);
+        // q=0 means "not this one"; a broken weight drops its entry.
+        assert_eq!(pick("ko;q=0, en;q=0.1"), Locale::En);
+        assert_eq!(pick("ko;q=abc, en;q=0.1"), Locale::En);
+        assert_eq!(pick("ko;q=2"), Locale::En);
+        // Equal weights keep their order.
+        assert_eq!(pick("ko;q=0.8, en;q=0.8"), Locale::Ko);
+        assert_eq!(pick("*"), Locale::En);
+        assert_eq!(pick(""), Locale::En);
+    }
+
+    #[test]
+    fn the_cookie_wins_over_accept_language() {
+        assert_eq!(from_request(Some("lang=en"), Some("ko-KR")), Locale::En);
+        assert_eq!(
+            from_request(Some("bc_owner=abc; lang=ko"), Some("en-US")),
+            Locale::Ko
+        );
+        assert_eq!(from_request(Some("lang=ko"), None), Locale::Ko);
+        // A cookie naming no supported language is ignored.
+        assert_eq!(from_request(Some("lang=fr"), Some("ko")), Locale::Ko);
+        assert_eq!(from_request(Some("xlang=en; other=1"), Some("ko")), Locale::Ko);
+        assert_eq!(from_request(None, None), Locale::En);
+    }
+
+    #[test]
+    fn the_cookie_remembers_a_choice_for_a_year_site_wide() {
+        assert_eq!(
+            Locale::Ko.cookie(),
+            "lang=ko; Path=/; Max-Age=31536000; SameSite=Lax"
+        );
+        for locale in Locale::ALL {
+            assert_eq!(from_request(Some(&locale.cookie()), None), locale);
+        }
+    }
+
+    #[test]
+    fn the_locale_serialises_as_its_code() {
+        assert_eq!(serde_json::to_string(&Locale::Ko).unwrap(), "\"ko\"");
+        let back: Locale = serde_json::from_str("\"en\"").unwrap();
+        assert_eq!(back, Locale::En);
+    }
+}
