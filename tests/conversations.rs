@@ -593,7 +593,10 @@ async fn each_conversation_keeps_its_own_model_and_settings(db: Db) {
     );
     app.chat(Some(&id), "Once more [sim tokens=2]").await;
     let received = app.sim.received().last().unwrap().clone();
-    assert_eq!(received.system, std::slice::from_ref(&app.settings.bedrock.system_prompt));
+    assert_eq!(
+        received.system,
+        std::slice::from_ref(&app.settings.bedrock.system_prompt)
+    );
     assert_eq!(received.temperature, Some(1.0));
     assert_eq!(received.max_tokens, Some(app.settings.bedrock.max_tokens));
 

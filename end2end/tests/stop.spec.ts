@@ -45,3 +45,11 @@ test('Escape stops the answer too', async ({ page }) => {
   await page.keyboard.press('Escape');
   await expectStoppedAndKept(page);
 });
+
+test('Escape stops the answer wherever the focus is', async ({ page }) => {
+  await startLongAnswer(page);
+  // Focus away from the composer (a click on the transcript's background).
+  await page.locator('header.topbar h1').click();
+  await page.keyboard.press('Escape');
+  await expectStoppedAndKept(page);
+});

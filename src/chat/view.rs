@@ -75,11 +75,8 @@ impl Turn {
     fn apply(self, event: StreamEvent) {
         match event {
             StreamEvent::Delta(delta) => {
-                let update = self
-                    .markdown
-                    .try_update_value(|md| md.get_or_insert_with(StreamRenderer::new).push(&delta.text));
-                self.show(update);
                 self.text.update_value(|text| text.push_str(&delta.text));
+                self.render_delta(&delta.text);
             }
             StreamEvent::Usage(usage) => self.usage.set(Some(usage)),
             StreamEvent::Error(info) => self.fail(info),
@@ -96,8 +93,32 @@ impl Turn {
         }
     }
 
-    /// The answer's text is complete: its last block is final.
+    /// Renders a delta of a streaming answer into its element. Until the
+    /// element exists (the page is still hydrating), the text only
+    /// accumulates: the renderer then starts from all of it.
+    fn render_delta(self, delta: &str) {
+        if self.body.get_untracked().is_none() {
+            return;
+        }
+        let update = self.markdown.try_update_value(|md| match md {
+            Some(renderer) => renderer.push(delta),
+            None => self
+                .text
+                .with_value(|text| md.insert(StreamRenderer::new()).push(text)),
+        });
+        self.show(update);
+    }
+
+    /// The answer's text is complete: its last block is final. (A turn
+    /// whose element appears only later renders its whole text then.)
     fn finish_markdown(self) {
+        if self.body.get_untracked().is_none() {
+            return;
+        }
+        if self.markdown.with_value(Option::is_none) {
+            // Every delta came before the element did.
+            self.render_delta("");
+        }
         let update = self
             .markdown
             .try_update_value(|md| md.as_mut().map(StreamRenderer::finish));
@@ -554,10 +575,19 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         if ev.key() == "Enter" && !ev.shift_key() && !composing {
             ev.prevent_default();
             send();
-        } else if ev.key() == "Escape" && streaming.get_untracked() {
-            stop();
         }
     };
+    // Esc stops the answer wherever the focus is (the composer, a button
+    // just clicked, nothing). An open editor uses Esc to close itself and
+    // marks the event handled.
+    Effect::new(move |_| {
+        let handle = window_event_listener(ev::keydown, move |ev| {
+            if ev.key() == "Escape" && !ev.default_prevented() && streaming.get_untracked() {
+                stop();
+            }
+        });
+        on_cleanup(move || handle.remove());
+    });
     // A model picked for a conversation is stored with it at once, so it
     // is still chosen when the conversation is opened again.
     let pick_model = move |picked: String| {
@@ -769,7 +799,12 @@ fn TurnView(turn: Turn) -> impl IntoView {
         // Markdown: the stored text rendered whole; a streaming answer then
         // grows through `Turn::show`.
         Role::Assistant => {
-            let rendered = turn.text.with_value(|text| markdown::render(text));
+            // An answer being written starts empty: `Turn::render_delta`
+            // draws it, from all its text so far.
+            let rendered = match turn.status.get_untracked() {
+                MessageStatus::Streaming => String::new(),
+                _ => turn.text.with_value(|text| markdown::render(text)),
+            };
             view! {
                 <div class="text markdown" node_ref=turn.body>
                     <div class="md-done" inner_html=rendered></div>
@@ -841,6 +876,7 @@ fn UserText(turn: Turn, initial: Option<String>) -> impl IntoView {
                             ev.prevent_default();
                             submit();
                         } else if ev.key() == "Escape" {
+                            ev.prevent_default();
                             close();
                         }
                     }

@@ -218,7 +218,7 @@ fn ConversationItem(
                             maxlength=max_title_chars.to_string()
                             prop:value=move || draft.get()
                             on:input=move |ev| draft.set(event_target_value(&ev))
-                            on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { cancel() }
+                            on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { ev.prevent_default(); cancel() }
                             node_ref=title_input
                         />
                         <button type="submit" class="small" disabled=move || busy.get()>{move || i18n.t().save}</button>
@@ -233,7 +233,7 @@ fn ConversationItem(
                         class="confirm"
                         role="alertdialog"
                         aria-label=move || i18n.t().delete_dialog_label
-                        on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { cancel() }
+                        on:keydown=move |ev: ev::KeyboardEvent| if ev.key() == "Escape" { ev.prevent_default(); cancel() }
                     >
                         <p>{move || (i18n.t().delete_confirm)(&title.read_value())}</p>
                         <button type="button" class="small danger confirm-delete" disabled=move || busy.get()

@@ -386,8 +386,8 @@ impl Store {
         let mut settings = new.settings.cloned();
         let (conversation, created, earlier) = match new.conversation_id {
             Some(id) => {
-                let (mut summary, stored) = owned_conversation(&mut tx, new.owner, id).await?;
-                summary.updated_at = now;
+                touch_owned(&mut tx, new.owner, id, now).await?;
+                let (summary, stored) = owned_conversation(&mut tx, new.owner, id).await?;
                 let earlier = messages_of(&mut tx, id).await?;
                 refuse_while_streaming(&earlier)?;
                 settings.get_or_insert(stored);
@@ -414,16 +414,8 @@ impl Store {
                 (summary, true, Vec::new())
             }
         };
-        // The conversation remembers the model it was last answered by.
         let mut settings = settings.unwrap_or_default();
-        let model_id = new.model.resolve(settings.model_id.as_deref());
-        settings.model_id = Some(model_id.clone());
-        sqlx::query("UPDATE conversations SET updated_at = $1, settings = $2 WHERE id = $3")
-            .bind(now)
-            .bind(settings_json(&settings))
-            .bind(&conversation.id)
-            .execute(&mut *tx)
-            .await?;
+        let model_id = choose_model(&mut tx, &conversation.id, &mut settings, new.model).await?;
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut tx, &conversation.id, new.text, &model_id, now).await?;
         tx.commit().await?;
@@ -456,8 +448,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // A write first, for SQLite's lock (see `begin_exchange`).
         touch_owned(&mut tx, owner, conversation_id, now).await?;
-        let (mut conversation, mut settings) = owned_conversation(&mut tx, owner, conversation_id).await?;
-        conversation.updated_at = now;
+        let (conversation, mut settings) = owned_conversation(&mut tx, owner, conversation_id).await?;
         let mut messages = messages_of(&mut tx, conversation_id).await?;
         refuse_while_streaming(&messages)?;
         let at = messages
@@ -469,22 +460,17 @@ impl Store {
                     "no such user message in this conversation",
                 )
             })?;
-        let replaced: Vec<&str> = messages[at..].iter().map(|m| m.id.as_str()).collect();
-        for id in replaced {
-            sqlx::query("UPDATE messages SET replaced_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlx::query(
+            "UPDATE messages SET replaced_at = $1 WHERE conversation_id = $2 AND replaced_at IS NULL \
+             AND position >= (SELECT position FROM messages WHERE id = $3)",
+        )
+        .bind(now)
+        .bind(conversation_id)
+        .bind(message_id)
+        .execute(&mut *tx)
+        .await?;
         messages.truncate(at);
-        let model_id = model.resolve(settings.model_id.as_deref());
-        settings.model_id = Some(model_id.clone());
-        sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2")
-            .bind(settings_json(&settings))
-            .bind(conversation_id)
-            .execute(&mut *tx)
-            .await?;
+        let model_id = choose_model(&mut tx, conversation_id, &mut settings, model).await?;
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut tx, conversation_id, text, &model_id, now).await?;
         tx.commit().await?;
@@ -528,13 +514,7 @@ impl Store {
         }
         let position = next_position(&mut tx, conversation_id).await?;
         let answer_id = new_id();
-        let model_id = model.resolve(settings.model_id.as_deref());
-        settings.model_id = Some(model_id.clone());
-        sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2")
-            .bind(settings_json(&settings))
-            .bind(conversation_id)
-            .execute(&mut *tx)
-            .await?;
+        let model_id = choose_model(&mut tx, conversation_id, &mut settings, model).await?;
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
              VALUES ($1, $2, $3, 'assistant', '', 'streaming', $4, $5)",
@@ -660,6 +640,24 @@ async fn touch_owned(conn: &mut sqlx::AnyConnection, owner: &str, id: &str, now:
         return Err(StoreError::not_found());
     }
     Ok(())
+}
+
+/// The model that answers now; the conversation remembers it (in its
+/// settings) for the next message.
+async fn choose_model(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    settings: &mut ConversationSettings,
+    model: ModelChoice<'_>,
+) -> Result<String> {
+    let model_id = model.resolve(settings.model_id.as_deref());
+    settings.model_id = Some(model_id.clone());
+    sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2")
+        .bind(settings_json(settings))
+        .bind(conversation_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(model_id)
 }
 
 /// Only one answer at a time is written into a conversation.

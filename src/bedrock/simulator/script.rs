@@ -279,10 +279,12 @@ fn apply_key_value(d: &mut Directives, word: &str) -> Result<(), String> {
                 )
             })?)
         }
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "unknown directive key `{key}` (expected tokens, delay_ms, first_token_ms, fail, after, times, \
                  drop, echo, report, markdown, chunk)"
-        )),
+        ))
+        }
     }
     Ok(())
 }

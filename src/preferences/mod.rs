@@ -13,6 +13,14 @@
 use crate::i18n::{use_i18n, I18n, Locale};
 use leptos::prelude::*;
 
+// The stored theme lives in the browser's localStorage; the server build,
+// where nothing is stored or applied, gets an inert twin.
+#[cfg(feature = "hydrate")]
+mod theme_store;
+#[cfg(not(feature = "hydrate"))]
+#[path = "theme_store_ssr.rs"]
+mod theme_store;
+
 /// The colour theme the user chose.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Theme {
@@ -64,40 +72,6 @@ impl Theme {
             Theme::Dark => "dark",
         }
     }
-
-    /// The stored choice (the system's when none, or storage is blocked).
-    #[cfg(feature = "hydrate")]
-    fn stored() -> Theme {
-        window()
-            .local_storage()
-            .ok()
-            .flatten()
-            .and_then(|s| s.get_item(THEME_STORAGE_KEY).ok().flatten())
-            .and_then(|code| Theme::from_code(&code))
-            .unwrap_or_default()
-    }
-
-    /// Stores the choice and applies it to the page, as [`THEME_SCRIPT`]
-    /// does on load.
-    #[cfg(feature = "hydrate")]
-    fn apply(self) {
-        let doc = document();
-        if let Some(root) = doc.document_element() {
-            let _ = match self {
-                Theme::System => root.remove_attribute("data-theme"),
-                theme => root.set_attribute("data-theme", theme.code()),
-            };
-        }
-        if let Ok(Some(meta)) = doc.query_selector(r#"meta[name="color-scheme"]"#) {
-            let _ = meta.set_attribute("content", self.color_scheme());
-        }
-        if let Ok(Some(storage)) = window().local_storage() {
-            let _ = match self {
-                Theme::System => storage.remove_item(THEME_STORAGE_KEY),
-                theme => storage.set_item(THEME_STORAGE_KEY, theme.code()),
-            };
-        }
-    }
 }
 
 /// The language and theme switches.
@@ -107,8 +81,7 @@ pub fn Preferences() -> impl IntoView {
     let initial_locale = i18n.locale().get_untracked();
     let theme = RwSignal::new(Theme::System);
     // After hydration: the switch shows the theme the head script applied.
-    #[cfg(feature = "hydrate")]
-    Effect::new(move |_| theme.set(Theme::stored()));
+    Effect::new(move |_| theme.set(theme_store::stored()));
 
     let on_language = move |ev| {
         if let Some(locale) = Locale::from_tag(&event_target_value(&ev)) {
@@ -118,8 +91,7 @@ pub fn Preferences() -> impl IntoView {
     let on_theme = move |ev| {
         if let Some(chosen) = Theme::from_code(&event_target_value(&ev)) {
             theme.set(chosen);
-            #[cfg(feature = "hydrate")]
-            chosen.apply();
+            theme_store::apply(chosen);
         }
     };
     view! {
