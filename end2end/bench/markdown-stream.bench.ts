@@ -2,10 +2,12 @@
 // conversation that already has 200 messages. The figures come from Chrome
 // itself through the DevTools Protocol: `Performance.getMetrics` gives the
 // main thread's cumulative script, layout and style time, and
-// `Network.dataReceived` counts the chunks of the answer's stream as they
-// arrive. The answer is split into windows of a tenth of its bytes each; if
-// work per delta stayed proportional to the delta (not to the answer or the
-// transcript), the last tenth costs what the first did.
+// `Network.dataReceived` the bytes of the answer's stream as they arrive.
+// Every delta is the same size (CHUNK characters), so bytes count deltas
+// however the network groups them. The answer is split into windows of a
+// tenth of its bytes each; if work per delta stayed proportional to the
+// delta (not to the answer or the transcript), the last tenth costs what the
+// first did.
 //
 //   cd end2end && BEDROCK_CHAT_E2E_BINARY=./target/release/bedrock-chat \
 //     npx playwright test --config bench.config.ts markdown-stream
@@ -97,6 +99,7 @@ test('client work per delta on a 100 KB answer in a 200-message conversation', a
   const deltas = Math.ceil([...source].length / CHUNK);
   const total = samples.at(-1)!;
   const deltasPerChunk = deltas / total.chunks;
+  const deltasPerByte = deltas / total.bytes;
   expect(source.length).toBeGreaterThanOrEqual(ANSWER_BYTES);
   await expect(answer.locator('.md-done .code-block').first()).toBeVisible();
 
@@ -109,13 +112,14 @@ test('client work per delta on a 100 KB answer in a 200-message conversation', a
     // From the first byte on: the send itself (a new turn, the request) is not a delta.
     const first = samples.find((s) => s.bytes >= Math.max(from, 1)) ?? samples[0];
     const last = [...samples].reverse().find((s) => s.bytes <= to) ?? total;
-    const chunkCount = last.chunks - first.chunks;
-    if (chunkCount <= 0) continue;
-    const n = chunkCount * deltasPerChunk;
+    const n = (last.bytes - first.bytes) * deltasPerByte;
+    if (n <= 0) continue;
     const us = (seconds: number) => ((seconds * 1e6) / n).toFixed(1);
     perDelta.push((last.script - first.script) / n);
+    const perChunk = (n / (last.chunks - first.chunks)).toFixed(1);
     rows.push(
-      `  ${String(w * 10).padStart(3)}-${String((w + 1) * 10).padEnd(3)}%  ${String(Math.round(n)).padStart(5)} deltas  ` +
+      `  ${String(w * 10).padStart(3)}-${String((w + 1) * 10).padEnd(3)}%  ${String(Math.round(n)).padStart(5)} deltas ` +
+        `(${perChunk.padStart(4)}/chunk)  ` +
         `script ${us(last.script - first.script).padStart(6)} µs  layout ${us(last.layout - first.layout).padStart(6)} µs  ` +
         `style ${us(last.style - first.style).padStart(6)} µs  main thread ${us(last.task - first.task).padStart(6)} µs`,
     );
