@@ -124,6 +124,7 @@ test('editing an earlier message resends it and replaces the turns after it', as
   await first.locator('button.edit-message').click();
   const editor = first.locator('form.edit-form textarea');
   await expect(editor).toHaveValue('First question [sim tokens=4]');
+  await expect(editor).toBeFocused();
   await editor.press('Escape');
   await expect(first.locator('form.edit-form')).toHaveCount(0);
   await expect(ui.turns).toHaveCount(4);

@@ -796,11 +796,9 @@ fn TurnView(turn: Turn) -> impl IntoView {
         Role::Assistant => ("turn assistant", |t| t.assistant),
     };
     let body = match turn.role {
-        // Markdown: the stored text rendered whole; a streaming answer then
-        // grows through `Turn::show`.
+        // Markdown: a stored answer rendered whole. One being written starts
+        // empty, and `Turn::render_delta` draws it from all its text so far.
         Role::Assistant => {
-            // An answer being written starts empty: `Turn::render_delta`
-            // draws it, from all its text so far.
             let rendered = match turn.status.get_untracked() {
                 MessageStatus::Streaming => String::new(),
                 _ => turn.text.with_value(|text| markdown::render(text)),
@@ -855,6 +853,15 @@ fn UserText(turn: Turn, initial: Option<String>) -> impl IntoView {
     let editor = move || {
         let action = action?;
         let draft = RwSignal::new(turn.text.get_value());
+        // The editor opens with the caret in it, at the end of the text.
+        let field = NodeRef::<html::Textarea>::new();
+        Effect::new(move |_| {
+            if let Some(field) = field.get() {
+                let _ = field.focus();
+                let end = field.value().encode_utf16().count() as u32;
+                let _ = field.set_selection_range(end, end);
+            }
+        });
         let close = move || {
             action.editing.set(None);
             action.error.set(None);
@@ -866,6 +873,7 @@ fn UserText(turn: Turn, initial: Option<String>) -> impl IntoView {
                 submit();
             }>
                 <textarea
+                    node_ref=field
                     aria-label=move || i18n.t().edit_label
                     rows="3"
                     prop:value=move || draft.get()
