@@ -77,4 +77,11 @@ test('scrolling up stops following the answer; Jump to latest brings it back', a
   expect(await atBottom()).toBe(true);
   await page.waitForTimeout(500);
   expect(await atBottom()).toBe(true);
+
+  // A long conversation opens at its newest text, before and after hydration.
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  await page.reload();
+  await expect(ui.main).toHaveAttribute('data-hydrated', 'true');
+  expect(await atBottom()).toBe(true);
+  await expect(jump).toHaveCount(0);
 });
