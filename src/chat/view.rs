@@ -106,7 +106,7 @@ impl Turn {
                 .text
                 .with_value(|text| md.insert(StreamRenderer::new()).push(text)),
         });
-        self.show(update);
+        self.paint(update);
     }
 
     /// The answer's text is complete: its last block is final. (A turn
@@ -122,12 +122,12 @@ impl Turn {
         let update = self
             .markdown
             .try_update_value(|md| md.as_mut().map(StreamRenderer::finish));
-        self.show(update.flatten());
+        self.paint(update.flatten());
     }
 
     /// Applies a Markdown update to the answer's element: finished blocks
     /// are appended to `.md-done`, the unfinished one redrawn in `.md-tail`.
-    fn show(self, update: Option<MarkdownUpdate>) {
+    fn paint(self, update: Option<MarkdownUpdate>) {
         let (Some(update), Some(body)) = (update, self.body.get_untracked()) else {
             return;
         };
@@ -303,13 +303,17 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
         stream_generation.set_value(generation);
         generation
     };
-    let end_stream = move |reply: Turn, generation: u64, end: StreamEnd| {
-        reply.finish(end);
-        announce_end(reply);
+    // The page is free again, unless a newer stream has begun since.
+    let release_stream = move |generation: u64| {
         if stream_generation.get_value() == generation {
             active.set_value(None);
             streaming.set(false);
         }
+    };
+    let end_stream = move |reply: Turn, generation: u64, end: StreamEnd| {
+        reply.finish(end);
+        announce_end(reply);
+        release_stream(generation);
         refresh_list();
     };
     let keep_stream = move |reply: Turn, handle: stream_client::ActiveStream| {
@@ -422,10 +426,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                     }
                     // The edit never started: nothing changed on screen.
                     announcement.set(String::new());
-                    if stream_generation.get_value() == generation {
-                        active.set_value(None);
-                        streaming.set(false);
-                    }
+                    release_stream(generation);
                     return;
                 }
                 end_stream(reply, generation, end);
@@ -897,7 +898,7 @@ fn UserText(turn: Turn, initial: Option<String>) -> impl IntoView {
                         class="small save-edit"
                         disabled=move || action.busy.get() || draft.with(|d| d.trim().is_empty())
                     >
-                        {move || i18n.t().edit_send}
+                        {move || i18n.t().send}
                     </button>
                     <button type="button" class="small cancel-edit" on:click=move |_| close()>
                         {move || i18n.t().cancel}

@@ -383,15 +383,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
 
-        let mut settings = new.settings.cloned();
-        let (conversation, created, earlier) = match new.conversation_id {
+        let (conversation, created, earlier, settings, model_id) = match new.conversation_id {
             Some(id) => {
-                touch_owned(&mut tx, new.owner, id, now).await?;
-                let (summary, stored) = owned_conversation(&mut tx, new.owner, id).await?;
-                let earlier = messages_of(&mut tx, id).await?;
-                refuse_while_streaming(&earlier)?;
-                settings.get_or_insert(stored);
-                (summary, false, earlier)
+                let (summary, stored, earlier) = open_for_answer(&mut tx, new.owner, id, now).await?;
+                let mut settings = new.settings.cloned().unwrap_or_else(|| stored.clone());
+                let model_id = remember_settings(&mut tx, id, &stored, &mut settings, new.model).await?;
+                (summary, false, earlier, settings, model_id)
             }
             None => {
                 let summary = ConversationSummary {
@@ -400,22 +397,24 @@ impl Store {
                     created_at: now,
                     updated_at: now,
                 };
+                let mut settings = new.settings.cloned().unwrap_or_default();
+                let model_id = new.model.resolve(settings.model_id.as_deref());
+                settings.model_id = Some(model_id.clone());
                 sqlx::query(
-                    "INSERT INTO conversations (id, owner_id, title, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO conversations (id, owner_id, title, created_at, updated_at, settings) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&summary.id)
                 .bind(new.owner)
                 .bind(&summary.title)
                 .bind(now)
                 .bind(now)
+                .bind(settings_json(&settings))
                 .execute(&mut *tx)
                 .await?;
-                (summary, true, Vec::new())
+                (summary, true, Vec::new(), settings, model_id)
             }
         };
-        let mut settings = settings.unwrap_or_default();
-        let model_id = choose_model(&mut tx, &conversation.id, &mut settings, new.model).await?;
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut tx, &conversation.id, new.text, &model_id, now).await?;
         tx.commit().await?;
@@ -446,11 +445,8 @@ impl Store {
     ) -> Result<Exchange> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        // A write first, for SQLite's lock (see `begin_exchange`).
-        touch_owned(&mut tx, owner, conversation_id, now).await?;
-        let (conversation, mut settings) = owned_conversation(&mut tx, owner, conversation_id).await?;
-        let mut messages = messages_of(&mut tx, conversation_id).await?;
-        refuse_while_streaming(&messages)?;
+        let (conversation, stored, mut messages) =
+            open_for_answer(&mut tx, owner, conversation_id, now).await?;
         let at = messages
             .iter()
             .position(|m| m.id == message_id && m.role == Role::User)
@@ -470,7 +466,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         messages.truncate(at);
-        let model_id = choose_model(&mut tx, conversation_id, &mut settings, model).await?;
+        let mut settings = stored.clone();
+        let model_id = remember_settings(&mut tx, conversation_id, &stored, &mut settings, model).await?;
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut tx, conversation_id, text, &model_id, now).await?;
         tx.commit().await?;
@@ -498,11 +495,8 @@ impl Store {
     ) -> Result<Exchange> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        // A write first, for SQLite's lock (see `begin_exchange`).
-        touch_owned(&mut tx, owner, conversation_id, now).await?;
-        let (conversation, mut settings) = owned_conversation(&mut tx, owner, conversation_id).await?;
-        let mut messages = messages_of(&mut tx, conversation_id).await?;
-        refuse_while_streaming(&messages)?;
+        let (conversation, stored, mut messages) =
+            open_for_answer(&mut tx, owner, conversation_id, now).await?;
         match messages.last() {
             Some(last) if last.role == Role::Assistant => {}
             _ => {
@@ -514,7 +508,8 @@ impl Store {
         }
         let position = next_position(&mut tx, conversation_id).await?;
         let answer_id = new_id();
-        let model_id = choose_model(&mut tx, conversation_id, &mut settings, model).await?;
+        let mut settings = stored.clone();
+        let model_id = remember_settings(&mut tx, conversation_id, &stored, &mut settings, model).await?;
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
              VALUES ($1, $2, $3, 'assistant', '', 'streaming', $4, $5)",
@@ -642,21 +637,42 @@ async fn touch_owned(conn: &mut sqlx::AnyConnection, owner: &str, id: &str, now:
     Ok(())
 }
 
-/// The model that answers now; the conversation remembers it (in its
-/// settings) for the next message.
-async fn choose_model(
+/// Opens one of the owner's conversations for a new answer, in `conn`'s
+/// transaction: marks it active now (the write first, so SQLite takes its
+/// write lock at once; see `begin_exchange`), and reads its settings and
+/// messages, refusing while an answer is still being written.
+async fn open_for_answer(
+    conn: &mut sqlx::AnyConnection,
+    owner: &str,
+    id: &str,
+    now: i64,
+) -> Result<(ConversationSummary, ConversationSettings, Vec<StoredMessage>)> {
+    touch_owned(&mut *conn, owner, id, now).await?;
+    let (summary, settings) = owned_conversation(&mut *conn, owner, id).await?;
+    let messages = messages_of(&mut *conn, id).await?;
+    refuse_while_streaming(&messages)?;
+    Ok((summary, settings, messages))
+}
+
+/// The model that answers now. The conversation remembers it, with the rest
+/// of `settings`, for the next message; the row is only written when that
+/// changes what it `stored`.
+async fn remember_settings(
     conn: &mut sqlx::AnyConnection,
     conversation_id: &str,
+    stored: &ConversationSettings,
     settings: &mut ConversationSettings,
     model: ModelChoice<'_>,
 ) -> Result<String> {
     let model_id = model.resolve(settings.model_id.as_deref());
     settings.model_id = Some(model_id.clone());
-    sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2")
-        .bind(settings_json(settings))
-        .bind(conversation_id)
-        .execute(&mut *conn)
-        .await?;
+    if settings != stored {
+        sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2")
+            .bind(settings_json(settings))
+            .bind(conversation_id)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(model_id)
 }
 

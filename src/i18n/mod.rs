@@ -141,8 +141,6 @@ pub struct Strings {
     pub regenerate: &'static str,
     pub edit: &'static str,
     pub edit_label: &'static str,
-    /// Sends an edited message (the turns after it are replaced).
-    pub edit_send: &'static str,
     pub edit_note: &'static str,
     // Conversation settings.
     pub settings: &'static str,
@@ -225,7 +223,6 @@ pub const EN: Strings = Strings {
     regenerate: "Regenerate",
     edit: "Edit",
     edit_label: "Edit message",
-    edit_send: "Send",
     edit_note: "Sending replaces this message and everything after it.",
     settings: "Settings",
     settings_title: "Settings of this conversation",
@@ -296,7 +293,6 @@ pub const KO: Strings = Strings {
     regenerate: "다시 생성",
     edit: "수정",
     edit_label: "메시지 수정",
-    edit_send: "보내기",
     edit_note: "보내면 이 메시지와 그 뒤의 대화가 모두 바뀌어요.",
     settings: "설정",
     settings_title: "이 대화의 설정",
