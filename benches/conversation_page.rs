@@ -163,6 +163,19 @@ async fn spawn_app(db: &Db) -> App {
         ("BEDROCK_CHAT_SERVER_SITE_ADDR", "127.0.0.1:0".to_owned()),
         ("BEDROCK_CHAT_BEDROCK_BACKEND", "simulator".to_owned()),
         ("BEDROCK_CHAT_BEDROCK_MAX_ATTEMPTS", "1".to_owned()),
+        // One owner sends every message as fast as it can: no rate limits.
+        (
+            "BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER",
+            "0".to_owned(),
+        ),
+        (
+            "BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_ADDRESS",
+            "0".to_owned(),
+        ),
+        (
+            "BEDROCK_CHAT_LIMITS_NEW_OWNERS_PER_ADDRESS_PER_HOUR",
+            "0".to_owned(),
+        ),
     ]
     .into_iter()
     .chain(db.overrides())

@@ -59,6 +59,8 @@ impl PageConfig {
 }
 
 pub fn shell(options: LeptosOptions, page: PageConfig) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    content_security_policy(&options);
     let config_json = page.to_script_json();
     let lang = page.locale.code();
     view! {
@@ -80,6 +82,24 @@ pub fn shell(options: LeptosOptions, page: PageConfig) -> impl IntoView {
                 <App page/>
             </body>
         </html>
+    }
+}
+
+/// Sends this page's Content-Security-Policy, naming the nonce Leptos puts
+/// on the scripts it writes for this response.
+#[cfg(feature = "ssr")]
+fn content_security_policy(options: &LeptosOptions) {
+    use axum::http::{header::CONTENT_SECURITY_POLICY, HeaderValue};
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let reload = std::env::var_os("LEPTOS_WATCH").map(|_| options.reload_port);
+    let policy = crate::server::protect::page_policy(&nonce.to_string(), reload);
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response.insert_header(CONTENT_SECURITY_POLICY, value);
     }
 }
 

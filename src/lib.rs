@@ -39,6 +39,8 @@ pub mod sse;
 #[cfg(feature = "ssr")]
 pub mod bedrock;
 #[cfg(feature = "ssr")]
+pub mod clock;
+#[cfg(feature = "ssr")]
 pub mod server;
 
 /// Entry point of the WebAssembly bundle: attaches the Leptos app to the

@@ -6,19 +6,12 @@
 
 use bedrock_chat::{
     bedrock::{simulator, Backend},
-    server::{Application, Settings},
+    server::{settings::LogFormat, Application, Settings},
 };
-use std::net::SocketAddr;
+use std::{io::IsTerminal, net::SocketAddr};
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
-        )
-        .init();
-
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None => serve().await,
@@ -33,8 +26,22 @@ async fn main() {
     }
 }
 
+/// Logs go to standard output: text (coloured only in a terminal), or one
+/// JSON object per line. RUST_LOG sets the levels.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Auto => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+    }
+}
+
 async fn serve() -> Result<(), String> {
     let settings = Settings::load().map_err(|e| e.to_string())?;
+    init_logging(settings.log.format);
     let app = Application::build(settings)
         .await
         .map_err(|e| format!("cannot start: {e}"))?;
@@ -52,6 +59,7 @@ async fn serve() -> Result<(), String> {
 }
 
 async fn run_simulator(args: &[String]) -> Result<(), String> {
+    init_logging(LogFormat::Auto);
     let addr: SocketAddr = match args {
         [] => SocketAddr::from(([127, 0, 0, 1], 4010)),
         [flag, addr] if flag == "--addr" => addr.parse().map_err(|e| format!("--addr {addr:?}: {e}"))?,

@@ -18,7 +18,7 @@ async fn streams_the_models_answer_as_documented_events() {
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
-    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(headers["x-accel-buffering"], "no");
 
     let events = read_events(response).await;

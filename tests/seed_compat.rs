@@ -44,7 +44,7 @@ async fn the_seed_client_reads_our_answer_unchanged() {
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
-    assert_eq!(response.headers()["cache-control"], "no-cache");
+    assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["x-accel-buffering"], "no");
 
     let (chunks, done) = read_like_the_seed_client(response).await;

@@ -1,8 +1,8 @@
 //! The chat endpoints.
 
 use super::{
-    generation::start_frame,
-    record::AnswerRecorder,
+    generation::{start_frame, AnswerLabels, Reservation},
+    record::{AnswerRecorder, AnswerRef},
     relay::{encode, relay, SeedFormat},
     validate::{check_edit_text, model_choice, validate, validate_send},
     ChatRequest, SendRequest, Started, StreamEvent,
@@ -13,11 +13,11 @@ use crate::{
     conversations::{
         api::check_id,
         history,
-        identity::Owner,
+        identity::{Owner, Requester},
         store::{Exchange, NewExchange},
         title_from_message, EditRequest, MessageStatus,
     },
-    server::{parse_json, ApiError, AppState},
+    server::{limits::Ask, parse_json, ApiError, AppState},
     sse,
 };
 use axum::{
@@ -40,6 +40,7 @@ const COMPAT_EXAMPLE: &str = r#"{"messages": [{"role": "user", "content": "Hello
 pub async fn stream_chat(
     State(state): State<AppState>,
     Extension(owner): Extension<Owner>,
+    Extension(requester): Extension<Requester>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -47,6 +48,17 @@ pub async fn stream_chat(
     let request: SendRequest = parse_json(body, SEND_EXAMPLE)?;
     let send = validate_send(&request, &state.settings)?;
     let limits = &state.settings.limits;
+    let reservation = state
+        .limiter
+        .admit(
+            &state.generations,
+            &state.store,
+            &owner,
+            &requester,
+            send.conversation_id,
+            Ask::Stored,
+        )
+        .await?;
 
     // Stored before the model is called: whatever happens next, the user's
     // message is not lost.
@@ -62,8 +74,7 @@ pub async fn stream_chat(
             settings: send.settings.as_ref(),
         })
         .await?;
-
-    Ok(answer(&state, &owner, exchange, started).await)
+    Ok(answer(&state, &owner, exchange, started, reservation).await)
 }
 
 /// What Retry sends: optionally another model.
@@ -81,6 +92,7 @@ pub struct RegenerateRequest {
 pub async fn regenerate(
     State(state): State<AppState>,
     Extension(owner): Extension<Owner>,
+    Extension(requester): Extension<Requester>,
     Path(conversation_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -92,11 +104,22 @@ pub async fn regenerate(
         _ => parse_json(body, r#"{"model_id": null}"#)?,
     };
     let model = model_choice(request.model_id.as_deref(), &state.settings)?;
+    let reservation = state
+        .limiter
+        .admit(
+            &state.generations,
+            &state.store,
+            &owner,
+            &requester,
+            Some(&conversation_id),
+            Ask::Stored,
+        )
+        .await?;
     let exchange = state
         .store
         .begin_regeneration(owner.as_str(), &conversation_id, model)
         .await?;
-    Ok(answer(&state, &owner, exchange, started).await)
+    Ok(answer(&state, &owner, exchange, started, reservation).await)
 }
 
 /// `POST /api/conversations/{id}/edit`: rewrites one of the user's earlier
@@ -106,6 +129,7 @@ pub async fn regenerate(
 pub async fn edit(
     State(state): State<AppState>,
     Extension(owner): Extension<Owner>,
+    Extension(requester): Extension<Requester>,
     Path(conversation_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -124,6 +148,17 @@ pub async fn edit(
     }
     check_edit_text(&request.content, &state.settings)?;
     let model = model_choice(request.model_id.as_deref(), &state.settings)?;
+    let reservation = state
+        .limiter
+        .admit(
+            &state.generations,
+            &state.store,
+            &owner,
+            &requester,
+            Some(&conversation_id),
+            Ask::Stored,
+        )
+        .await?;
     let exchange = state
         .store
         .begin_edit(
@@ -134,7 +169,7 @@ pub async fn edit(
             model,
         )
         .await?;
-    Ok(answer(&state, &owner, exchange, started).await)
+    Ok(answer(&state, &owner, exchange, started, reservation).await)
 }
 
 fn refuse_when_shutting_down(state: &AppState) -> Result<(), ApiError> {
@@ -150,8 +185,16 @@ fn refuse_when_shutting_down(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// Calls the model for a stored exchange and answers with its event stream:
-/// `start`, then the generation's events.
-async fn answer(state: &AppState, owner: &Owner, exchange: Exchange, started: Instant) -> Response {
+/// `start`, then the generation's events. `reservation` is held until the
+/// answer is stored.
+async fn answer(
+    state: &AppState,
+    owner: &Owner,
+    exchange: Exchange,
+    started: Instant,
+    reservation: Reservation,
+) -> Response {
+    reservation.claim(&exchange.conversation.id, &exchange.answer_id);
     let bedrock = &state.settings.bedrock;
     // The conversation's own settings, where it has them.
     let chosen = &exchange.settings;
@@ -186,19 +229,34 @@ async fn answer(state: &AppState, owner: &Owner, exchange: Exchange, started: In
     };
     let mut recorder = AnswerRecorder::new(
         state.store.clone(),
-        exchange.answer_id.clone(),
-        exchange.conversation.id.clone(),
+        AnswerRef {
+            owner: owner.0.clone(),
+            day: state.limiter.clock().today(),
+            answer_id: exchange.answer_id.clone(),
+            conversation_id: exchange.conversation.id.clone(),
+        },
         started,
+        state.generations.timing().checkpoints(),
     );
+    let labels = AnswerLabels {
+        owner_tag: state.identity.owner_tag(owner),
+        conversation_id: exchange.conversation.id.clone(),
+        model_id: exchange.model_id.clone(),
+    };
     let start = start_frame(started_event);
     let body = match state.bedrock.converse_stream(&input).await {
         Ok(model) => {
             // The answer is written by a task of its own; this response is
             // its first listener, and others may join or resume.
-            let generation =
-                state
-                    .generations
-                    .start(owner.as_str(), exchange.answer_id, start, model, recorder);
+            let generation = state.generations.start(
+                owner.as_str(),
+                exchange.answer_id,
+                start,
+                model,
+                recorder,
+                reservation,
+                labels,
+            );
             Body::from_stream(generation.listen(0, state.generations.timing().keep_alive))
         }
         Err(err) => {
@@ -209,6 +267,18 @@ async fn answer(state: &AppState, owner: &Owner, exchange: Exchange, started: In
                 Ok(()) => info,
                 Err(storage) => ApiError::from(storage).info,
             };
+            tracing::info!(
+                target: "bedrock_chat::answer",
+                owner = %labels.owner_tag,
+                conversation = %labels.conversation_id,
+                model = %labels.model_id,
+                status = %info.code,
+                tokens_in = 0,
+                tokens_out = 0,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "answer finished"
+            );
+            drop(reservation);
             let error = encode(2, &StreamEvent::Error(info));
             Body::from_stream(futures::stream::iter([
                 Ok::<_, std::convert::Infallible>(start),
@@ -287,6 +357,27 @@ pub async fn cancel(
     }))
 }
 
+/// Holds what a compatibility stream owns while it is written.
+struct CompatAnswer {
+    _reservation: Reservation,
+    labels: AnswerLabels,
+    started: Instant,
+}
+
+impl Drop for CompatAnswer {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: "bedrock_chat::answer",
+            owner = %self.labels.owner_tag,
+            conversation = %self.labels.conversation_id,
+            model = %self.labels.model_id,
+            status = "relayed",
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "answer finished"
+        );
+    }
+}
+
 fn bad_event_id(raw: &str) -> ApiError {
     ApiError::bad_request(
         "bad_last_event_id",
@@ -305,21 +396,81 @@ fn generation_gone() -> ApiError {
 
 /// `POST /api/chat`: the wire format of the FastAPI service we replace, so
 /// its Streamlit client works unchanged. It carries the whole conversation
-/// in each request, as that client does; nothing is stored.
+/// in each request, as that client does; nothing is stored. The history
+/// budget, the limits (but no new-owner count: nothing is stored for an
+/// owner) and the answer log apply as to the page's endpoint; it is
+/// refused during shutdown and counted by the drain; `server.compat_api`
+/// turns it off.
 pub async fn compat_chat(
     State(state): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Extension(requester): Extension<Requester>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if !state.settings.server.compat_api {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "compat_api_off",
+            "The compatibility endpoint is turned off on this server. Use POST /api/chat/stream instead.",
+            false,
+        ));
+    }
+    refuse_when_shutting_down(&state)?;
     let request: ChatRequest = parse_json(body, COMPAT_EXAMPLE)?;
     let chat = validate(&request, &state.settings)?;
+    let reservation = state
+        .limiter
+        .admit(
+            &state.generations,
+            &state.store,
+            &owner,
+            &requester,
+            None,
+            Ask::Compat,
+        )
+        .await?;
     let bedrock = &state.settings.bedrock;
+    let turns = history::trim(
+        chat.turns
+            .iter()
+            .map(|t| history::HistoryTurn {
+                role: if t.from_user { Role::User } else { Role::Assistant },
+                text: t.text.to_owned(),
+            })
+            .collect(),
+        bedrock.history_token_budget,
+        state.settings.limits.max_messages,
+    );
     let input = ConverseInput {
         model_id: chat.model_id,
         system_prompt: &bedrock.system_prompt,
-        turns: chat.turns,
+        turns: turns
+            .iter()
+            .map(|t| Turn {
+                from_user: t.role == Role::User,
+                text: &t.text,
+            })
+            .collect(),
         max_tokens: bedrock.max_tokens,
         temperature: bedrock.temperature,
     };
     let model = state.bedrock.converse_stream(&input).await?;
-    Ok(sse::encode::response(Body::from_stream(relay(model, SeedFormat))))
+    let labels = AnswerLabels {
+        owner_tag: state.identity.owner_tag(&owner),
+        conversation_id: "(compat)".to_owned(),
+        model_id: chat.model_id.to_owned(),
+    };
+    // The reservation lives as long as the stream (the limits and the
+    // shutdown drain count it); the answer's log line is written when the
+    // stream ends or its client goes away.
+    let guard = CompatAnswer {
+        _reservation: reservation,
+        labels,
+        started: Instant::now(),
+    };
+    let logged = futures::StreamExt::map(relay(model, SeedFormat), move |frame| {
+        let _ = &guard;
+        frame
+    });
+    Ok(sse::encode::response(Body::from_stream(logged)))
 }

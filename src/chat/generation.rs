@@ -14,8 +14,13 @@
 //! * Stop is an explicit request ([`Generation::cancel`]): the Bedrock stream
 //!   is dropped at once and every listener sees `done` with
 //!   `stop_reason: "stopped"`.
-//! * With no listener for the grace period, the Bedrock stream is dropped and
-//!   the answer stored as `interrupted`.
+//! * With no listener for the grace period (a much shorter one before the
+//!   first delta), the Bedrock stream is dropped and the answer stored as
+//!   `interrupted`.
+//! * Every answer holds a [`Reservation`] from before its user message is
+//!   stored until its answer is: the per-owner and server-wide caps count
+//!   them, and "an answer is being written in this conversation" means one
+//!   is held for it (not that a row says `streaming`).
 //! * A finished generation's log is kept for `linger` (so a late reconnect
 //!   still gets the end), then released; the stored answer remains.
 
@@ -39,7 +44,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::sync::watch;
 
@@ -48,10 +53,94 @@ use tokio::sync::watch;
 pub struct Timing {
     /// How long an answer goes on with nobody listening.
     pub grace: Duration,
+    /// The same, before its first delta.
+    pub first_delta_grace: Duration,
     /// Idle time after which a listener gets an SSE comment.
     pub keep_alive: Duration,
     /// How long a finished log stays for late reconnects.
     pub linger: Duration,
+    /// How often an answer's text is checkpointed (time, new bytes).
+    pub checkpoint: Duration,
+    pub checkpoint_bytes: usize,
+}
+
+impl Timing {
+    pub fn checkpoints(&self) -> super::record::Checkpoints {
+        super::record::Checkpoints {
+            every: self.checkpoint,
+            bytes: self.checkpoint_bytes.max(1),
+        }
+    }
+}
+
+/// Caps on answers being written at once; 0 is no cap.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotLimits {
+    pub per_owner: usize,
+    pub total: usize,
+}
+
+/// Why an answer may not start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// An answer is being written in this conversation.
+    ConversationBusy,
+    /// The owner has this many answers being written.
+    OwnerAtLimit(usize),
+    /// The server streams this many answers.
+    ServerAtLimit(usize),
+}
+
+/// The answers being written (or about to be), one slot each.
+#[derive(Default)]
+struct Slots {
+    next: u64,
+    taken: HashMap<u64, Slot>,
+}
+
+struct Slot {
+    owner: String,
+    conversation: Option<String>,
+    answer: Option<String>,
+}
+
+/// A place for one answer, held from before its message is stored until the
+/// answer is; released when dropped.
+pub struct Reservation {
+    id: u64,
+    slots: Arc<Mutex<Slots>>,
+    running: Arc<watch::Sender<usize>>,
+}
+
+impl Reservation {
+    /// Names the conversation and answer once they are stored.
+    pub fn claim(&self, conversation_id: &str, answer_id: &str) {
+        let mut slots = self.slots.lock().expect("slots lock");
+        if let Some(slot) = slots.taken.get_mut(&self.id) {
+            slot.conversation = Some(conversation_id.to_owned());
+            slot.answer = Some(answer_id.to_owned());
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let left = {
+            let mut slots = self.slots.lock().expect("slots lock");
+            slots.taken.remove(&self.id);
+            slots.taken.len()
+        };
+        self.running.send_replace(left);
+    }
+}
+
+/// What an answer's log line says about it (never user text).
+#[derive(Debug, Clone)]
+pub struct AnswerLabels {
+    /// A hash of the owner, not the owner.
+    pub owner_tag: String,
+    pub conversation_id: String,
+    pub model_id: String,
 }
 
 /// Every live (and recently finished) generation of this server.
@@ -61,13 +150,17 @@ pub struct Generations {
     timing: Timing,
     /// Set on shutdown: no new generations.
     closed: Arc<AtomicBool>,
-    /// Counts running generation tasks, for shutdown.
+    slots: Arc<Mutex<Slots>>,
+    /// The number of reservations held (answers being written, or about to
+    /// be, compatibility streams included), for shutdown.
     running: Arc<watch::Sender<usize>>,
 }
 
 /// One answer being written (or just written).
 pub struct Generation {
     owner: String,
+    /// Whether a delta has been written (the short grace ends then).
+    has_text: AtomicBool,
     log: Mutex<Log>,
     /// The number of frames in the log; listeners wait for it to change.
     length: watch::Sender<usize>,
@@ -107,8 +200,62 @@ impl Generations {
             live: Arc::default(),
             timing,
             closed: Arc::default(),
+            slots: Arc::default(),
             running: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// Takes a slot for an answer of `owner` (in `conversation`, when it
+    /// exists already), unless a cap or the conversation refuses it.
+    pub fn reserve(
+        &self,
+        owner: &str,
+        conversation: Option<&str>,
+        limits: SlotLimits,
+    ) -> Result<Reservation, Refusal> {
+        let mut slots = self.slots.lock().expect("slots lock");
+        if let Some(id) = conversation {
+            if slots
+                .taken
+                .values()
+                .any(|s| s.conversation.as_deref() == Some(id))
+            {
+                return Err(Refusal::ConversationBusy);
+            }
+        }
+        if limits.per_owner > 0
+            && slots.taken.values().filter(|s| s.owner == owner).count() >= limits.per_owner
+        {
+            return Err(Refusal::OwnerAtLimit(limits.per_owner));
+        }
+        if limits.total > 0 && slots.taken.len() >= limits.total {
+            return Err(Refusal::ServerAtLimit(limits.total));
+        }
+        slots.next += 1;
+        let id = slots.next;
+        slots.taken.insert(
+            id,
+            Slot {
+                owner: owner.to_owned(),
+                conversation: conversation.map(str::to_owned),
+                answer: None,
+            },
+        );
+        self.running.send_replace(slots.taken.len());
+        Ok(Reservation {
+            id,
+            slots: self.slots.clone(),
+            running: self.running.clone(),
+        })
+    }
+
+    /// Whether this answer is being written (or about to be) here.
+    pub fn is_writing(&self, answer_id: &str) -> bool {
+        let slots = self.slots.lock().expect("slots lock");
+        slots
+            .taken
+            .values()
+            .any(|s| s.answer.as_deref() == Some(answer_id))
     }
 
     pub fn timing(&self) -> Timing {
@@ -120,7 +267,9 @@ impl Generations {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Starts writing an answer. `start` is the first frame of its log.
+    /// Starts writing an answer. `start` is the first frame of its log; the
+    /// reservation is released once the answer is stored.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         &self,
         owner: &str,
@@ -128,9 +277,12 @@ impl Generations {
         start: Bytes,
         model: ModelStream,
         recorder: AnswerRecorder,
+        reservation: Reservation,
+        labels: AnswerLabels,
     ) -> Arc<Generation> {
         let generation = Arc::new(Generation {
             owner: owner.to_owned(),
+            has_text: AtomicBool::new(false),
             log: Mutex::new(Log::default()),
             length: watch::Sender::new(0),
             listeners: watch::Sender::new(0),
@@ -141,12 +293,11 @@ impl Generations {
             .lock()
             .expect("generation map lock")
             .insert(answer_id.clone(), generation.clone());
-        self.running.send_modify(|n| *n += 1);
         let this = self.clone();
         let task = generation.clone();
         tokio::spawn(async move {
-            task.run(model, recorder, this.timing.grace).await;
-            this.running.send_modify(|n| *n -= 1);
+            task.run(model, recorder, this.timing, labels).await;
+            drop(reservation);
             tokio::time::sleep(this.timing.linger).await;
             this.live.lock().expect("generation map lock").remove(&answer_id);
         });
@@ -166,7 +317,8 @@ impl Generations {
         (live.len(), live.values().map(|g| g.log_size().1).sum())
     }
 
-    /// The number of generations still writing.
+    /// The number of answers still being written (compatibility streams
+    /// included).
     pub fn running(&self) -> usize {
         *self.running.borrow()
     }
@@ -319,7 +471,14 @@ impl Generation {
     /// Reads the model to its end (or until stopped or abandoned), appending
     /// each event to the log; stores the answer; then appends the terminal
     /// event, so `done` always means "stored".
-    async fn run(self: Arc<Self>, mut model: ModelStream, mut recorder: AnswerRecorder, grace: Duration) {
+    async fn run(
+        self: Arc<Self>,
+        mut model: ModelStream,
+        mut recorder: AnswerRecorder,
+        timing: Timing,
+        labels: AnswerLabels,
+    ) {
+        let began = Instant::now();
         // The log holds the `start` frame: ids continue from 2.
         let mut next_id = 2_u64;
         let mut frame = |event: StreamEvent| {
@@ -338,11 +497,19 @@ impl Generation {
         };
         let abandoned = {
             let mut rx = self.listeners.subscribe();
+            let this = self.clone();
             async move {
                 loop {
                     if rx.wait_for(|n| *n == 0).await.is_err() {
                         return;
                     }
+                    // A page that fires a request and hangs up before the
+                    // first delta gets the short grace, not the long one.
+                    let grace = if this.has_text.load(Ordering::Relaxed) {
+                        timing.grace
+                    } else {
+                        timing.first_delta_grace
+                    };
                     match tokio::time::timeout(grace, rx.wait_for(|n| *n > 0)).await {
                         Err(_) => return,
                         Ok(_) => continue,
@@ -364,6 +531,7 @@ impl Generation {
             };
             match next {
                 Some(Ok(ModelEvent::Text(text))) => {
+                    self.has_text.store(true, Ordering::Relaxed);
                     recorder.text(&text);
                     self.push(frame(StreamEvent::Delta(super::Delta { text })));
                 }
@@ -408,6 +576,7 @@ impl Generation {
                 StreamEvent::Done(Done::new(STOPPED_REASON)),
             ),
         };
+        let stored_status = status;
         let terminal = match recorder.finish(status, error).await {
             Ok(()) => match terminal {
                 // The timings the store has, for the answer's footer.
@@ -419,8 +588,27 @@ impl Generation {
             },
             Err(err) => StreamEvent::Error(ApiError::from(err).info),
         };
+        let outcome = match &terminal {
+            StreamEvent::Error(info) => info.code.clone(),
+            _ => stored_status.as_str().to_owned(),
+        };
         self.push(frame(terminal));
         self.finish();
+        let usage = recorder.usage_so_far().unwrap_or_default();
+        let (first_token_ms, _) = recorder.timings();
+        tracing::info!(
+            target: "bedrock_chat::answer",
+            owner = %labels.owner_tag,
+            conversation = %labels.conversation_id,
+            model = %labels.model_id,
+            status = %outcome,
+            tokens_in = usage.input_tokens,
+            tokens_out = usage.output_tokens,
+            first_token_ms = first_token_ms.unwrap_or(0),
+            duration_ms = began.elapsed().as_millis() as u64,
+            checkpoints = recorder.checkpoint_count(),
+            "answer finished"
+        );
     }
 }
 

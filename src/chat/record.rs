@@ -1,34 +1,71 @@
 //! Keeps the answer being relayed so that it is stored however it ends.
 //!
-//! The relay feeds the recorder each delta; at the end it awaits
-//! [`AnswerRecorder::finish`] before sending the terminal event, so `done`
-//! means "stored". Should the generation's task end without finishing (a
-//! panic, the runtime shutting down), the recorder stores what it has as
-//! `interrupted` from a task of its own when it is dropped.
+//! Invariants:
+//! * The relay feeds the recorder each delta. Every `checkpoint.every` or
+//!   `checkpoint.bytes` of new text, the text so far is saved from a task of
+//!   its own (one at a time; the relay never waits for the database), so a
+//!   crash loses seconds of an answer, not the answer.
+//! * At the end the relay awaits [`AnswerRecorder::finish`] before sending
+//!   the terminal event, so `done` means "stored". While the database is
+//!   away (down, locked, read-only) the final save is retried with backoff:
+//!   the answer is paid for, and its text stays in memory until stored.
+//! * Should the generation's task end without finishing (a panic, the
+//!   runtime shutting down), the recorder stores what it has as
+//!   `interrupted` from a task of its own when it is dropped.
 
 use super::{ErrorInfo, Usage};
 use crate::conversations::{
-    store::{FinishedAnswer, Store, StoreError},
+    store::{FinishedAnswer, Store, StoreError, StoreErrorKind},
     MessageStatus,
 };
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// How often the text of an answer being written is saved.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoints {
+    pub every: Duration,
+    pub bytes: usize,
+}
+
+/// First and longest wait between two tries of a final save.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 pub struct AnswerRecorder {
     store: Store,
     answer: FinishedAnswer,
     started: Instant,
     finished: bool,
+    checkpoints: Checkpoints,
+    /// When the last checkpoint began, and how much text it saved.
+    checkpointed_at: Instant,
+    checkpointed_len: usize,
+    checkpoint: Option<JoinHandle<()>>,
+    /// How many checkpoints were written (for figures).
+    checkpoint_count: usize,
+}
+
+/// Who an answer belongs to and where it is stored.
+pub struct AnswerRef {
+    pub owner: String,
+    /// The UTC day its tokens count against.
+    pub day: i64,
+    pub answer_id: String,
+    pub conversation_id: String,
 }
 
 impl AnswerRecorder {
     /// `started` is when the request arrived: first-token and total times are
     /// measured from it.
-    pub fn new(store: Store, answer_id: String, conversation_id: String, started: Instant) -> Self {
+    pub fn new(store: Store, answer: AnswerRef, started: Instant, checkpoints: Checkpoints) -> Self {
         Self {
             store,
             answer: FinishedAnswer {
-                answer_id,
-                conversation_id,
+                owner: answer.owner,
+                day: answer.day,
+                answer_id: answer.answer_id,
+                conversation_id: answer.conversation_id,
                 content: String::new(),
                 status: MessageStatus::Streaming,
                 usage: None,
@@ -38,6 +75,11 @@ impl AnswerRecorder {
             },
             started,
             finished: false,
+            checkpoints,
+            checkpointed_at: Instant::now(),
+            checkpointed_len: 0,
+            checkpoint: None,
+            checkpoint_count: 0,
         }
     }
 
@@ -46,10 +88,41 @@ impl AnswerRecorder {
             self.answer.first_token_ms = Some(self.started.elapsed().as_millis() as u64);
         }
         self.answer.content.push_str(text);
+        let grown = self.answer.content.len() - self.checkpointed_len;
+        if grown >= self.checkpoints.bytes || self.checkpointed_at.elapsed() >= self.checkpoints.every {
+            self.save_checkpoint();
+        }
+    }
+
+    /// Saves the text so far from a task of its own, unless the previous
+    /// checkpoint is still being written (the next delta tries again).
+    fn save_checkpoint(&mut self) {
+        if self.checkpoint.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.checkpointed_at = Instant::now();
+        self.checkpointed_len = self.answer.content.len();
+        self.checkpoint_count += 1;
+        let store = self.store.clone();
+        let id = self.answer.answer_id.clone();
+        let content = self.answer.content.clone();
+        self.checkpoint = Some(runtime.spawn(async move {
+            if let Err(err) = store.checkpoint(&id, &content).await {
+                // The next checkpoint, or the final save, writes it again.
+                tracing::warn!(error = %err, answer = %id, "could not checkpoint an answer");
+            }
+        }));
     }
 
     pub fn usage(&mut self, usage: Usage) {
         self.answer.usage = Some(usage);
+    }
+
+    pub fn usage_so_far(&self) -> Option<Usage> {
+        self.answer.usage
     }
 
     /// Time to the first token and total time, as stored (after `finish`).
@@ -57,7 +130,14 @@ impl AnswerRecorder {
         (self.answer.first_token_ms, Some(self.answer.duration_ms))
     }
 
-    /// Stores the answer with its final status. Called once.
+    /// How many checkpoints this answer wrote.
+    pub fn checkpoint_count(&self) -> usize {
+        self.checkpoint_count
+    }
+
+    /// Stores the answer with its final status. Called once. While the
+    /// database is away the save is retried with backoff, for as long as it
+    /// takes; other errors are returned.
     pub async fn finish(
         &mut self,
         status: MessageStatus,
@@ -67,11 +147,30 @@ impl AnswerRecorder {
         self.answer.status = status;
         self.answer.error = error;
         self.answer.duration_ms = self.started.elapsed().as_millis() as u64;
-        let result = self.store.finish_answer(&self.answer).await;
-        if let Err(err) = &result {
-            tracing::error!(error = %err, answer = %self.answer.answer_id, "could not store an answer");
+        let mut wait = RETRY_FIRST;
+        let mut tries = 1_u32;
+        loop {
+            match self.store.finish_answer(&self.answer).await {
+                Ok(()) => {
+                    if tries > 1 {
+                        tracing::info!(answer = %self.answer.answer_id, tries, "stored an answer once the database was back");
+                    }
+                    return Ok(());
+                }
+                Err(err) if matches!(err.kind, StoreErrorKind::Unavailable | StoreErrorKind::ReadOnly) => {
+                    if tries == 1 {
+                        tracing::warn!(error = %err, answer = %self.answer.answer_id, "could not store an answer; retrying until the database is back");
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                    tries += 1;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, answer = %self.answer.answer_id, "could not store an answer");
+                    return Err(err);
+                }
+            }
         }
-        result
     }
 }
 

@@ -62,7 +62,7 @@ pub fn build(
 /// Drops the oldest exchanges (a user turn and its answer) until the rest
 /// fits. The newest turn, the user's message, is kept even when it alone is
 /// over the budget: the model then answers, or says it is too long.
-fn trim(turns: Vec<HistoryTurn>, token_budget: usize, max_messages: usize) -> Vec<HistoryTurn> {
+pub fn trim(turns: Vec<HistoryTurn>, token_budget: usize, max_messages: usize) -> Vec<HistoryTurn> {
     let mut total: usize = turns.iter().map(|t| estimate_tokens(&t.text)).sum();
     let mut start = 0;
     while turns.len() - start > 1 && (total > token_budget || turns.len() - start > max_messages) {

@@ -7,13 +7,23 @@
 //! Durability rules (see `begin_exchange` and `finish_answer`):
 //! * the user's message is committed, with an empty answer row in status
 //!   `streaming`, before the model is called;
-//! * the answer row is rewritten once, when the answer ends however it ends;
+//! * while an answer streams, its text is checkpointed now and then (one
+//!   `UPDATE` each, only while the row is still `streaming`, so a late
+//!   checkpoint never overwrites the final text);
+//! * the answer row is rewritten once more when the answer ends, however it
+//!   ends, together with the owner's daily usage;
 //! * on start, answer rows still `streaming` (the server died while writing
-//!   them) become `interrupted`, so no half-written row survives a crash;
+//!   them) become `interrupted`, keeping their last checkpoint, so no
+//!   half-written row survives a crash; while the server runs, the sweeper
+//!   does the same for rows nobody is writing ([`Store::sweep_orphans`]);
+//! * "an answer is being written in this conversation" is the caller's
+//!   knowledge (a live generation), not a row's status: opening a
+//!   conversation for a new answer settles rows left `streaming` as
+//!   `interrupted`.
 //! * an edit never deletes: the messages it replaces are kept, marked
 //!   `replaced_at`, and left out of every transcript and history.
 //!
-//! Two commits per answer, whatever its length.
+//! Two commits per answer, plus one checkpoint per few seconds or KB of text.
 
 use super::{Conversation, ConversationSettings, ConversationSummary, MessageStatus, StoredMessage};
 use crate::chat::{ErrorInfo, ModelOption, Role, Usage};
@@ -182,6 +192,9 @@ pub struct Exchange {
 /// An answer as it ended.
 #[derive(Debug, Clone)]
 pub struct FinishedAnswer {
+    pub owner: String,
+    /// The UTC day (since the epoch) the answer's tokens count against.
+    pub day: i64,
     pub answer_id: String,
     pub conversation_id: String,
     pub content: String,
@@ -190,6 +203,14 @@ pub struct FinishedAnswer {
     pub first_token_ms: Option<u64>,
     pub duration_ms: u64,
     pub error: Option<ErrorInfo>,
+}
+
+/// What the limits need to know of an owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerStanding {
+    /// It has stored a message before.
+    pub known: bool,
+    pub tokens_today: u64,
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -202,6 +223,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "settings and edits",
         include_str!("../../migrations/0002_settings_and_edits.sql"),
+    ),
+    (
+        3,
+        "usage and checkpoints",
+        include_str!("../../migrations/0003_usage_and_checkpoints.sql"),
     ),
 ];
 
@@ -588,8 +614,81 @@ impl Store {
             .bind(&answer.conversation_id)
             .execute(&mut *tx)
             .await?;
+        if let Some(usage) = usage {
+            sqlx::query(
+                "INSERT INTO owner_usage (owner_id, day, input_tokens, output_tokens, answers) \
+                 VALUES ($1, $2, $3, $4, 1) ON CONFLICT (owner_id, day) DO UPDATE SET \
+                 input_tokens = owner_usage.input_tokens + excluded.input_tokens, \
+                 output_tokens = owner_usage.output_tokens + excluded.output_tokens, \
+                 answers = owner_usage.answers + 1",
+            )
+            .bind(&answer.owner)
+            .bind(answer.day)
+            .bind(i64::from(usage.input_tokens))
+            .bind(i64::from(usage.output_tokens))
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Saves the text of an answer still being written. A no-op once the
+    /// answer is stored (its row is no longer `streaming`).
+    pub async fn checkpoint(&self, answer_id: &str, content: &str) -> Result<()> {
+        sqlx::query("UPDATE messages SET content = $1 WHERE id = $2 AND status = 'streaming'")
+            .bind(content)
+            .bind(answer_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the owner has stored anything yet, and the tokens (input +
+    /// output) it used on `day` (UTC days since the epoch), as stored with
+    /// its answers. One read.
+    pub async fn owner_standing(&self, owner: &str, day: i64) -> Result<OwnerStanding> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM owners WHERE id = $1) AS known, \
+             (SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) FROM owner_usage \
+              WHERE owner_id = $1 AND day = $2) AS tokens",
+        )
+        .bind(owner)
+        .bind(day)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "no row from a scalar query"))?;
+        Ok(OwnerStanding {
+            known: row.try_get::<i64, _>("known")? > 0,
+            tokens_today: row.try_get::<i64, _>("tokens")?.max(0) as u64,
+        })
+    }
+
+    /// Marks answers left `streaming` that nobody writes (`is_live` says
+    /// which are being written) and that began before `started_before` (ms)
+    /// as `interrupted`, keeping their last checkpoint. Returns how many.
+    pub async fn sweep_orphans(&self, is_live: impl Fn(&str) -> bool, started_before: i64) -> Result<u64> {
+        let rows = sqlx::query("SELECT id FROM messages WHERE status = 'streaming' AND created_at < $1")
+            .bind(started_before)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut swept = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            if is_live(&id) {
+                continue;
+            }
+            let done = sqlx::query(
+                "UPDATE messages SET status = 'interrupted' WHERE id = $1 AND status = 'streaming'",
+            )
+            .bind(&id)
+            .execute(&self.pool)
+            .await?;
+            swept += done.rows_affected();
+        }
+        Ok(swept)
     }
 }
 
@@ -640,7 +739,9 @@ async fn touch_owned(conn: &mut sqlx::AnyConnection, owner: &str, id: &str, now:
 /// Opens one of the owner's conversations for a new answer, in `conn`'s
 /// transaction: marks it active now (the write first, so SQLite takes its
 /// write lock at once; see `begin_exchange`), and reads its settings and
-/// messages, refusing while an answer is still being written.
+/// messages. The caller holds the conversation (no answer is being written
+/// in it), so a row still `streaming` is an orphan: it is settled as
+/// `interrupted`, keeping its text.
 async fn open_for_answer(
     conn: &mut sqlx::AnyConnection,
     owner: &str,
@@ -649,8 +750,8 @@ async fn open_for_answer(
 ) -> Result<(ConversationSummary, ConversationSettings, Vec<StoredMessage>)> {
     touch_owned(&mut *conn, owner, id, now).await?;
     let (summary, settings) = owned_conversation(&mut *conn, owner, id).await?;
-    let messages = messages_of(&mut *conn, id).await?;
-    refuse_while_streaming(&messages)?;
+    let mut messages = messages_of(&mut *conn, id).await?;
+    settle_orphans(&mut *conn, id, &mut messages).await?;
     Ok((summary, settings, messages))
 }
 
@@ -676,16 +777,27 @@ async fn remember_settings(
     Ok(model_id)
 }
 
-/// Only one answer at a time is written into a conversation.
-fn refuse_while_streaming(messages: &[StoredMessage]) -> Result<()> {
-    if messages
-        .last()
-        .is_some_and(|m| m.status == MessageStatus::Streaming)
+/// Rows left `streaming` in a conversation nobody is writing into become
+/// `interrupted` (see `open_for_answer`).
+async fn settle_orphans(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    messages: &mut [StoredMessage],
+) -> Result<()> {
+    if !messages.iter().any(|m| m.status == MessageStatus::Streaming) {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE messages SET status = 'interrupted' WHERE conversation_id = $1 AND status = 'streaming'",
+    )
+    .bind(conversation_id)
+    .execute(&mut *conn)
+    .await?;
+    for message in messages
+        .iter_mut()
+        .filter(|m| m.status == MessageStatus::Streaming)
     {
-        return Err(StoreError::new(
-            StoreErrorKind::Busy,
-            "an answer is still being written",
-        ));
+        message.status = MessageStatus::Interrupted;
     }
     Ok(())
 }

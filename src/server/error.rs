@@ -16,6 +16,8 @@ use axum::{
 pub struct ApiError {
     pub status: StatusCode,
     pub info: ErrorInfo,
+    /// Seconds after which the request may succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,15 @@ impl ApiError {
                 message: message.into(),
                 retryable,
             },
+            retry_after: None,
+        }
+    }
+
+    /// 429: a limit refuses the request for `retry_after`.
+    pub fn too_many(code: &str, message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message, true)
         }
     }
 
@@ -110,9 +121,29 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.info })).into_response()
+        let request_id = super::access_log::current_request_id();
+        let mut response = (
+            self.status,
+            Json(ErrorBody {
+                error: self.info.clone(),
+                request_id,
+            }),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        // The access log names the error's code on the request's line.
+        response.extensions_mut().insert(ErrorCode(self.info.code));
+        response
     }
 }
+
+/// The `code` of an error response, for the access log.
+#[derive(Debug, Clone)]
+pub struct ErrorCode(pub String);
 
 /// Reads a JSON request body, with errors a person can act on. `example` is
 /// a valid body, shown in the message.

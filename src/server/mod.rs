@@ -2,8 +2,18 @@
 //!
 //! [`Application::build`] binds the listener and picks the Bedrock backend,
 //! so that tests start exactly what `main` starts, on a port of their own.
+//!
+//! Every request passes, outermost first: the access log (and its request
+//! id), gzip, the browser defences ([`protect`]: host, cross-site writes,
+//! security headers), the body deadline ([`serve::read_body_in_time`]), and
+//! the owner ([`crate::conversations::identity`]). Connections are limited
+//! in [`serve`]; answers by [`limits`].
 
+pub mod access_log;
 mod error;
+pub mod limits;
+pub mod protect;
+pub mod serve;
 pub mod settings;
 
 pub use error::{parse_json, ApiError};
@@ -22,7 +32,6 @@ use crate::{
 use axum::{
     extract::DefaultBodyLimit,
     routing::{get, post},
-    serve::ListenerExt,
     Router,
 };
 use leptos::prelude::LeptosOptions;
@@ -38,6 +47,7 @@ pub struct AppState {
     pub store: Store,
     pub generations: Generations,
     pub identity: Identity,
+    pub limiter: limits::Limiter,
     pub leptos_options: LeptosOptions,
     pub page: PageConfig,
 }
@@ -47,7 +57,9 @@ pub struct Application {
     router: Router,
     bedrock: BedrockChat,
     generations: Generations,
-    shutdown_deadline: std::time::Duration,
+    store: Store,
+    limiter: limits::Limiter,
+    settings: Arc<Settings>,
 }
 
 impl Application {
@@ -69,16 +81,32 @@ impl Application {
     /// Like [`Application::build`] with a Bedrock client made by the caller
     /// (tests hand in one bound to a simulator they control).
     pub async fn build_with(settings: Settings, bedrock: BedrockChat) -> std::io::Result<Self> {
+        Self::build_with_clock(settings, bedrock, crate::clock::Clock::system()).await
+    }
+
+    /// Like [`Application::build_with`] with a clock the caller can move
+    /// (tests of the daily budget).
+    pub async fn build_with_clock(
+        settings: Settings,
+        bedrock: BedrockChat,
+        clock: crate::clock::Clock,
+    ) -> std::io::Result<Self> {
         let storage = &settings.storage;
-        std::fs::create_dir_all(&storage.data_dir).map_err(|e| {
+        create_private_dir(&storage.data_dir).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!("data directory {}: {e}", storage.data_dir.display()),
             )
         })?;
-        let store = Store::connect(&storage.url()).await.map_err(|e| {
-            std::io::Error::other(format!("cannot open the conversation store: {}", e.detail))
+        let url = storage.url();
+        let store = Store::connect(&url).await.map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot open the conversation store at {}: {}",
+                without_password(&url),
+                without_password(&e.detail)
+            ))
         })?;
+        make_sqlite_files_private(&url);
         let interrupted = match store.recover_interrupted().await {
             Ok(n) => n,
             Err(e) if e.kind == StoreErrorKind::ReadOnly => 0,
@@ -101,7 +129,9 @@ impl Application {
             &storage.data_dir,
             &id.trusted_user_header,
             id.secure_cookie,
-        )?;
+        )?
+        .with_trusted_proxies(id.trusted_proxies.clone());
+        let limiter = limits::Limiter::new(&settings.limits, id.allow_anonymous, clock);
         let listener = TcpListener::bind(settings.server.site_addr).await?;
         let mut leptos_options = leptos_options()?;
         leptos_options.site_addr = listener.local_addr()?;
@@ -127,17 +157,21 @@ impl Application {
             store,
             generations: Generations::new(timing),
             identity,
+            limiter: limiter.clone(),
             leptos_options,
             page,
         };
         let generations = state.generations.clone();
-        let shutdown_deadline = state.settings.streams.shutdown_deadline();
+        let store = state.store.clone();
+        let settings = state.settings.clone();
         Ok(Self {
             listener,
             router: router(state),
             bedrock,
             generations,
-            shutdown_deadline,
+            store,
+            limiter,
+            settings,
         })
     }
 
@@ -156,27 +190,123 @@ impl Application {
         &self.generations
     }
 
+    /// The limits (for tests and figures).
+    pub fn limiter(&self) -> &limits::Limiter {
+        &self.limiter
+    }
+
     /// Serves until Ctrl-C or SIGTERM.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        // Send each SSE event the moment it is written: with Nagle's algorithm
-        // a small write waits for the previous one's ACK, which the browser
-        // delays (~40 ms), and the first delta would arrive that much later.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let generations = self.generations.clone();
-        let deadline = self.shutdown_deadline;
-        // On SIGTERM: no new answers; running ones finish (until the
-        // deadline, then they are stored as interrupted); their listeners'
-        // streams end with them, and then the server exits.
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                tracing::info!("shutting down: letting running answers finish");
-                generations.drain(deadline).await;
-            })
-            .await
+        self.run_until(shutdown_signal()).await
     }
+
+    /// Serves until `stop` resolves. Then no new answers are taken; running
+    /// ones finish (until the shutdown deadline, then they are stored as
+    /// interrupted); their listeners' streams end with them, and then the
+    /// server exits.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let generations = self.generations.clone();
+        let deadline = self.settings.streams.shutdown_deadline();
+        let sweeper = tokio::spawn(sweep(
+            self.store.clone(),
+            self.generations.clone(),
+            self.limiter.clone(),
+            self.settings.streams.sweep_interval(),
+        ));
+        let server = &self.settings.server;
+        let limits = serve::ConnectionLimits {
+            header_read_timeout: settings::secs(server.header_read_timeout_secs),
+            max_connections: server.max_connections,
+            close_deadline: std::time::Duration::from_secs(10),
+        };
+        let result = serve::serve(self.listener, self.router, limits, async move {
+            stop.await;
+            tracing::info!("shutting down: letting running answers finish");
+            generations.drain(deadline).await;
+        })
+        .await;
+        sweeper.abort();
+        result
+    }
+}
+
+/// Answers left `streaming` that nobody writes become `interrupted` (their
+/// last checkpoint kept), every `interval`; the limiters forget idle keys.
+/// A row is left alone for a minute after it began, while its model call
+/// may still be starting.
+async fn sweep(
+    store: Store,
+    generations: Generations,
+    limiter: limits::Limiter,
+    interval: std::time::Duration,
+) {
+    const SETTLING_MS: i64 = 60_000;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        limiter.forget_idle();
+        let before = crate::conversations::store::now_ms() - SETTLING_MS;
+        match store.sweep_orphans(|id| generations.is_writing(id), before).await {
+            Ok(0) => {}
+            Ok(swept) => tracing::warn!(swept, "answers nobody was writing are marked interrupted"),
+            Err(err) => tracing::debug!(error = %err, "sweep skipped: the store is not answering"),
+        }
+    }
+}
+
+/// Creates the data directory readable by this user only.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The SQLite file (and its journal files) readable by this user only.
+fn make_sqlite_files_private(url: &str) {
+    #[cfg(unix)]
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        use std::os::unix::fs::PermissionsExt;
+        let path = path.split('?').next().unwrap_or(path);
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{path}{suffix}");
+            if std::path::Path::new(&file).exists() {
+                let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+}
+
+/// `text` with the password of any `scheme://user:password@host` in it
+/// replaced by `***`, for messages and logs.
+pub fn without_password(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', ' ', '?', '#']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// cargo-leptos passes the site layout through `LEPTOS_*` variables (at build
@@ -223,6 +353,14 @@ fn router(state: AppState) -> Router {
             axum::routing::put(conversations::api::save_settings),
         )
         .layer(DefaultBodyLimit::max(state.settings.limits.max_body_bytes));
+    let protection = protect::Protection::new(
+        state.settings.server.hosts(),
+        state.settings.identity.secure_cookie,
+    );
+    let body_deadline = (
+        settings::secs(state.settings.server.request_body_timeout_secs),
+        state.settings.limits.max_body_bytes,
+    );
     Router::new()
         .merge(api)
         .leptos_routes_with_context(
@@ -242,15 +380,22 @@ fn router(state: AppState) -> Router {
             let page = state.page.clone();
             move |options| shell(options, page_for_request(&page))
         }))
-        // gzip for pages and the WASM bundle (518 KB -> 210 KB). The default
-        // predicate never compresses text/event-stream, whose events must
-        // leave one by one rather than wait in an encoder's buffer.
-        .layer(tower_http::compression::CompressionLayer::new())
-        // Every request knows its owner (and a new browser gets its cookie).
+        // Innermost: every request knows its owner (and a new browser gets
+        // its cookie).
         .layer(axum::middleware::from_fn_with_state(
             state.identity.clone(),
             conversations::identity::attach_owner,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            body_deadline,
+            serve::read_body_in_time,
+        ))
+        .layer(axum::middleware::from_fn_with_state(protection, protect::defend))
+        // gzip for pages and the WASM bundle (518 KB -> 210 KB). The default
+        // predicate never compresses text/event-stream, whose events must
+        // leave one by one rather than wait in an encoder's buffer.
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(axum::middleware::from_fn(access_log::log_request))
         .with_state(state)
 }
 
@@ -281,4 +426,20 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_never_printed() {
+        assert_eq!(
+            super::without_password("mysql://me:s3cret@db:5432/x is unsupported"),
+            "mysql://me:***@db:5432/x is unsupported"
+        );
+        assert_eq!(super::without_password("postgres://db/x"), "postgres://db/x");
+        assert_eq!(
+            super::without_password("sqlite://data/x?mode=rwc"),
+            "sqlite://data/x?mode=rwc"
+        );
+    }
 }

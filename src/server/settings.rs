@@ -1,9 +1,20 @@
-//! Runtime settings: `Leptos.toml`, then environment overrides.
+//! Runtime settings, layered: built-in defaults, then `Leptos.toml` (or the
+//! file `BEDROCK_CHAT_CONFIG` names), then environment overrides.
 //!
-//! Every leaf key `[section] key` can be replaced by the environment variable
-//! `BEDROCK_CHAT_<SECTION>_<KEY>`; the value is parsed as the same type as the
-//! file's value (lists are comma-separated). Loading is a pure function of the
-//! file text and an environment map so that tests can exercise it directly.
+//! * The defaults are the `Leptos.toml` shipped with the source, built into
+//!   the binary: a file that omits a key still gets its default (and its
+//!   variable).
+//! * Every leaf key `[section] key` can be replaced by the environment
+//!   variable `BEDROCK_CHAT_<SECTION>_<KEY>`; the value is parsed as the same
+//!   type as the default (lists are comma-separated).
+//! * An unknown key in the file, or an unknown `BEDROCK_CHAT_*` variable,
+//!   stops the start with a sentence: a misspelt setting never silently
+//!   falls back to its default.
+//!
+//! Loading is a pure function of the file text and an environment map so
+//! that tests can exercise it directly. (Our own ~50 lines over `toml`
+//! rather than `figment`: the layering is three steps, and the errors name
+//! the file key or variable exactly as the operator wrote it.)
 
 use crate::chat::ModelOption;
 use serde::Deserialize;
@@ -12,9 +23,19 @@ use std::{collections::HashMap, net::SocketAddr, path::Path};
 /// Prefix of every environment override.
 const ENV_PREFIX: &str = "BEDROCK_CHAT";
 
-/// The settings file shipped with the source, used when no file is found so
-/// that the binary also runs outside the repository.
+/// The settings file shipped with the source: the defaults of every key, and
+/// the whole settings when no file is found (so that the binary also runs
+/// outside the repository).
 const BUILT_IN: &str = include_str!("../../Leptos.toml");
+
+/// `BEDROCK_CHAT_*` variables that are not settings: which file to read, and
+/// the development scripts' own (they reach the server through the test
+/// runners' environment).
+const NOT_SETTINGS: &[&str] = &[
+    "BEDROCK_CHAT_CONFIG",
+    "BEDROCK_CHAT_E2E_BINARY",
+    "BEDROCK_CHAT_PG_PORT",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -24,6 +45,20 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub identity: IdentitySettings,
     pub streams: StreamSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -32,23 +67,34 @@ pub struct StreamSettings {
     pub keep_alive_secs: f64,
     pub linger_secs: f64,
     pub shutdown_deadline_secs: f64,
+    pub first_delta_grace_secs: f64,
+    pub checkpoint_secs: f64,
+    pub checkpoint_bytes: usize,
+    pub sweep_interval_secs: f64,
 }
 
 impl StreamSettings {
     pub fn timing(&self) -> crate::chat::generation::Timing {
         crate::chat::generation::Timing {
             grace: secs(self.grace_period_secs),
+            first_delta_grace: secs(self.first_delta_grace_secs.min(self.grace_period_secs)),
             keep_alive: secs(self.keep_alive_secs),
             linger: secs(self.linger_secs),
+            checkpoint: secs(self.checkpoint_secs),
+            checkpoint_bytes: self.checkpoint_bytes,
         }
     }
 
     pub fn shutdown_deadline(&self) -> std::time::Duration {
         secs(self.shutdown_deadline_secs)
     }
+
+    pub fn sweep_interval(&self) -> std::time::Duration {
+        secs(self.sweep_interval_secs)
+    }
 }
 
-fn secs(s: f64) -> std::time::Duration {
+pub fn secs(s: f64) -> std::time::Duration {
     std::time::Duration::from_secs_f64(s.max(0.0))
 }
 
@@ -75,6 +121,10 @@ impl StorageSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdentitySettings {
     pub trusted_user_header: String,
+    /// Peers allowed to name the client (X-Forwarded-For) and the user.
+    #[serde(deserialize_with = "networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub allow_anonymous: bool,
     pub cookie_secret: String,
     pub secure_cookie: bool,
 }
@@ -82,6 +132,33 @@ pub struct IdentitySettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerSettings {
     pub site_addr: SocketAddr,
+    pub allowed_hosts: Vec<String>,
+    pub compat_api: bool,
+    pub header_read_timeout_secs: f64,
+    pub request_body_timeout_secs: f64,
+    pub max_connections: usize,
+}
+
+impl ServerSettings {
+    /// The host names (lower case, without port) this server answers to.
+    pub fn hosts(&self) -> Vec<String> {
+        if !self.allowed_hosts.is_empty() {
+            return self
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect();
+        }
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"].map(String::from).into();
+        let own = match self.site_addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        if !hosts.contains(&own) && !self.site_addr.ip().is_unspecified() {
+            hosts.push(own);
+        }
+        hosts
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -115,19 +192,15 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_title_chars: usize,
     /// Longest system prompt a conversation may set, in characters.
-    #[serde(default = "default_max_system_prompt_chars")]
     pub max_system_prompt_chars: usize,
     /// Highest "max tokens" a conversation may ask for.
-    #[serde(default = "default_max_output_tokens")]
     pub max_output_tokens: u32,
-}
-
-fn default_max_system_prompt_chars() -> usize {
-    8000
-}
-
-fn default_max_output_tokens() -> u32 {
-    8192
+    pub max_concurrent_answers_per_owner: usize,
+    pub messages_per_minute_per_owner: u32,
+    pub messages_per_minute_per_address: u32,
+    pub daily_tokens_per_owner: u64,
+    pub max_live_streams: usize,
+    pub new_owners_per_address_per_hour: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +217,8 @@ pub enum SettingsError {
     },
     #[error("invalid settings: {0}")]
     Invalid(String),
+    #[error("{0}")]
+    Unknown(String),
 }
 
 impl Settings {
@@ -164,8 +239,11 @@ impl Settings {
         Self::from_toml_and_env(BUILT_IN, env)
     }
 
+    /// `text` is the settings file (it may set only some keys) and `env`
+    /// the environment.
     pub fn from_toml_and_env(text: &str, env: &HashMap<String, String>) -> Result<Self, SettingsError> {
-        let mut table: toml::Table = text.parse()?;
+        let mut table: toml::Table = BUILT_IN.parse().expect("the built-in settings are TOML");
+        overlay_file(&mut table, &text.parse()?)?;
         apply_env(&mut table, env)?;
         // cargo-leptos tells the server where to listen through LEPTOS_SITE_ADDR;
         // our own variable wins when both are set.
@@ -218,10 +296,29 @@ impl Settings {
             ));
         }
         let t = &self.streams;
-        if !(t.keep_alive_secs > 0.0 && t.grace_period_secs >= 0.0 && t.linger_secs >= 0.0) {
+        if !(t.keep_alive_secs > 0.0
+            && t.checkpoint_secs > 0.0
+            && t.sweep_interval_secs > 0.0
+            && t.grace_period_secs >= 0.0
+            && t.first_delta_grace_secs >= 0.0
+            && t.linger_secs >= 0.0)
+        {
             return Err(SettingsError::Invalid(
-                "streams: keep_alive_secs must be positive, the others not negative".into(),
+                "streams: keep_alive_secs, checkpoint_secs and sweep_interval_secs must be positive, the others not negative".into(),
             ));
+        }
+        let s = &self.server;
+        if !(s.header_read_timeout_secs > 0.0 && s.request_body_timeout_secs > 0.0 && s.max_connections > 0) {
+            return Err(SettingsError::Invalid(
+                "server: header_read_timeout_secs, request_body_timeout_secs and max_connections must be positive".into(),
+            ));
+        }
+        let secret = &self.identity.cookie_secret;
+        if !secret.is_empty() && secret.len() < 32 {
+            return Err(SettingsError::Invalid(format!(
+                "identity.cookie_secret is {} bytes; it must be at least 32 (e.g. the output of `openssl rand -hex 32`), or empty to generate one",
+                secret.len()
+            )));
         }
         let l = &self.limits;
         if l.max_message_chars == 0
@@ -265,8 +362,84 @@ fn read(path: &Path) -> Result<String, SettingsError> {
     })
 }
 
-/// Replaces each `[section] key` with `BEDROCK_CHAT_SECTION_KEY` when that is set.
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "identity.trusted_proxies: {entry:?} is neither an address nor a CIDR range"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// Puts the file's values over the defaults; a key the defaults do not have
+/// is an error.
+fn overlay_file(defaults: &mut toml::Table, file: &toml::Table) -> Result<(), SettingsError> {
+    for (section, values) in file {
+        let Some(known) = defaults.get_mut(section).and_then(|v| v.as_table_mut()) else {
+            return Err(SettingsError::Unknown(format!(
+                "the settings file has an unknown section [{section}]; known sections: {}",
+                defaults
+                    .keys()
+                    .map(|k| format!("[{k}]"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let Some(values) = values.as_table() else {
+            return Err(SettingsError::Unknown(format!(
+                "[{section}] in the settings file must be a table of keys"
+            )));
+        };
+        for (key, value) in values {
+            if !known.contains_key(key) {
+                return Err(SettingsError::Unknown(format!(
+                    "the settings file sets [{section}] {key}, which is not a setting; [{section}] has: {}",
+                    known.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            known.insert(key.clone(), value.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Replaces each `[section] key` with `BEDROCK_CHAT_SECTION_KEY` when that is
+/// set; any other `BEDROCK_CHAT_*` variable is an error.
 fn apply_env(table: &mut toml::Table, env: &HashMap<String, String>) -> Result<(), SettingsError> {
+    let known: Vec<String> = table
+        .iter()
+        .filter_map(|(section, values)| Some((section, values.as_table()?)))
+        .flat_map(|(section, values)| {
+            values
+                .keys()
+                .map(move |key| format!("{ENV_PREFIX}_{section}_{key}").to_uppercase())
+        })
+        .collect();
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|var| var.starts_with(&format!("{ENV_PREFIX}_")))
+        .filter(|var| !known.contains(var) && !NOT_SETTINGS.contains(&var.as_str()))
+        .collect();
+    unknown.sort();
+    if let Some(first) = unknown.first() {
+        let hint = known
+            .iter()
+            .min_by_key(|k| edit_distance(k, first))
+            .map(|k| format!(" (did you mean {k}?)"))
+            .unwrap_or_default();
+        return Err(SettingsError::Unknown(format!(
+            "unknown settings variable {}{hint}; each setting [section] key is BEDROCK_CHAT_SECTION_KEY, see Leptos.toml",
+            unknown.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
     for (section, values) in table.iter_mut() {
         let Some(values) = values.as_table_mut() else {
             continue;
@@ -283,6 +456,22 @@ fn apply_env(table: &mut toml::Table, env: &HashMap<String, String>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// Parses `raw` as a value of the same TOML type as `current`.
@@ -359,6 +548,80 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_stops_the_start_and_names_the_setting() {
+        let err = Settings::built_in_with(&env(&[("BEDROCK_CHAT_IDENTITY_TRUSTED_USER_HEDER", "X-User")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BEDROCK_CHAT_IDENTITY_TRUSTED_USER_HEDER"), "{err}");
+        assert!(
+            err.contains("did you mean BEDROCK_CHAT_IDENTITY_TRUSTED_USER_HEADER"),
+            "{err}"
+        );
+        // Not settings, but ours: accepted.
+        Settings::built_in_with(&env(&[
+            ("BEDROCK_CHAT_CONFIG", "x"),
+            ("BEDROCK_CHAT_PG_PORT", "1"),
+        ]))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_file_may_set_some_keys_and_the_rest_keep_their_defaults_and_variables() {
+        let file = "[limits]\nmax_message_chars = 99\n";
+        let s =
+            Settings::from_toml_and_env(file, &env(&[("BEDROCK_CHAT_BEDROCK_MAX_TOKENS", "55")])).unwrap();
+        assert_eq!(s.limits.max_message_chars, 99);
+        assert_eq!(s.bedrock.max_tokens, 55);
+        assert_eq!(s.limits.max_concurrent_answers_per_owner, 3, "a default");
+    }
+
+    #[test]
+    fn an_unknown_key_or_section_in_the_file_stops_the_start() {
+        for file in [
+            "[limits]\nmax_mesage_chars = 9\n",
+            "[limit]\nmax_message_chars = 9\n",
+        ] {
+            let err = Settings::from_toml_and_env(file, &env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("max_mesage_chars") || err.contains("[limit]"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_cookie_secret_or_a_bad_proxy_range_is_refused() {
+        let err = Settings::built_in_with(&env(&[("BEDROCK_CHAT_IDENTITY_COOKIE_SECRET", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 32"), "{err}");
+        let err = Settings::built_in_with(&env(&[(
+            "BEDROCK_CHAT_IDENTITY_TRUSTED_PROXIES",
+            "10.0.0.0/8, nope",
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nope"), "{err}");
+        let ok = Settings::built_in_with(&env(&[(
+            "BEDROCK_CHAT_IDENTITY_TRUSTED_PROXIES",
+            "10.0.0.0/8, 127.0.0.1",
+        )]))
+        .unwrap();
+        assert_eq!(ok.identity.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn allowed_hosts_default_to_loopback_names_and_the_listen_address() {
+        let s = Settings::built_in_with(&env(&[("BEDROCK_CHAT_SERVER_SITE_ADDR", "192.0.2.7:80")])).unwrap();
+        assert_eq!(s.server.hosts(), ["localhost", "127.0.0.1", "[::1]", "192.0.2.7"]);
+        let s = Settings::built_in_with(&env(&[("BEDROCK_CHAT_SERVER_ALLOWED_HOSTS", "Chat.Example.com")]))
+            .unwrap();
+        assert_eq!(s.server.hosts(), ["chat.example.com"]);
     }
 
     #[test]

@@ -110,6 +110,11 @@ pub struct TestApp {
     pub settings: Settings,
     pub db: Db,
     pub generations: bedrock_chat::chat::generation::Generations,
+    /// The app's wall clock: a test moves it instead of sleeping.
+    pub clock: bedrock_chat::clock::Clock,
+    pub limiter: bedrock_chat::server::limits::Limiter,
+    /// Dropping it starts the app's shutdown (as SIGTERM would).
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -128,12 +133,17 @@ pub async fn spawn_app_on(db: Db, overrides: &[(&str, &str)]) -> TestApp {
         .await
         .expect("simulator starts");
     let bedrock = BedrockChat::for_simulator(sim.clone(), settings.bedrock.max_attempts);
-    let app = Application::build_with(settings.clone(), bedrock)
+    let clock = bedrock_chat::clock::Clock::system();
+    let app = Application::build_with_clock(settings.clone(), bedrock, clock.clone())
         .await
         .expect("app starts");
     let base = format!("http://{}", app.local_addr());
     let generations = app.generations().clone();
-    tokio::spawn(app.run_until_stopped());
+    let limiter = app.limiter().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
     TestApp {
         base,
         sim,
@@ -141,8 +151,20 @@ pub async fn spawn_app_on(db: Db, overrides: &[(&str, &str)]) -> TestApp {
         settings,
         db,
         generations,
+        clock,
+        limiter,
+        stop: Some(stop),
     }
 }
+
+/// Limits that would trip tests sending many messages in a burst are off,
+/// unless a test sets them (the defences tests do).
+const LIMITS_OFF: &[(&str, &str)] = &[
+    ("BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER", "0"),
+    ("BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_ADDRESS", "0"),
+    ("BEDROCK_CHAT_LIMITS_NEW_OWNERS_PER_ADDRESS_PER_HOUR", "0"),
+    ("BEDROCK_CHAT_LIMITS_MAX_CONCURRENT_ANSWERS_PER_OWNER", "0"),
+];
 
 pub fn test_settings(db: &Db, overrides: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<String, String> = [
@@ -152,6 +174,7 @@ pub fn test_settings(db: &Db, overrides: &[(&str, &str)]) -> Settings {
         ("BEDROCK_CHAT_BEDROCK_MAX_ATTEMPTS", "1"),
     ]
     .into_iter()
+    .chain(LIMITS_OFF.iter().copied())
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     env.extend(db.overrides());
@@ -328,6 +351,7 @@ impl ServerProcess {
             .env("BEDROCK_CHAT_SERVER_SITE_ADDR", "127.0.0.1:0")
             .env("BEDROCK_CHAT_BEDROCK_BACKEND", "simulator")
             .env("RUST_LOG", "warn")
+            .envs(LIMITS_OFF.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
         for (key, value) in db.overrides() {

@@ -11,7 +11,8 @@
 //! `drop after=K`, and `echo`, `markdown=N`, `report`, `chunk=N` to choose
 //! what is said (see `script.rs`).
 //!
-//! The server records every request ([`SimulatorHandle::received`]) and
+//! The server records the last [`RECORDED_REQUESTS`] requests
+//! ([`SimulatorHandle::received`]; bounded, so a long demo does not grow) and
 //! counts streams whose client went away before the end
 //! ([`SimulatorHandle::streams_dropped`]): the response body carries a drop
 //! guard, and hyper drops the body when the connection dies.
@@ -67,9 +68,12 @@ pub fn expected_answer(messages: &[SimMessage]) -> String {
     script::expected_answer(messages)
 }
 
+/// How many requests the simulator remembers for [`SimulatorHandle::received`].
+pub const RECORDED_REQUESTS: usize = 32;
+
 /// State shared by the server and every clone of its handle.
 struct Shared {
-    received: Mutex<Vec<ReceivedRequest>>,
+    received: Mutex<std::collections::VecDeque<ReceivedRequest>>,
     streams_started: AtomicUsize,
     /// Count of dropped streams; a watch so waiters can be woken.
     streams_dropped: watch::Sender<usize>,
@@ -97,9 +101,9 @@ impl SimulatorHandle {
         format!("http://{}", self.addr)
     }
 
-    /// Every request received so far, in arrival order.
+    /// The last [`RECORDED_REQUESTS`] requests received, in arrival order.
     pub fn received(&self) -> Vec<ReceivedRequest> {
-        lock(&self.shared.received).clone()
+        lock(&self.shared.received).iter().cloned().collect()
     }
 
     /// Number of event streams that started (200 responses to converse-stream).
@@ -135,7 +139,7 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<SimulatorHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let shared = Arc::new(Shared {
-        received: Mutex::new(Vec::new()),
+        received: Mutex::default(),
         faults_served: Mutex::default(),
         streams_started: AtomicUsize::new(0),
         streams_dropped: watch::Sender::new(0),
@@ -205,7 +209,13 @@ fn accept(shared: &Shared, model_id: &str, streaming: bool, body: &[u8]) -> Resu
         messages = req.messages.len(),
         "simulator request"
     );
-    lock(&shared.received).push(req);
+    {
+        let mut received = lock(&shared.received);
+        if received.len() == RECORDED_REQUESTS {
+            received.pop_front();
+        }
+        received.push_back(req);
+    }
     let plan = planned.map_err(|msg| Box::new(wire::error_response(400, "ValidationException", &msg)))?;
     if let Some(kind) = plan.pre_stream_failure() {
         return Err(Box::new(wire::error_response(

@@ -1,0 +1,79 @@
+//! One log line per request, and the request id that ties an error body to
+//! its line.
+//!
+//! The line names the method, the route (the matched pattern, never a path
+//! with ids or user text in it), the status, the latency (to the response's
+//! head: a streamed answer has its own line when it ends), the client's
+//! address, a one-way tag of the owner, the request id and, for errors, the
+//! error's code. The id is set as `X-Request-Id` and in every error body
+//! (see [`current_request_id`]).
+
+use super::error::ErrorCode;
+use crate::conversations::identity::{OwnerTag, Requester};
+use axum::{
+    extract::{MatchedPath, Request},
+    http::HeaderValue,
+    middleware::Next,
+    response::Response,
+};
+use std::time::Instant;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled (in its task), if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0_u8; 8];
+    getrandom::fill(&mut bytes).expect("the system has randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Middleware: gives the request an id and logs it when answered.
+pub async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = new_request_id();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let status = response.status().as_u16();
+    let route = route.unwrap_or_else(|| {
+        // Static files and pages are answered by the fallback.
+        if status == 404 {
+            "(none)"
+        } else {
+            "(static or page)"
+        }
+        .to_owned()
+    });
+    let extensions = response.extensions();
+    let peer = extensions
+        .get::<Requester>()
+        .map(|r| r.address.to_string())
+        .unwrap_or_default();
+    let owner = extensions.get::<OwnerTag>().map(|t| t.0.as_str()).unwrap_or("-");
+    let error = extensions.get::<ErrorCode>().map(|c| c.0.as_str()).unwrap_or("");
+    tracing::info!(
+        target: "bedrock_chat::access",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        peer = %peer,
+        owner = %owner,
+        error = %error,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,189 @@
+//! The accept loop: HTTP/1.1 and HTTP/2 over hyper, with the limits that
+//! keep slow or idle clients from holding the server.
+//!
+//! Invariants:
+//! * At most `max_connections` connections are served at once; further ones
+//!   wait in the kernel's accept queue until one closes.
+//! * A client must send a request's headers within `header_read_timeout`
+//!   (hyper's own timer, which axum's `serve` leaves without a clock). The
+//!   same timer closes a keep-alive connection that sends nothing.
+//! * A request's body must arrive whole within `body_timeout` (see
+//!   [`read_body_in_time`]); an answer being streamed is never cut by either.
+//! * Every request carries its peer's address as axum's `ConnectInfo`.
+//! * On shutdown no new connection is accepted; open ones finish their
+//!   request in flight (bounded by `close_deadline`).
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Request},
+    http::{header, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    Router,
+};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto::Builder,
+};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{
+    net::TcpListener,
+    sync::{watch, Semaphore},
+};
+use tower::ServiceExt;
+
+/// How connections are limited; from `[server]` in Leptos.toml.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    /// How long open connections may take to finish after shutdown began.
+    pub close_deadline: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets open
+/// connections finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Dropping the receiver tells every connection to finish gracefully.
+    let (stop_tx, stop_rx) = watch::channel(());
+    tokio::spawn(async move {
+        shutdown.await;
+        drop(stop_rx);
+    });
+    // Each connection task holds a receiver; all dropped means all closed.
+    let (closed_tx, closed_rx) = watch::channel(());
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = stop_tx.closed() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, or a connection reset before
+                    // it was accepted: wait a little rather than spin.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop_tx.closed() => break,
+        };
+        // Send each SSE event the moment it is written: with Nagle's
+        // algorithm a small write waits for the previous one's ACK, which
+        // the browser delays (~40 ms), and the first delta would arrive that
+        // much later.
+        let _ = tcp.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request.map(Body::new))
+        });
+        let builder = builder.clone();
+        let stop = stop_tx.clone();
+        let closed = closed_rx.clone();
+        tokio::spawn(async move {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            tokio::pin!(connection);
+            let mut stopping = std::pin::pin!(stop.closed());
+            let mut stopped = false;
+            loop {
+                tokio::select! {
+                    _ = connection.as_mut() => break,
+                    _ = &mut stopping, if !stopped => {
+                        stopped = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(permit);
+            drop(closed);
+        });
+    }
+    drop(closed_rx);
+    drop(listener);
+    if tokio::time::timeout(limits.close_deadline, closed_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open at the close deadline; exiting anyway");
+    }
+    Ok(())
+}
+
+/// Middleware: reads a request's body whole within `timeout` (408 and the
+/// connection closed otherwise), so a client dribbling a body byte by byte
+/// cannot hold a connection. The bodies this server takes are small JSON,
+/// capped by `max_bytes`.
+pub async fn read_body_in_time(
+    axum::extract::State((timeout, max_bytes)): axum::extract::State<(Duration, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if !has_body {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    // One more byte than allowed, so that the handler's own limit still
+    // answers 413 with its sentence.
+    let limit = max_bytes.saturating_add(1);
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(Err(_)) => {
+            let mut response = super::ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "The request is larger than this server accepts. Send a shorter message.",
+                false,
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            response
+        }
+        Err(_) => {
+            let mut response = super::ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request's body did not arrive in time. Check your connection and send it again.",
+                true,
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+/// The peer of a request, when it came through [`serve`].
+pub fn peer_of(request: &Request) -> Option<SocketAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr)
+}
