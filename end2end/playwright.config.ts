@@ -69,6 +69,11 @@ export default defineConfig({
       BEDROCK_CHAT_IDENTITY_TRUSTED_USER_HEADER: '',
       BEDROCK_CHAT_IDENTITY_COOKIE_SECRET: '',
       BEDROCK_CHAT_SERVER_SITE_ADDR: `127.0.0.1:${PORT}`,
+      // The suite sends hundreds of messages from one address within
+      // minutes; the per-owner caps keep their defaults (defences.spec.ts
+      // checks one of them).
+      BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_ADDRESS: '100000',
+      BEDROCK_CHAT_LIMITS_NEW_OWNERS_PER_ADDRESS_PER_HOUR: '100000',
       LEPTOS_SITE_ROOT: 'target/site',
       LEPTOS_SITE_PKG_DIR: 'pkg',
       LEPTOS_OUTPUT_NAME: 'bedrock-chat',

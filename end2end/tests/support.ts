@@ -7,24 +7,51 @@ import { test as base, expect, type APIRequestContext, type Locator, type Page }
 export { expect };
 
 /** Collects the uncaught errors and WASM panics (console_error_panic_hook
- * logs those) of `page`, and hydration warnings. */
+ * logs those) of `page`, hydration warnings, and every Content Security
+ * Policy violation (Chromium reports each on the console). */
 export function watchErrors(page: Page): string[] {
   const problems: string[] = [];
   page.on('pageerror', (err) => problems.push(`uncaught: ${err.message}`));
   page.on('console', (msg) => {
-    if (msg.type() === 'error' && /panicked|RuntimeError|hydration/i.test(msg.text())) {
+    if (msg.type() === 'error' && /panicked|RuntimeError|hydration|Content Security Policy/i.test(msg.text())) {
       problems.push(`console.error: ${msg.text()}`);
     }
   });
   return problems;
 }
 
+/** Records `securitypolicyviolation` events in the page (read back by
+ * `cspViolations`). */
+const RECORD_CSP_VIOLATIONS = () => {
+  const seen: string[] = [];
+  (window as unknown as { __cspViolations: string[] }).__cspViolations = seen;
+  document.addEventListener('securitypolicyviolation', (e) => {
+    seen.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
+  });
+};
+
+/** Makes `page` record its CSP violations from its next load on. */
+export async function recordCspViolations(page: Page) {
+  await page.addInitScript(RECORD_CSP_VIOLATIONS);
+}
+
+/** The CSP violations the page has seen since it loaded. */
+export async function cspViolations(page: Page): Promise<string[]> {
+  if (page.isClosed()) return [];
+  return page
+    .evaluate(() => (window as unknown as { __cspViolations?: string[] }).__cspViolations ?? [])
+    .catch(() => []);
+}
+
 /** `page`, plus a check after each test that the page raised no uncaught
- * error and the WASM never panicked. */
+ * error, the WASM never panicked and the Content Security Policy blocked
+ * nothing. */
 export const test = base.extend<{ page: Page }>({
   page: async ({ page }, use) => {
     const problems = watchErrors(page);
+    await recordCspViolations(page);
     await use(page);
+    problems.push(...(await cspViolations(page)).map((v) => `CSP violation: ${v}`));
     expect(problems, 'errors raised in the page').toEqual([]);
   },
 });
