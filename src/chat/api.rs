@@ -48,17 +48,7 @@ pub async fn stream_chat(
     let request: SendRequest = parse_json(body, SEND_EXAMPLE)?;
     let send = validate_send(&request, &state.settings)?;
     let limits = &state.settings.limits;
-    let reservation = state
-        .limiter
-        .admit(
-            &state.generations,
-            &state.store,
-            &owner,
-            &requester,
-            send.conversation_id,
-            Ask::Stored,
-        )
-        .await?;
+    let reservation = admit(&state, &owner, &requester, send.conversation_id).await?;
 
     // Stored before the model is called: whatever happens next, the user's
     // message is not lost.
@@ -104,17 +94,7 @@ pub async fn regenerate(
         _ => parse_json(body, r#"{"model_id": null}"#)?,
     };
     let model = model_choice(request.model_id.as_deref(), &state.settings)?;
-    let reservation = state
-        .limiter
-        .admit(
-            &state.generations,
-            &state.store,
-            &owner,
-            &requester,
-            Some(&conversation_id),
-            Ask::Stored,
-        )
-        .await?;
+    let reservation = admit(&state, &owner, &requester, Some(&conversation_id)).await?;
     let exchange = state
         .store
         .begin_regeneration(owner.as_str(), &conversation_id, model)
@@ -148,17 +128,7 @@ pub async fn edit(
     }
     check_edit_text(&request.content, &state.settings)?;
     let model = model_choice(request.model_id.as_deref(), &state.settings)?;
-    let reservation = state
-        .limiter
-        .admit(
-            &state.generations,
-            &state.store,
-            &owner,
-            &requester,
-            Some(&conversation_id),
-            Ask::Stored,
-        )
-        .await?;
+    let reservation = admit(&state, &owner, &requester, Some(&conversation_id)).await?;
     let exchange = state
         .store
         .begin_edit(
@@ -170,6 +140,27 @@ pub async fn edit(
         )
         .await?;
     Ok(answer(&state, &owner, exchange, started, reservation).await)
+}
+
+/// The limits' say on one more answer of `owner` (in `conversation`, when it
+/// exists); the reservation is held until the answer is stored.
+async fn admit(
+    state: &AppState,
+    owner: &Owner,
+    requester: &Requester,
+    conversation: Option<&str>,
+) -> Result<Reservation, ApiError> {
+    state
+        .limiter
+        .admit(
+            &state.generations,
+            &state.store,
+            owner,
+            requester,
+            conversation,
+            Ask::Stored,
+        )
+        .await
 }
 
 fn refuse_when_shutting_down(state: &AppState) -> Result<(), ApiError> {
