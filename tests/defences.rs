@@ -239,6 +239,33 @@ async fn the_compatibility_endpoint_trims_history_and_can_be_turned_off() {
     assert_eq!(body["error"]["code"], "compat_api_off");
 }
 
+#[tokio::test]
+async fn the_compatibility_endpoint_is_refused_while_shutting_down_and_drained() {
+    let mut app = spawn_app().await;
+    let slow = reqwest::Client::new()
+        .post(app.url("/api/chat"))
+        .json(&conversation(&[("user", "Slow [sim tokens=20 delay_ms=100]")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slow.status(), 200);
+    assert_eq!(app.generations.running(), 1, "the drain counts it");
+    drop(app.stop.take());
+    let refused = eventually(LIMIT, || async {
+        let response = reqwest::Client::new()
+            .post(app.url("/api/chat"))
+            .json(&conversation(&[("user", "hi")]))
+            .send()
+            .await;
+        matches!(response, Ok(r) if r.status() == 503)
+    })
+    .await;
+    assert!(refused, "a new compatibility request is refused while draining");
+    // The one in flight is let finish.
+    let text = slow.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}
+
 // --- cross-site requests, hosts, headers ------------------------------------
 
 /// Every state-changing endpoint, with a valid JSON body where it takes one.
@@ -645,6 +672,31 @@ async fn slow_clients_are_cut_off_within_the_timeouts() {
         assert!(said.starts_with("HTTP/1.1 408"), "{said}");
         assert!(said.contains("request_timeout"), "{said}");
     }
+
+    // An idle keep-alive connection is closed by the same timer.
+    let mut idle = tokio::net::TcpStream::connect(&host).await.unwrap();
+    idle.write_all(format!("GET /favicon.svg HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0_u8; 8192];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 "));
+    let started = Instant::now();
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle connection is closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 
     // The server still answers, and a long answer is not cut by either.
     let events = app.chat(None, "Still here [sim tokens=30 delay_ms=100]").await;
