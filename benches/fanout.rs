@@ -74,18 +74,6 @@ async fn fan_out(app: &TestApp, listeners: usize, run: usize) -> f64 {
     started.elapsed().as_secs_f64() * 1e6 / events as f64
 }
 
-fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::main]
 async fn main() {
     tokio::spawn(run()).await.unwrap();

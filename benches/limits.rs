@@ -9,6 +9,9 @@
 //!
 //! Run with `./dev bench` (or `cargo bench --features ssr --bench limits`).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use bedrock_chat::{
     chat::generation::{Generations, Timing},
     clock::Clock,
@@ -29,18 +32,6 @@ use std::{
 
 const OWNERS: usize = 100_000;
 const ADDRESSES: usize = 1_000;
-
-fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 #[tokio::main]
 async fn main() {
@@ -76,7 +67,7 @@ async fn main() {
         .map(|i| IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]))
         .collect();
 
-    let before = resident_kib();
+    let before = support::resident_kib();
     let started = Instant::now();
     for (i, owner) in owners.iter().enumerate() {
         let requester = Requester {
@@ -89,7 +80,7 @@ async fn main() {
         drop(reservation);
     }
     let elapsed = started.elapsed();
-    let after = resident_kib();
+    let after = support::resident_kib();
     println!(
         "admit (rate limits + slots): {:.2} us per message over {OWNERS} owners",
         elapsed.as_secs_f64() * 1e6 / OWNERS as f64

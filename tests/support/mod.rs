@@ -336,6 +336,19 @@ where
     }
 }
 
+/// This process's resident memory, in KiB (for benchmark figures).
+pub fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The real server binary in a process of its own, so that it can be killed.
 pub struct ServerProcess {
     pub child: std::process::Child,
