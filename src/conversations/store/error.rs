@@ -1,0 +1,88 @@
+//! The storage layer's one error type, and how database errors map to it.
+
+/// The storage layer's one error type.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?}: {detail}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// No such conversation for this owner (missing, deleted, or not theirs).
+    NotFound,
+    /// An answer is still being written in this conversation.
+    Busy,
+    /// The database cannot be reached (down, pool exhausted, locked).
+    Unavailable,
+    /// The database refuses writes.
+    ReadOnly,
+    /// Retry asked of a conversation whose last message is not an answer.
+    NothingToRetry,
+    /// An edit named a message that is not one of the conversation's
+    /// current user messages.
+    MessageNotFound,
+    /// Anything else: a bug or a corrupt database.
+    Internal,
+}
+
+impl StoreError {
+    pub(super) fn new(kind: StoreErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    pub(super) fn not_found() -> Self {
+        Self::new(StoreErrorKind::NotFound, "no such conversation for this owner")
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        let kind = match &err {
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                StoreErrorKind::Unavailable
+            }
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                let message = db.message().to_ascii_lowercase();
+                if code == "25006"
+                    || code == "8"
+                    || message.contains("readonly")
+                    || message.contains("read-only")
+                {
+                    StoreErrorKind::ReadOnly
+                } else if db.is_unique_violation() {
+                    // Two sends raced for the same place in one conversation.
+                    StoreErrorKind::Busy
+                } else if code == "5" || code == "6" || message.contains("database is locked") {
+                    StoreErrorKind::Unavailable
+                } else if code.starts_with("08")
+                    || code.starts_with("57P")
+                    || matches!(code.as_ref(), "53300" | "55000" | "3D000")
+                {
+                    // PostgreSQL: connection failures, shutdown, too many
+                    // connections, a database closed to connections or gone.
+                    StoreErrorKind::Unavailable
+                } else {
+                    StoreErrorKind::Internal
+                }
+            }
+            _ => StoreErrorKind::Internal,
+        };
+        Self::new(kind, err.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::Execute(e) => e.into(),
+            other => Self::new(StoreErrorKind::Internal, other.to_string()),
+        }
+    }
+}

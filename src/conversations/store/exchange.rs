@@ -1,0 +1,382 @@
+//! The transactions that start an answer (a new message, an edit, a retry)
+//! and end it (checkpoints, the final save with the owner's usage).
+
+use super::{
+    new_id, now_ms,
+    rows::{messages_of, owned_conversation},
+    settings_json, Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError,
+    StoreErrorKind,
+};
+use crate::{
+    chat::Role,
+    conversations::{ConversationSettings, ConversationSummary, MessageStatus, StoredMessage},
+};
+use sqlx::Row;
+
+impl Store {
+    /// Commits the user's message and an empty answer (status `streaming`)
+    /// in one transaction, creating the conversation when asked to.
+    pub async fn begin_exchange(&self, new: NewExchange<'_>) -> Result<Exchange> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // A write first, so SQLite takes its write lock now rather than
+        // failing to upgrade a read lock later in the transaction.
+        sqlx::query("INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(new.owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+
+        let (conversation, created, earlier, settings, model_id) = match new.conversation_id {
+            Some(id) => {
+                let (summary, stored, earlier) = open_for_answer(&mut tx, new.owner, id, now).await?;
+                let mut settings = new.settings.cloned().unwrap_or_else(|| stored.clone());
+                let model_id = remember_settings(&mut tx, id, &stored, &mut settings, new.model).await?;
+                (summary, false, earlier, settings, model_id)
+            }
+            None => {
+                let summary = ConversationSummary {
+                    id: new_id(),
+                    title: new.title.to_owned(),
+                    created_at: now,
+                    updated_at: now,
+                };
+                let mut settings = new.settings.cloned().unwrap_or_default();
+                let model_id = new.model.resolve(settings.model_id.as_deref());
+                settings.model_id = Some(model_id.clone());
+                sqlx::query(
+                    "INSERT INTO conversations (id, owner_id, title, created_at, updated_at, settings) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&summary.id)
+                .bind(new.owner)
+                .bind(&summary.title)
+                .bind(now)
+                .bind(now)
+                .bind(settings_json(&settings))
+                .execute(&mut *tx)
+                .await?;
+                (summary, true, Vec::new(), settings, model_id)
+            }
+        };
+        let (user_message_id, answer_id) =
+            insert_question_and_answer(&mut tx, &conversation.id, new.text, &model_id, now).await?;
+        tx.commit().await?;
+        Ok(Exchange {
+            conversation,
+            settings,
+            model_id,
+            created,
+            user_message_id,
+            user_text: new.text.to_owned(),
+            answer_id,
+            earlier,
+        })
+    }
+
+    /// Rewrites one of the conversation's user messages (edit and resend):
+    /// the message and every turn after it are replaced (kept, marked
+    /// `replaced_at`, no longer shown), and the new text is committed with
+    /// an empty answer, as [`Store::begin_exchange`] does. `earlier` holds
+    /// the messages before the edited one.
+    pub async fn begin_edit(
+        &self,
+        owner: &str,
+        conversation_id: &str,
+        message_id: &str,
+        text: &str,
+        model: ModelChoice<'_>,
+    ) -> Result<Exchange> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let (conversation, stored, mut messages) =
+            open_for_answer(&mut tx, owner, conversation_id, now).await?;
+        let at = messages
+            .iter()
+            .position(|m| m.id == message_id && m.role == Role::User)
+            .ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::MessageNotFound,
+                    "no such user message in this conversation",
+                )
+            })?;
+        sqlx::query(
+            "UPDATE messages SET replaced_at = $1 WHERE conversation_id = $2 AND replaced_at IS NULL \
+             AND position >= (SELECT position FROM messages WHERE id = $3)",
+        )
+        .bind(now)
+        .bind(conversation_id)
+        .bind(message_id)
+        .execute(&mut *tx)
+        .await?;
+        messages.truncate(at);
+        let mut settings = stored.clone();
+        let model_id = remember_settings(&mut tx, conversation_id, &stored, &mut settings, model).await?;
+        let (user_message_id, answer_id) =
+            insert_question_and_answer(&mut tx, conversation_id, text, &model_id, now).await?;
+        tx.commit().await?;
+        Ok(Exchange {
+            conversation,
+            settings,
+            model_id,
+            created: false,
+            user_message_id,
+            user_text: text.to_owned(),
+            answer_id,
+            earlier: messages,
+        })
+    }
+
+    /// Starts a new answer to the conversation's last user message (Retry):
+    /// the previous answer stays stored, and the new one follows it, in
+    /// status `streaming`. Returns the exchange as if the user message had
+    /// just been sent: `earlier` holds the messages before it.
+    pub async fn begin_regeneration(
+        &self,
+        owner: &str,
+        conversation_id: &str,
+        model: ModelChoice<'_>,
+    ) -> Result<Exchange> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let (conversation, stored, mut messages) =
+            open_for_answer(&mut tx, owner, conversation_id, now).await?;
+        match messages.last() {
+            Some(last) if last.role == Role::Assistant => {}
+            _ => {
+                return Err(StoreError::new(
+                    StoreErrorKind::NothingToRetry,
+                    "the conversation does not end with an answer",
+                ))
+            }
+        }
+        let position = next_position(&mut tx, conversation_id).await?;
+        let answer_id = new_id();
+        let mut settings = stored.clone();
+        let model_id = remember_settings(&mut tx, conversation_id, &stored, &mut settings, model).await?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
+             VALUES ($1, $2, $3, 'assistant', '', 'streaming', $4, $5)",
+        )
+        .bind(&answer_id)
+        .bind(conversation_id)
+        .bind(position)
+        .bind(&model_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // The user message being answered, and what came before it.
+        let user_at = messages
+            .iter()
+            .rposition(|m| m.role == Role::User)
+            .ok_or_else(|| StoreError::new(StoreErrorKind::NothingToRetry, "no user message to answer"))?;
+        messages.truncate(user_at + 1);
+        let user = messages.pop().expect("the user message is there");
+        Ok(Exchange {
+            conversation,
+            settings,
+            model_id,
+            created: false,
+            user_message_id: user.id,
+            user_text: user.content,
+            answer_id,
+            earlier: messages,
+        })
+    }
+
+    /// Writes the answer as it ended. One transaction.
+    pub async fn finish_answer(&self, answer: &FinishedAnswer) -> Result<()> {
+        let now = now_ms();
+        let usage = answer.usage;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE messages SET content = $1, status = $2, input_tokens = $3, output_tokens = $4, \
+             total_tokens = $5, latency_ms = $6, first_token_ms = $7, duration_ms = $8, \
+             error_code = $9, error_message = $10, error_retryable = $11 WHERE id = $12",
+        )
+        .bind(&answer.content)
+        .bind(answer.status.as_str())
+        .bind(usage.map(|u| i64::from(u.input_tokens)))
+        .bind(usage.map(|u| i64::from(u.output_tokens)))
+        .bind(usage.map(|u| i64::from(u.total_tokens)))
+        .bind(usage.map(|u| u.latency_ms as i64))
+        .bind(answer.first_token_ms.map(|ms| ms as i64))
+        .bind(answer.duration_ms as i64)
+        .bind(answer.error.as_ref().map(|e| e.code.clone()))
+        .bind(answer.error.as_ref().map(|e| e.message.clone()))
+        .bind(answer.error.as_ref().map(|e| i64::from(e.retryable)))
+        .bind(&answer.answer_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&answer.conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(usage) = usage {
+            sqlx::query(
+                "INSERT INTO owner_usage (owner_id, day, input_tokens, output_tokens, answers) \
+                 VALUES ($1, $2, $3, $4, 1) ON CONFLICT (owner_id, day) DO UPDATE SET \
+                 input_tokens = owner_usage.input_tokens + excluded.input_tokens, \
+                 output_tokens = owner_usage.output_tokens + excluded.output_tokens, \
+                 answers = owner_usage.answers + 1",
+            )
+            .bind(&answer.owner)
+            .bind(answer.day)
+            .bind(i64::from(usage.input_tokens))
+            .bind(i64::from(usage.output_tokens))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Saves the text of an answer still being written. A no-op once the
+    /// answer is stored (its row is no longer `streaming`).
+    pub async fn checkpoint(&self, answer_id: &str, content: &str) -> Result<()> {
+        sqlx::query("UPDATE messages SET content = $1 WHERE id = $2 AND status = 'streaming'")
+            .bind(content)
+            .bind(answer_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Marks the owner's conversation as active now: the write that starts a
+/// transaction (see `begin_exchange`), and the ownership check.
+async fn touch_owned(conn: &mut sqlx::AnyConnection, owner: &str, id: &str, now: i64) -> Result<()> {
+    let touched = sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND owner_id = $3")
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::not_found());
+    }
+    Ok(())
+}
+
+/// Opens one of the owner's conversations for a new answer, in `conn`'s
+/// transaction: marks it active now (the write first, so SQLite takes its
+/// write lock at once; see `begin_exchange`), and reads its settings and
+/// messages. The caller holds the conversation (no answer is being written
+/// in it), so a row still `streaming` is an orphan: it is settled as
+/// `interrupted`, keeping its text.
+async fn open_for_answer(
+    conn: &mut sqlx::AnyConnection,
+    owner: &str,
+    id: &str,
+    now: i64,
+) -> Result<(ConversationSummary, ConversationSettings, Vec<StoredMessage>)> {
+    touch_owned(&mut *conn, owner, id, now).await?;
+    let (summary, settings) = owned_conversation(&mut *conn, owner, id).await?;
+    let mut messages = messages_of(&mut *conn, id).await?;
+    settle_orphans(&mut *conn, id, &mut messages).await?;
+    Ok((summary, settings, messages))
+}
+
+/// The model that answers now. The conversation remembers it, with the rest
+/// of `settings`, for the next message; the row is only written when that
+/// changes what it `stored`.
+async fn remember_settings(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    stored: &ConversationSettings,
+    settings: &mut ConversationSettings,
+    model: ModelChoice<'_>,
+) -> Result<String> {
+    let model_id = model.resolve(settings.model_id.as_deref());
+    settings.model_id = Some(model_id.clone());
+    if settings != stored {
+        sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2")
+            .bind(settings_json(settings))
+            .bind(conversation_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(model_id)
+}
+
+/// Rows left `streaming` in a conversation nobody is writing into become
+/// `interrupted` (see `open_for_answer`).
+async fn settle_orphans(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    messages: &mut [StoredMessage],
+) -> Result<()> {
+    if !messages.iter().any(|m| m.status == MessageStatus::Streaming) {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE messages SET status = 'interrupted' WHERE conversation_id = $1 AND status = 'streaming'",
+    )
+    .bind(conversation_id)
+    .execute(&mut *conn)
+    .await?;
+    for message in messages
+        .iter_mut()
+        .filter(|m| m.status == MessageStatus::Streaming)
+    {
+        message.status = MessageStatus::Interrupted;
+    }
+    Ok(())
+}
+
+/// The place after every message of the conversation, replaced ones
+/// included (their places stay taken).
+async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<i64> {
+    let row =
+        sqlx::query("SELECT COALESCE(MAX(position), 0) AS last FROM messages WHERE conversation_id = $1")
+            .bind(conversation_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "MAX returned no row"))?;
+    Ok(row.try_get::<i64, _>("last")? + 1)
+}
+
+/// Inserts the user's message and an empty answer (status `streaming`)
+/// after the conversation's last message; returns their ids.
+async fn insert_question_and_answer(
+    conn: &mut sqlx::AnyConnection,
+    conversation_id: &str,
+    text: &str,
+    model_id: &str,
+    now: i64,
+) -> Result<(String, String)> {
+    let position = next_position(&mut *conn, conversation_id).await?;
+    let user_message_id = new_id();
+    let answer_id = new_id();
+    for (id, position, role, content, status, model) in [
+        (&user_message_id, position, "user", text, "complete", None),
+        (
+            &answer_id,
+            position + 1,
+            "assistant",
+            "",
+            "streaming",
+            Some(model_id),
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(conversation_id)
+        .bind(position)
+        .bind(role)
+        .bind(content)
+        .bind(status)
+        .bind(model)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok((user_message_id, answer_id))
+}

@@ -1,0 +1,362 @@
+//! The conversation repository: one implementation over sqlx's `Any` driver,
+//! so SQLite (the embedded default) and PostgreSQL run the same SQL.
+//!
+//! Every read and write names the owner; a conversation of someone else is
+//! indistinguishable from a missing one ([`StoreErrorKind::NotFound`]).
+//!
+//! Durability rules (see `begin_exchange` and `finish_answer`):
+//! * the user's message is committed, with an empty answer row in status
+//!   `streaming`, before the model is called;
+//! * while an answer streams, its text is checkpointed now and then (one
+//!   `UPDATE` each, only while the row is still `streaming`, so a late
+//!   checkpoint never overwrites the final text);
+//! * the answer row is rewritten once more when the answer ends, however it
+//!   ends, together with the owner's daily usage;
+//! * on start, answer rows still `streaming` (the server died while writing
+//!   them) become `interrupted`, keeping their last checkpoint, so no
+//!   half-written row survives a crash; while the server runs, the sweeper
+//!   does the same for rows nobody is writing ([`Store::sweep_orphans`]);
+//! * "an answer is being written in this conversation" is the caller's
+//!   knowledge (a live generation), not a row's status: opening a
+//!   conversation for a new answer settles rows left `streaming` as
+//!   `interrupted`.
+//! * an edit never deletes: the messages it replaces are kept, marked
+//!   `replaced_at`, and left out of every transcript and history.
+//!
+//! Two commits per answer, plus one checkpoint per few seconds or KB of text.
+//!
+//! The parts: `error` (the one error type), `schema` (migrations),
+//! `exchange` (the transactions that start and end an answer), `rows` (row
+//! mapping and shared reads); this file holds the types and the plain reads
+//! and writes.
+
+mod error;
+mod exchange;
+mod rows;
+mod schema;
+
+pub use error::{StoreError, StoreErrorKind};
+
+use super::{Conversation, ConversationSettings, ConversationSummary, MessageStatus, StoredMessage};
+use crate::chat::{ErrorInfo, ModelOption, Usage};
+use rows::{messages_of, owned_conversation, summary_from_row};
+use sqlx::{any::AnyPoolOptions, AnyPool, Row};
+use std::time::Duration;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The repository; cheap to clone (a pool handle).
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// What starting an exchange needs.
+pub struct NewExchange<'a> {
+    pub owner: &'a str,
+    /// `None` starts a new conversation.
+    pub conversation_id: Option<&'a str>,
+    /// Title of a new conversation.
+    pub title: &'a str,
+    pub text: &'a str,
+    pub model: ModelChoice<'a>,
+    /// Settings to store with the conversation first, if any (the model is
+    /// recorded as `model_id` whatever they say).
+    pub settings: Option<&'a ConversationSettings>,
+}
+
+/// Which model answers: the one the request asked for (already checked),
+/// else the one the conversation last used while it is still offered, else
+/// the default.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelChoice<'a> {
+    pub requested: Option<&'a str>,
+    pub offered: &'a [ModelOption],
+    pub default: &'a str,
+}
+
+impl ModelChoice<'_> {
+    fn resolve(&self, stored: Option<&str>) -> String {
+        let still_offered = stored.filter(|id| self.offered.iter().any(|m| m.id == *id));
+        self.requested
+            .or(still_offered)
+            .unwrap_or(self.default)
+            .to_owned()
+    }
+}
+
+/// A stored user message with its empty answer, and what came before.
+#[derive(Debug)]
+pub struct Exchange {
+    pub conversation: ConversationSummary,
+    /// The conversation's settings, as stored after this exchange began.
+    pub settings: ConversationSettings,
+    /// The model that answers.
+    pub model_id: String,
+    /// True when this exchange created the conversation.
+    pub created: bool,
+    pub user_message_id: String,
+    /// The user message being answered.
+    pub user_text: String,
+    pub answer_id: String,
+    /// The conversation's messages before this exchange, oldest first.
+    pub earlier: Vec<StoredMessage>,
+}
+
+/// An answer as it ended.
+#[derive(Debug, Clone)]
+pub struct FinishedAnswer {
+    pub owner: String,
+    /// The UTC day (since the epoch) the answer's tokens count against.
+    pub day: i64,
+    pub answer_id: String,
+    pub conversation_id: String,
+    pub content: String,
+    pub status: MessageStatus,
+    pub usage: Option<Usage>,
+    pub first_token_ms: Option<u64>,
+    pub duration_ms: u64,
+    pub error: Option<ErrorInfo>,
+}
+
+/// What the limits need to know of an owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerStanding {
+    /// It has stored a message before.
+    pub known: bool,
+    pub tokens_today: u64,
+}
+
+// Queries read all their rows (`fetch_all`, never `fetch_optional`): an
+// SQLite statement left unfinished keeps its connection's read snapshot
+// open, and later reads on that pooled connection would see stale data.
+
+const MESSAGE_COLUMNS: &str = "id, role, content, status, model_id, input_tokens, output_tokens, \
+     total_tokens, latency_ms, first_token_ms, duration_ms, error_code, error_message, \
+     error_retryable, created_at";
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and brings the
+    /// schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::new(
+                StoreErrorKind::Internal,
+                format!("unsupported database URL {url:?}: use sqlite://… or postgres://…"),
+            ));
+        };
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(match backend {
+                // One writer at a time anyway; a few readers beside it.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            });
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets pages be read while an answer is written;
+                    // synchronous=FULL makes every commit durable (fsync).
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options.connect(url).await?;
+        let store = Self { pool, backend };
+        match store.migrate().await {
+            // A read-only database can still be read if its schema is current:
+            // the app then serves what it has and refuses new messages.
+            Err(err) if err.kind == StoreErrorKind::ReadOnly => {
+                tracing::warn!(error = %err, "the database is read-only: conversations can be read, not saved");
+            }
+            other => other?,
+        }
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Marks answers left `streaming` by a previous run as `interrupted`.
+    /// Run once at start, before serving (the store has one server process).
+    pub async fn recover_interrupted(&self) -> Result<u64> {
+        let result = sqlx::query("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// The owner's conversations, most recently active first.
+    pub async fn list(&self, owner: &str, limit: i64) -> Result<Vec<ConversationSummary>> {
+        let rows = sqlx::query(
+            "SELECT id, title, created_at, updated_at FROM conversations \
+             WHERE owner_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2",
+        )
+        .bind(owner)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    /// One conversation with all its messages.
+    pub async fn get(&self, owner: &str, id: &str) -> Result<Conversation> {
+        let mut conn = self.pool.acquire().await?;
+        let (summary, settings) = owned_conversation(&mut conn, owner, id).await?;
+        let messages = messages_of(&mut conn, id).await?;
+        Ok(Conversation {
+            summary,
+            settings,
+            messages,
+        })
+    }
+
+    pub async fn rename(&self, owner: &str, id: &str, title: &str) -> Result<ConversationSummary> {
+        let updated = sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2 AND owner_id = $3")
+            .bind(title)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::not_found());
+        }
+        Ok(owned_conversation(&mut *self.pool.acquire().await?, owner, id)
+            .await?
+            .0)
+    }
+
+    /// Replaces the conversation's settings.
+    pub async fn save_settings(&self, owner: &str, id: &str, settings: &ConversationSettings) -> Result<()> {
+        let updated = sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2 AND owner_id = $3")
+            .bind(settings_json(settings))
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::not_found());
+        }
+        Ok(())
+    }
+
+    /// Deletes a conversation and its messages.
+    pub async fn delete(&self, owner: &str, id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        owned_conversation(&mut tx, owner, id).await?;
+        // Explicit rather than relying on ON DELETE CASCADE, which SQLite
+        // only honours when foreign keys are switched on.
+        sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM conversations WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The status of one of the owner's stored messages.
+    pub async fn message_status(&self, owner: &str, message_id: &str) -> Result<MessageStatus> {
+        let row = sqlx::query(
+            "SELECT m.status FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.id = $1 AND c.owner_id = $2",
+        )
+        .bind(message_id)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(StoreError::not_found)?;
+        let status: String = row.try_get("status")?;
+        MessageStatus::parse(&status)
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, format!("bad status {status:?}")))
+    }
+
+    /// Whether the owner has stored anything yet, and the tokens (input +
+    /// output) it used on `day` (UTC days since the epoch), as stored with
+    /// its answers. One read.
+    pub async fn owner_standing(&self, owner: &str, day: i64) -> Result<OwnerStanding> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM owners WHERE id = $1) AS known, \
+             (SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) FROM owner_usage \
+              WHERE owner_id = $1 AND day = $2) AS tokens",
+        )
+        .bind(owner)
+        .bind(day)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "no row from a scalar query"))?;
+        Ok(OwnerStanding {
+            known: row.try_get::<i64, _>("known")? > 0,
+            tokens_today: row.try_get::<i64, _>("tokens")?.max(0) as u64,
+        })
+    }
+
+    /// Marks answers left `streaming` that nobody writes (`is_live` says
+    /// which are being written) and that began before `started_before` (ms)
+    /// as `interrupted`, keeping their last checkpoint. Returns how many.
+    pub async fn sweep_orphans(&self, is_live: impl Fn(&str) -> bool, started_before: i64) -> Result<u64> {
+        let rows = sqlx::query("SELECT id FROM messages WHERE status = 'streaming' AND created_at < $1")
+            .bind(started_before)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut swept = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            if is_live(&id) {
+                continue;
+            }
+            let done = sqlx::query(
+                "UPDATE messages SET status = 'interrupted' WHERE id = $1 AND status = 'streaming'",
+            )
+            .bind(&id)
+            .execute(&self.pool)
+            .await?;
+            swept += done.rows_affected();
+        }
+        Ok(swept)
+    }
+}
+
+fn settings_json(settings: &ConversationSettings) -> String {
+    serde_json::to_string(settings).expect("settings serialise")
+}
+
+/// A new unguessable, time-ordered id (UUIDv7: 74 random bits).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
