@@ -9,7 +9,7 @@
 //!
 //! Run with `./dev bench` (or `cargo bench --features ssr --bench limits`).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/api/support/mod.rs"]
 mod support;
 
 use bedrock_chat::{

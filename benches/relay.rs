@@ -7,7 +7,7 @@
 //!
 //! Run with `./dev bench` (or `cargo bench --features ssr --bench relay`).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/api/support/mod.rs"]
 mod support;
 
 use bedrock_chat::bedrock::{BedrockChat, ConverseInput, Turn};

@@ -1,10 +1,7 @@
 //! The chat stream end to end: real server, real SDK client, simulator on loopback.
-#![cfg(feature = "ssr")]
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 #[tokio::test]
 async fn streams_the_models_answer_as_documented_events() {

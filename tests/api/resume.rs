@@ -1,13 +1,10 @@
 //! Answers that survive their connection: resume from the last event id,
 //! many listeners, stop, the grace period and keep-alives. Real server, real
 //! SDK, simulator on loopback.
-#![cfg(feature = "ssr")]
 
-mod support;
-
+use crate::support::*;
 use bedrock_chat::{bedrock::simulator, sse::SseEvent};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Reads events from `response` until `stop(events so far)` says so (or the
 /// stream ends), then drops the connection.
@@ -63,7 +60,7 @@ async fn resuming_after_a_cut_at_any_point_loses_and_repeats_nothing() {
                 let text = format!("Cut at {cut}, run {i} [sim tokens={TOKENS} delay_ms=2]");
                 let response = app.send(None, &text).await;
                 let before = read_until(response, |e| e.len() as u64 > cut).await;
-                let start = support::json(&before[0]);
+                let start = crate::support::json(&before[0]);
                 let answer_id = start["answer_id"].as_str().unwrap().to_owned();
                 let after = read_events(resume(app, &answer_id, last_id(&before)).await).await;
 
@@ -104,7 +101,10 @@ async fn many_listeners_get_the_same_answer_and_a_stalled_one_slows_nobody() {
             let started = Instant::now();
             let first = app.send(None, prompt).await;
             let head = read_until(first, |e| !e.is_empty()).await;
-            let answer_id = support::json(&head[0])["answer_id"].as_str().unwrap().to_owned();
+            let answer_id = crate::support::json(&head[0])["answer_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
             // A listener that never reads past its first chunk.
             let stalled_listener = if stalled {
                 Some(resume(app, &answer_id, 0).await)
@@ -145,7 +145,10 @@ async fn stop_drops_the_bedrock_stream_at_once_and_tells_every_listener() {
     let app = spawn_app().await;
     let response = app.send(None, "Go on and on [sim tokens=2000 delay_ms=10]").await;
     let head = read_until(response, |e| e.len() >= 3).await;
-    let answer_id = support::json(&head[0])["answer_id"].as_str().unwrap().to_owned();
+    let answer_id = crate::support::json(&head[0])["answer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let other_tab = resume(&app, &answer_id, 0).await;
 
     let intruder = new_user();
@@ -175,7 +178,7 @@ async fn stop_drops_the_bedrock_stream_at_once_and_tells_every_listener() {
     let seen = read_events(other_tab).await;
     let done = seen.last().unwrap();
     assert_eq!(done.event, "done");
-    assert_eq!(support::json(done)["stop_reason"], "stopped");
+    assert_eq!(crate::support::json(done)["stop_reason"], "stopped");
 
     let again = app
         .http
@@ -223,7 +226,10 @@ async fn a_client_back_within_the_grace_period_gets_the_whole_answer() {
     let text = "Back soon [sim tokens=60 delay_ms=10]";
     let head = read_until(app.send(None, text).await, |e| e.len() >= 5).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let answer_id = support::json(&head[0])["answer_id"].as_str().unwrap().to_owned();
+    let answer_id = crate::support::json(&head[0])["answer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let rest = read_events(resume(&app, &answer_id, last_id(&head)).await).await;
     let all: Vec<SseEvent> = head.into_iter().chain(rest).collect();
     assert_eq!(all.last().unwrap().event, "done");
@@ -260,7 +266,7 @@ async fn an_idle_stream_carries_keep_alive_comments() {
 async fn bad_resume_requests_get_clear_errors() {
     let app = spawn_app().await;
     let events = app.chat(None, "Short").await;
-    let answer_id = support::json(&events[0])["answer_id"]
+    let answer_id = crate::support::json(&events[0])["answer_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -312,7 +318,7 @@ async fn retry_regenerates_the_answer_and_keeps_the_failed_one() {
     let path = format!("/api/conversations/{id}/regenerate");
     let retried = read_events(app.http.post(app.url(&path)).send().await.unwrap()).await;
     assert_eq!(names(&retried).first(), Some(&"start"));
-    assert_eq!(support::json(&retried[0])["created"], false);
+    assert_eq!(crate::support::json(&retried[0])["created"], false);
     // The simulator fails again on the same text, after the same 3 tokens:
     // what matters is that it was asked the same question, alone.
     let sent = app.sim.received().last().unwrap().messages.clone();
@@ -348,7 +354,10 @@ async fn retry_after_a_stop_completes_and_the_conversation_goes_on() {
     let response = app.send(None, "Stop me [sim tokens=300 delay_ms=10]").await;
     let head = read_until(response, |e| e.len() >= 3).await;
     let id = conversation_id(&head);
-    let answer_id = support::json(&head[0])["answer_id"].as_str().unwrap().to_owned();
+    let answer_id = crate::support::json(&head[0])["answer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.http
         .post(app.url(&format!("/api/generations/{answer_id}/cancel")))
         .send()

@@ -3,15 +3,12 @@
 //! database going away or the server being killed. The real app over HTTP
 //! (and raw TCP for the slow clients), the real SDK against the simulator,
 //! SQLite and PostgreSQL.
-#![cfg(feature = "ssr")]
 
-mod support;
-
+use crate::support::*;
 use bedrock_chat::bedrock::simulator;
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A response's status and JSON body (or its text).

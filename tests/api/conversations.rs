@@ -1,12 +1,9 @@
 //! Stored conversations, end to end: the real app over HTTP, on SQLite and
 //! on PostgreSQL (the same tests; see `both_backends!`).
-#![cfg(feature = "ssr")]
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::*;
 
 /// Runs each listed test once on SQLite and once on PostgreSQL.
 macro_rules! both_backends {

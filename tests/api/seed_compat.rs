@@ -1,11 +1,8 @@
 //! The wire format of the FastAPI service we replace, read exactly as its
 //! Streamlit client reads it (`requests.post(stream=True).iter_lines()`).
-#![cfg(feature = "ssr")]
 
-mod support;
-
+use crate::support::*;
 use futures::StreamExt;
-use support::*;
 
 /// What the seed client does: split the body into lines, keep `data:` lines,
 /// strip the prefix, stop at `[DONE]`, parse the rest as JSON.

@@ -3,8 +3,6 @@
 //! event, error and disconnect path must look exactly like the real service.
 //!
 //! Run with `cargo test --features ssr --test simulator_wire`.
-#![cfg(feature = "ssr")]
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
