@@ -198,13 +198,7 @@ async fn answer(
     let input = ConverseInput {
         model_id: &exchange.model_id,
         system_prompt: chosen.system_prompt.as_deref().unwrap_or(&bedrock.system_prompt),
-        turns: turns
-            .iter()
-            .map(|t| Turn {
-                from_user: t.role == Role::User,
-                text: &t.text,
-            })
-            .collect(),
+        turns: model_turns(&turns),
         max_tokens: chosen
             .max_tokens
             .and_then(|n| i32::try_from(n).ok())
@@ -258,16 +252,13 @@ async fn answer(
                 Ok(()) => info,
                 Err(storage) => ApiError::from(storage).info,
             };
-            tracing::info!(
-                target: "bedrock_chat::answer",
-                owner = %labels.owner_tag,
-                conversation = %labels.conversation_id,
-                model = %labels.model_id,
-                status = %info.code,
-                tokens_in = 0,
-                tokens_out = 0,
-                duration_ms = started.elapsed().as_millis() as u64,
-                "answer finished"
+            let (first_token_ms, duration_ms) = recorder.timings();
+            labels.log_finished(
+                &info.code,
+                Default::default(),
+                first_token_ms,
+                duration_ms.unwrap_or_default(),
+                0,
             );
             drop(reservation);
             let error = encode(2, &StreamEvent::Error(info));
@@ -348,6 +339,17 @@ pub async fn cancel(
     }))
 }
 
+/// The history as the Bedrock layer takes it.
+fn model_turns(turns: &[history::HistoryTurn]) -> Vec<Turn<'_>> {
+    turns
+        .iter()
+        .map(|t| Turn {
+            from_user: t.role == Role::User,
+            text: &t.text,
+        })
+        .collect()
+}
+
 /// Holds what a compatibility stream owns while it is written.
 struct CompatAnswer {
     _reservation: Reservation,
@@ -357,15 +359,10 @@ struct CompatAnswer {
 
 impl Drop for CompatAnswer {
     fn drop(&mut self) {
-        tracing::info!(
-            target: "bedrock_chat::answer",
-            owner = %self.labels.owner_tag,
-            conversation = %self.labels.conversation_id,
-            model = %self.labels.model_id,
-            status = "relayed",
-            duration_ms = self.started.elapsed().as_millis() as u64,
-            "answer finished"
-        );
+        // The relay reads no usage for its wire format: none to log.
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        self.labels
+            .log_finished("relayed", Default::default(), None, duration_ms, 0);
     }
 }
 
@@ -435,13 +432,7 @@ pub async fn compat_chat(
     let input = ConverseInput {
         model_id: chat.model_id,
         system_prompt: &bedrock.system_prompt,
-        turns: turns
-            .iter()
-            .map(|t| Turn {
-                from_user: t.role == Role::User,
-                text: &t.text,
-            })
-            .collect(),
+        turns: model_turns(&turns),
         max_tokens: bedrock.max_tokens,
         temperature: bedrock.temperature,
     };

@@ -44,7 +44,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 use tokio::sync::watch;
 
@@ -141,6 +141,32 @@ pub struct AnswerLabels {
     pub owner_tag: String,
     pub conversation_id: String,
     pub model_id: String,
+}
+
+impl AnswerLabels {
+    /// The one log line (`bedrock_chat::answer`) of an answer that ended.
+    pub fn log_finished(
+        &self,
+        status: &str,
+        usage: super::Usage,
+        first_token_ms: Option<u64>,
+        duration_ms: u64,
+        checkpoints: usize,
+    ) {
+        tracing::info!(
+            target: "bedrock_chat::answer",
+            owner = %self.owner_tag,
+            conversation = %self.conversation_id,
+            model = %self.model_id,
+            status,
+            tokens_in = usage.input_tokens,
+            tokens_out = usage.output_tokens,
+            first_token_ms = first_token_ms.unwrap_or(0),
+            duration_ms,
+            checkpoints,
+            "answer finished"
+        );
+    }
 }
 
 /// Every live (and recently finished) generation of this server.
@@ -478,7 +504,6 @@ impl Generation {
         timing: Timing,
         labels: AnswerLabels,
     ) {
-        let began = Instant::now();
         // The log holds the `start` frame: ids continue from 2.
         let mut next_id = 2_u64;
         let mut frame = |event: StreamEvent| {
@@ -594,20 +619,13 @@ impl Generation {
         };
         self.push(frame(terminal));
         self.finish();
-        let usage = recorder.usage_so_far().unwrap_or_default();
-        let (first_token_ms, _) = recorder.timings();
-        tracing::info!(
-            target: "bedrock_chat::answer",
-            owner = %labels.owner_tag,
-            conversation = %labels.conversation_id,
-            model = %labels.model_id,
-            status = %outcome,
-            tokens_in = usage.input_tokens,
-            tokens_out = usage.output_tokens,
-            first_token_ms = first_token_ms.unwrap_or(0),
-            duration_ms = began.elapsed().as_millis() as u64,
-            checkpoints = recorder.checkpoint_count(),
-            "answer finished"
+        let (first_token_ms, duration_ms) = recorder.timings();
+        labels.log_finished(
+            &outcome,
+            recorder.usage_so_far().unwrap_or_default(),
+            first_token_ms,
+            duration_ms.unwrap_or_default(),
+            recorder.checkpoint_count(),
         );
     }
 }
