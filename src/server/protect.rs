@@ -148,7 +148,7 @@ fn check_cross_site(request: &Request) -> Option<ApiError> {
         return None;
     }
     let headers = request.headers();
-    if has_body(headers) && !is_json(headers) {
+    if super::serve::has_body(headers) && !is_json(headers) {
         return Some(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -183,14 +183,6 @@ fn check_cross_site(request: &Request) -> Option<ApiError> {
         }
     }
     None
-}
-
-fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0")
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -136,13 +136,7 @@ pub async fn read_body_in_time(
     request: Request,
     next: Next,
 ) -> Response {
-    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
-        || request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0");
-    if !has_body {
+    if !has_body(request.headers()) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
@@ -151,33 +145,38 @@ pub async fn read_body_in_time(
     let limit = max_bytes.saturating_add(1);
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-        Ok(Err(_)) => {
-            let mut response = super::ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                "The request is larger than this server accepts. Send a shorter message.",
-                false,
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-            response
-        }
-        Err(_) => {
-            let mut response = super::ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "The request's body did not arrive in time. Check your connection and send it again.",
-                true,
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-            response
-        }
+        Ok(Err(_)) => closing(super::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "The request is larger than this server accepts. Send a shorter message.",
+            false,
+        )),
+        Err(_) => closing(super::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request's body did not arrive in time. Check your connection and send it again.",
+            true,
+        )),
     }
+}
+
+/// The error's response, closing the connection (its unread body is left
+/// behind).
+fn closing(error: super::ApiError) -> Response {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response
+}
+
+/// Whether a request says it has a body.
+pub fn has_body(headers: &header::HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
 }
 
 /// The peer of a request, when it came through [`serve`].
