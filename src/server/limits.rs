@@ -166,9 +166,10 @@ impl Limiter {
 
     /// Drops the per-minute state of keys that are back to a full quota.
     pub fn forget_idle(&self) {
-        for limiter in [&self.inner.per_owner].into_iter().flatten() {
+        if let Some(limiter) = &self.inner.per_owner {
             limiter.retain_recent();
         }
+        // Keyed by address, both of them.
         for limiter in [&self.inner.per_address, &self.inner.new_owners]
             .into_iter()
             .flatten()
