@@ -1,7 +1,7 @@
 //! The HTML shell and the routes, shared by server rendering and hydration.
 
 use crate::{
-    chat::{view::ChatPage, ModelOption},
+    chat::{page::ChatPage, ModelOption},
     i18n::{use_i18n, I18n, Locale},
     preferences::THEME_SCRIPT,
 };

@@ -27,8 +27,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod page;
 pub mod settings_panel;
-pub mod view;
 
 #[cfg(feature = "ssr")]
 pub mod api;
@@ -41,17 +41,9 @@ pub mod relay;
 #[cfg(feature = "ssr")]
 pub mod validate;
 
-// The browser reads the stream with fetch; the server build only renders the
-// page, where event handlers never run, so it gets an inert twin.
-#[cfg(feature = "hydrate")]
+// Browser code, compiled on both sides: only event handlers and effects
+// call it, and those never run while the server renders.
 mod clipboard;
-#[cfg(not(feature = "hydrate"))]
-#[path = "clipboard_ssr.rs"]
-mod clipboard;
-#[cfg(feature = "hydrate")]
-mod stream_client;
-#[cfg(not(feature = "hydrate"))]
-#[path = "stream_client_ssr.rs"]
 mod stream_client;
 
 /// Paths of the chat endpoints.
@@ -148,6 +140,25 @@ pub struct ErrorInfo {
     pub message: String,
     /// Whether sending the same request again may succeed.
     pub retryable: bool,
+}
+
+/// How the page's server functions report their errors: as this same
+/// `ErrorInfo`, JSON-encoded; a failure of the call itself becomes one too.
+impl leptos::server_fn::error::FromServerFnError for ErrorInfo {
+    type Encoder = leptos::server_fn::codec::JsonEncoding;
+
+    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        use leptos::server_fn::error::ServerFnErrorErr as Failed;
+        match value {
+            Failed::Request(_) => crate::conversations::client::offline(),
+            Failed::Deserialization(e) | Failed::Response(e) => crate::conversations::client::unreadable(&e),
+            other => ErrorInfo {
+                code: "server_error".into(),
+                message: format!("The server could not answer ({other}). Try again."),
+                retryable: true,
+            },
+        }
+    }
 }
 
 /// Body of every non-2xx JSON response.

@@ -95,9 +95,10 @@ impl ActiveStream {
     }
 }
 
-/// How a stream begins: a new message, a new answer to the last one, or an
-/// earlier message rewritten.
-enum Opening {
+/// How a stream begins: a new message, a new answer to the last one, an
+/// earlier message rewritten, or an answer already being written (in another
+/// tab, or before a reload), followed from its first event.
+pub enum Opening {
     Send(SendRequest),
     Regenerate {
         conversation_id: String,
@@ -107,66 +108,54 @@ enum Opening {
         conversation_id: String,
         request: EditRequest,
     },
+    Follow {
+        answer_id: String,
+    },
 }
 
-/// Sends `request` and streams its answer. `on_event` sees every event in
-/// order, exactly once, across reconnections; `on_end` is called once, last.
-pub fn start(
-    request: SendRequest,
-    on_event: impl FnMut(StreamEvent) + 'static,
-    on_end: impl FnOnce(StreamEnd) + 'static,
-) -> ActiveStream {
-    follow(Some(Opening::Send(request)), None, on_event, on_end)
+impl Opening {
+    /// The URL and JSON body of the request that opens the stream; `Err`
+    /// with the answer's id when there is only an answer to follow.
+    fn into_request(self) -> Result<(String, String), String> {
+        fn json(value: &impl serde::Serialize) -> String {
+            serde_json::to_string(value).expect("a request serialises")
+        }
+        Ok(match self {
+            Opening::Send(request) => (STREAM_PATH.to_owned(), json(&request)),
+            Opening::Regenerate {
+                conversation_id,
+                model_id,
+            } => (
+                format!("{}/{conversation_id}/regenerate", crate::conversations::API_PATH),
+                serde_json::json!({ "model_id": model_id }).to_string(),
+            ),
+            Opening::Edit {
+                conversation_id,
+                request,
+            } => (
+                format!("{}/{conversation_id}/edit", crate::conversations::API_PATH),
+                json(&request),
+            ),
+            Opening::Follow { answer_id } => return Err(answer_id),
+        })
+    }
 }
 
-/// Asks for a new answer to the conversation's last message (Retry) and
-/// streams it, like [`start`].
-pub fn regenerate(
-    conversation_id: String,
-    model_id: Option<String>,
-    on_event: impl FnMut(StreamEvent) + 'static,
-    on_end: impl FnOnce(StreamEnd) + 'static,
-) -> ActiveStream {
-    let opening = Opening::Regenerate {
-        conversation_id,
-        model_id,
-    };
-    follow(Some(opening), None, on_event, on_end)
-}
-
-/// Rewrites an earlier user message (the turns after it are replaced) and
-/// streams the new answer, like [`start`].
-pub fn edit(
-    conversation_id: String,
-    request: EditRequest,
-    on_event: impl FnMut(StreamEvent) + 'static,
-    on_end: impl FnOnce(StreamEnd) + 'static,
-) -> ActiveStream {
-    let opening = Opening::Edit {
-        conversation_id,
-        request,
-    };
-    follow(Some(opening), None, on_event, on_end)
-}
-
-/// Follows an answer that is already being written (opened in another tab,
-/// or before a reload), from its first event.
-pub fn attach(
-    answer_id: String,
-    on_event: impl FnMut(StreamEvent) + 'static,
-    on_end: impl FnOnce(StreamEnd) + 'static,
-) -> ActiveStream {
-    follow(None, Some(answer_id), on_event, on_end)
-}
-
-fn follow(
-    request: Option<Opening>,
-    answer_id: Option<String>,
+/// Opens an answer stream. `on_event` sees every event in order, exactly
+/// once, across reconnections; `on_end` is called once, last.
+pub fn open(
+    opening: Opening,
     mut on_event: impl FnMut(StreamEvent) + 'static,
     on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ActiveStream {
     let control = Rc::new(Control::default());
-    *control.answer_id.borrow_mut() = answer_id;
+    let request = match opening.into_request() {
+        Ok(request) => Some(request),
+        Err(answer_id) => {
+            *control.answer_id.borrow_mut() = Some(answer_id);
+            None
+        }
+    };
     let task_control = Rc::clone(&control);
     leptos::task::spawn_local(async move {
         let end = run(request, &task_control, &mut on_event).await;
@@ -186,7 +175,7 @@ enum Broken {
 }
 
 async fn run(
-    mut request: Option<Opening>,
+    mut request: Option<(String, String)>,
     control: &Control,
     on_event: &mut impl FnMut(StreamEvent),
 ) -> StreamEnd {
@@ -197,27 +186,7 @@ async fn run(
         *control.controller.borrow_mut() = Some(controller.clone());
         let answer_id = control.answer_id.borrow().clone();
         let result = match (request.take(), answer_id) {
-            (Some(first), _) => {
-                let (url, body) = match first {
-                    Opening::Send(request) => (
-                        STREAM_PATH.to_owned(),
-                        serde_json::to_string(&request).expect("a request serialises"),
-                    ),
-                    Opening::Regenerate {
-                        conversation_id,
-                        model_id,
-                    } => (
-                        format!("{}/{conversation_id}/regenerate", crate::conversations::API_PATH),
-                        serde_json::json!({ "model_id": model_id }).to_string(),
-                    ),
-                    Opening::Edit {
-                        conversation_id,
-                        request,
-                    } => (
-                        format!("{}/{conversation_id}/edit", crate::conversations::API_PATH),
-                        serde_json::to_string(&request).expect("a request serialises"),
-                    ),
-                };
+            (Some((url, body)), _) => {
                 let sent = gloo_net::http::Request::post(&url)
                     .header("accept", "text/event-stream")
                     .header("content-type", "application/json")

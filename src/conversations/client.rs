@@ -1,4 +1,11 @@
-//! The page's calls to the conversation API (browser side, `fetch`).
+//! The page's calls for conversations.
+//!
+//! Reading (the list and one conversation) is what the page renders from, on
+//! the server and in the browser alike, so those two are server functions:
+//! called directly while the server renders, over `GET /api/page/…` from the
+//! browser. Changes (rename, settings, delete) happen in event handlers only
+//! and call the public JSON API ([`super::API_PATH`]) with `fetch`, so the
+//! page uses the same API as every other client.
 //!
 //! Resources need `Send` futures; the browser's are not, but run on its one
 //! thread only, so each is wrapped in a `SendWrapper`.
@@ -6,24 +13,64 @@
 use super::{Conversation, ConversationSettings, ConversationSummary, RenameRequest, API_PATH};
 use crate::chat::{ErrorBody, ErrorInfo};
 use gloo_net::http::{Request, Response};
+use leptos::{server, server_fn::codec::GetUrl};
 use send_wrapper::SendWrapper;
 use std::future::Future;
 
-pub fn list() -> impl Future<Output = Result<Vec<ConversationSummary>, ErrorInfo>> + Send {
-    SendWrapper::new(async move {
-        let response = Request::get(API_PATH).send().await.map_err(|_| offline())?;
-        json(response).await
-    })
+/// The caller's conversations, newest first.
+#[server(prefix = "/api/page", endpoint = "conversations", input = GetUrl)]
+pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ErrorInfo> {
+    let (store, owner) = rendering::scope()?;
+    // The list failing is no reason to fail the page around it: no status.
+    store
+        .list(owner.as_str(), super::api::LIST_LIMIT)
+        .await
+        .map_err(|e| crate::server::ApiError::from(e).info)
 }
 
-pub fn get(id: String) -> impl Future<Output = Result<Conversation, ErrorInfo>> + Send {
-    SendWrapper::new(async move {
-        let response = Request::get(&format!("{API_PATH}/{id}"))
-            .send()
-            .await
-            .map_err(|_| offline())?;
-        json(response).await
-    })
+/// One of the caller's conversations, with its messages. Someone else's is
+/// not found, exactly as a missing one.
+#[server(prefix = "/api/page", endpoint = "conversation", input = GetUrl)]
+pub async fn get_conversation(id: String) -> Result<Conversation, ErrorInfo> {
+    let (store, owner) = rendering::scope()?;
+    super::api::check_id(&id).map_err(rendering::fail)?;
+    store.get(owner.as_str(), &id).await.map_err(rendering::fail)
+}
+
+/// What the two server functions need from the request being served.
+#[cfg(feature = "ssr")]
+mod rendering {
+    use crate::{
+        chat::ErrorInfo,
+        conversations::{identity::Owner, store::Store},
+        server::ApiError,
+    };
+    use axum::http::request::Parts;
+    use leptos::prelude::use_context;
+
+    /// The store and the owner of the request being served.
+    pub fn scope() -> Result<(Store, Owner), ErrorInfo> {
+        let store = use_context::<Store>();
+        let owner = use_context::<Parts>().and_then(|parts| parts.extensions.get::<Owner>().cloned());
+        match (store, owner) {
+            (Some(store), Some(owner)) => Ok((store, owner)),
+            _ => Err(ErrorInfo {
+                code: "no_request".into(),
+                message: "Conversations are only available while serving a request.".into(),
+                retryable: false,
+            }),
+        }
+    }
+
+    /// Passes an error's HTTP status on to the response (the page being
+    /// rendered, or the server function's own answer).
+    pub fn fail(err: impl Into<ApiError>) -> ErrorInfo {
+        let err = err.into();
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(err.status);
+        }
+        err.info
+    }
 }
 
 pub fn rename(
@@ -75,11 +122,7 @@ async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, E
     if !response.ok() {
         return Err(error_of(response).await);
     }
-    response.json().await.map_err(|e| ErrorInfo {
-        code: "bad_response".into(),
-        message: format!("The server sent an answer this page cannot read ({e}). Reload the page."),
-        retryable: true,
-    })
+    response.json().await.map_err(|e| unreadable(&e))
 }
 
 /// The server's error body, or a sentence made from the status.
@@ -95,10 +138,18 @@ pub async fn error_of(response: Response) -> ErrorInfo {
         })
 }
 
-fn offline() -> ErrorInfo {
+pub(crate) fn offline() -> ErrorInfo {
     ErrorInfo {
         code: "connection_lost".into(),
         message: "The server cannot be reached. Check your network and try again.".into(),
+        retryable: true,
+    }
+}
+
+pub(crate) fn unreadable(e: &dyn std::fmt::Display) -> ErrorInfo {
+    ErrorInfo {
+        code: "bad_response".into(),
+        message: format!("The server sent an answer this page cannot read ({e}). Reload the page."),
         retryable: true,
     }
 }

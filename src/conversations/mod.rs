@@ -7,7 +7,7 @@
 //! * [`api`] (server): the JSON endpoints below.
 //! * [`history`] (server): what of a stored conversation is sent to the model.
 //! * [`sidebar`] (both): the list of conversations in the page.
-//! * `client` (browser) and its server twin: the page's calls to the API.
+//! * [`client`] (both): the page's calls: server functions to read, the API to change.
 //!
 //! # The API (all scoped to the caller; JSON)
 //!
@@ -40,12 +40,6 @@ pub mod identity;
 #[cfg(feature = "ssr")]
 pub mod store;
 
-// The browser calls the JSON API; the server, rendering the same components,
-// reads the store directly.
-#[cfg(feature = "hydrate")]
-pub mod client;
-#[cfg(not(feature = "hydrate"))]
-#[path = "client_ssr.rs"]
 pub mod client;
 
 pub const API_PATH: &str = "/api/conversations";

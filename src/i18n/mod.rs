@@ -24,12 +24,8 @@ mod negotiate;
 #[cfg(feature = "ssr")]
 pub use negotiate::{from_request, request_locale};
 
-// Switching retags the browser's document and sets the cookie; the server
-// build, where no switch happens, gets an inert twin.
-#[cfg(feature = "hydrate")]
-mod document;
-#[cfg(not(feature = "hydrate"))]
-#[path = "document_ssr.rs"]
+// Switching retags the browser's document and sets the cookie, from an event
+// handler (which never runs on the server).
 mod document;
 
 /// A language of the UI.

@@ -13,12 +13,8 @@
 use crate::i18n::{use_i18n, I18n, Locale};
 use leptos::prelude::*;
 
-// The stored theme lives in the browser's localStorage; the server build,
-// where nothing is stored or applied, gets an inert twin.
-#[cfg(feature = "hydrate")]
-mod theme_store;
-#[cfg(not(feature = "hydrate"))]
-#[path = "theme_store_ssr.rs"]
+// The stored theme lives in the browser's localStorage; it is read and
+// applied from effects and event handlers only, which never run on the server.
 mod theme_store;
 
 /// The colour theme the user chose.
