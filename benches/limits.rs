@@ -19,10 +19,8 @@ use bedrock_chat::{
         identity::{Owner, Requester},
         store::Store,
     },
-    server::{
-        limits::{Ask, Limiter},
-        Settings,
-    },
+    server::limits::{Ask, Limiter},
+    settings::Settings,
 };
 use std::{
     collections::HashMap,

@@ -31,6 +31,7 @@
 pub mod app;
 pub mod chat;
 pub mod conversations;
+pub mod errors;
 pub mod i18n;
 pub mod markdown;
 pub mod preferences;
@@ -42,6 +43,8 @@ pub mod bedrock;
 pub mod clock;
 #[cfg(feature = "ssr")]
 pub mod server;
+#[cfg(feature = "ssr")]
+pub mod settings;
 
 /// Entry point of the WebAssembly bundle: attaches the Leptos app to the
 /// server-rendered page.

@@ -6,7 +6,8 @@
 
 use bedrock_chat::{
     bedrock::{simulator, Backend},
-    server::{settings::LogFormat, Application, Settings},
+    server::Application,
+    settings::{LogFormat, Settings},
 };
 use std::{io::IsTerminal, net::SocketAddr};
 

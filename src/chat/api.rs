@@ -7,12 +7,12 @@ use super::{
     validate::{check_edit_text, model_choice, validate, validate_send},
     ChatRequest, SendRequest, Started, StreamEvent,
 };
+use crate::errors::ErrorCode;
 use crate::{
     bedrock::{ConverseInput, Turn},
     chat::Role,
     conversations::{
-        api::check_id,
-        history,
+        check_id, history,
         identity::{Owner, Requester},
         store::{Exchange, NewExchange},
         title_from_message, EditRequest, MessageStatus,
@@ -23,7 +23,7 @@ use crate::{
 use axum::{
     body::{Body, Bytes},
     extract::{rejection::BytesRejection, Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::Response,
     Extension, Json,
 };
@@ -122,7 +122,7 @@ pub async fn edit(
     )?;
     if !crate::conversations::is_valid_id(&request.message_id) {
         return Err(ApiError::bad_request(
-            "invalid_message_id",
+            ErrorCode::InvalidMessageId,
             "That is not the id of a message. Edit a message from the conversation instead.",
         ));
     }
@@ -166,8 +166,7 @@ async fn admit(
 fn refuse_when_shutting_down(state: &AppState) -> Result<(), ApiError> {
     if state.generations.is_closed() {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ErrorCode::ShuttingDown,
             "The server is restarting and takes no new messages right now. Send yours again in a moment.",
             true,
         ));
@@ -254,7 +253,7 @@ async fn answer(
             };
             let (first_token_ms, duration_ms) = recorder.timings();
             labels.log_finished(
-                &info.code,
+                info.code.as_str(),
                 Default::default(),
                 first_token_ms,
                 duration_ms.unwrap_or_default(),
@@ -368,15 +367,14 @@ impl Drop for CompatAnswer {
 
 fn bad_event_id(raw: &str) -> ApiError {
     ApiError::bad_request(
-        "bad_last_event_id",
+        ErrorCode::BadLastEventId,
         format!("{raw:?} is not the id of an event of this answer. Resume from an id you received."),
     )
 }
 
 fn generation_gone() -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "generation_not_found",
+        ErrorCode::GenerationNotFound,
         "This answer is no longer being written. Reload the conversation to see it.",
         false,
     )
@@ -397,8 +395,7 @@ pub async fn compat_chat(
 ) -> Result<Response, ApiError> {
     if !state.settings.server.compat_api {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "compat_api_off",
+            ErrorCode::CompatApiOff,
             "The compatibility endpoint is turned off on this server. Use POST /api/chat/stream instead.",
             false,
         ));

@@ -32,7 +32,6 @@ use super::{
 use crate::{
     bedrock::{BedrockError, ErrorKind, ModelEvent, ModelStream},
     conversations::MessageStatus,
-    server::ApiError,
     sse,
 };
 use bytes::Bytes;
@@ -566,16 +565,16 @@ impl Generation {
                     recorder.usage(usage);
                     self.push(frame(StreamEvent::Usage(usage)));
                 }
-                Some(Err(err)) => break End::Failed(ApiError::from(err).info),
+                Some(Err(err)) => break End::Failed(ErrorInfo::from(err)),
                 None => {
                     break match stop_reason.take() {
                         Some(reason) => End::Done(reason),
                         None => End::Failed(
-                            ApiError::from(BedrockError::new(
+                            BedrockError::new(
                                 ErrorKind::ConnectionLost,
                                 "the stream ended without a stop reason",
-                            ))
-                            .info,
+                            )
+                            .into(),
                         ),
                     }
                 }
@@ -611,17 +610,17 @@ impl Generation {
                 }
                 other => other,
             },
-            Err(err) => StreamEvent::Error(ApiError::from(err).info),
+            Err(err) => StreamEvent::Error(ErrorInfo::from(err)),
         };
         let outcome = match &terminal {
-            StreamEvent::Error(info) => info.code.clone(),
-            _ => stored_status.as_str().to_owned(),
+            StreamEvent::Error(info) => info.code.as_str(),
+            _ => stored_status.as_str(),
         };
         self.push(frame(terminal));
         self.finish();
         let (first_token_ms, duration_ms) = recorder.timings();
         labels.log_finished(
-            &outcome,
+            outcome,
             recorder.usage_so_far().unwrap_or_default(),
             first_token_ms,
             duration_ms.unwrap_or_default(),

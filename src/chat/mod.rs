@@ -25,6 +25,7 @@
 //! every error (throttling before the first token included) is an `error`
 //! event, so the client always learns the id of the conversation it is in.
 
+use crate::errors::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 pub mod page;
@@ -135,11 +136,26 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     /// Stable, machine-readable: `empty_message`, `throttled`, `model_error`, ...
-    pub code: String,
+    pub code: ErrorCode,
     /// A sentence a person understands.
     pub message: String,
     /// Whether sending the same request again may succeed.
     pub retryable: bool,
+}
+
+impl ErrorInfo {
+    pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retryable,
+        }
+    }
+
+    /// A request the client must change before sending it again.
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(code, message, false)
+    }
 }
 
 /// How the page's server functions report their errors: as this same
@@ -152,11 +168,11 @@ impl leptos::server_fn::error::FromServerFnError for ErrorInfo {
         match value {
             Failed::Request(_) => crate::conversations::client::offline(),
             Failed::Deserialization(e) | Failed::Response(e) => crate::conversations::client::unreadable(&e),
-            other => ErrorInfo {
-                code: "server_error".into(),
-                message: format!("The server could not answer ({other}). Try again."),
-                retryable: true,
-            },
+            other => ErrorInfo::new(
+                ErrorCode::ServerError,
+                format!("The server could not answer ({other}). Try again."),
+                true,
+            ),
         }
     }
 }

@@ -13,7 +13,6 @@
 use super::{ErrorInfo, StreamEvent, Usage};
 use crate::{
     bedrock::{BedrockError, ErrorKind, ModelEvent, ModelStream, StopReason, TokenUsage},
-    server::ApiError,
     sse,
 };
 use bytes::Bytes;
@@ -127,18 +126,18 @@ pub fn relay<F: WireFormat>(
                 },
                 Some(Err(err)) => {
                     state.model = None;
-                    state.format.error(ApiError::from(err).info)
+                    state.format.error(ErrorInfo::from(err))
                 }
                 None => {
                     state.model = None;
                     match state.stop.take() {
                         Some(reason) => state.format.done(reason),
                         None => state.format.error(
-                            ApiError::from(BedrockError::new(
+                            BedrockError::new(
                                 ErrorKind::ConnectionLost,
                                 "the stream ended without a stop reason",
-                            ))
-                            .info,
+                            )
+                            .into(),
                         ),
                     }
                 }

@@ -9,7 +9,7 @@
 //! it end); leaving the conversation only detaches this page.
 
 use super::{ErrorInfo, SendRequest, StreamEnd, StreamEvent, GENERATIONS_PATH, STREAM_PATH};
-use crate::{conversations::EditRequest, sse::Parser};
+use crate::{conversations::EditRequest, errors::ErrorCode, sse::Parser};
 use js_sys::{Promise, Reflect, Uint8Array};
 use send_wrapper::SendWrapper;
 use std::{
@@ -194,9 +194,10 @@ async fn run(
                     .body(body);
                 match sent {
                     Ok(sent) => read(sent, control, &mut last_id, on_event).await,
-                    Err(e) => Err(Broken::Refused(client_error(
-                        "request_failed",
+                    Err(e) => Err(Broken::Refused(ErrorInfo::new(
+                        ErrorCode::RequestFailed,
                         format!("The message could not be sent: {e}"),
+                        true,
                     ))),
                 }
             }
@@ -332,16 +333,9 @@ async fn sleep_ms(ms: i32) {
 }
 
 fn connection_lost() -> ErrorInfo {
-    client_error(
-        "connection_lost",
+    ErrorInfo::new(
+        ErrorCode::ConnectionLost,
         "The connection to the server was lost before the answer finished. Check your network and try again.",
+        true,
     )
-}
-
-fn client_error(code: &str, message: impl Into<String>) -> ErrorInfo {
-    ErrorInfo {
-        code: code.to_owned(),
-        message: message.into(),
-        retryable: true,
-    }
 }

@@ -1,13 +1,13 @@
 //! Checks a [`SendRequest`] (or the compatibility endpoint's [`ChatRequest`]) before any Bedrock call, so that bad input costs
 //! nothing and gets an answer a person understands.
 
-use super::{ChatRequest, Role, SendRequest};
+use super::{ChatRequest, ErrorInfo, Role, SendRequest};
+use crate::errors::ErrorCode;
 use crate::{
     bedrock::Turn,
     conversations::{store::ModelChoice, ConversationSettings},
-    server::{ApiError, Settings},
+    settings::Settings,
 };
-use axum::http::StatusCode;
 
 /// A new message that passed every check.
 #[derive(Debug)]
@@ -21,10 +21,10 @@ pub struct ValidSend<'a> {
 pub fn validate_send<'a>(
     request: &'a SendRequest,
     settings: &'a Settings,
-) -> Result<ValidSend<'a>, ApiError> {
+) -> Result<ValidSend<'a>, ErrorInfo> {
     let conversation_id = match request.conversation_id.as_deref() {
         Some(id) => {
-            crate::conversations::api::check_id(id)?;
+            crate::conversations::check_id(id)?;
             Some(id)
         }
         None => None,
@@ -43,7 +43,7 @@ pub fn validate_send<'a>(
 }
 
 /// The text of an edited message: checked like a new one.
-pub fn check_edit_text(text: &str, settings: &Settings) -> Result<(), ApiError> {
+pub fn check_edit_text(text: &str, settings: &Settings) -> Result<(), ErrorInfo> {
     check_text(text, "Your message", settings)
 }
 
@@ -52,7 +52,7 @@ pub fn check_edit_text(text: &str, settings: &Settings) -> Result<(), ApiError> 
 pub fn validate_settings(
     requested: &ConversationSettings,
     settings: &Settings,
-) -> Result<ConversationSettings, ApiError> {
+) -> Result<ConversationSettings, ErrorInfo> {
     let limits = &settings.limits;
     let model_id = match requested.model_id.as_deref() {
         Some(id) => Some(pick_model(Some(id), settings)?.to_owned()),
@@ -63,9 +63,8 @@ pub fn validate_settings(
         Some(prompt) => {
             let chars = prompt.chars().count();
             if chars > limits.max_system_prompt_chars {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "system_prompt_too_long",
+                return Err(ErrorInfo::new(
+                    ErrorCode::SystemPromptTooLong,
                     format!(
                         "The system prompt is {chars} characters long; the limit is {}. Shorten it.",
                         limits.max_system_prompt_chars
@@ -74,8 +73,8 @@ pub fn validate_settings(
                 ));
             }
             if has_control_characters(prompt) {
-                return Err(ApiError::bad_request(
-                    "invalid_characters",
+                return Err(ErrorInfo::refused(
+                    ErrorCode::InvalidCharacters,
                     "The system prompt contains control characters. Remove them and try again.",
                 ));
             }
@@ -84,16 +83,16 @@ pub fn validate_settings(
     };
     if let Some(t) = requested.temperature {
         if !(0.0..=1.0).contains(&t) {
-            return Err(ApiError::bad_request(
-                "bad_temperature",
+            return Err(ErrorInfo::refused(
+                ErrorCode::BadTemperature,
                 format!("Temperature must be between 0 and 1 (0 is the most predictable); {t} is not."),
             ));
         }
     }
     if let Some(n) = requested.max_tokens {
         if n == 0 || n > limits.max_output_tokens {
-            return Err(ApiError::bad_request(
-                "bad_max_tokens",
+            return Err(ErrorInfo::refused(
+                ErrorCode::BadMaxTokens,
                 format!(
                     "Max tokens must be from 1 to {}; {n} is not.",
                     limits.max_output_tokens
@@ -117,10 +116,10 @@ fn has_control_characters(text: &str) -> bool {
 
 /// A message's text: not blank, within the length limit (in characters,
 /// not bytes), no control characters but line breaks and tabs.
-fn check_text(text: &str, label: &str, settings: &Settings) -> Result<(), ApiError> {
+fn check_text(text: &str, label: &str, settings: &Settings) -> Result<(), ErrorInfo> {
     if text.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_message",
+        return Err(ErrorInfo::refused(
+            ErrorCode::EmptyMessage,
             if label == "Your message" {
                 "Your message is empty. Type something before sending.".to_owned()
             } else {
@@ -131,16 +130,13 @@ fn check_text(text: &str, label: &str, settings: &Settings) -> Result<(), ApiErr
     let max = settings.limits.max_message_chars;
     let chars = text.chars().count();
     if chars > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "message_too_long",
+        return Err(ErrorInfo::new(ErrorCode::MessageTooLong,
             format!("{label} is {chars} characters long; the limit is {max}. Shorten it or split it into several messages."),
             false,
         ));
     }
     if has_control_characters(text) {
-        return Err(ApiError::bad_request(
-            "invalid_characters",
+        return Err(ErrorInfo::refused(ErrorCode::InvalidCharacters,
             format!("{label} contains control characters that cannot be sent to the model. Remove them and try again."),
         ));
     }
@@ -152,7 +148,7 @@ fn check_text(text: &str, label: &str, settings: &Settings) -> Result<(), ApiErr
 pub fn model_choice<'a>(
     requested: Option<&'a str>,
     settings: &'a Settings,
-) -> Result<ModelChoice<'a>, ApiError> {
+) -> Result<ModelChoice<'a>, ErrorInfo> {
     Ok(ModelChoice {
         requested: requested.map(|id| pick_model(Some(id), settings)).transpose()?,
         offered: &settings.bedrock.models,
@@ -161,14 +157,14 @@ pub fn model_choice<'a>(
 }
 
 /// The requested model if it is offered, else the default.
-pub fn pick_model<'a>(requested: Option<&'a str>, settings: &'a Settings) -> Result<&'a str, ApiError> {
+pub fn pick_model<'a>(requested: Option<&'a str>, settings: &'a Settings) -> Result<&'a str, ErrorInfo> {
     match requested {
         None => Ok(settings.bedrock.default_model.as_str()),
         Some(id) if settings.bedrock.offers(id) => Ok(id),
         Some(id) => {
             let names: Vec<_> = settings.bedrock.models.iter().map(|m| m.id.as_str()).collect();
-            Err(ApiError::bad_request(
-                "unknown_model",
+            Err(ErrorInfo::refused(
+                ErrorCode::UnknownModel,
                 format!(
                     "The model {id:?} is not offered here. Choose one of: {}.",
                     names.join(", ")
@@ -185,19 +181,18 @@ pub struct ValidChat<'a> {
     pub turns: Vec<Turn<'a>>,
 }
 
-pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<ValidChat<'a>, ApiError> {
+pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<ValidChat<'a>, ErrorInfo> {
     let limits = &settings.limits;
     let messages = &request.messages;
     let Some(last) = messages.last() else {
-        return Err(ApiError::bad_request(
-            "empty_conversation",
+        return Err(ErrorInfo::refused(
+            ErrorCode::EmptyConversation,
             "The request has no messages. Send at least one message.",
         ));
     };
     if messages.len() > limits.max_messages {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_messages",
+        return Err(ErrorInfo::new(
+            ErrorCode::TooManyMessages,
             format!(
                 "This conversation has {} messages; the limit is {}. Start a new conversation to continue.",
                 messages.len(),
@@ -207,15 +202,15 @@ pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<
         ));
     }
     if last.role != Role::User {
-        return Err(ApiError::bad_request(
-            "bad_turn_order",
+        return Err(ErrorInfo::refused(
+            ErrorCode::BadTurnOrder,
             "The last message must be the user's: there is nothing for the model to answer.",
         ));
     }
     for (index, pair) in messages.windows(2).enumerate() {
         if pair[0].role == pair[1].role {
-            return Err(ApiError::bad_request(
-                "bad_turn_order",
+            return Err(ErrorInfo::refused(
+                ErrorCode::BadTurnOrder,
                 format!(
                     "Messages {} and {} are both from the {}; user and assistant must take turns.",
                     index + 1,
@@ -279,8 +274,8 @@ mod tests {
         }
     }
 
-    fn code(req: ChatRequest) -> String {
-        validate(&req, &settings()).unwrap_err().info.code
+    fn code(req: ChatRequest) -> ErrorCode {
+        validate(&req, &settings()).unwrap_err().code
     }
 
     #[test]
@@ -340,7 +335,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(validate_settings(&blank, &s).unwrap().system_prompt, None);
-        let code = |c: ConversationSettings| validate_settings(&c, &s).unwrap_err().info.code;
+        let code = |c: ConversationSettings| validate_settings(&c, &s).unwrap_err().code;
         assert_eq!(
             code(ConversationSettings {
                 temperature: Some(1.5),

@@ -1,8 +1,9 @@
 //! The conversation endpoints (see the table in [`super`]).
 
 use super::{
-    identity::Owner, is_valid_id, Conversation, ConversationSettings, ConversationSummary, RenameRequest,
+    check_id, identity::Owner, Conversation, ConversationSettings, ConversationSummary, RenameRequest,
 };
+use crate::errors::ErrorCode;
 use crate::server::{ApiError, AppState};
 use axum::{
     body::Bytes,
@@ -74,36 +75,25 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub fn check_id(id: &str) -> Result<(), ApiError> {
-    if is_valid_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_conversation_id",
-            "That is not a conversation id. Open the conversation from the list instead.",
-        ))
-    }
-}
-
 /// A title as stored: one line, trimmed, not empty, within the limit.
 pub fn check_title(title: &str, max_chars: usize) -> Result<String, ApiError> {
     let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
     if title.is_empty() {
         return Err(ApiError::bad_request(
-            "empty_title",
+            ErrorCode::EmptyTitle,
             "The title is empty. Type a name for the conversation.",
         ));
     }
     let chars = title.chars().count();
     if chars > max_chars {
         return Err(ApiError::bad_request(
-            "title_too_long",
+            ErrorCode::TitleTooLong,
             format!("The title is {chars} characters long; the limit is {max_chars}. Shorten it."),
         ));
     }
     if title.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
-            "invalid_characters",
+            ErrorCode::InvalidCharacters,
             "The title contains control characters. Remove them and try again.",
         ));
     }

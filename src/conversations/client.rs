@@ -11,7 +11,10 @@
 //! thread only, so each is wrapped in a `SendWrapper`.
 
 use super::{Conversation, ConversationSettings, ConversationSummary, RenameRequest, API_PATH};
-use crate::chat::{ErrorBody, ErrorInfo};
+use crate::{
+    chat::{ErrorBody, ErrorInfo},
+    errors::ErrorCode,
+};
 use gloo_net::http::{Request, Response};
 use leptos::{server, server_fn::codec::GetUrl};
 use send_wrapper::SendWrapper;
@@ -25,7 +28,7 @@ pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ErrorInfo>
     store
         .list(owner.as_str(), super::api::LIST_LIMIT)
         .await
-        .map_err(|e| crate::server::ApiError::from(e).info)
+        .map_err(ErrorInfo::from)
 }
 
 /// One of the caller's conversations, with its messages. Someone else's is
@@ -33,7 +36,7 @@ pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ErrorInfo>
 #[server(prefix = "/api/page", endpoint = "conversation", input = GetUrl)]
 pub async fn get_conversation(id: String) -> Result<Conversation, ErrorInfo> {
     let (store, owner) = rendering::scope()?;
-    super::api::check_id(&id).map_err(rendering::fail)?;
+    super::check_id(&id).map_err(rendering::fail)?;
     store.get(owner.as_str(), &id).await.map_err(rendering::fail)
 }
 
@@ -43,9 +46,9 @@ mod rendering {
     use crate::{
         chat::ErrorInfo,
         conversations::{identity::Owner, store::Store},
-        server::ApiError,
+        errors::ErrorCode,
     };
-    use axum::http::request::Parts;
+    use axum::http::{request::Parts, StatusCode};
     use leptos::prelude::use_context;
 
     /// The store and the owner of the request being served.
@@ -54,22 +57,25 @@ mod rendering {
         let owner = use_context::<Parts>().and_then(|parts| parts.extensions.get::<Owner>().cloned());
         match (store, owner) {
             (Some(store), Some(owner)) => Ok((store, owner)),
-            _ => Err(ErrorInfo {
-                code: "no_request".into(),
-                message: "Conversations are only available while serving a request.".into(),
-                retryable: false,
-            }),
+            _ => Err(ErrorInfo::new(
+                ErrorCode::ServerError,
+                "Conversations are only available while serving a request.",
+                false,
+            )),
         }
     }
 
     /// Passes an error's HTTP status on to the response (the page being
     /// rendered, or the server function's own answer).
-    pub fn fail(err: impl Into<ApiError>) -> ErrorInfo {
-        let err = err.into();
-        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-            response.set_status(err.status);
+    pub fn fail(err: impl Into<ErrorInfo>) -> ErrorInfo {
+        let info = err.into();
+        if let (Some(response), Ok(status)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            StatusCode::from_u16(info.code.status()),
+        ) {
+            response.set_status(status);
         }
-        err.info
+        info
     }
 }
 
@@ -131,25 +137,27 @@ pub async fn error_of(response: Response) -> ErrorInfo {
     let body = response.text().await.unwrap_or_default();
     serde_json::from_str::<ErrorBody>(&body)
         .map(|b| b.error)
-        .unwrap_or_else(|_| ErrorInfo {
-            code: format!("http_{status}"),
-            message: format!("The server answered with status {status}. Try again."),
-            retryable: status >= 500,
+        .unwrap_or_else(|_| {
+            ErrorInfo::new(
+                ErrorCode::UnexpectedStatus,
+                format!("The server answered with status {status}. Try again."),
+                status >= 500,
+            )
         })
 }
 
 pub(crate) fn offline() -> ErrorInfo {
-    ErrorInfo {
-        code: "connection_lost".into(),
-        message: "The server cannot be reached. Check your network and try again.".into(),
-        retryable: true,
-    }
+    ErrorInfo::new(
+        ErrorCode::ConnectionLost,
+        "The server cannot be reached. Check your network and try again.",
+        true,
+    )
 }
 
 pub(crate) fn unreadable(e: &dyn std::fmt::Display) -> ErrorInfo {
-    ErrorInfo {
-        code: "bad_response".into(),
-        message: format!("The server sent an answer this page cannot read ({e}). Reload the page."),
-        retryable: true,
-    }
+    ErrorInfo::new(
+        ErrorCode::BadResponse,
+        format!("The server sent an answer this page cannot read ({e}). Reload the page."),
+        true,
+    )
 }

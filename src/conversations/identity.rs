@@ -18,6 +18,7 @@
 //! * With `secure_cookie`, the cookie is `__Host-bc_owner`: a sibling
 //!   subdomain cannot plant one.
 
+use crate::errors::ErrorCode;
 use axum::{
     extract::{Request, State},
     http::{header, HeaderValue},
@@ -257,7 +258,6 @@ pub struct OwnerTag(pub String);
 /// the request's extensions, and sets the cookie of a new anonymous owner on
 /// the response.
 pub async fn attach_owner(State(identity): State<Identity>, mut request: Request, next: Next) -> Response {
-    use axum::http::StatusCode;
     let peer = crate::server::serve::peer_of(&request).map(|addr| addr.ip());
     match identity.resolve(request.headers(), peer) {
         Ok((owner, cookie)) => {
@@ -276,25 +276,20 @@ pub async fn attach_owner(State(identity): State<Identity>, mut request: Request
             response.extensions_mut().insert(requester);
             response
         }
-        Err(MissingUser::Absent { header }) => crate::server::ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "not_signed_in",
+        Err(MissingUser::Absent { header }) => crate::server::ApiError::new(ErrorCode::NotSignedIn,
             format!(
                 "This server expects you to sign in through its proxy, and the request did not say who you are (no {header} header). Reload the page or sign in again."
             ),
             false,
         )
         .into_response(),
-        Err(MissingUser::Repeated { header }) => crate::server::ApiError::bad_request(
-            "repeated_user_header",
+        Err(MissingUser::Repeated { header }) => crate::server::ApiError::bad_request(ErrorCode::RepeatedUserHeader,
             format!(
                 "The request names its user more than once (several {header} headers), so it cannot be trusted. The proxy in front of this server must replace that header, not add to it."
             ),
         )
         .into_response(),
-        Err(MissingUser::Untrusted) => crate::server::ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "untrusted_proxy",
+        Err(MissingUser::Untrusted) => crate::server::ApiError::new(ErrorCode::UntrustedProxy,
             "This server takes requests only through its sign-in proxy, and this one came from elsewhere. Use the address your administrator gave you.",
             false,
         )

@@ -26,7 +26,10 @@
 //!
 //! Someone else's conversation answers 404 exactly as a missing one does.
 
-use crate::chat::{ErrorInfo, Role, Usage};
+use crate::{
+    chat::{ErrorInfo, Role, Usage},
+    errors::ErrorCode,
+};
 use serde::{Deserialize, Serialize};
 
 pub mod sidebar;
@@ -52,6 +55,18 @@ pub fn page_path(id: &str) -> String {
 /// The conversation id named by a page path, if it is a conversation page.
 pub fn id_from_path(path: &str) -> Option<&str> {
     path.strip_prefix("/c/").map(|id| id.trim_end_matches('/'))
+}
+
+/// Refuses an id that is not shaped like ours before it reaches the store.
+pub fn check_id(id: &str) -> Result<(), ErrorInfo> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(ErrorInfo::refused(
+            ErrorCode::InvalidConversationId,
+            "That is not a conversation id. Open the conversation from the list instead.",
+        ))
+    }
 }
 
 /// Whether `id` has the shape of a conversation id (a UUID in its canonical

@@ -8,7 +8,7 @@
 //! error's code. The id is set as `X-Request-Id` and in every error body
 //! (see [`current_request_id`]).
 
-use super::error::ErrorCode;
+use super::error::LoggedCode;
 use crate::conversations::identity::{OwnerTag, Requester};
 use axum::{
     extract::{MatchedPath, Request},
@@ -59,7 +59,7 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .map(|r| r.address.to_string())
         .unwrap_or_default();
     let owner = extensions.get::<OwnerTag>().map(|t| t.0.as_str()).unwrap_or("-");
-    let error = extensions.get::<ErrorCode>().map(|c| c.0.as_str()).unwrap_or("");
+    let error = extensions.get::<LoggedCode>().map(|c| c.0.as_str()).unwrap_or("");
     tracing::info!(
         target: "bedrock_chat::access",
         request_id = %id,

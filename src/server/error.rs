@@ -1,9 +1,9 @@
-//! The HTTP layer's one error type, and the one place errors become statuses.
+//! The HTTP layer's one error type, and the one place errors become
+//! responses. Statuses come from the error's code ([`ErrorCode::status`]).
 
 use crate::{
-    bedrock::{BedrockError, ErrorKind},
     chat::{ErrorBody, ErrorInfo},
-    conversations::store::{StoreError, StoreErrorKind},
+    errors::ErrorCode,
 };
 use axum::{
     http::StatusCode,
@@ -11,111 +11,56 @@ use axum::{
     Json,
 };
 
-/// An error answered to an HTTP client: a status and an [`ErrorInfo`] body.
+/// An error answered to an HTTP client: an [`ErrorInfo`] body with the
+/// status of its code.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    pub status: StatusCode,
     pub info: ErrorInfo,
     /// Seconds after which the request may succeed (`Retry-After`).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>, retryable: bool) -> Self {
-        Self {
-            status,
-            info: ErrorInfo {
-                code: code.to_owned(),
-                message: message.into(),
-                retryable,
-            },
-            retry_after: None,
-        }
+    pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
+        ErrorInfo::new(code, message, retryable).into()
     }
 
     /// 429: a limit refuses the request for `retry_after`.
-    pub fn too_many(code: &str, message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+    pub fn too_many(code: ErrorCode, message: impl Into<String>, retry_after: std::time::Duration) -> Self {
         Self {
             retry_after: Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message, true)
+            ..Self::new(code, message, true)
         }
     }
 
     /// A request the client must change before sending again.
-    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message, false)
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(code, message, false)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.info.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
-impl From<BedrockError> for ApiError {
-    fn from(err: BedrockError) -> Self {
-        let (status, code) = match err.kind {
-            ErrorKind::Throttled => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
-            ErrorKind::Validation => (StatusCode::UNPROCESSABLE_ENTITY, "model_rejected_input"),
-            // The server's identity is refused upstream: not the user's fault.
-            ErrorKind::AccessDenied => (StatusCode::BAD_GATEWAY, "model_access_denied"),
-            ErrorKind::ModelUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable"),
-            ErrorKind::ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "bedrock_unavailable"),
-            ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "model_timeout"),
-            ErrorKind::ModelError => (StatusCode::BAD_GATEWAY, "model_error"),
-            ErrorKind::ConnectionLost => (StatusCode::BAD_GATEWAY, "connection_lost"),
-            ErrorKind::Setup => (StatusCode::BAD_GATEWAY, "bedrock_unreachable"),
-        };
-        tracing::warn!(error = %err, "bedrock call failed");
-        Self::new(status, code, err.user_message(), err.retryable())
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        let (status, code, message, retryable) = match err.kind {
-            StoreErrorKind::NotFound => (
-                StatusCode::NOT_FOUND,
-                "conversation_not_found",
-                "This conversation does not exist or was deleted. Pick another one from the list or start a new chat.",
-                false,
-            ),
-            StoreErrorKind::Busy => (
-                StatusCode::CONFLICT,
-                "conversation_busy",
-                "An answer is still being written in this conversation. Wait for it to finish, or stop it, then send again.",
-                true,
-            ),
-            StoreErrorKind::NothingToRetry => (
-                StatusCode::CONFLICT,
-                "nothing_to_retry",
-                "There is no answer to retry in this conversation: send a message instead.",
-                false,
-            ),
-            StoreErrorKind::MessageNotFound => (
-                StatusCode::NOT_FOUND,
-                "message_not_found",
-                "That message is no longer in this conversation (it may have been edited in another tab). Reload the conversation and try again.",
-                false,
-            ),
-            StoreErrorKind::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "Conversations cannot be saved or loaded right now because the database is not answering. Try again in a moment.",
-                true,
-            ),
-            StoreErrorKind::ReadOnly => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_read_only",
-                "Conversations can be read but not saved right now: the database is read-only. Nothing was sent to the model.",
-                false,
-            ),
-            StoreErrorKind::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage_error",
-                "Something went wrong while saving or loading this conversation. Try again; if it keeps happening, tell the administrator.",
-                true,
-            ),
-        };
-        if err.kind != StoreErrorKind::NotFound {
-            tracing::warn!(error = %err, "storage error");
+impl From<ErrorInfo> for ApiError {
+    fn from(info: ErrorInfo) -> Self {
+        Self {
+            info,
+            retry_after: None,
         }
-        Self::new(status, code, message, retryable)
+    }
+}
+
+impl From<crate::bedrock::BedrockError> for ApiError {
+    fn from(err: crate::bedrock::BedrockError) -> Self {
+        ErrorInfo::from(err).into()
+    }
+}
+
+impl From<crate::conversations::store::StoreError> for ApiError {
+    fn from(err: crate::conversations::store::StoreError) -> Self {
+        ErrorInfo::from(err).into()
     }
 }
 
@@ -123,7 +68,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = super::access_log::current_request_id();
         let mut response = (
-            self.status,
+            self.status(),
             Json(ErrorBody {
                 error: self.info.clone(),
                 request_id,
@@ -136,14 +81,14 @@ impl IntoResponse for ApiError {
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         // The access log names the error's code on the request's line.
-        response.extensions_mut().insert(ErrorCode(self.info.code));
+        response.extensions_mut().insert(LoggedCode(self.info.code));
         response
     }
 }
 
 /// The `code` of an error response, for the access log.
-#[derive(Debug, Clone)]
-pub struct ErrorCode(pub String);
+#[derive(Debug, Clone, Copy)]
+pub struct LoggedCode(pub ErrorCode);
 
 /// Reads a JSON request body, with errors a person can act on. `example` is
 /// a valid body, shown in the message.
@@ -154,27 +99,26 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
+                ErrorCode::RequestTooLarge,
                 "The request is larger than this server accepts. Send a shorter message.",
                 false,
             )
         } else {
             ApiError::bad_request(
-                "unreadable_body",
+                ErrorCode::UnreadableBody,
                 format!("The request body could not be read: {rejection}"),
             )
         }
     })?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
-            "empty_body",
+            ErrorCode::EmptyBody,
             format!("The request body is empty. Send JSON like {example}."),
         ));
     }
     serde_json::from_slice(&body).map_err(|err| {
         ApiError::bad_request(
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!("The request body is not valid here ({err}). Send JSON like {example}."),
         )
     })

@@ -19,7 +19,9 @@
 //! The per-minute state is one small entry per key; idle keys are dropped
 //! by [`Limiter::forget_idle`], which the sweeper calls.
 
-use super::{settings::Limits, ApiError};
+use super::ApiError;
+use crate::errors::ErrorCode;
+use crate::settings::Limits;
 use crate::{
     chat::generation::{Generations, Refusal, Reservation, SlotLimits},
     clock::Clock,
@@ -28,7 +30,6 @@ use crate::{
         store::Store,
     },
 };
-use axum::http::StatusCode;
 use governor::{clock::Clock as _, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -104,8 +105,7 @@ impl Limiter {
         let limits = &self.inner;
         if let Some(limiter) = &limits.per_address {
             limiter.check_key(&requester.address).map_err(|not_until| {
-                ApiError::too_many(
-                    "rate_limited",
+                ApiError::too_many(ErrorCode::RateLimited,
                     "Too many messages were sent from your network in the last minute. Wait a moment, then send again.",
                     wait(&not_until),
                 )
@@ -113,8 +113,7 @@ impl Limiter {
         }
         if let Some(limiter) = &limits.per_owner {
             limiter.check_key(&owner.0).map_err(|not_until| {
-                ApiError::too_many(
-                    "rate_limited",
+                ApiError::too_many(ErrorCode::RateLimited,
                     "You are sending messages faster than this server allows. Wait a moment, then send again.",
                     wait(&not_until),
                 )
@@ -128,7 +127,7 @@ impl Limiter {
             }
             if limits.daily_tokens > 0 && standing.tokens_today >= limits.daily_tokens {
                 return Err(ApiError::too_many(
-                    "daily_budget_spent",
+                    ErrorCode::DailyBudgetSpent,
                     format!(
                         "You have used today's {} tokens. The budget starts again at midnight UTC.",
                         limits.daily_tokens
@@ -145,17 +144,14 @@ impl Limiter {
     /// A first message of an anonymous owner.
     fn admit_new_owner(&self, requester: &Requester) -> Result<(), ApiError> {
         if !self.inner.allow_anonymous {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "anonymous_not_allowed",
+            return Err(ApiError::new(ErrorCode::AnonymousNotAllowed,
                 "This server does not take messages from new visitors. Sign in, or ask its administrator for access.",
                 false,
             ));
         }
         if let Some(limiter) = &self.inner.new_owners {
             limiter.check_key(&requester.address).map_err(|not_until| {
-                ApiError::too_many(
-                    "too_many_new_users",
+                ApiError::too_many(ErrorCode::TooManyNewUsers,
                     "Too many new chats were started from your network in the last hour. Keep using the same browser (with cookies on), or try again later.",
                     wait(&not_until),
                 )
@@ -193,19 +189,15 @@ fn wait(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Durat
 
 fn refusal(refusal: Refusal) -> ApiError {
     match refusal {
-        Refusal::ConversationBusy => ApiError::new(
-            StatusCode::CONFLICT,
-            "conversation_busy",
+        Refusal::ConversationBusy => ApiError::new(ErrorCode::ConversationBusy,
             "An answer is still being written in this conversation. Wait for it to finish, or stop it, then send again.",
             true,
         ),
-        Refusal::OwnerAtLimit(n) => ApiError::too_many(
-            "too_many_answers",
+        Refusal::OwnerAtLimit(n) => ApiError::too_many(ErrorCode::TooManyAnswers,
             format!("You already have {n} answers being written. Wait for one to finish, or stop one, then send again."),
             Duration::from_secs(5),
         ),
-        Refusal::ServerAtLimit(_) => ApiError::too_many(
-            "server_busy",
+        Refusal::ServerAtLimit(_) => ApiError::too_many(ErrorCode::ServerBusy,
             "The server is writing as many answers as it can right now. Send your message again in a moment.",
             Duration::from_secs(5),
         ),

@@ -14,10 +14,9 @@ mod error;
 pub mod limits;
 pub mod protect;
 pub mod serve;
-pub mod settings;
 
+use crate::settings::{self, BackendChoice, Settings};
 pub use error::{parse_json, ApiError};
-pub use settings::{BackendChoice, Settings};
 
 use crate::{
     app::{shell, App, PageConfig},

@@ -17,9 +17,10 @@
 //!   everything but the static bundle (pages and the API are private).
 
 use super::ApiError;
+use crate::errors::ErrorCode;
 use axum::{
     extract::{Request, State},
-    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    http::{header, HeaderMap, HeaderValue, Method},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -112,7 +113,7 @@ fn is_static(path: &str) -> bool {
 fn check_host(protection: &Protection, headers: &HeaderMap) -> Option<ApiError> {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return Some(ApiError::bad_request(
-            "missing_host",
+            ErrorCode::MissingHost,
             "The request has no Host header. Send it with the name of this server.",
         ));
     };
@@ -120,9 +121,7 @@ fn check_host(protection: &Protection, headers: &HeaderMap) -> Option<ApiError> 
     if protection.hosts.contains(&name) {
         return None;
     }
-    Some(ApiError::new(
-        StatusCode::MISDIRECTED_REQUEST,
-        "unknown_host",
+    Some(ApiError::new(ErrorCode::UnknownHost,
         format!(
             "This server does not answer to the name {name:?}. Its administrator can add it to server.allowed_hosts."
         ),
@@ -150,16 +149,14 @@ fn check_cross_site(request: &Request) -> Option<ApiError> {
     let headers = request.headers();
     if super::serve::has_body(headers) && !is_json(headers) {
         return Some(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "This endpoint takes JSON: send the body with Content-Type: application/json.",
             false,
         ));
     }
     let cross_site = || {
         ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross_site_request",
+            ErrorCode::CrossSiteRequest,
             "This request came from another site, so it was refused. Use bedrock-chat from its own page.",
             false,
         )

@@ -13,10 +13,11 @@
 //! * On shutdown no new connection is accepted; open ones finish their
 //!   request in flight (bounded by `close_deadline`).
 
+use crate::errors::ErrorCode;
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request},
-    http::{header, StatusCode},
+    http::header,
     middleware::Next,
     response::{IntoResponse, Response},
     Router,
@@ -146,14 +147,12 @@ pub async fn read_body_in_time(
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Ok(Err(_)) => closing(super::ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
+            ErrorCode::RequestTooLarge,
             "The request is larger than this server accepts. Send a shorter message.",
             false,
         )),
         Err(_) => closing(super::ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "The request's body did not arrive in time. Check your connection and send it again.",
             true,
         )),

@@ -203,7 +203,7 @@ impl Store {
         .bind(usage.map(|u| u.latency_ms as i64))
         .bind(answer.first_token_ms.map(|ms| ms as i64))
         .bind(answer.duration_ms as i64)
-        .bind(answer.error.as_ref().map(|e| e.code.clone()))
+        .bind(answer.error.as_ref().map(|e| e.code.as_str()))
         .bind(answer.error.as_ref().map(|e| e.message.clone()))
         .bind(answer.error.as_ref().map(|e| i64::from(e.retryable)))
         .bind(&answer.answer_id)

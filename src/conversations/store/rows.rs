@@ -4,6 +4,7 @@ use super::{Result, StoreError, StoreErrorKind, MESSAGE_COLUMNS};
 use crate::{
     chat::{ErrorInfo, Role, Usage},
     conversations::{ConversationSettings, ConversationSummary, MessageStatus, StoredMessage},
+    errors::ErrorCode,
 };
 use sqlx::{any::AnyRow, Row};
 
@@ -84,7 +85,7 @@ fn message_from_row(row: &AnyRow) -> Result<StoredMessage> {
         row.try_get::<Option<String>, _>("error_message")?,
     ) {
         (Some(code), Some(message)) => Some(ErrorInfo {
-            code,
+            code: ErrorCode::parse(&code),
             message,
             retryable: row.try_get::<Option<i64>, _>("error_retryable")?.unwrap_or(0) != 0,
         }),

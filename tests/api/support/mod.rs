@@ -6,7 +6,8 @@
 
 use bedrock_chat::{
     bedrock::{simulator, BedrockChat},
-    server::{Application, Settings},
+    server::Application,
+    settings::Settings,
     sse,
 };
 use futures::StreamExt;

@@ -12,7 +12,7 @@ const ENV_PREFIX: &str = "BEDROCK_CHAT";
 /// The settings file shipped with the source: the defaults of every key, and
 /// the whole settings when no file is found (so that the binary also runs
 /// outside the repository).
-pub(super) const BUILT_IN: &str = include_str!("../../../Leptos.toml");
+pub(super) const BUILT_IN: &str = include_str!("../../Leptos.toml");
 
 /// `BEDROCK_CHAT_*` variables that are not settings: which file to read, and
 /// the development scripts' own (they reach the server through the test

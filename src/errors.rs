@@ -1,0 +1,234 @@
+//! Error codes: the one list of what can go wrong, shared by the server,
+//! the page and API clients (the README's table of codes is this enum).
+//!
+//! A code is stable and machine-readable; with it an error carries a
+//! sentence a person understands ([`crate::chat::ErrorInfo`]). Each code
+//! has one HTTP status, given here and nowhere else.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Declares the codes with their statuses: `Variant = "wire_name" => status`.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal => $status:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorCode {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+            /// A code this build does not know (a newer server's).
+            #[serde(other, rename = "unknown")]
+            Unknown,
+        }
+
+        impl ErrorCode {
+            /// The code as it appears on the wire and in the store.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)*
+                    ErrorCode::Unknown => "unknown",
+                }
+            }
+
+            /// Parses a code as written by [`Self::as_str`].
+            pub fn parse(code: &str) -> Self {
+                match code {
+                    $($name => ErrorCode::$variant,)*
+                    _ => ErrorCode::Unknown,
+                }
+            }
+
+            /// The HTTP status of a response refused with this code. (In an
+            /// `error` event the stream itself was 200; the code still says
+            /// which status the same failure has before a stream starts.)
+            pub fn status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$variant => $status,)*
+                    ErrorCode::Unknown => 500,
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // The request itself.
+    EmptyBody = "empty_body" => 400,
+    MalformedJson = "malformed_json" => 400,
+    UnreadableBody = "unreadable_body" => 400,
+    RequestTooLarge = "request_too_large" => 413,
+    RequestTimeout = "request_timeout" => 408,
+    UnsupportedMediaType = "unsupported_media_type" => 415,
+    MissingHost = "missing_host" => 400,
+    UnknownHost = "unknown_host" => 421,
+    CrossSiteRequest = "cross_site_request" => 403,
+    // Who is asking.
+    NotSignedIn = "not_signed_in" => 401,
+    UntrustedProxy = "untrusted_proxy" => 401,
+    RepeatedUserHeader = "repeated_user_header" => 400,
+    AnonymousNotAllowed = "anonymous_not_allowed" => 403,
+    // What was sent.
+    EmptyMessage = "empty_message" => 400,
+    MessageTooLong = "message_too_long" => 413,
+    InvalidCharacters = "invalid_characters" => 400,
+    UnknownModel = "unknown_model" => 400,
+    EmptyConversation = "empty_conversation" => 400,
+    TooManyMessages = "too_many_messages" => 413,
+    BadTurnOrder = "bad_turn_order" => 400,
+    SystemPromptTooLong = "system_prompt_too_long" => 413,
+    BadTemperature = "bad_temperature" => 400,
+    BadMaxTokens = "bad_max_tokens" => 400,
+    EmptyTitle = "empty_title" => 400,
+    TitleTooLong = "title_too_long" => 400,
+    InvalidConversationId = "invalid_conversation_id" => 400,
+    InvalidMessageId = "invalid_message_id" => 400,
+    BadLastEventId = "bad_last_event_id" => 400,
+    // What it names.
+    ConversationNotFound = "conversation_not_found" => 404,
+    MessageNotFound = "message_not_found" => 404,
+    GenerationNotFound = "generation_not_found" => 404,
+    CompatApiOff = "compat_api_off" => 404,
+    ConversationBusy = "conversation_busy" => 409,
+    NothingToRetry = "nothing_to_retry" => 409,
+    // Limits.
+    RateLimited = "rate_limited" => 429,
+    TooManyAnswers = "too_many_answers" => 429,
+    ServerBusy = "server_busy" => 429,
+    DailyBudgetSpent = "daily_budget_spent" => 429,
+    TooManyNewUsers = "too_many_new_users" => 429,
+    ShuttingDown = "shutting_down" => 503,
+    // The model.
+    Throttled = "throttled" => 429,
+    ModelRejectedInput = "model_rejected_input" => 422,
+    ModelAccessDenied = "model_access_denied" => 502,
+    ModelUnavailable = "model_unavailable" => 503,
+    BedrockUnavailable = "bedrock_unavailable" => 503,
+    ModelTimeout = "model_timeout" => 504,
+    ModelError = "model_error" => 502,
+    BedrockUnreachable = "bedrock_unreachable" => 502,
+    ConnectionLost = "connection_lost" => 502,
+    // Storage.
+    StorageUnavailable = "storage_unavailable" => 503,
+    StorageReadOnly = "storage_read_only" => 503,
+    StorageError = "storage_error" => 500,
+    /// The server failed in a way no other code names.
+    ServerError = "server_error" => 500,
+    // Made by the page itself, never answered by the server.
+    /// The request could not be made at all.
+    RequestFailed = "request_failed" => 500,
+    /// The server's answer could not be read.
+    BadResponse = "bad_response" => 500,
+    /// The server answered a status without an error body.
+    UnexpectedStatus = "unexpected_status" => 500,
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Where the server's own failures get their codes and sentences.
+#[cfg(feature = "ssr")]
+mod from_failures {
+    use super::ErrorCode;
+    use crate::{
+        bedrock::{BedrockError, ErrorKind},
+        chat::ErrorInfo,
+        conversations::store::{StoreError, StoreErrorKind},
+    };
+
+    impl From<BedrockError> for ErrorInfo {
+        fn from(err: BedrockError) -> Self {
+            let code = match err.kind {
+                ErrorKind::Throttled => ErrorCode::Throttled,
+                ErrorKind::Validation => ErrorCode::ModelRejectedInput,
+                // The server's identity is refused upstream: not the user's fault.
+                ErrorKind::AccessDenied => ErrorCode::ModelAccessDenied,
+                ErrorKind::ModelUnavailable => ErrorCode::ModelUnavailable,
+                ErrorKind::ServiceUnavailable => ErrorCode::BedrockUnavailable,
+                ErrorKind::Timeout => ErrorCode::ModelTimeout,
+                ErrorKind::ModelError => ErrorCode::ModelError,
+                ErrorKind::ConnectionLost => ErrorCode::ConnectionLost,
+                ErrorKind::Setup => ErrorCode::BedrockUnreachable,
+            };
+            tracing::warn!(error = %err, "bedrock call failed");
+            ErrorInfo::new(code, err.user_message(), err.retryable())
+        }
+    }
+
+    impl From<StoreError> for ErrorInfo {
+        fn from(err: StoreError) -> Self {
+            let (code, message, retryable) = match err.kind {
+                StoreErrorKind::NotFound => (
+                    ErrorCode::ConversationNotFound,
+                    "This conversation does not exist or was deleted. Pick another one from the list or start a new chat.",
+                    false,
+                ),
+                StoreErrorKind::Busy => (
+                    ErrorCode::ConversationBusy,
+                    "An answer is still being written in this conversation. Wait for it to finish, or stop it, then send again.",
+                    true,
+                ),
+                StoreErrorKind::NothingToRetry => (
+                    ErrorCode::NothingToRetry,
+                    "There is no answer to retry in this conversation: send a message instead.",
+                    false,
+                ),
+                StoreErrorKind::MessageNotFound => (
+                    ErrorCode::MessageNotFound,
+                    "That message is no longer in this conversation (it may have been edited in another tab). Reload the conversation and try again.",
+                    false,
+                ),
+                StoreErrorKind::Unavailable => (
+                    ErrorCode::StorageUnavailable,
+                    "Conversations cannot be saved or loaded right now because the database is not answering. Try again in a moment.",
+                    true,
+                ),
+                StoreErrorKind::ReadOnly => (
+                    ErrorCode::StorageReadOnly,
+                    "Conversations can be read but not saved right now: the database is read-only. Nothing was sent to the model.",
+                    false,
+                ),
+                StoreErrorKind::Internal => (
+                    ErrorCode::StorageError,
+                    "Something went wrong while saving or loading this conversation. Try again; if it keeps happening, tell the administrator.",
+                    true,
+                ),
+            };
+            if err.kind != StoreErrorKind::NotFound {
+                tracing::warn!(error = %err, "storage error");
+            }
+            ErrorInfo::new(code, message, retryable)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn codes_round_trip_and_unknown_ones_are_kept_apart() {
+        for code in [
+            ErrorCode::EmptyBody,
+            ErrorCode::Throttled,
+            ErrorCode::StorageReadOnly,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+            assert_eq!(ErrorCode::parse(code.as_str()), code);
+        }
+        assert_eq!(
+            serde_json::from_str::<ErrorCode>("\"added_next_year\"").unwrap(),
+            ErrorCode::Unknown
+        );
+        assert_eq!(ErrorCode::MessageTooLong.status(), 413);
+        assert_eq!(ErrorCode::ConversationNotFound, "conversation_not_found");
+    }
+}
