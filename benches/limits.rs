@@ -15,11 +15,11 @@ mod support;
 use bedrock_chat::{
     chat::generation::{Generations, Timing},
     clock::Clock,
-    conversations::{
-        identity::{Owner, Requester},
-        store::Store,
+    conversations::{store::Store, Owner},
+    server::{
+        identity::Requester,
+        limits::{Ask, Limiter},
     },
-    server::limits::{Ask, Limiter},
     settings::Settings,
 };
 use std::{

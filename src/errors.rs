@@ -1,9 +1,12 @@
-//! Error codes: the one list of what can go wrong, shared by the server,
-//! the page and API clients (the README's table of codes is this enum).
+//! Errors as users and clients see them, shared by the server, the page and
+//! API clients: [`ErrorCode`], the one list of what can go wrong (the
+//! README points here), and [`ErrorInfo`], a code with a sentence a person
+//! understands.
 //!
-//! A code is stable and machine-readable; with it an error carries a
-//! sentence a person understands ([`crate::chat::ErrorInfo`]). Each code
-//! has one HTTP status, given here and nowhere else.
+//! Each code has one HTTP status, given here and nowhere else. The failures
+//! of the layers below get their code and sentence next to their own error
+//! types (`bedrock::error`, `conversations::store::error`); the HTTP layer
+//! turns an `ErrorInfo` into a response in one place (`server::error`).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -120,6 +123,61 @@ error_codes! {
     UnexpectedStatus = "unexpected_status" => 500,
 }
 
+/// An error as users and clients see it, in HTTP error bodies and `error` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Stable, machine-readable: `empty_message`, `throttled`, `model_error`, ...
+    pub code: ErrorCode,
+    /// A sentence a person understands.
+    pub message: String,
+    /// Whether sending the same request again may succeed.
+    pub retryable: bool,
+}
+
+impl ErrorInfo {
+    pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retryable,
+        }
+    }
+
+    /// A request the client must change before sending it again.
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(code, message, false)
+    }
+}
+
+/// How the page's server functions report their errors: as this same
+/// `ErrorInfo`, JSON-encoded; a failure of the call itself becomes one too.
+impl leptos::server_fn::error::FromServerFnError for ErrorInfo {
+    type Encoder = leptos::server_fn::codec::JsonEncoding;
+
+    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        use leptos::server_fn::error::ServerFnErrorErr as Failed;
+        match value {
+            Failed::Request(_) => crate::conversations::client::offline(),
+            Failed::Deserialization(e) | Failed::Response(e) => crate::conversations::client::unreadable(&e),
+            other => ErrorInfo::new(
+                ErrorCode::ServerError,
+                format!("The server could not answer ({other}). Try again."),
+                true,
+            ),
+        }
+    }
+}
+
+/// Body of every non-2xx JSON response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+    /// The id of the request, also in the server's log line for it: what to
+    /// quote to an administrator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -129,82 +187,6 @@ impl fmt::Display for ErrorCode {
 impl PartialEq<&str> for ErrorCode {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-/// Where the server's own failures get their codes and sentences.
-#[cfg(feature = "ssr")]
-mod from_failures {
-    use super::ErrorCode;
-    use crate::{
-        bedrock::{BedrockError, ErrorKind},
-        chat::ErrorInfo,
-        conversations::store::{StoreError, StoreErrorKind},
-    };
-
-    impl From<BedrockError> for ErrorInfo {
-        fn from(err: BedrockError) -> Self {
-            let code = match err.kind {
-                ErrorKind::Throttled => ErrorCode::Throttled,
-                ErrorKind::Validation => ErrorCode::ModelRejectedInput,
-                // The server's identity is refused upstream: not the user's fault.
-                ErrorKind::AccessDenied => ErrorCode::ModelAccessDenied,
-                ErrorKind::ModelUnavailable => ErrorCode::ModelUnavailable,
-                ErrorKind::ServiceUnavailable => ErrorCode::BedrockUnavailable,
-                ErrorKind::Timeout => ErrorCode::ModelTimeout,
-                ErrorKind::ModelError => ErrorCode::ModelError,
-                ErrorKind::ConnectionLost => ErrorCode::ConnectionLost,
-                ErrorKind::Setup => ErrorCode::BedrockUnreachable,
-            };
-            tracing::warn!(error = %err, "bedrock call failed");
-            ErrorInfo::new(code, err.user_message(), err.retryable())
-        }
-    }
-
-    impl From<StoreError> for ErrorInfo {
-        fn from(err: StoreError) -> Self {
-            let (code, message, retryable) = match err.kind {
-                StoreErrorKind::NotFound => (
-                    ErrorCode::ConversationNotFound,
-                    "This conversation does not exist or was deleted. Pick another one from the list or start a new chat.",
-                    false,
-                ),
-                StoreErrorKind::Busy => (
-                    ErrorCode::ConversationBusy,
-                    "An answer is still being written in this conversation. Wait for it to finish, or stop it, then send again.",
-                    true,
-                ),
-                StoreErrorKind::NothingToRetry => (
-                    ErrorCode::NothingToRetry,
-                    "There is no answer to retry in this conversation: send a message instead.",
-                    false,
-                ),
-                StoreErrorKind::MessageNotFound => (
-                    ErrorCode::MessageNotFound,
-                    "That message is no longer in this conversation (it may have been edited in another tab). Reload the conversation and try again.",
-                    false,
-                ),
-                StoreErrorKind::Unavailable => (
-                    ErrorCode::StorageUnavailable,
-                    "Conversations cannot be saved or loaded right now because the database is not answering. Try again in a moment.",
-                    true,
-                ),
-                StoreErrorKind::ReadOnly => (
-                    ErrorCode::StorageReadOnly,
-                    "Conversations can be read but not saved right now: the database is read-only. Nothing was sent to the model.",
-                    false,
-                ),
-                StoreErrorKind::Internal => (
-                    ErrorCode::StorageError,
-                    "Something went wrong while saving or loading this conversation. Try again; if it keeps happening, tell the administrator.",
-                    true,
-                ),
-            };
-            if err.kind != StoreErrorKind::NotFound {
-                tracing::warn!(error = %err, "storage error");
-            }
-            ErrorInfo::new(code, message, retryable)
-        }
     }
 }
 

@@ -10,16 +10,20 @@
 //! * with `hydrate` as WebAssembly: the page becomes interactive and reads the
 //!   answer stream with `fetch`.
 //!
-//! Layers, each knowing nothing of the one below its neighbour:
+//! Layers, top to bottom; each uses only those below it (the HTTP layer is
+//! the only one that knows HTTP, the Bedrock layer the only one that knows
+//! Bedrock's wire types):
 //!
 //! | module      | side    | what it owns                                                  |
 //! |-------------|---------|---------------------------------------------------------------|
-//! | [`bedrock`] | server  | ConverseStream, SDK errors, our typed deltas; the simulator   |
-//! | [`server`]  | server  | axum router, settings, validation, the SSE endpoints          |
-//! | [`sse`]     | both    | the SSE wire format: encoding (server) and parsing (browser)  |
-//! | [`chat`]    | both    | the chat wire types, the chat page, and its stream client     |
-//! | [`conversations`] | both | stored conversations: store, owners, API, sidebar        |
 //! | [`app`]     | both    | the HTML shell and routes                                     |
+//! | [`server`]  | server  | HTTP: router, extractors, identity, limits, defences, the handlers |
+//! | [`chat`]    | both    | answers: the stream's wire types, generations, the chat page  |
+//! | [`conversations`] | both | stored conversations: ids, owners, the store, the sidebar |
+//! | [`bedrock`] | server  | ConverseStream, SDK errors, our typed deltas; the simulator   |
+//! | [`settings`] | server | layered configuration: defaults, file, environment            |
+//! | [`errors`]  | both    | error codes (with their statuses) and `ErrorInfo`             |
+//! | [`sse`]     | both    | the SSE wire format: encoding (server) and parsing (browser)  |
 //! | [`markdown`] | both   | answers as safe HTML, rendered whole or block by block as they stream |
 //! | [`i18n`]    | both    | the UI's words in English and Korean; the request's locale    |
 //! | [`preferences`] | both | the language and colour-theme switches                      |

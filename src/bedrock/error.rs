@@ -1,5 +1,6 @@
 //! Failures of a Bedrock call, sorted into the kinds a user can act on.
 
+use crate::errors::{ErrorCode, ErrorInfo};
 use aws_sdk_bedrockruntime::{
     error::{ProvideErrorMetadata, SdkError},
     operation::converse_stream::ConverseStreamError,
@@ -140,5 +141,25 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: fmt::Debug
             .map(str::to_owned)
             .unwrap_or_else(|| ctx.err().to_string()),
         other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
+    }
+}
+
+/// The code and sentence a Bedrock failure is shown with.
+impl From<BedrockError> for ErrorInfo {
+    fn from(err: BedrockError) -> Self {
+        let code = match err.kind {
+            ErrorKind::Throttled => ErrorCode::Throttled,
+            ErrorKind::Validation => ErrorCode::ModelRejectedInput,
+            // The server's identity is refused upstream: not the user's fault.
+            ErrorKind::AccessDenied => ErrorCode::ModelAccessDenied,
+            ErrorKind::ModelUnavailable => ErrorCode::ModelUnavailable,
+            ErrorKind::ServiceUnavailable => ErrorCode::BedrockUnavailable,
+            ErrorKind::Timeout => ErrorCode::ModelTimeout,
+            ErrorKind::ModelError => ErrorCode::ModelError,
+            ErrorKind::ConnectionLost => ErrorCode::ConnectionLost,
+            ErrorKind::Setup => ErrorCode::BedrockUnreachable,
+        };
+        tracing::warn!(error = %err, "bedrock call failed");
+        ErrorInfo::new(code, err.user_message(), err.retryable())
     }
 }

@@ -64,6 +64,18 @@ pub struct Timing {
 }
 
 impl Timing {
+    pub fn from_settings(streams: &crate::settings::StreamSettings) -> Self {
+        use crate::settings::secs;
+        Self {
+            grace: secs(streams.grace_period_secs),
+            first_delta_grace: secs(streams.first_delta_grace_secs.min(streams.grace_period_secs)),
+            keep_alive: secs(streams.keep_alive_secs),
+            linger: secs(streams.linger_secs),
+            checkpoint: secs(streams.checkpoint_secs),
+            checkpoint_bytes: streams.checkpoint_bytes,
+        }
+    }
+
     pub fn checkpoints(&self) -> super::record::Checkpoints {
         super::record::Checkpoints {
             every: self.checkpoint,

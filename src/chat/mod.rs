@@ -25,14 +25,17 @@
 //! every error (throttling before the first token included) is an `error`
 //! event, so the client always learns the id of the conversation it is in.
 
-use crate::errors::ErrorCode;
 use serde::{Deserialize, Serialize};
+
+// Part of this stream's wire format, defined with what they describe.
+pub use crate::{
+    conversations::{ModelOption, Role, Usage},
+    errors::{ErrorBody, ErrorInfo},
+};
 
 pub mod page;
 pub mod settings_panel;
 
-#[cfg(feature = "ssr")]
-pub mod api;
 #[cfg(feature = "ssr")]
 pub mod generation;
 #[cfg(feature = "ssr")]
@@ -57,13 +60,6 @@ pub const STOPPED_REASON: &str = "stopped";
 pub const GENERATIONS_PATH: &str = "/api/generations";
 /// The wire format of the Python/Streamlit client this app replaces.
 pub const COMPAT_PATH: &str = "/api/chat";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Assistant,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -111,80 +107,9 @@ pub struct Started {
     pub answer_id: String,
 }
 
-/// A model a user may pick.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelOption {
-    pub id: String,
-    pub label: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta {
     pub text: String,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    pub input_tokens: u32,
-    pub output_tokens: u32,
-    pub total_tokens: u32,
-    /// Bedrock's own latency figure for the whole call.
-    pub latency_ms: u64,
-}
-
-/// An error as users and clients see it, in HTTP error bodies and `error` events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorInfo {
-    /// Stable, machine-readable: `empty_message`, `throttled`, `model_error`, ...
-    pub code: ErrorCode,
-    /// A sentence a person understands.
-    pub message: String,
-    /// Whether sending the same request again may succeed.
-    pub retryable: bool,
-}
-
-impl ErrorInfo {
-    pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retryable,
-        }
-    }
-
-    /// A request the client must change before sending it again.
-    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::new(code, message, false)
-    }
-}
-
-/// How the page's server functions report their errors: as this same
-/// `ErrorInfo`, JSON-encoded; a failure of the call itself becomes one too.
-impl leptos::server_fn::error::FromServerFnError for ErrorInfo {
-    type Encoder = leptos::server_fn::codec::JsonEncoding;
-
-    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
-        use leptos::server_fn::error::ServerFnErrorErr as Failed;
-        match value {
-            Failed::Request(_) => crate::conversations::client::offline(),
-            Failed::Deserialization(e) | Failed::Response(e) => crate::conversations::client::unreadable(&e),
-            other => ErrorInfo::new(
-                ErrorCode::ServerError,
-                format!("The server could not answer ({other}). Try again."),
-                true,
-            ),
-        }
-    }
-}
-
-/// Body of every non-2xx JSON response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: ErrorInfo,
-    /// The id of the request, also in the server's log line for it: what to
-    /// quote to an administrator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,14 +5,14 @@ use super::{ChatRequest, ErrorInfo, Role, SendRequest};
 use crate::errors::ErrorCode;
 use crate::{
     bedrock::Turn,
-    conversations::{store::ModelChoice, ConversationSettings},
+    conversations::{store::ModelChoice, ConversationId, ConversationSettings},
     settings::Settings,
 };
 
 /// A new message that passed every check.
 #[derive(Debug)]
 pub struct ValidSend<'a> {
-    pub conversation_id: Option<&'a str>,
+    pub conversation_id: Option<ConversationId>,
     pub text: &'a str,
     pub model: ModelChoice<'a>,
     pub settings: Option<ConversationSettings>,
@@ -22,13 +22,11 @@ pub fn validate_send<'a>(
     request: &'a SendRequest,
     settings: &'a Settings,
 ) -> Result<ValidSend<'a>, ErrorInfo> {
-    let conversation_id = match request.conversation_id.as_deref() {
-        Some(id) => {
-            crate::conversations::check_id(id)?;
-            Some(id)
-        }
-        None => None,
-    };
+    let conversation_id = request
+        .conversation_id
+        .as_deref()
+        .map(ConversationId::parse)
+        .transpose()?;
     check_text(&request.content, "Your message", settings)?;
     Ok(ValidSend {
         conversation_id,

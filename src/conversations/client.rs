@@ -11,10 +11,7 @@
 //! thread only, so each is wrapped in a `SendWrapper`.
 
 use super::{Conversation, ConversationSettings, ConversationSummary, RenameRequest, API_PATH};
-use crate::{
-    chat::{ErrorBody, ErrorInfo},
-    errors::ErrorCode,
-};
+use crate::errors::{ErrorBody, ErrorCode, ErrorInfo};
 use gloo_net::http::{Request, Response};
 use leptos::{server, server_fn::codec::GetUrl};
 use send_wrapper::SendWrapper;
@@ -26,7 +23,7 @@ pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ErrorInfo>
     let (store, owner) = rendering::scope()?;
     // The list failing is no reason to fail the page around it: no status.
     store
-        .list(owner.as_str(), super::api::LIST_LIMIT)
+        .list(owner.as_str(), super::LIST_LIMIT)
         .await
         .map_err(ErrorInfo::from)
 }
@@ -36,17 +33,19 @@ pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ErrorInfo>
 #[server(prefix = "/api/page", endpoint = "conversation", input = GetUrl)]
 pub async fn get_conversation(id: String) -> Result<Conversation, ErrorInfo> {
     let (store, owner) = rendering::scope()?;
-    super::check_id(&id).map_err(rendering::fail)?;
-    store.get(owner.as_str(), &id).await.map_err(rendering::fail)
+    let id = super::ConversationId::parse(&id).map_err(rendering::fail)?;
+    store
+        .get(owner.as_str(), id.as_str())
+        .await
+        .map_err(rendering::fail)
 }
 
 /// What the two server functions need from the request being served.
 #[cfg(feature = "ssr")]
 mod rendering {
     use crate::{
-        chat::ErrorInfo,
-        conversations::{identity::Owner, store::Store},
-        errors::ErrorCode,
+        conversations::{store::Store, Owner},
+        errors::{ErrorCode, ErrorInfo},
     };
     use axum::http::{request::Parts, StatusCode};
     use leptos::prelude::use_context;

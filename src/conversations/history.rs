@@ -9,8 +9,8 @@
 //! to a token budget, oldest turns first; the newest user message is always
 //! kept, and the system prompt is sent separately and never trimmed.
 
+use super::Role;
 use super::StoredMessage;
-use crate::chat::Role;
 
 /// One message as the model will see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

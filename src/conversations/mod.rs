@@ -26,26 +26,24 @@
 //!
 //! Someone else's conversation answers 404 exactly as a missing one does.
 
-use crate::{
-    chat::{ErrorInfo, Role, Usage},
-    errors::ErrorCode,
-};
+use crate::errors::{ErrorCode, ErrorInfo};
 use serde::{Deserialize, Serialize};
 
 pub mod sidebar;
 
 #[cfg(feature = "ssr")]
-pub mod api;
-#[cfg(feature = "ssr")]
 pub mod history;
-#[cfg(feature = "ssr")]
-pub mod identity;
 #[cfg(feature = "ssr")]
 pub mod store;
 
 pub mod client;
+mod ids;
+
+pub use ids::{is_valid_id, ConversationId, MessageId};
 
 pub const API_PATH: &str = "/api/conversations";
+/// How many conversations the list shows.
+pub const LIST_LIMIT: i64 = 500;
 
 /// The page of one conversation.
 pub fn page_path(id: &str) -> String {
@@ -57,26 +55,40 @@ pub fn id_from_path(path: &str) -> Option<&str> {
     path.strip_prefix("/c/").map(|id| id.trim_end_matches('/'))
 }
 
-/// Refuses an id that is not shaped like ours before it reaches the store.
-pub fn check_id(id: &str) -> Result<(), ErrorInfo> {
-    if is_valid_id(id) {
-        Ok(())
-    } else {
-        Err(ErrorInfo::refused(
-            ErrorCode::InvalidConversationId,
-            "That is not a conversation id. Open the conversation from the list instead.",
-        ))
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
 }
 
-/// Whether `id` has the shape of a conversation id (a UUID in its canonical
-/// lowercase form). Anything else is rejected before touching the store.
-pub fn is_valid_id(id: &str) -> bool {
-    id.len() == 36
-        && id.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
-        })
+/// A model a user may pick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelOption {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub total_tokens: u32,
+    /// Bedrock's own latency figure for the whole call.
+    pub latency_ms: u64,
+}
+
+/// Whose conversations: `anon:<uuid>` for an anonymous browser (its signed
+/// cookie), `user:<name>` for a user a trusted proxy signed in, so the two
+/// can never name the same owner. Who the owner of a request is, the HTTP
+/// layer decides (`server::identity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner(pub String);
+
+impl Owner {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +202,42 @@ pub struct EditRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenameRequest {
     pub title: String,
+}
+
+/// A conversation's title as stored: one line, trimmed, not empty, within
+/// the limit, without control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    /// The title a user typed, normalised, or why it cannot be one.
+    pub fn parse(raw: &str, max_chars: usize) -> Result<Self, ErrorInfo> {
+        let title = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        if title.is_empty() {
+            return Err(ErrorInfo::refused(
+                ErrorCode::EmptyTitle,
+                "The title is empty. Type a name for the conversation.",
+            ));
+        }
+        let chars = title.chars().count();
+        if chars > max_chars {
+            return Err(ErrorInfo::refused(
+                ErrorCode::TitleTooLong,
+                format!("The title is {chars} characters long; the limit is {max_chars}. Shorten it."),
+            ));
+        }
+        if title.chars().any(char::is_control) {
+            return Err(ErrorInfo::refused(
+                ErrorCode::InvalidCharacters,
+                "The title contains control characters. Remove them and try again.",
+            ));
+        }
+        Ok(Self(title))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A title made from the first message: its first line, whitespace folded,

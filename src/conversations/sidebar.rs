@@ -1,7 +1,7 @@
 //! The list of the user's conversations: new chat, switch, rename, delete.
 
 use super::{client, page_path, ConversationSummary};
-use crate::{chat::ErrorInfo, i18n::use_i18n, preferences::Preferences};
+use crate::{errors::ErrorInfo, i18n::use_i18n, preferences::Preferences};
 use leptos::{ev, html, prelude::*, task::spawn_local};
 use leptos_router::hooks::use_navigate;
 

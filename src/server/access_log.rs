@@ -9,7 +9,7 @@
 //! (see [`current_request_id`]).
 
 use super::error::LoggedCode;
-use crate::conversations::identity::{OwnerTag, Requester};
+use super::identity::{OwnerTag, Requester};
 use axum::{
     extract::{MatchedPath, Request},
     http::HeaderValue,

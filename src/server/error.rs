@@ -89,37 +89,3 @@ impl IntoResponse for ApiError {
 /// The `code` of an error response, for the access log.
 #[derive(Debug, Clone, Copy)]
 pub struct LoggedCode(pub ErrorCode);
-
-/// Reads a JSON request body, with errors a person can act on. `example` is
-/// a valid body, shown in the message.
-pub fn parse_json<T: serde::de::DeserializeOwned>(
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-    example: &str,
-) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorCode::RequestTooLarge,
-                "The request is larger than this server accepts. Send a shorter message.",
-                false,
-            )
-        } else {
-            ApiError::bad_request(
-                ErrorCode::UnreadableBody,
-                format!("The request body could not be read: {rejection}"),
-            )
-        }
-    })?;
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            ErrorCode::EmptyBody,
-            format!("The request body is empty. Send JSON like {example}."),
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|err| {
-        ApiError::bad_request(
-            ErrorCode::MalformedJson,
-            format!("The request body is not valid here ({err}). Send JSON like {example}."),
-        )
-    })
-}

@@ -19,16 +19,13 @@
 //! The per-minute state is one small entry per key; idle keys are dropped
 //! by [`Limiter::forget_idle`], which the sweeper calls.
 
-use super::ApiError;
+use super::{identity::Requester, ApiError};
 use crate::errors::ErrorCode;
 use crate::settings::Limits;
 use crate::{
     chat::generation::{Generations, Refusal, Reservation, SlotLimits},
     clock::Clock,
-    conversations::{
-        identity::{Owner, Requester},
-        store::Store,
-    },
+    conversations::{store::Store, Owner},
 };
 use governor::{clock::Clock as _, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};

@@ -11,20 +11,25 @@
 
 pub mod access_log;
 mod error;
+pub mod extract;
+pub mod identity;
 pub mod limits;
 pub mod protect;
+mod routes;
 pub mod serve;
 
 use crate::settings::{self, BackendChoice, Settings};
-pub use error::{parse_json, ApiError};
+pub use error::ApiError;
 
 use crate::{
     app::{shell, App, PageConfig},
     bedrock::{self, BedrockChat},
-    chat::{self, generation::Generations},
+    chat::{
+        self,
+        generation::{Generations, Timing},
+    },
     conversations::{
         self,
-        identity::Identity,
         store::{Store, StoreErrorKind},
     },
 };
@@ -33,6 +38,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
+use identity::Identity;
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{net::SocketAddr, sync::Arc};
@@ -149,7 +155,7 @@ impl Application {
             // Chosen per request when the page is rendered (see `page_for_request`).
             locale: crate::i18n::Locale::En,
         };
-        let timing = settings.streams.timing();
+        let timing = Timing::from_settings(&settings.streams);
         let state = AppState {
             settings: Arc::new(settings),
             bedrock: bedrock.clone(),
@@ -328,28 +334,28 @@ fn router(state: AppState) -> Router {
     });
     let by_id = format!("{}/{{id}}", conversations::API_PATH);
     let api = Router::new()
-        .route(chat::STREAM_PATH, post(chat::api::stream_chat))
-        .route(chat::COMPAT_PATH, post(chat::api::compat_chat))
+        .route(chat::STREAM_PATH, post(routes::chat::stream_chat))
+        .route(chat::COMPAT_PATH, post(routes::chat::compat_chat))
         .route(
             &format!("{}/{{id}}/events", chat::GENERATIONS_PATH),
-            get(chat::api::resume),
+            get(routes::chat::resume),
         )
         .route(
             &format!("{}/{{id}}/cancel", chat::GENERATIONS_PATH),
-            post(chat::api::cancel),
+            post(routes::chat::cancel),
         )
-        .route(conversations::API_PATH, get(conversations::api::list))
+        .route(conversations::API_PATH, get(routes::conversations::list))
         .route(
             &by_id,
-            get(conversations::api::get)
-                .patch(conversations::api::rename)
-                .delete(conversations::api::delete),
+            get(routes::conversations::get)
+                .patch(routes::conversations::rename)
+                .delete(routes::conversations::delete),
         )
-        .route(&format!("{by_id}/regenerate"), post(chat::api::regenerate))
-        .route(&format!("{by_id}/edit"), post(chat::api::edit))
+        .route(&format!("{by_id}/regenerate"), post(routes::chat::regenerate))
+        .route(&format!("{by_id}/edit"), post(routes::chat::edit))
         .route(
             &format!("{by_id}/settings"),
-            axum::routing::put(conversations::api::save_settings),
+            axum::routing::put(routes::conversations::save_settings),
         )
         .layer(DefaultBodyLimit::max(state.settings.limits.max_body_bytes));
     let protection = protect::Protection::new(
@@ -383,7 +389,7 @@ fn router(state: AppState) -> Router {
         // its cookie).
         .layer(axum::middleware::from_fn_with_state(
             state.identity.clone(),
-            conversations::identity::attach_owner,
+            identity::attach_owner,
         ))
         .layer(axum::middleware::from_fn_with_state(
             body_deadline,

@@ -21,7 +21,7 @@ mod layers;
 #[cfg(test)]
 mod tests;
 
-use crate::chat::ModelOption;
+use crate::conversations::ModelOption;
 use serde::Deserialize;
 use std::{collections::HashMap, net::SocketAddr};
 
@@ -62,17 +62,6 @@ pub struct StreamSettings {
 }
 
 impl StreamSettings {
-    pub fn timing(&self) -> crate::chat::generation::Timing {
-        crate::chat::generation::Timing {
-            grace: secs(self.grace_period_secs),
-            first_delta_grace: secs(self.first_delta_grace_secs.min(self.grace_period_secs)),
-            keep_alive: secs(self.keep_alive_secs),
-            linger: secs(self.linger_secs),
-            checkpoint: secs(self.checkpoint_secs),
-            checkpoint_bytes: self.checkpoint_bytes,
-        }
-    }
-
     pub fn shutdown_deadline(&self) -> std::time::Duration {
         secs(self.shutdown_deadline_secs)
     }

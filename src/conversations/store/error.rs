@@ -1,5 +1,7 @@
 //! The storage layer's one error type, and how database errors map to it.
 
+use crate::errors::{ErrorCode, ErrorInfo};
+
 /// The storage layer's one error type.
 #[derive(Debug, thiserror::Error)]
 #[error("{kind:?}: {detail}")]
@@ -84,5 +86,52 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
             sqlx::migrate::MigrateError::Execute(e) => e.into(),
             other => Self::new(StoreErrorKind::Internal, other.to_string()),
         }
+    }
+}
+
+/// The code and sentence a storage failure is shown with.
+impl From<StoreError> for ErrorInfo {
+    fn from(err: StoreError) -> Self {
+        let (code, message, retryable) = match err.kind {
+            StoreErrorKind::NotFound => (
+                ErrorCode::ConversationNotFound,
+                "This conversation does not exist or was deleted. Pick another one from the list or start a new chat.",
+                false,
+            ),
+            StoreErrorKind::Busy => (
+                ErrorCode::ConversationBusy,
+                "An answer is still being written in this conversation. Wait for it to finish, or stop it, then send again.",
+                true,
+            ),
+            StoreErrorKind::NothingToRetry => (
+                ErrorCode::NothingToRetry,
+                "There is no answer to retry in this conversation: send a message instead.",
+                false,
+            ),
+            StoreErrorKind::MessageNotFound => (
+                ErrorCode::MessageNotFound,
+                "That message is no longer in this conversation (it may have been edited in another tab). Reload the conversation and try again.",
+                false,
+            ),
+            StoreErrorKind::Unavailable => (
+                ErrorCode::StorageUnavailable,
+                "Conversations cannot be saved or loaded right now because the database is not answering. Try again in a moment.",
+                true,
+            ),
+            StoreErrorKind::ReadOnly => (
+                ErrorCode::StorageReadOnly,
+                "Conversations can be read but not saved right now: the database is read-only. Nothing was sent to the model.",
+                false,
+            ),
+            StoreErrorKind::Internal => (
+                ErrorCode::StorageError,
+                "Something went wrong while saving or loading this conversation. Try again; if it keeps happening, tell the administrator.",
+                true,
+            ),
+        };
+        if err.kind != StoreErrorKind::NotFound {
+            tracing::warn!(error = %err, "storage error");
+        }
+        ErrorInfo::new(code, message, retryable)
     }
 }

@@ -8,7 +8,7 @@ use super::{
     StoreErrorKind,
 };
 use crate::{
-    chat::Role,
+    conversations::Role,
     conversations::{ConversationSettings, ConversationSummary, MessageStatus, StoredMessage},
 };
 use sqlx::Row;

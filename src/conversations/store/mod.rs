@@ -38,7 +38,10 @@ mod schema;
 pub use error::{StoreError, StoreErrorKind};
 
 use super::{Conversation, ConversationSettings, ConversationSummary, MessageStatus, StoredMessage};
-use crate::chat::{ErrorInfo, ModelOption, Usage};
+use crate::{
+    conversations::{ModelOption, Usage},
+    errors::ErrorInfo,
+};
 use rows::{messages_of, owned_conversation, summary_from_row};
 use sqlx::{any::AnyPoolOptions, AnyPool, Row};
 use std::time::Duration;

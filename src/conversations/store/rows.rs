@@ -2,9 +2,10 @@
 
 use super::{Result, StoreError, StoreErrorKind, MESSAGE_COLUMNS};
 use crate::{
-    chat::{ErrorInfo, Role, Usage},
     conversations::{ConversationSettings, ConversationSummary, MessageStatus, StoredMessage},
+    conversations::{Role, Usage},
     errors::ErrorCode,
+    errors::ErrorInfo,
 };
 use sqlx::{any::AnyRow, Row};
 

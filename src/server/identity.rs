@@ -18,7 +18,8 @@
 //! * With `secure_cookie`, the cookie is `__Host-bc_owner`: a sibling
 //!   subdomain cannot plant one.
 
-use crate::errors::ErrorCode;
+use super::ApiError;
+use crate::{conversations::Owner, errors::ErrorCode};
 use axum::{
     extract::{Request, State},
     http::{header, HeaderValue},
@@ -28,17 +29,6 @@ use axum::{
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::{path::Path, sync::Arc};
-
-/// The owner of a request: `anon:<uuid>` for a cookie, `user:<name>` for a
-/// trusted header, so the two can never name the same owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner(pub String);
-
-impl Owner {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 pub const COOKIE_NAME: &str = "bc_owner";
 /// The cookie's name when it is Secure: the browser then refuses one set by
@@ -178,7 +168,7 @@ impl Identity {
     /// The id in a cookie value, if its signature is ours.
     fn verify(&self, value: &str) -> Option<String> {
         let (id, tag_hex) = value.split_once('.')?;
-        if !super::is_valid_id(id) || tag_hex.len() != 64 {
+        if !crate::conversations::is_valid_id(id) || tag_hex.len() != 64 {
             return None;
         }
         let tag: Vec<u8> = (0..32)
@@ -242,7 +232,7 @@ impl Identity {
         Ok(match existing {
             Some(id) => (Owner(format!("anon:{id}")), None),
             None => {
-                let id = super::store::new_id();
+                let id = crate::conversations::store::new_id();
                 let cookie = self.set_cookie(&id);
                 (Owner(format!("anon:{id}")), Some(cookie))
             }
@@ -258,7 +248,7 @@ pub struct OwnerTag(pub String);
 /// the request's extensions, and sets the cookie of a new anonymous owner on
 /// the response.
 pub async fn attach_owner(State(identity): State<Identity>, mut request: Request, next: Next) -> Response {
-    let peer = crate::server::serve::peer_of(&request).map(|addr| addr.ip());
+    let peer = super::serve::peer_of(&request).map(|addr| addr.ip());
     match identity.resolve(request.headers(), peer) {
         Ok((owner, cookie)) => {
             let tag = identity.owner_tag(&owner);
@@ -276,20 +266,20 @@ pub async fn attach_owner(State(identity): State<Identity>, mut request: Request
             response.extensions_mut().insert(requester);
             response
         }
-        Err(MissingUser::Absent { header }) => crate::server::ApiError::new(ErrorCode::NotSignedIn,
+        Err(MissingUser::Absent { header }) => ApiError::new(ErrorCode::NotSignedIn,
             format!(
                 "This server expects you to sign in through its proxy, and the request did not say who you are (no {header} header). Reload the page or sign in again."
             ),
             false,
         )
         .into_response(),
-        Err(MissingUser::Repeated { header }) => crate::server::ApiError::bad_request(ErrorCode::RepeatedUserHeader,
+        Err(MissingUser::Repeated { header }) => ApiError::bad_request(ErrorCode::RepeatedUserHeader,
             format!(
                 "The request names its user more than once (several {header} headers), so it cannot be trusted. The proxy in front of this server must replace that header, not add to it."
             ),
         )
         .into_response(),
-        Err(MissingUser::Untrusted) => crate::server::ApiError::new(ErrorCode::UntrustedProxy,
+        Err(MissingUser::Untrusted) => ApiError::new(ErrorCode::UntrustedProxy,
             "This server takes requests only through its sign-in proxy, and this one came from elsewhere. Use the address your administrator gave you.",
             false,
         )

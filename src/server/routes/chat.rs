@@ -1,54 +1,53 @@
-//! The chat endpoints.
+//! The chat endpoints (see [`crate::chat`] for the stream they answer with).
 
-use super::{
-    generation::{start_frame, AnswerLabels, Reservation},
-    record::{AnswerRecorder, AnswerRef},
-    relay::{encode, relay, SeedFormat},
-    validate::{check_edit_text, model_choice, validate, validate_send},
-    ChatRequest, SendRequest, Started, StreamEvent,
-};
-use crate::errors::ErrorCode;
 use crate::{
     bedrock::{ConverseInput, Turn},
-    chat::Role,
-    conversations::{
-        check_id, history,
-        identity::{Owner, Requester},
-        store::{Exchange, NewExchange},
-        title_from_message, EditRequest, MessageStatus,
+    chat::{
+        generation::{start_frame, AnswerLabels, Reservation},
+        record::{AnswerRecorder, AnswerRef},
+        relay::{encode, relay, SeedFormat},
+        validate::{check_edit_text, model_choice, validate, validate_send},
+        ChatRequest, ErrorInfo, Role, SendRequest, Started, StreamEvent,
     },
-    server::{limits::Ask, parse_json, ApiError, AppState},
+    conversations::{
+        history,
+        store::{Exchange, NewExchange},
+        title_from_message, ConversationId, EditRequest, MessageId, MessageStatus, Owner,
+    },
+    errors::ErrorCode,
+    server::{
+        extract::{Json, JsonBody},
+        identity::Requester,
+        limits::Ask,
+        ApiError, AppState,
+    },
     sse,
 };
 use axum::{
-    body::{Body, Bytes},
-    extract::{rejection::BytesRejection, Path, Query, State},
+    body::Body,
+    extract::{Query, State},
     http::HeaderMap,
     response::Response,
-    Extension, Json,
 };
 use std::time::Instant;
 
 /// Longest title made from a first message, in characters.
 const AUTO_TITLE_CHARS: usize = 60;
 
-const SEND_EXAMPLE: &str = r#"{"content": "Hello", "conversation_id": null}"#;
-const COMPAT_EXAMPLE: &str = r#"{"messages": [{"role": "user", "content": "Hello"}]}"#;
-
 /// `POST /api/chat/stream`: stores the user's message, then streams the
 /// answer with our documented event stream and stores it when it ends.
 pub async fn stream_chat(
     State(state): State<AppState>,
-    Extension(owner): Extension<Owner>,
-    Extension(requester): Extension<Requester>,
-    body: Result<Bytes, BytesRejection>,
+    owner: Owner,
+    requester: Requester,
+    Json(request): Json<SendRequest>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     refuse_when_shutting_down(&state)?;
-    let request: SendRequest = parse_json(body, SEND_EXAMPLE)?;
     let send = validate_send(&request, &state.settings)?;
     let limits = &state.settings.limits;
-    let reservation = admit(&state, &owner, &requester, send.conversation_id).await?;
+    let conversation_id = send.conversation_id.as_ref().map(ConversationId::as_str);
+    let reservation = admit(&state, &owner, &requester, conversation_id).await?;
 
     // Stored before the model is called: whatever happens next, the user's
     // message is not lost.
@@ -57,7 +56,7 @@ pub async fn stream_chat(
         .store
         .begin_exchange(NewExchange {
             owner: owner.as_str(),
-            conversation_id: send.conversation_id,
+            conversation_id,
             title: &title,
             text: send.text,
             model: send.model,
@@ -75,29 +74,33 @@ pub struct RegenerateRequest {
     pub model_id: Option<String>,
 }
 
+impl JsonBody for RegenerateRequest {
+    const EXAMPLE: &'static str = r#"{"model_id": null}"#;
+
+    /// No body: the conversation's model.
+    fn when_empty() -> Option<Self> {
+        Some(Self::default())
+    }
+}
+
 /// `POST /api/conversations/{id}/regenerate`: a new answer to the last user
 /// message (Retry after an error, a stop or an interruption). The earlier
 /// answer stays stored; the new one follows it. Answers with the same event
 /// stream as `POST /api/chat/stream`.
 pub async fn regenerate(
     State(state): State<AppState>,
-    Extension(owner): Extension<Owner>,
-    Extension(requester): Extension<Requester>,
-    Path(conversation_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    owner: Owner,
+    requester: Requester,
+    conversation_id: ConversationId,
+    Json(request): Json<RegenerateRequest>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     refuse_when_shutting_down(&state)?;
-    check_id(&conversation_id)?;
-    let request: RegenerateRequest = match &body {
-        Ok(bytes) if bytes.is_empty() => RegenerateRequest::default(),
-        _ => parse_json(body, r#"{"model_id": null}"#)?,
-    };
     let model = model_choice(request.model_id.as_deref(), &state.settings)?;
-    let reservation = admit(&state, &owner, &requester, Some(&conversation_id)).await?;
+    let reservation = admit(&state, &owner, &requester, Some(conversation_id.as_str())).await?;
     let exchange = state
         .store
-        .begin_regeneration(owner.as_str(), &conversation_id, model)
+        .begin_regeneration(owner.as_str(), conversation_id.as_str(), model)
         .await?;
     Ok(answer(&state, &owner, exchange, started, reservation).await)
 }
@@ -108,33 +111,23 @@ pub async fn regenerate(
 /// event stream as `POST /api/chat/stream`.
 pub async fn edit(
     State(state): State<AppState>,
-    Extension(owner): Extension<Owner>,
-    Extension(requester): Extension<Requester>,
-    Path(conversation_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    owner: Owner,
+    requester: Requester,
+    conversation_id: ConversationId,
+    Json(request): Json<EditRequest>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     refuse_when_shutting_down(&state)?;
-    check_id(&conversation_id)?;
-    let request: EditRequest = parse_json(
-        body,
-        r#"{"message_id": "<id of your earlier message>", "content": "New text"}"#,
-    )?;
-    if !crate::conversations::is_valid_id(&request.message_id) {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidMessageId,
-            "That is not the id of a message. Edit a message from the conversation instead.",
-        ));
-    }
+    let message_id = MessageId::parse(&request.message_id)?;
     check_edit_text(&request.content, &state.settings)?;
     let model = model_choice(request.model_id.as_deref(), &state.settings)?;
-    let reservation = admit(&state, &owner, &requester, Some(&conversation_id)).await?;
+    let reservation = admit(&state, &owner, &requester, Some(conversation_id.as_str())).await?;
     let exchange = state
         .store
         .begin_edit(
             owner.as_str(),
-            &conversation_id,
-            &request.message_id,
+            conversation_id.as_str(),
+            message_id.as_str(),
             &request.content,
             model,
         )
@@ -246,10 +239,10 @@ async fn answer(
         Err(err) => {
             // The message is stored and the client needs the conversation's
             // id, so even an error before the first token is an event.
-            let info = ApiError::from(err).info;
+            let info = ErrorInfo::from(err);
             let info = match recorder.finish(MessageStatus::Error, Some(info.clone())).await {
                 Ok(()) => info,
-                Err(storage) => ApiError::from(storage).info,
+                Err(storage) => ErrorInfo::from(storage),
             };
             let (first_token_ms, duration_ms) = recorder.timings();
             labels.log_finished(
@@ -275,12 +268,11 @@ async fn answer(
 /// query for fetch-based clients), then live ones until it ends.
 pub async fn resume(
     State(state): State<AppState>,
-    Extension(owner): Extension<Owner>,
-    Path(answer_id): Path<String>,
+    owner: Owner,
+    answer_id: MessageId,
     Query(query): Query<ResumeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_id(&answer_id)?;
     let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let last: usize = match query.last_event_id.as_deref().or(header) {
         None => 0,
@@ -288,7 +280,7 @@ pub async fn resume(
     };
     let generation = state
         .generations
-        .get(owner.as_str(), &answer_id)
+        .get(owner.as_str(), answer_id.as_str())
         .ok_or_else(generation_gone)?;
     if last > generation.log_size().0 {
         return Err(bad_event_id(&last.to_string()));
@@ -316,15 +308,17 @@ pub struct CancelOutcome {
 /// cancelling a finished answer changes nothing and says so.
 pub async fn cancel(
     State(state): State<AppState>,
-    Extension(owner): Extension<Owner>,
-    Path(answer_id): Path<String>,
+    owner: Owner,
+    answer_id: MessageId,
 ) -> Result<Json<CancelOutcome>, ApiError> {
-    check_id(&answer_id)?;
-    let cancelled = match state.generations.get(owner.as_str(), &answer_id) {
+    let cancelled = match state.generations.get(owner.as_str(), answer_id.as_str()) {
         Some(generation) => generation.cancel(),
         None => {
             // Not running here: it must be one of the owner's stored answers.
-            state.store.message_status(owner.as_str(), &answer_id).await?;
+            state
+                .store
+                .message_status(owner.as_str(), answer_id.as_str())
+                .await?;
             false
         }
     };
@@ -389,9 +383,9 @@ fn generation_gone() -> ApiError {
 /// turns it off.
 pub async fn compat_chat(
     State(state): State<AppState>,
-    Extension(owner): Extension<Owner>,
-    Extension(requester): Extension<Requester>,
-    body: Result<Bytes, BytesRejection>,
+    owner: Owner,
+    requester: Requester,
+    Json(request): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
     if !state.settings.server.compat_api {
         return Err(ApiError::new(
@@ -401,7 +395,6 @@ pub async fn compat_chat(
         ));
     }
     refuse_when_shutting_down(&state)?;
-    let request: ChatRequest = parse_json(body, COMPAT_EXAMPLE)?;
     let chat = validate(&request, &state.settings)?;
     let reservation = state
         .limiter
