@@ -46,6 +46,7 @@ use std::{
     time::Duration,
 };
 use tokio::sync::watch;
+use tokio_util::task::{task_tracker::TaskTrackerToken, TaskTracker};
 
 /// How long things last; from `[streams]` in Leptos.toml.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +121,9 @@ struct Slot {
 pub struct Reservation {
     id: u64,
     slots: Arc<Mutex<Slots>>,
-    running: Arc<watch::Sender<usize>>,
+    /// Counts this answer as running until it is stored (the shutdown
+    /// drain waits for it).
+    _running: TaskTrackerToken,
 }
 
 impl Reservation {
@@ -136,12 +139,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let left = {
-            let mut slots = self.slots.lock().expect("slots lock");
-            slots.taken.remove(&self.id);
-            slots.taken.len()
-        };
-        self.running.send_replace(left);
+        self.slots.lock().expect("slots lock").taken.remove(&self.id);
     }
 }
 
@@ -185,12 +183,11 @@ impl AnswerLabels {
 pub struct Generations {
     live: Arc<Mutex<HashMap<String, Arc<Generation>>>>,
     timing: Timing,
-    /// Set on shutdown: no new generations.
-    closed: Arc<AtomicBool>,
     slots: Arc<Mutex<Slots>>,
-    /// The number of reservations held (answers being written, or about to
-    /// be, compatibility streams included), for shutdown.
-    running: Arc<watch::Sender<usize>>,
+    /// Every reservation held (answers being written, or about to be,
+    /// compatibility streams included) is one of its tasks; closed on
+    /// shutdown, when new generations are refused.
+    running: TaskTracker,
 }
 
 /// One answer being written (or just written).
@@ -236,9 +233,8 @@ impl Generations {
         Self {
             live: Arc::default(),
             timing,
-            closed: Arc::default(),
             slots: Arc::default(),
-            running: Arc::new(watch::Sender::new(0)),
+            running: TaskTracker::new(),
         }
     }
 
@@ -278,11 +274,10 @@ impl Generations {
                 answer: None,
             },
         );
-        self.running.send_replace(slots.taken.len());
         Ok(Reservation {
             id,
             slots: self.slots.clone(),
-            running: self.running.clone(),
+            _running: self.running.token(),
         })
     }
 
@@ -301,7 +296,7 @@ impl Generations {
 
     /// Whether new generations are refused (the server is shutting down).
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+        self.running.is_closed()
     }
 
     /// Starts writing an answer. `start` is the first frame of its log; the
@@ -357,19 +352,15 @@ impl Generations {
     /// The number of answers still being written (compatibility streams
     /// included).
     pub fn running(&self) -> usize {
-        *self.running.borrow()
+        self.running.len()
     }
 
     /// Refuses new generations, lets running ones finish until `deadline`,
     /// then stops the rest (stored as interrupted) and waits for them to be
     /// stored.
     pub async fn drain(&self, deadline: Duration) {
-        self.closed.store(true, Ordering::SeqCst);
-        let mut running = self.running.subscribe();
-        if tokio::time::timeout(deadline, running.wait_for(|n| *n == 0))
-            .await
-            .is_ok()
-        {
+        self.running.close();
+        if tokio::time::timeout(deadline, self.running.wait()).await.is_ok() {
             return;
         }
         let live: Vec<_> = self
@@ -386,7 +377,7 @@ impl Generations {
         for generation in live {
             generation.interrupt();
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), running.wait_for(|n| *n == 0)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.running.wait()).await;
     }
 }
 
