@@ -26,14 +26,10 @@
 
 use super::{
     record::AnswerRecorder,
-    relay::{encode, usage_of},
+    relay::{encode, AnswerEvents, Step},
     Done, ErrorInfo, StreamEvent, STOPPED_REASON,
 };
-use crate::{
-    bedrock::{BedrockError, ErrorKind, ModelEvent, ModelStream},
-    conversations::MessageStatus,
-    sse,
-};
+use crate::{bedrock::ModelStream, conversations::MessageStatus, sse};
 use bytes::Bytes;
 use futures::Stream;
 use std::{
@@ -545,7 +541,7 @@ impl Generation {
             }
         };
         tokio::pin!(halted, abandoned);
-        let mut stop_reason = None;
+        let mut events = AnswerEvents::default();
         let end = loop {
             let next = tokio::select! {
                 biased;
@@ -556,31 +552,21 @@ impl Generation {
                 _ = &mut abandoned => break End::Abandoned,
                 next = model.next() => next,
             };
-            match next {
-                Some(Ok(ModelEvent::Text(text))) => {
-                    self.has_text.store(true, Ordering::Relaxed);
-                    recorder.text(&text);
-                    self.push(frame(StreamEvent::Delta(super::Delta { text })));
-                }
-                Some(Ok(ModelEvent::Stop(reason))) => stop_reason = Some(reason.0),
-                Some(Ok(ModelEvent::Usage(usage))) => {
-                    let usage = usage_of(usage);
-                    recorder.usage(usage);
-                    self.push(frame(StreamEvent::Usage(usage)));
-                }
-                Some(Err(err)) => break End::Failed(ErrorInfo::from(err)),
-                None => {
-                    break match stop_reason.take() {
-                        Some(reason) => End::Done(reason),
-                        None => End::Failed(
-                            BedrockError::new(
-                                ErrorKind::ConnectionLost,
-                                "the stream ended without a stop reason",
-                            )
-                            .into(),
-                        ),
+            match events.step(next) {
+                Step::Event(event) => {
+                    match &event {
+                        StreamEvent::Delta(delta) => {
+                            self.has_text.store(true, Ordering::Relaxed);
+                            recorder.text(&delta.text);
+                        }
+                        StreamEvent::Usage(usage) => recorder.usage(*usage),
+                        _ => {}
                     }
+                    self.push(frame(event));
                 }
+                Step::Nothing => {}
+                Step::End(Ok(reason)) => break End::Done(reason),
+                Step::End(Err(info)) => break End::Failed(info),
             }
         };
         // Generation (and billing) stops here, before the answer is stored.

@@ -1,18 +1,18 @@
-//! Relays a model's answer to an HTTP client as SSE, in one of two wire formats.
+//! The answer pipeline's one translation, Bedrock's events into ours
+//! ([`AnswerEvents`]), and the two ways our events are framed on the wire:
+//! our documented format ([`encode`]) and the seed's ([`SeedFormat`]).
 //!
-//! The relay is a plain stream over the Bedrock event stream, polled by hyper
-//! as it writes the response: each event is framed and handed to the socket
-//! as soon as it arrives (no buffering, no task, no lock), and when the client
-//! goes away hyper drops the body, which drops the Bedrock stream with it, so
-//! generation (and billing) stops at once.
-//!
-//! Answers to stored conversations go through [`super::generation`] instead,
-//! which frames events with [`encode`]; this relay serves the compatibility
-//! endpoint, which stores nothing.
+//! Answers to stored conversations are written by [`super::generation`],
+//! which frames them with [`encode`]. The compatibility endpoint, which
+//! stores nothing, is [`relay`]: a plain stream over the Bedrock event
+//! stream, polled by hyper as it writes the response, so each event is
+//! framed and handed to the socket as soon as it arrives (no buffering, no
+//! task, no lock), and when the client goes away hyper drops the body, which
+//! drops the Bedrock stream with it: generation (and billing) stops at once.
 
-use super::{ErrorInfo, StreamEvent, Usage};
+use super::{Delta, Done, ErrorInfo, StreamEvent, Usage};
 use crate::{
-    bedrock::{BedrockError, ErrorKind, ModelEvent, ModelStream, StopReason, TokenUsage},
+    bedrock::{BedrockError, ErrorKind, ModelEvent, ModelStream, TokenUsage},
     sse,
 };
 use bytes::Bytes;
@@ -20,13 +20,51 @@ use futures::Stream;
 use serde::Serialize;
 use std::convert::Infallible;
 
-/// How answer events are written on the wire.
+/// One step of a model's stream, as an answer sees it.
+#[derive(Debug)]
+pub enum Step {
+    /// An event to pass on (a delta, the usage figures).
+    Event(StreamEvent),
+    /// Nothing to pass on yet (the stop reason, which goes last).
+    Nothing,
+    /// The model is done: its stop reason, or why it failed.
+    End(Result<String, ErrorInfo>),
+}
+
+/// Turns a model's events into ours, in the one place this happens. The
+/// stop reason comes before the usage figures; it is kept until the end, so
+/// that an answer's terminal event is last.
+#[derive(Debug, Default)]
+pub struct AnswerEvents {
+    stop_reason: Option<String>,
+}
+
+impl AnswerEvents {
+    /// What `next` (the model stream's next item; `None` at its end) means.
+    pub fn step(&mut self, next: Option<Result<ModelEvent, BedrockError>>) -> Step {
+        match next {
+            Some(Ok(ModelEvent::Text(text))) => Step::Event(StreamEvent::Delta(Delta { text })),
+            Some(Ok(ModelEvent::Stop(reason))) => {
+                self.stop_reason = Some(reason.0);
+                Step::Nothing
+            }
+            Some(Ok(ModelEvent::Usage(usage))) => Step::Event(StreamEvent::Usage(usage_of(usage))),
+            Some(Err(err)) => Step::End(Err(err.into())),
+            None => Step::End(self.stop_reason.take().ok_or_else(|| {
+                BedrockError::new(
+                    ErrorKind::ConnectionLost,
+                    "the stream ended without a stop reason",
+                )
+                .into()
+            })),
+        }
+    }
+}
+
+/// How our events are written on a wire other than our own.
 pub trait WireFormat: Send + 'static {
-    fn delta(&mut self, text: String) -> Bytes;
-    /// `None` when the format has no place for usage figures.
-    fn usage(&mut self, usage: TokenUsage) -> Option<Bytes>;
-    fn error(&mut self, error: ErrorInfo) -> Bytes;
-    fn done(&mut self, stop: StopReason) -> Bytes;
+    /// The frame of `event`; `None` when the format has no place for it.
+    fn frame(&mut self, event: &StreamEvent) -> Option<Bytes>;
 }
 
 /// Frames one event of our documented format (see [`crate::chat`]), with its
@@ -68,29 +106,30 @@ struct SeedChunk<'a> {
 const SEED_DONE: &[u8] = b"data: [DONE]\n\n";
 
 impl WireFormat for SeedFormat {
-    fn delta(&mut self, text: String) -> Bytes {
-        let chunk = SeedChunk {
-            role: "assistant",
-            content: &text,
-            error: None,
-        };
-        sse::encode::data_only(&chunk, text.len() + 40)
-    }
-    fn usage(&mut self, _: TokenUsage) -> Option<Bytes> {
-        None
-    }
-    fn error(&mut self, error: ErrorInfo) -> Bytes {
-        let chunk = SeedChunk {
-            role: "assistant",
-            content: "",
-            error: Some(&error),
-        };
-        let mut frame = sse::encode::data_only(&chunk, error.message.len() + 96).to_vec();
-        frame.extend_from_slice(SEED_DONE);
-        Bytes::from(frame)
-    }
-    fn done(&mut self, _: StopReason) -> Bytes {
-        Bytes::from_static(SEED_DONE)
+    fn frame(&mut self, event: &StreamEvent) -> Option<Bytes> {
+        match event {
+            StreamEvent::Delta(delta) => {
+                let chunk = SeedChunk {
+                    role: "assistant",
+                    content: &delta.text,
+                    error: None,
+                };
+                Some(sse::encode::data_only(&chunk, delta.text.len() + 40))
+            }
+            StreamEvent::Error(error) => {
+                let chunk = SeedChunk {
+                    role: "assistant",
+                    content: "",
+                    error: Some(error),
+                };
+                let mut frame = sse::encode::data_only(&chunk, error.message.len() + 96).to_vec();
+                frame.extend_from_slice(SEED_DONE);
+                Some(Bytes::from(frame))
+            }
+            StreamEvent::Done(_) => Some(Bytes::from_static(SEED_DONE)),
+            // The seed's client knows neither our `start` nor usage figures.
+            StreamEvent::Start(_) | StreamEvent::Usage(_) => None,
+        }
     }
 }
 
@@ -103,46 +142,60 @@ pub fn relay<F: WireFormat>(
     struct State<F> {
         model: Option<ModelStream>,
         format: F,
-        stop: Option<StopReason>,
+        events: AnswerEvents,
     }
     let state = State {
         model: Some(model),
         format,
-        stop: None,
+        events: AnswerEvents::default(),
     };
     futures::stream::unfold(state, |mut state| async move {
         loop {
-            let model = state.model.as_mut()?;
-            let frame = match model.next().await {
-                Some(Ok(ModelEvent::Text(text))) => state.format.delta(text),
-                Some(Ok(ModelEvent::Stop(reason))) => {
-                    // Usage follows the stop; `done` goes last.
-                    state.stop = Some(reason);
-                    continue;
-                }
-                Some(Ok(ModelEvent::Usage(usage))) => match state.format.usage(usage) {
-                    Some(frame) => frame,
-                    None => continue,
-                },
-                Some(Err(err)) => {
+            let next = state.model.as_mut()?.next().await;
+            let event = match state.events.step(next) {
+                Step::Event(event) => event,
+                Step::Nothing => continue,
+                Step::End(end) => {
                     state.model = None;
-                    state.format.error(ErrorInfo::from(err))
-                }
-                None => {
-                    state.model = None;
-                    match state.stop.take() {
-                        Some(reason) => state.format.done(reason),
-                        None => state.format.error(
-                            BedrockError::new(
-                                ErrorKind::ConnectionLost,
-                                "the stream ended without a stop reason",
-                            )
-                            .into(),
-                        ),
+                    match end {
+                        Ok(reason) => StreamEvent::Done(Done::new(reason)),
+                        Err(info) => StreamEvent::Error(info),
                     }
                 }
             };
-            return Some((Ok(frame), state));
+            if let Some(frame) = state.format.frame(&event) {
+                return Some((Ok(frame), state));
+            }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{bedrock::StopReason, errors::ErrorCode};
+
+    #[test]
+    fn the_stop_reason_waits_for_the_end_and_a_stream_without_one_failed() {
+        let mut events = AnswerEvents::default();
+        assert!(matches!(
+            events.step(Some(Ok(ModelEvent::Text("hi".into())))),
+            Step::Event(StreamEvent::Delta(d)) if d.text == "hi"
+        ));
+        assert!(matches!(
+            events.step(Some(Ok(ModelEvent::Stop(StopReason("end_turn".into()))))),
+            Step::Nothing
+        ));
+        assert!(matches!(
+            events.step(Some(Ok(ModelEvent::Usage(TokenUsage::default())))),
+            Step::Event(StreamEvent::Usage(_))
+        ));
+        assert!(matches!(events.step(None), Step::End(Ok(reason)) if reason == "end_turn"));
+
+        let mut cut_off = AnswerEvents::default();
+        match cut_off.step(None) {
+            Step::End(Err(info)) => assert_eq!(info.code, ErrorCode::ConnectionLost),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
 }
