@@ -13,7 +13,7 @@ use crate::{
 #[derive(Debug)]
 pub struct ValidSend<'a> {
     pub conversation_id: Option<ConversationId>,
-    pub text: &'a str,
+    pub text: MessageText<'a>,
     pub model: ModelChoice<'a>,
     pub settings: Option<ConversationSettings>,
 }
@@ -27,10 +27,14 @@ pub fn validate_send<'a>(
         .as_deref()
         .map(ConversationId::parse)
         .transpose()?;
-    check_text(&request.content, "Your message", settings)?;
+    let text = MessageText::parse(
+        &request.content,
+        "Your message",
+        settings.limits.max_message_chars,
+    )?;
     Ok(ValidSend {
         conversation_id,
-        text: &request.content,
+        text,
         model: model_choice(request.model_id.as_deref(), settings)?,
         settings: request
             .settings
@@ -41,8 +45,8 @@ pub fn validate_send<'a>(
 }
 
 /// The text of an edited message: checked like a new one.
-pub fn check_edit_text(text: &str, settings: &Settings) -> Result<(), ErrorInfo> {
-    check_text(text, "Your message", settings)
+pub fn check_edit_text<'a>(text: &'a str, settings: &Settings) -> Result<MessageText<'a>, ErrorInfo> {
+    MessageText::parse(text, "Your message", settings.limits.max_message_chars)
 }
 
 /// Settings a user chose for a conversation, checked and normalised: a
@@ -112,33 +116,50 @@ fn has_control_characters(text: &str) -> bool {
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
 }
 
-/// A message's text: not blank, within the length limit (in characters,
-/// not bytes), no control characters but line breaks and tabs.
-fn check_text(text: &str, label: &str, settings: &Settings) -> Result<(), ErrorInfo> {
-    if text.trim().is_empty() {
-        return Err(ErrorInfo::refused(
-            ErrorCode::EmptyMessage,
-            if label == "Your message" {
-                "Your message is empty. Type something before sending.".to_owned()
-            } else {
-                format!("{label} is empty.")
-            },
-        ));
+/// A message's text that passed the checks: not blank, within the length
+/// limit (in characters, not bytes), no control characters but line breaks
+/// and tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageText<'a>(&'a str);
+
+impl<'a> MessageText<'a> {
+    /// `text` as a message, or why it cannot be one; `label` names it in
+    /// the refusal ("Your message", "Message 2 of the conversation").
+    pub fn parse(text: &'a str, label: &str, max_chars: usize) -> Result<Self, ErrorInfo> {
+        if text.trim().is_empty() {
+            return Err(ErrorInfo::refused(
+                ErrorCode::EmptyMessage,
+                if label == "Your message" {
+                    "Your message is empty. Type something before sending.".to_owned()
+                } else {
+                    format!("{label} is empty.")
+                },
+            ));
+        }
+        let chars = text.chars().count();
+        if chars > max_chars {
+            return Err(ErrorInfo::new(
+                ErrorCode::MessageTooLong,
+                format!(
+                    "{label} is {chars} characters long; the limit is {max_chars}. Shorten it or split it into several messages."
+                ),
+                false,
+            ));
+        }
+        if has_control_characters(text) {
+            return Err(ErrorInfo::refused(
+                ErrorCode::InvalidCharacters,
+                format!(
+                    "{label} contains control characters that cannot be sent to the model. Remove them and try again."
+                ),
+            ));
+        }
+        Ok(Self(text))
     }
-    let max = settings.limits.max_message_chars;
-    let chars = text.chars().count();
-    if chars > max {
-        return Err(ErrorInfo::new(ErrorCode::MessageTooLong,
-            format!("{label} is {chars} characters long; the limit is {max}. Shorten it or split it into several messages."),
-            false,
-        ));
+
+    pub fn as_str(self) -> &'a str {
+        self.0
     }
-    if has_control_characters(text) {
-        return Err(ErrorInfo::refused(ErrorCode::InvalidCharacters,
-            format!("{label} contains control characters that cannot be sent to the model. Remove them and try again."),
-        ));
-    }
-    Ok(())
 }
 
 /// The model a request asks for, checked; without one, the conversation's
@@ -229,7 +250,7 @@ pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<
         } else {
             format!("Message {} of the conversation", index + 1)
         };
-        check_text(&message.content, &label, settings)?;
+        MessageText::parse(&message.content, &label, limits.max_message_chars)?;
     }
     let model_id = pick_model(request.model_id.as_deref(), settings)?;
     Ok(ValidChat {

@@ -51,14 +51,14 @@ pub async fn stream_chat(
 
     // Stored before the model is called: whatever happens next, the user's
     // message is not lost.
-    let title = title_from_message(send.text, AUTO_TITLE_CHARS.min(limits.max_title_chars));
+    let title = title_from_message(send.text.as_str(), AUTO_TITLE_CHARS.min(limits.max_title_chars));
     let exchange = state
         .store
         .begin_exchange(NewExchange {
             owner: owner.as_str(),
             conversation_id,
             title: &title,
-            text: send.text,
+            text: send.text.as_str(),
             model: send.model,
             settings: send.settings.as_ref(),
         })
@@ -119,7 +119,7 @@ pub async fn edit(
     let started = Instant::now();
     refuse_when_shutting_down(&state)?;
     let message_id = MessageId::parse(&request.message_id)?;
-    check_edit_text(&request.content, &state.settings)?;
+    let text = check_edit_text(&request.content, &state.settings)?;
     let model = model_choice(request.model_id.as_deref(), &state.settings)?;
     let reservation = admit(&state, &owner, &requester, Some(conversation_id.as_str())).await?;
     let exchange = state
@@ -128,7 +128,7 @@ pub async fn edit(
             owner.as_str(),
             conversation_id.as_str(),
             message_id.as_str(),
-            &request.content,
+            text.as_str(),
             model,
         )
         .await?;
