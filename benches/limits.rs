@@ -9,6 +9,8 @@
 //!
 //! Run with `./dev bench` (or `cargo bench --features ssr --bench limits`).
 
+// The integration tests' own helpers: a bench is a crate of its own, and
+// Cargo has no dev-only library target to share them through.
 #[path = "../tests/api/support/mod.rs"]
 mod support;
 

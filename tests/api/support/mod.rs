@@ -99,6 +99,36 @@ impl Db {
     }
 }
 
+/// A test's PostgreSQL database goes when the test does. `FORCE`: the app
+/// under test may still hold connections.
+impl Drop for Db {
+    fn drop(&mut self) {
+        let Db::Postgres { admin_url, name, .. } = self else {
+            return;
+        };
+        let admin_url = admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        // Drop runs on the test's runtime, which cannot block on a future:
+        // the statement runs on a thread and runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .ok()?;
+                sqlx::Executor::execute(&mut admin, sql.as_str()).await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop the test database {name}");
+        }
+    }
+}
+
 fn uuid_simple() -> String {
     bedrock_chat::conversations::store::new_id().replace('-', "")
 }
