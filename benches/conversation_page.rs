@@ -10,6 +10,7 @@
 //!
 //! SQLite always (a temp dir); PostgreSQL too when `TEST_POSTGRES_URL` names
 //! an admin URL (a fresh database is created on it and dropped afterwards).
+//! The app is started by the integration tests' own helpers.
 //! `./dev bench` starts a throwaway server for it (`./dev postgres`).
 //!
 //! Everything runs on loopback against the built-in simulator. Every loop is
@@ -19,20 +20,18 @@
 //!
 //! Run with `./dev bench` (or `cargo bench --features ssr --bench conversation_page`).
 
-use bedrock_chat::{
-    bedrock::{simulator, BedrockChat},
-    server::Application,
-    settings::Settings,
-    sse,
-};
-use futures::StreamExt;
+// The integration tests' own helpers: a bench is a crate of its own, and
+// Cargo has no dev-only library target to share them through.
+#[path = "../tests/api/support/mod.rs"]
+mod support;
+
 use sqlx::{Connection, PgConnection};
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     path::Path,
     time::{Duration, Instant},
 };
+use support::{conversation_id, names, spawn_app_on, Db, TestApp};
 
 /// Exchanges (a user message and its answer) in the rendered conversation.
 const EXCHANGES: usize = 100;
@@ -41,8 +40,6 @@ const EXCHANGES: usize = 100;
 const COUNTED_ANSWERS: usize = 20;
 const WARMUPS: usize = 5;
 const RUNS: usize = 30;
-/// No single request or stream may hang a run.
-const REQUEST_LIMIT: Duration = Duration::from_secs(20);
 /// Nor may the whole benchmark.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 /// A PostgreSQL backend publishes its transaction counts at most 10 s after
@@ -64,190 +61,42 @@ async fn run() {
         EXCHANGES * 2
     );
     bench(Db::sqlite()).await;
-    match std::env::var("TEST_POSTGRES_URL") {
-        Ok(admin_url) => bench(Db::postgres(&admin_url).await).await,
-        Err(_) => println!("\nPostgreSQL: skipped (TEST_POSTGRES_URL is not set; ./dev bench sets it)"),
+    match Db::postgres().await {
+        Some(db) => bench(db).await,
+        None => println!("\nPostgreSQL: skipped (TEST_POSTGRES_URL is not set; ./dev bench sets it)"),
     }
 }
 
-/// Where the app under test keeps its conversations.
-enum Db {
-    Sqlite {
-        dir: tempfile::TempDir,
-    },
-    Postgres {
-        admin_url: String,
-        name: String,
-        url: String,
-        secrets: tempfile::TempDir,
-    },
-}
-
-impl Db {
-    fn sqlite() -> Self {
-        Db::Sqlite {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    async fn postgres(admin_url: &str) -> Self {
-        let name = format!(
-            "bc_bench_{}",
-            bedrock_chat::conversations::store::new_id().replace('-', "")
-        );
-        let mut admin = PgConnection::connect(admin_url)
-            .await
-            .expect("the PostgreSQL server named by TEST_POSTGRES_URL answers");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create the benchmark database");
-        let server = admin_url
-            .rsplit_once('/')
-            .expect("TEST_POSTGRES_URL ends with /<database>")
-            .0;
-        Db::Postgres {
-            admin_url: admin_url.to_owned(),
-            url: format!("{server}/{name}"),
-            name,
-            secrets: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn label(&self) -> &'static str {
-        match self {
-            Db::Sqlite { .. } => "SQLite",
-            Db::Postgres { .. } => "PostgreSQL",
-        }
-    }
-
-    fn overrides(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Db::Sqlite { dir } => vec![("BEDROCK_CHAT_STORAGE_DATA_DIR", dir.path().display().to_string())],
-            Db::Postgres { url, secrets, .. } => vec![
-                ("BEDROCK_CHAT_STORAGE_DATABASE_URL", url.clone()),
-                // The cookie secret still lives in a data dir.
-                (
-                    "BEDROCK_CHAT_STORAGE_DATA_DIR",
-                    secrets.path().display().to_string(),
-                ),
-            ],
-        }
-    }
-
-    async fn drop_database(&self) {
-        if let Db::Postgres { admin_url, name, .. } = self {
-            // FORCE: the app (still running) holds pooled connections.
-            let dropped = match PgConnection::connect(admin_url).await {
-                Ok(mut admin) => sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await
-                    .map(drop),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = dropped {
-                eprintln!("could not drop the benchmark database {name}: {e}");
-            }
-        }
+fn label(db: &Db) -> &'static str {
+    match db {
+        Db::Sqlite(_) => "SQLite",
+        Db::Postgres { .. } => "PostgreSQL",
     }
 }
 
-struct App {
-    base: String,
-    /// One browser: every request carries the same owner cookie.
-    http: reqwest::Client,
-    _sim: simulator::SimulatorHandle,
+/// Sends one message and reads its answer stream to the end; returns the
+/// conversation's id.
+async fn exchange(app: &TestApp, conversation: Option<&str>, text: &str) -> String {
+    let events = app.chat(conversation, text).await;
+    assert_eq!(
+        names(&events).last(),
+        Some(&"done"),
+        "the answer to {text:?} ends with `done`"
+    );
+    conversation_id(&events)
 }
 
-async fn spawn_app(db: &Db) -> App {
-    let env: HashMap<String, String> = [
-        ("BEDROCK_CHAT_SERVER_SITE_ADDR", "127.0.0.1:0".to_owned()),
-        ("BEDROCK_CHAT_BEDROCK_BACKEND", "simulator".to_owned()),
-        ("BEDROCK_CHAT_BEDROCK_MAX_ATTEMPTS", "1".to_owned()),
-        // One owner sends every message as fast as it can: no rate limits.
-        (
-            "BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER",
-            "0".to_owned(),
-        ),
-        (
-            "BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_ADDRESS",
-            "0".to_owned(),
-        ),
-        (
-            "BEDROCK_CHAT_LIMITS_NEW_OWNERS_PER_ADDRESS_PER_HOUR",
-            "0".to_owned(),
-        ),
-    ]
-    .into_iter()
-    .chain(db.overrides())
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let settings = Settings::built_in_with(&env).expect("benchmark settings are valid");
-    let sim = simulator::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("simulator starts");
-    let bedrock = BedrockChat::for_simulator(sim.clone(), settings.bedrock.max_attempts);
-    let app = Application::build_with(settings, bedrock)
-        .await
-        .expect("app starts");
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped());
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_LIMIT)
-        .cookie_store(true)
-        .no_proxy()
-        .build()
-        .unwrap();
-    App {
-        base,
-        http,
-        _sim: sim,
+/// Reads the whole page; with `gzip`, as compressed as the app sends it.
+async fn page(app: &TestApp, path: &str, gzip: bool) -> (Duration, Vec<u8>) {
+    let started = Instant::now();
+    let mut request = app.http.get(app.url(path));
+    if gzip {
+        request = request.header("accept-encoding", "gzip");
     }
-}
-
-impl App {
-    /// Sends one message and reads its answer stream to the end; returns the
-    /// conversation's id.
-    async fn exchange(&self, conversation_id: Option<&str>, text: &str) -> String {
-        let response = self
-            .http
-            .post(format!("{}/api/chat/stream", self.base))
-            .json(&serde_json::json!({ "content": text, "conversation_id": conversation_id }))
-            .send()
-            .await
-            .expect("send is answered");
-        assert_eq!(response.status(), 200, "send {text:?}");
-        let mut parser = sse::Parser::new();
-        let mut body = response.bytes_stream();
-        let mut id = None;
-        let mut done = false;
-        while let Some(chunk) = body.next().await {
-            parser.feed(&chunk.expect("stream chunk"), |e| match e.event.as_str() {
-                "start" => {
-                    let start: serde_json::Value = serde_json::from_str(&e.data).unwrap();
-                    id = start["conversation_id"].as_str().map(str::to_owned);
-                }
-                "error" => panic!("the answer to {text:?} failed: {}", e.data),
-                "done" => done = true,
-                _ => {}
-            });
-        }
-        assert!(done, "the answer to {text:?} ends with `done`");
-        id.expect("a `start` event names the conversation")
-    }
-
-    /// Reads the whole page; with `gzip`, as compressed as the app sends it.
-    async fn page(&self, path: &str, gzip: bool) -> (Duration, Vec<u8>) {
-        let started = Instant::now();
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if gzip {
-            request = request.header("accept-encoding", "gzip");
-        }
-        let response = request.send().await.expect("page is answered");
-        assert_eq!(response.status(), 200, "GET {path}");
-        let body = response.bytes().await.expect("page body");
-        (started.elapsed(), body.to_vec())
-    }
+    let response = request.send().await.expect("page is answered");
+    assert_eq!(response.status(), 200, "GET {path}");
+    let body = response.bytes().await.expect("page body");
+    (started.elapsed(), body.to_vec())
 }
 
 fn message(i: usize) -> String {
@@ -258,14 +107,14 @@ fn message(i: usize) -> String {
 }
 
 async fn bench(db: Db) {
-    println!("\n{}:", db.label());
-    let app = spawn_app(&db).await;
-    let mut pg = match &db {
+    println!("\n{}:", label(&db));
+    let app = spawn_app_on(db, &[]).await;
+    let mut pg = match &app.db {
         Db::Postgres { admin_url, name, .. } => Some(PgStats::new(admin_url, name).await),
-        Db::Sqlite { .. } => None,
+        Db::Sqlite(_) => None,
     };
-    let wal = match &db {
-        Db::Sqlite { dir } => Some(dir.path().join("bedrock-chat.sqlite3-wal")),
+    let wal = match &app.db {
+        Db::Sqlite(dir) => Some(dir.path().join("bedrock-chat.sqlite3-wal")),
         Db::Postgres { .. } => None,
     };
 
@@ -274,7 +123,7 @@ async fn bench(db: Db) {
     let mut writes = Vec::new();
     let mut answer_ms = Vec::with_capacity(EXCHANGES);
     let started = Instant::now();
-    let id = app.exchange(None, &message(1)).await;
+    let id = exchange(&app, None, &message(1)).await;
     answer_ms.push(started.elapsed().as_secs_f64() * 1e3);
     let wal_before = wal.as_deref().map(WalCount::read);
     let pg_before = match pg.as_mut() {
@@ -283,7 +132,7 @@ async fn bench(db: Db) {
     };
     for i in 2..=EXCHANGES {
         let started = Instant::now();
-        app.exchange(Some(&id), &message(i)).await;
+        exchange(&app, Some(&id), &message(i)).await;
         answer_ms.push(started.elapsed().as_secs_f64() * 1e3);
         if i == COUNTED_ANSWERS + 1 {
             if let (Some(before), Some(path)) = (&wal_before, &wal) {
@@ -305,7 +154,7 @@ async fn bench(db: Db) {
     let path = format!("/c/{id}");
     let last = format!("Question {EXCHANGES} of the benchmark");
     for _ in 0..WARMUPS {
-        let (_, body) = app.page(&path, false).await;
+        let (_, body) = page(&app, &path, false).await;
         assert!(
             String::from_utf8_lossy(&body).contains(&last),
             "the page renders the whole conversation"
@@ -314,11 +163,11 @@ async fn bench(db: Db) {
     let mut times = Vec::with_capacity(RUNS);
     let mut size = 0;
     for _ in 0..RUNS {
-        let (t, body) = app.page(&path, false).await;
+        let (t, body) = page(&app, &path, false).await;
         times.push(t.as_secs_f64() * 1e3);
         size = body.len();
     }
-    let (gzip_time, gzipped) = app.page(&path, true).await;
+    let (gzip_time, gzipped) = page(&app, &path, true).await;
     let (median, p90, min) = stats(times);
     println!(
         "  GET {path} ({RUNS} runs after {WARMUPS} warm-ups): median {median:.2} ms, p90 {p90:.2} ms, \
@@ -332,8 +181,6 @@ async fn bench(db: Db) {
     for line in writes {
         println!("{line}");
     }
-
-    db.drop_database().await;
 }
 
 /// (median, p90, min) of milliseconds.
