@@ -147,6 +147,24 @@ impl ErrorInfo {
     pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(code, message, false)
     }
+
+    /// The page could not reach the server at all.
+    pub fn offline() -> Self {
+        Self::new(
+            ErrorCode::ConnectionLost,
+            "The server cannot be reached. Check your network and try again.",
+            true,
+        )
+    }
+
+    /// The server's answer could not be read by the page.
+    pub fn unreadable(e: &dyn fmt::Display) -> Self {
+        Self::new(
+            ErrorCode::BadResponse,
+            format!("The server sent an answer this page cannot read ({e}). Reload the page."),
+            true,
+        )
+    }
 }
 
 /// How the page's server functions report their errors: as this same
@@ -157,8 +175,8 @@ impl leptos::server_fn::error::FromServerFnError for ErrorInfo {
     fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
         use leptos::server_fn::error::ServerFnErrorErr as Failed;
         match value {
-            Failed::Request(_) => crate::conversations::client::offline(),
-            Failed::Deserialization(e) | Failed::Response(e) => crate::conversations::client::unreadable(&e),
+            Failed::Request(_) => ErrorInfo::offline(),
+            Failed::Deserialization(e) | Failed::Response(e) => ErrorInfo::unreadable(&e),
             other => ErrorInfo::new(
                 ErrorCode::ServerError,
                 format!("The server could not answer ({other}). Try again."),

@@ -85,10 +85,10 @@ pub fn rename(
     SendWrapper::new(async move {
         let response = Request::patch(&format!("{API_PATH}/{id}"))
             .json(&RenameRequest { title })
-            .map_err(|_| offline())?
+            .map_err(|_| ErrorInfo::offline())?
             .send()
             .await
-            .map_err(|_| offline())?;
+            .map_err(|_| ErrorInfo::offline())?;
         json(response).await
     })
 }
@@ -101,10 +101,10 @@ pub fn save_settings(
     SendWrapper::new(async move {
         let response = Request::put(&format!("{API_PATH}/{id}/settings"))
             .json(&settings)
-            .map_err(|_| offline())?
+            .map_err(|_| ErrorInfo::offline())?
             .send()
             .await
-            .map_err(|_| offline())?;
+            .map_err(|_| ErrorInfo::offline())?;
         json(response).await
     })
 }
@@ -114,7 +114,7 @@ pub fn delete(id: String) -> impl Future<Output = Result<(), ErrorInfo>> + Send 
         let response = Request::delete(&format!("{API_PATH}/{id}"))
             .send()
             .await
-            .map_err(|_| offline())?;
+            .map_err(|_| ErrorInfo::offline())?;
         if response.ok() {
             Ok(())
         } else {
@@ -127,7 +127,7 @@ async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, E
     if !response.ok() {
         return Err(error_of(response).await);
     }
-    response.json().await.map_err(|e| unreadable(&e))
+    response.json().await.map_err(|e| ErrorInfo::unreadable(&e))
 }
 
 /// The server's error body, or a sentence made from the status.
@@ -143,20 +143,4 @@ pub async fn error_of(response: Response) -> ErrorInfo {
                 status >= 500,
             )
         })
-}
-
-pub(crate) fn offline() -> ErrorInfo {
-    ErrorInfo::new(
-        ErrorCode::ConnectionLost,
-        "The server cannot be reached. Check your network and try again.",
-        true,
-    )
-}
-
-pub(crate) fn unreadable(e: &dyn std::fmt::Display) -> ErrorInfo {
-    ErrorInfo::new(
-        ErrorCode::BadResponse,
-        format!("The server sent an answer this page cannot read ({e}). Reload the page."),
-        true,
-    )
 }
