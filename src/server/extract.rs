@@ -107,8 +107,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let raw = path_segment(parts, state).await;
-        Ok(ConversationId::parse(&raw)?)
+        from_path(parts, state, ConversationId::parse).await
     }
 }
 
@@ -117,17 +116,22 @@ impl<S: Send + Sync> FromRequestParts<S> for MessageId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let raw = path_segment(parts, state).await;
-        Ok(MessageId::parse(&raw)?)
+        from_path(parts, state, MessageId::parse).await
     }
 }
 
-/// The route's one path parameter; empty (so refused as an id) when absent.
-async fn path_segment<S: Send + Sync>(parts: &mut Parts, state: &S) -> String {
-    Path::<String>::from_request_parts(parts, state)
+/// The route's one path parameter, parsed; an absent one is parsed as empty
+/// (and so refused).
+async fn from_path<S: Send + Sync, T>(
+    parts: &mut Parts,
+    state: &S,
+    parse: fn(&str) -> Result<T, crate::errors::ErrorInfo>,
+) -> Result<T, ApiError> {
+    let raw = Path::<String>::from_request_parts(parts, state)
         .await
         .map(|Path(raw)| raw)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    Ok(parse(&raw)?)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Owner {
