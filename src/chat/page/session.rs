@@ -87,7 +87,7 @@ pub struct ChatSession {
     /// The answer that Retry or Regenerate would replace: the last turn,
     /// when it is an answer that is not being written.
     pub retryable: Memo<Option<u64>>,
-    /// The composer's text is longer than the server accepts.
+    /// The composer's length in characters (as the server counts them).
     pub draft_chars: Memo<usize>,
     pub max_chars: usize,
     next_turn_id: StoredValue<u64>,
