@@ -29,16 +29,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Drains one answer straight from the SDK (no HTTP layer): the baseline.
 async fn sdk_only(bedrock: &BedrockChat, prompt: &str) -> (Duration, usize) {
-    let input = ConverseInput {
-        model_id: "bench",
-        system_prompt: "",
-        turns: vec![Turn {
-            from_user: true,
-            text: prompt,
-        }],
-        max_tokens: 100_000,
-        temperature: 0.5,
-    };
+    let input = ConverseInput::text("bench", "", vec![Turn::text(true, prompt)], 100_000, 0.5);
     let started = Instant::now();
     let mut stream = bedrock.converse_stream(&input).await.unwrap();
     let mut events = 0;

@@ -30,6 +30,14 @@ pub struct PageConfig {
     pub default_max_tokens: i32,
     pub max_output_tokens: u32,
     pub max_system_prompt_chars: usize,
+    /// The tools the operator offers, and those a new conversation starts with.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    #[serde(default)]
+    pub tools_on_by_default: Vec<String>,
+    /// The thinking budget a conversation that turns thinking on starts with.
+    #[serde(default)]
+    pub default_thinking_budget: u32,
     /// The language of the UI, chosen by the server for this request (see
     /// [`crate::i18n::from_request`]).
     #[serde(default)]
@@ -139,6 +147,7 @@ mod tests {
             models: vec![ModelOption {
                 id: "m".into(),
                 label: "</script><script>alert(1)</script>".into(),
+                reasoning: false,
             }],
             default_model: "m".into(),
             demo: true,
@@ -149,6 +158,9 @@ mod tests {
             default_max_tokens: 100,
             max_output_tokens: 200,
             max_system_prompt_chars: 1000,
+            tools: Vec::new(),
+            tools_on_by_default: Vec::new(),
+            default_thinking_budget: 2048,
             locale: Locale::Ko,
         };
         let json = page.to_script_json();

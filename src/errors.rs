@@ -79,6 +79,9 @@ error_codes! {
     SystemPromptTooLong = "system_prompt_too_long" => 413,
     BadTemperature = "bad_temperature" => 400,
     BadMaxTokens = "bad_max_tokens" => 400,
+    UnknownTool = "unknown_tool" => 400,
+    BadThinking = "bad_thinking" => 400,
+    BadTimeZone = "bad_time_zone" => 400,
     EmptyTitle = "empty_title" => 400,
     TitleTooLong = "title_too_long" => 400,
     InvalidConversationId = "invalid_conversation_id" => 400,
@@ -108,6 +111,7 @@ error_codes! {
     ModelError = "model_error" => 502,
     BedrockUnreachable = "bedrock_unreachable" => 502,
     ConnectionLost = "connection_lost" => 502,
+    ToolRoundsExceeded = "tool_rounds_exceeded" => 422,
     // Storage.
     StorageUnavailable = "storage_unavailable" => 503,
     StorageReadOnly = "storage_read_only" => 503,

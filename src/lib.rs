@@ -40,6 +40,7 @@ pub mod i18n;
 pub mod markdown;
 pub mod preferences;
 pub mod sse;
+pub mod tools;
 
 #[cfg(feature = "ssr")]
 pub mod bedrock;

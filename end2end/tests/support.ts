@@ -107,11 +107,15 @@ export async function sendMessage(page: Page, text: string) {
  * message is exactly what was typed; an answer is rendered Markdown, whose
  * blocks end with a line break and whose paragraphs drop trailing spaces, so
  * its text is compared without trailing white space (see `shown`). */
-export function textOf(turn: Locator): Promise<string> {
-  return turn.locator('.text').evaluate((el) => {
-    const text = el.textContent ?? '';
-    return el.classList.contains('markdown') ? text.trimEnd() : text;
-  });
+export async function textOf(turn: Locator): Promise<string> {
+  // An answer's text may be in several parts (around tool cards), or none yet.
+  const parts = await turn.locator('.text').evaluateAll((els) =>
+    els.map((el) => {
+      const text = el.textContent ?? '';
+      return el.classList.contains('markdown') ? text.trimEnd() : text;
+    }),
+  );
+  return parts.join('');
 }
 
 /** An answer's source text as the page shows it, for plain-prose answers

@@ -1,13 +1,15 @@
 //! The ConverseStream call and the translation of its events.
 
-use super::{simulator, BedrockError, ErrorKind};
+use super::{
+    messages::ConverseInput,
+    rounds::{AnswerStream, AnswerTools},
+    simulator,
+    stream::ModelStream,
+    BedrockError,
+};
 use aws_sdk_bedrockruntime::{
     config::{retry::RetryConfig, Credentials, Region},
-    primitives::event_stream::EventReceiver,
-    types::{
-        error::ConverseStreamOutputError, ContentBlock, ContentBlockDelta, ConversationRole,
-        ConverseStreamOutput as SdkEvent, InferenceConfiguration, Message, SystemContentBlock,
-    },
+    types::{InferenceConfiguration, SystemContentBlock},
     Client,
 };
 use std::{net::SocketAddr, time::Instant};
@@ -97,45 +99,6 @@ pub struct BedrockChat {
     backend: Backend,
 }
 
-/// A message of the conversation sent to the model.
-#[derive(Debug, Clone, Copy)]
-pub struct Turn<'a> {
-    pub from_user: bool,
-    pub text: &'a str,
-}
-
-/// Everything one ConverseStream call needs.
-#[derive(Debug, Clone)]
-pub struct ConverseInput<'a> {
-    pub model_id: &'a str,
-    pub system_prompt: &'a str,
-    pub turns: Vec<Turn<'a>>,
-    pub max_tokens: i32,
-    pub temperature: f32,
-}
-
-/// Our own typed view of what the model sends.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelEvent {
-    /// More answer text.
-    Text(String),
-    /// The model finished generating, for this reason.
-    Stop(StopReason),
-    /// Token counts and Bedrock's latency figure; arrives after `Stop`.
-    Usage(TokenUsage),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StopReason(pub String);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TokenUsage {
-    pub input_tokens: u32,
-    pub output_tokens: u32,
-    pub total_tokens: u32,
-    pub latency_ms: u64,
-}
-
 impl BedrockChat {
     /// A client of the given simulator, signing with placeholder credentials.
     pub fn for_simulator(sim: simulator::SimulatorHandle, max_attempts: u32) -> Self {
@@ -161,95 +124,40 @@ impl BedrockChat {
         matches!(self.backend, Backend::Simulator(_))
     }
 
-    /// Starts an answer. Errors before the first event (throttling, access,
-    /// validation, ...) are returned here; later ones come from the stream.
-    /// Dropping the returned stream closes the connection to Bedrock, which
-    /// stops generation (and billing).
-    pub async fn converse_stream(&self, input: &ConverseInput<'_>) -> Result<ModelStream, BedrockError> {
-        let messages = input
-            .turns
-            .iter()
-            .map(|turn| {
-                Message::builder()
-                    .role(if turn.from_user {
-                        ConversationRole::User
-                    } else {
-                        ConversationRole::Assistant
-                    })
-                    .content(ContentBlock::Text(turn.text.to_owned()))
-                    .build()
-                    .map_err(|e| BedrockError::new(ErrorKind::Setup, e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+    /// Starts one response. Errors before the first event (throttling,
+    /// access, validation, ...) are returned here; later ones come from the
+    /// stream. Dropping the returned stream closes the connection to
+    /// Bedrock, which stops generation (and billing).
+    pub async fn converse_stream(&self, input: &ConverseInput) -> Result<ModelStream, BedrockError> {
+        let mut inference = InferenceConfiguration::builder().max_tokens(input.max_tokens);
+        if let Some(temperature) = input.temperature {
+            inference = inference.temperature(temperature);
+        }
         let mut request = self
             .client
             .converse_stream()
-            .model_id(input.model_id)
-            .set_messages(Some(messages))
-            .inference_config(
-                InferenceConfiguration::builder()
-                    .max_tokens(input.max_tokens)
-                    .temperature(input.temperature)
-                    .build(),
-            );
+            .model_id(&input.model_id)
+            .set_messages(Some(input.sdk_messages()?))
+            .set_tool_config(input.sdk_tool_config()?)
+            .set_additional_model_request_fields(input.sdk_additional_fields())
+            .inference_config(inference.build());
         if !input.system_prompt.is_empty() {
-            request = request.system(SystemContentBlock::Text(input.system_prompt.to_owned()));
+            request = request.system(SystemContentBlock::Text(input.system_prompt.clone()));
         }
         let started = Instant::now();
         let output = request.send().await?;
-        Ok(ModelStream {
-            events: output.stream,
-            started,
-        })
+        Ok(ModelStream::new(output.stream, started))
     }
-}
 
-/// The answer as it arrives.
-pub struct ModelStream {
-    events: EventReceiver<SdkEvent, ConverseStreamOutputError>,
-    started: Instant,
-}
-
-impl ModelStream {
-    /// The next event; `None` once Bedrock has closed the stream.
-    pub async fn next(&mut self) -> Option<Result<ModelEvent, BedrockError>> {
-        loop {
-            let event = match self.events.recv().await {
-                Ok(Some(event)) => event,
-                Ok(None) => return None,
-                Err(err) => return Some(Err(err.into())),
-            };
-            match event {
-                SdkEvent::ContentBlockDelta(block) => {
-                    if let Some(ContentBlockDelta::Text(text)) = block.delta {
-                        if !text.is_empty() {
-                            return Some(Ok(ModelEvent::Text(text)));
-                        }
-                    }
-                }
-                SdkEvent::MessageStop(stop) => {
-                    return Some(Ok(ModelEvent::Stop(StopReason(
-                        stop.stop_reason.as_str().to_owned(),
-                    ))))
-                }
-                SdkEvent::Metadata(meta) => {
-                    let usage = meta.usage.as_ref();
-                    let to_u32 = |n: i32| u32::try_from(n).unwrap_or(0);
-                    return Some(Ok(ModelEvent::Usage(TokenUsage {
-                        input_tokens: usage.map_or(0, |u| to_u32(u.input_tokens)),
-                        output_tokens: usage.map_or(0, |u| to_u32(u.output_tokens)),
-                        total_tokens: usage.map_or(0, |u| to_u32(u.total_tokens)),
-                        latency_ms: meta
-                            .metrics
-                            .as_ref()
-                            .and_then(|m| u64::try_from(m.latency_ms).ok())
-                            .unwrap_or_else(|| self.started.elapsed().as_millis() as u64),
-                    })));
-                }
-                // Message/block start and stop carry nothing we show; tool use
-                // and reasoning blocks are not offered yet.
-                _ => {}
-            }
-        }
+    /// Starts an answer that may call `tools` (with `input.tools` offered):
+    /// the first response starts here, like [`Self::converse_stream`]; the
+    /// tool rounds follow inside the returned stream.
+    pub async fn answer(
+        &self,
+        input: ConverseInput,
+        tools: Option<AnswerTools>,
+    ) -> Result<AnswerStream, BedrockError> {
+        let first = self.converse_stream(&input).await?;
+        Ok(AnswerStream::new(self.clone(), input, first, tools))
     }
 }

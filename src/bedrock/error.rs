@@ -29,6 +29,8 @@ pub enum ErrorKind {
     ConnectionLost,
     /// The request could not be built or sent (configuration, credentials).
     Setup,
+    /// The model asked for tools more rounds than one answer may take.
+    ToolRounds,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +60,7 @@ impl BedrockError {
             ErrorKind::ModelError => "The model stopped with an error while answering. Try again.",
             ErrorKind::ConnectionLost => "The connection to the model was lost. Try again.",
             ErrorKind::Setup => "The server could not reach Amazon Bedrock. Check its AWS configuration.",
+            ErrorKind::ToolRounds => "The model kept calling tools past the most rounds one answer may take on this server, so the answer was ended. Ask again more narrowly, or turn some tools off.",
         };
         match self.kind {
             // Bedrock's validation text says what to change; pass it on.
@@ -71,7 +74,7 @@ impl BedrockError {
     pub fn retryable(&self) -> bool {
         !matches!(
             self.kind,
-            ErrorKind::Validation | ErrorKind::AccessDenied | ErrorKind::Setup
+            ErrorKind::Validation | ErrorKind::AccessDenied | ErrorKind::Setup | ErrorKind::ToolRounds
         )
     }
 }
@@ -158,6 +161,7 @@ impl From<BedrockError> for ErrorInfo {
             ErrorKind::ModelError => ErrorCode::ModelError,
             ErrorKind::ConnectionLost => ErrorCode::ConnectionLost,
             ErrorKind::Setup => ErrorCode::BedrockUnreachable,
+            ErrorKind::ToolRounds => ErrorCode::ToolRoundsExceeded,
         };
         tracing::warn!(error = %err, "bedrock call failed");
         ErrorInfo::new(code, err.user_message(), err.retryable())

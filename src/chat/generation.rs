@@ -14,6 +14,9 @@
 //! * Stop is an explicit request ([`Generation::cancel`]): the Bedrock stream
 //!   is dropped at once and every listener sees `done` with
 //!   `stop_reason: "stopped"`.
+//! * Tool rounds happen inside the answer's stream ([`AnswerStream`]): their
+//!   events are logged, replayed and resumed like text, and Stop drops the
+//!   running calls with the Bedrock stream.
 //! * With no listener for the grace period (a much shorter one before the
 //!   first delta), the Bedrock stream is dropped and the answer stored as
 //!   `interrupted`.
@@ -29,7 +32,7 @@ use super::{
     relay::{encode, AnswerEvents, Step},
     Done, ErrorInfo, StreamEvent, STOPPED_REASON,
 };
-use crate::{bedrock::ModelStream, conversations::MessageStatus, sse};
+use crate::{bedrock::AnswerStream, conversations::MessageStatus, sse};
 use bytes::Bytes;
 use futures::Stream;
 use std::{
@@ -303,7 +306,7 @@ impl Generations {
         owner: &str,
         answer_id: String,
         start: Bytes,
-        model: ModelStream,
+        model: AnswerStream,
         recorder: AnswerRecorder,
         reservation: Reservation,
         labels: AnswerLabels,
@@ -497,7 +500,7 @@ impl Generation {
     /// event, so `done` always means "stored".
     async fn run(
         self: Arc<Self>,
-        mut model: ModelStream,
+        mut model: AnswerStream,
         mut recorder: AnswerRecorder,
         timing: Timing,
         labels: AnswerLabels,
@@ -559,6 +562,17 @@ impl Generation {
                             self.has_text.store(true, Ordering::Relaxed);
                             recorder.text(&delta.text);
                         }
+                        StreamEvent::Reasoning(delta) => {
+                            self.has_text.store(true, Ordering::Relaxed);
+                            recorder.reasoning(&delta.text);
+                        }
+                        StreamEvent::ReasoningRedacted(_) => recorder.reasoning_redacted(),
+                        StreamEvent::ToolCall(call) => {
+                            self.has_text.store(true, Ordering::Relaxed);
+                            recorder.tool_call(&call.id, &call.name);
+                        }
+                        StreamEvent::ToolInput(input) => recorder.tool_input(&input.id, &input.fragment),
+                        StreamEvent::ToolResult(result) => recorder.tool_result(result),
                         StreamEvent::Usage(usage) => recorder.usage(*usage),
                         _ => {}
                     }

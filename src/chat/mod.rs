@@ -14,9 +14,19 @@
 //! |---------|------------------------------------------------------------------------|
 //! | `start` | [`Started`]: the message is stored; the conversation's id and title    |
 //! | `delta` | [`Delta`] `{"text": "..."}`: append to the answer                       |
-//! | `usage` | [`Usage`] `{"input_tokens", "output_tokens", "total_tokens", "latency_ms"}` |
+//! | `reasoning` | [`Delta`] `{"text": "..."}`: append to the answer's thinking |
+//! | `reasoning_redacted` | `{}`: the model thought, encrypted (shown as such) |
+//! | `tool_call` | [`ToolCallStarted`] `{"id", "name"}`: the model began a tool call |
+//! | `tool_input` | [`ToolInput`] `{"id", "fragment"}`: append to that call's arguments (JSON text) |
+//! | `tool_running` | [`ToolRunning`] `{"id"}`: the arguments are complete; the tool runs |
+//! | `tool_result` | [`ToolFinished`] `{"id", "ok", "content", "duration_ms"}`: the call ended |
+//! | `usage` | [`Usage`] `{"input_tokens", "output_tokens", "total_tokens", "latency_ms"}` (summed over tool rounds) |
 //! | `error` | [`ErrorInfo`] `{"code", "message", "retryable"}`: the answer ends here  |
 //! | `done`  | [`Done`] `{"stop_reason": "end_turn"}`: the answer ended (`"stopped"`: by Stop) |
+//!
+//! Text after a tool call, or after thinking, starts a new part of the
+//! answer: a client keeps the parts in the order their events came. A
+//! client ignores event names it does not know.
 //!
 //! `start` comes first. Exactly one of `error` or `done` ends a stream, and
 //! only after the answer is stored. Errors found before the message is
@@ -42,6 +52,8 @@ pub mod generation;
 pub mod record;
 #[cfg(feature = "ssr")]
 pub mod relay;
+#[cfg(feature = "ssr")]
+pub mod turns;
 #[cfg(feature = "ssr")]
 pub mod validate;
 
@@ -94,6 +106,9 @@ pub struct SendRequest {
     /// answered (a new chat's system prompt, temperature, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<crate::conversations::ConversationSettings>,
+    /// The browser's IANA time zone (`Asia/Seoul`), for the time tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// First event of a stream: the user's message is stored.
@@ -133,11 +148,46 @@ impl Done {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallStarted {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInput {
+    pub id: String,
+    pub fragment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRunning {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolFinished {
+    pub id: String,
+    /// False: the tool failed, was refused or timed out (`content` says why).
+    pub ok: bool,
+    pub content: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redacted {}
+
 /// One event of the answer stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
     Start(Started),
     Delta(Delta),
+    Reasoning(Delta),
+    ReasoningRedacted(Redacted),
+    ToolCall(ToolCallStarted),
+    ToolInput(ToolInput),
+    ToolRunning(ToolRunning),
+    ToolResult(ToolFinished),
     Usage(Usage),
     Error(ErrorInfo),
     Done(Done),
@@ -149,6 +199,12 @@ impl StreamEvent {
         match self {
             StreamEvent::Start(_) => "start",
             StreamEvent::Delta(_) => "delta",
+            StreamEvent::Reasoning(_) => "reasoning",
+            StreamEvent::ReasoningRedacted(_) => "reasoning_redacted",
+            StreamEvent::ToolCall(_) => "tool_call",
+            StreamEvent::ToolInput(_) => "tool_input",
+            StreamEvent::ToolRunning(_) => "tool_running",
+            StreamEvent::ToolResult(_) => "tool_result",
             StreamEvent::Usage(_) => "usage",
             StreamEvent::Error(_) => "error",
             StreamEvent::Done(_) => "done",
@@ -161,6 +217,12 @@ impl StreamEvent {
         Some(match name {
             "start" => serde_json::from_str(data).map(StreamEvent::Start),
             "delta" => serde_json::from_str(data).map(StreamEvent::Delta),
+            "reasoning" => serde_json::from_str(data).map(StreamEvent::Reasoning),
+            "reasoning_redacted" => serde_json::from_str(data).map(StreamEvent::ReasoningRedacted),
+            "tool_call" => serde_json::from_str(data).map(StreamEvent::ToolCall),
+            "tool_input" => serde_json::from_str(data).map(StreamEvent::ToolInput),
+            "tool_running" => serde_json::from_str(data).map(StreamEvent::ToolRunning),
+            "tool_result" => serde_json::from_str(data).map(StreamEvent::ToolResult),
             "usage" => serde_json::from_str(data).map(StreamEvent::Usage),
             "error" => serde_json::from_str(data).map(StreamEvent::Error),
             "done" => serde_json::from_str(data).map(StreamEvent::Done),

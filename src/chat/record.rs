@@ -1,6 +1,9 @@
 //! Keeps the answer being relayed so that it is stored however it ends.
 //!
 //! Invariants:
+//! * The relay feeds the recorder each event of the answer: text, thinking,
+//!   tool calls and their results, kept in order as the answer's blocks.
+//!   A tool result is checkpointed as soon as it arrives.
 //! * The relay feeds the recorder each delta. Every `checkpoint.every` or
 //!   `checkpoint.bytes` of new text, the text so far is saved from a task of
 //!   its own (one at a time; the relay never waits for the database), so a
@@ -13,8 +16,9 @@
 //!   runtime shutting down), the recorder stores what it has as
 //!   `interrupted` from a task of its own when it is dropped.
 
-use super::{ErrorInfo, Usage};
+use super::{ErrorInfo, ToolFinished, Usage};
 use crate::conversations::{
+    blocks::{self, AnswerBlock, ToolCall, ToolResult},
     store::{FinishedAnswer, Store, StoreError, StoreErrorKind},
     MessageStatus,
 };
@@ -38,9 +42,9 @@ pub struct AnswerRecorder {
     started: Instant,
     finished: bool,
     checkpoints: Checkpoints,
-    /// When the last checkpoint began, and how much text it saved.
+    /// When the last checkpoint began, and the bytes written since.
     checkpointed_at: Instant,
-    checkpointed_len: usize,
+    written_since_checkpoint: usize,
     checkpoint: Option<JoinHandle<()>>,
     /// How many checkpoints were written (for figures).
     checkpoint_count: usize,
@@ -67,6 +71,7 @@ impl AnswerRecorder {
                 answer_id: answer.answer_id,
                 conversation_id: answer.conversation_id,
                 content: String::new(),
+                blocks: Vec::new(),
                 status: MessageStatus::Streaming,
                 usage: None,
                 first_token_ms: None,
@@ -77,19 +82,73 @@ impl AnswerRecorder {
             finished: false,
             checkpoints,
             checkpointed_at: Instant::now(),
-            checkpointed_len: 0,
+            written_since_checkpoint: 0,
             checkpoint: None,
             checkpoint_count: 0,
         }
     }
 
-    pub fn text(&mut self, text: &str) {
+    /// The first thing the model wrote (text or thinking) arrived now.
+    fn mark_first_token(&mut self) {
         if self.answer.first_token_ms.is_none() {
             self.answer.first_token_ms = Some(self.started.elapsed().as_millis() as u64);
         }
+    }
+
+    pub fn text(&mut self, text: &str) {
+        self.mark_first_token();
         self.answer.content.push_str(text);
-        let grown = self.answer.content.len() - self.checkpointed_len;
-        if grown >= self.checkpoints.bytes || self.checkpointed_at.elapsed() >= self.checkpoints.every {
+        blocks::push_text(&mut self.answer.blocks, text);
+        self.maybe_checkpoint(text.len());
+    }
+
+    pub fn reasoning(&mut self, text: &str) {
+        self.mark_first_token();
+        blocks::push_reasoning(&mut self.answer.blocks, text);
+        self.maybe_checkpoint(text.len());
+    }
+
+    pub fn reasoning_redacted(&mut self) {
+        self.answer.blocks.push(AnswerBlock::Reasoning {
+            text: String::new(),
+            redacted: true,
+        });
+    }
+
+    pub fn tool_call(&mut self, id: &str, name: &str) {
+        self.answer.blocks.push(AnswerBlock::Tool(ToolCall {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            input: String::new(),
+            result: None,
+        }));
+    }
+
+    pub fn tool_input(&mut self, id: &str, fragment: &str) {
+        if let Some(call) = blocks::tool_call_mut(&mut self.answer.blocks, id) {
+            call.input.push_str(fragment);
+        }
+    }
+
+    /// A call ended: saved at once, not with the next checkpoint.
+    pub fn tool_result(&mut self, finished: &ToolFinished) {
+        if let Some(call) = blocks::tool_call_mut(&mut self.answer.blocks, &finished.id) {
+            call.result = Some(ToolResult {
+                ok: finished.ok,
+                content: finished.content.clone(),
+                duration_ms: finished.duration_ms,
+            });
+        }
+        self.save_checkpoint();
+    }
+
+    /// Checkpoints when enough was written, or enough time passed, since the
+    /// last one. (`grown` counts text and thinking alike.)
+    fn maybe_checkpoint(&mut self, grown: usize) {
+        self.written_since_checkpoint += grown;
+        if self.written_since_checkpoint >= self.checkpoints.bytes
+            || self.checkpointed_at.elapsed() >= self.checkpoints.every
+        {
             self.save_checkpoint();
         }
     }
@@ -104,13 +163,14 @@ impl AnswerRecorder {
             return;
         };
         self.checkpointed_at = Instant::now();
-        self.checkpointed_len = self.answer.content.len();
+        self.written_since_checkpoint = 0;
         self.checkpoint_count += 1;
         let store = self.store.clone();
         let id = self.answer.answer_id.clone();
         let content = self.answer.content.clone();
+        let blocks = self.answer.blocks.clone();
         self.checkpoint = Some(runtime.spawn(async move {
-            if let Err(err) = store.checkpoint(&id, &content).await {
+            if let Err(err) = store.checkpoint(&id, &content, &blocks).await {
                 // The next checkpoint, or the final save, writes it again.
                 tracing::warn!(error = %err, answer = %id, "could not checkpoint an answer");
             }

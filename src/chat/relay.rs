@@ -10,7 +10,10 @@
 //! task, no lock), and when the client goes away hyper drops the body, which
 //! drops the Bedrock stream with it: generation (and billing) stops at once.
 
-use super::{Delta, Done, ErrorInfo, StreamEvent, Usage};
+use super::{
+    Delta, Done, ErrorInfo, Redacted, StreamEvent, ToolCallStarted, ToolFinished, ToolInput, ToolRunning,
+    Usage,
+};
 use crate::{
     bedrock::{BedrockError, ErrorKind, ModelEvent, ModelStream, TokenUsage},
     sse,
@@ -44,6 +47,27 @@ impl AnswerEvents {
     pub fn step(&mut self, next: Option<Result<ModelEvent, BedrockError>>) -> Step {
         match next {
             Some(Ok(ModelEvent::Text(text))) => Step::Event(StreamEvent::Delta(Delta { text })),
+            Some(Ok(ModelEvent::Reasoning(text))) => Step::Event(StreamEvent::Reasoning(Delta { text })),
+            Some(Ok(ModelEvent::ReasoningRedacted)) => {
+                Step::Event(StreamEvent::ReasoningRedacted(Redacted {}))
+            }
+            Some(Ok(ModelEvent::ToolCall { id, name })) => {
+                Step::Event(StreamEvent::ToolCall(ToolCallStarted { id, name }))
+            }
+            Some(Ok(ModelEvent::ToolInput { id, fragment })) => {
+                Step::Event(StreamEvent::ToolInput(ToolInput { id, fragment }))
+            }
+            Some(Ok(ModelEvent::ToolRunning { id })) => {
+                Step::Event(StreamEvent::ToolRunning(ToolRunning { id }))
+            }
+            Some(Ok(ModelEvent::ToolResult { id, result })) => {
+                Step::Event(StreamEvent::ToolResult(ToolFinished {
+                    id,
+                    ok: result.ok,
+                    content: result.content,
+                    duration_ms: result.duration_ms,
+                }))
+            }
             Some(Ok(ModelEvent::Stop(reason))) => {
                 self.stop_reason = Some(reason.0);
                 Step::Nothing
@@ -72,7 +96,18 @@ pub trait WireFormat: Send + 'static {
 pub fn encode(id: u64, event: &StreamEvent) -> Bytes {
     match event {
         StreamEvent::Start(s) => sse::encode::event(id, event.name(), s, 256 + s.title.len()),
-        StreamEvent::Delta(d) => sse::encode::event(id, event.name(), d, d.text.len() + 16),
+        StreamEvent::Delta(d) | StreamEvent::Reasoning(d) => {
+            sse::encode::event(id, event.name(), d, d.text.len() + 16)
+        }
+        StreamEvent::ReasoningRedacted(r) => sse::encode::event(id, event.name(), r, 8),
+        StreamEvent::ToolCall(c) => sse::encode::event(id, event.name(), c, c.id.len() + c.name.len() + 32),
+        StreamEvent::ToolInput(i) => {
+            sse::encode::event(id, event.name(), i, i.id.len() + i.fragment.len() + 40)
+        }
+        StreamEvent::ToolRunning(r) => sse::encode::event(id, event.name(), r, r.id.len() + 16),
+        StreamEvent::ToolResult(r) => {
+            sse::encode::event(id, event.name(), r, r.id.len() + r.content.len() + 64)
+        }
         StreamEvent::Usage(u) => sse::encode::event(id, event.name(), u, 96),
         StreamEvent::Error(e) => sse::encode::event(id, event.name(), e, e.message.len() + 64),
         StreamEvent::Done(d) => sse::encode::event(id, event.name(), d, 32),
@@ -127,8 +162,9 @@ impl WireFormat for SeedFormat {
                 Some(Bytes::from(frame))
             }
             StreamEvent::Done(_) => Some(Bytes::from_static(SEED_DONE)),
-            // The seed's client knows neither our `start` nor usage figures.
-            StreamEvent::Start(_) | StreamEvent::Usage(_) => None,
+            // The seed's client knows only text: not our `start`, usage
+            // figures, thinking or tool calls.
+            _ => None,
         }
     }
 }

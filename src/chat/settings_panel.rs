@@ -1,5 +1,6 @@
-//! The settings of one conversation: system prompt, temperature and max
-//! tokens (the model has its picker in the top bar).
+//! The settings of one conversation: system prompt, temperature, max
+//! tokens, the tools the model may call and thinking (the model has its
+//! picker in the top bar).
 //!
 //! A field left empty means the server's default, which the field shows as
 //! its placeholder. An existing conversation stores its settings at once
@@ -31,7 +32,12 @@ pub fn SettingsPanel(
     let prompt = RwSignal::new(String::new());
     let temperature = RwSignal::new(String::new());
     let max_tokens = RwSignal::new(String::new());
+    let tools_on = RwSignal::new(Vec::<String>::new());
+    let thinking = RwSignal::new(false);
+    let budget = RwSignal::new(String::new());
     let outcome = RwSignal::new(None::<Outcome>);
+    let default_tools = page.tools_on_by_default.clone();
+    let default_tools_for_form = StoredValue::new(page.tools_on_by_default.clone());
     // The form shows the settings as they are whenever they change: another
     // conversation loaded, or a save answered.
     Effect::new(move |_| {
@@ -39,8 +45,15 @@ pub fn SettingsPanel(
             prompt.set(s.system_prompt.clone().unwrap_or_default());
             temperature.set(s.temperature.map(|t| t.to_string()).unwrap_or_default());
             max_tokens.set(s.max_tokens.map(|n| n.to_string()).unwrap_or_default());
+            tools_on.set(s.tools.clone().unwrap_or_else(|| default_tools.clone()));
+            thinking.set(s.thinking_budget.is_some());
+            budget.set(s.thinking_budget.map(|n| n.to_string()).unwrap_or_default());
         })
     });
+    // Thinking is offered for models that can think.
+    let models = page.models.clone();
+    let can_think = Memo::new(move |_| model.with(|id| models.iter().any(|m| &m.id == id && m.reasoning)));
+    let default_budget = page.default_thinking_budget;
 
     let max_output_tokens = page.max_output_tokens;
     let max_prompt_chars = page.max_system_prompt_chars;
@@ -64,11 +77,24 @@ pub fn SettingsPanel(
         if prompt.chars().count() > max_prompt_chars {
             return None;
         }
+        let thinking_budget = match (thinking.get_untracked(), budget.get_untracked().trim()) {
+            (false, _) => None,
+            (true, "") => Some(default_budget),
+            (true, n) => Some(n.parse::<u32>().ok()?),
+        };
         Some(ConversationSettings {
             model_id: Some(model.get_untracked()),
             system_prompt: (!prompt.is_empty()).then(|| prompt.to_owned()),
             temperature,
             max_tokens,
+            // Left to the server's defaults unless the user changed them.
+            tools: tools_on.with_untracked(|on| {
+                let same = default_tools_for_form.with_value(|defaults| {
+                    on.len() == defaults.len() && on.iter().all(|name| defaults.contains(name))
+                });
+                (!same).then(|| on.clone())
+            }),
+            thinking_budget,
         })
     };
     let store = move |wanted: ConversationSettings| {
@@ -102,6 +128,8 @@ pub fn SettingsPanel(
         })
     };
 
+    let offered_tools = page.tools.clone();
+    let tool_list = page.tools.clone();
     let default_prompt = page.default_system_prompt.clone();
     let default_temperature = page.default_temperature.to_string();
     let default_max_tokens = page.default_max_tokens.to_string();
@@ -152,6 +180,64 @@ pub fn SettingsPanel(
                         />
                     </label>
                 </div>
+                <Show when=move || !offered_tools.is_empty()>
+                    <fieldset class="field tools-field">
+                        <legend>{move || i18n.t().tools_label}</legend>
+                        {tool_list.iter().map(|name| {
+                            let name = name.clone();
+                            let checked_name = name.clone();
+                            let toggled_name = name.clone();
+                            view! {
+                                <label class="check">
+                                    <input
+                                        type="checkbox"
+                                        name="tools"
+                                        value=name.clone()
+                                        prop:checked=move || tools_on.with(|on| on.contains(&checked_name))
+                                        on:change=move |ev| {
+                                            let on = event_target_checked(&ev);
+                                            tools_on.update(|list| {
+                                                list.retain(|n| n != &toggled_name);
+                                                if on {
+                                                    list.push(toggled_name.clone());
+                                                }
+                                            });
+                                        }
+                                    />
+                                    <span>{move || (i18n.t().tool_name)(&name)}</span>
+                                </label>
+                            }
+                        }).collect_view()}
+                    </fieldset>
+                </Show>
+                <Show when=move || can_think.get()>
+                    <div class="field-row thinking-field">
+                        <label class="check">
+                            <input
+                                type="checkbox"
+                                name="thinking"
+                                prop:checked=move || thinking.get()
+                                on:change=move |ev| thinking.set(event_target_checked(&ev))
+                            />
+                            <span>{move || i18n.t().thinking_switch}</span>
+                        </label>
+                        <label class="field">
+                            <span>{move || i18n.t().thinking_budget}</span>
+                            <input
+                                name="thinking_budget"
+                                type="number"
+                                min="1024"
+                                step="256"
+                                inputmode="numeric"
+                                placeholder=default_budget.to_string()
+                                prop:disabled=move || !thinking.get()
+                                prop:value=move || budget.get()
+                                on:input=move |ev| budget.set(event_target_value(&ev))
+                            />
+                            <small>{move || i18n.t().thinking_hint}</small>
+                        </label>
+                    </div>
+                </Show>
                 <div class="settings-actions">
                     <button type="submit" class="save-settings">{move || i18n.t().settings_save}</button>
                     <button type="button" class="small reset-settings" on:click=move |_| reset()>

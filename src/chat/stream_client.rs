@@ -127,7 +127,7 @@ impl Opening {
                 model_id,
             } => (
                 format!("{}/{conversation_id}/regenerate", crate::conversations::API_PATH),
-                serde_json::json!({ "model_id": model_id }).to_string(),
+                serde_json::json!({ "model_id": model_id, "time_zone": browser_time_zone() }).to_string(),
             ),
             Opening::Edit {
                 conversation_id,
@@ -139,6 +139,16 @@ impl Opening {
             Opening::Follow { answer_id } => return Err(answer_id),
         })
     }
+}
+
+/// The browser's IANA time zone (`Intl.DateTimeFormat().resolvedOptions()`),
+/// sent with each message for the time tool.
+pub fn browser_time_zone() -> Option<String> {
+    let format = js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &js_sys::Object::new());
+    js_sys::Reflect::get(&format.resolved_options(), &"timeZone".into())
+        .ok()
+        .and_then(|zone| zone.as_string())
+        .filter(|zone| !zone.is_empty())
 }
 
 /// Opens an answer stream. `on_event` sees every event in order, exactly

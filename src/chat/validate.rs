@@ -4,9 +4,8 @@
 use super::{ChatRequest, ErrorInfo, Role, SendRequest};
 use crate::errors::ErrorCode;
 use crate::{
-    bedrock::Turn,
-    conversations::{store::ModelChoice, ConversationId, ConversationSettings},
-    settings::Settings,
+    conversations::{history::HistoryTurn, store::ModelChoice, ConversationId, ConversationSettings},
+    settings::{Settings, MIN_THINKING_BUDGET},
 };
 
 /// A new message that passed every check.
@@ -102,12 +101,78 @@ pub fn validate_settings(
             ));
         }
     }
+    let tools = match &requested.tools {
+        None => None,
+        Some(names) => {
+            let offered = &settings.tools.offered;
+            if let Some(unknown) = names.iter().find(|name| !offered.contains(name)) {
+                return Err(ErrorInfo::refused(
+                    ErrorCode::UnknownTool,
+                    if offered.is_empty() {
+                        format!("{unknown:?} is not a tool of this server; it offers none.")
+                    } else {
+                        format!(
+                            "{unknown:?} is not a tool of this server. It offers: {}.",
+                            offered.join(", ")
+                        )
+                    },
+                ));
+            }
+            // In the operator's order, each once.
+            Some(
+                offered
+                    .iter()
+                    .filter(|name| names.contains(name))
+                    .cloned()
+                    .collect(),
+            )
+        }
+    };
+    let thinking_budget = match requested.thinking_budget {
+        None | Some(0) => None,
+        Some(budget) => {
+            // Bedrock wants max tokens above the budget. One the user chose
+            // is held to that; the server's default is raised to fit when
+            // the answer is asked for.
+            if budget < MIN_THINKING_BUDGET || requested.max_tokens.is_some_and(|max| budget >= max) {
+                return Err(ErrorInfo::refused(
+                    ErrorCode::BadThinking,
+                    match requested.max_tokens {
+                        Some(max) if budget >= MIN_THINKING_BUDGET => format!(
+                            "A thinking budget must be less than the answer's max tokens ({max}); {budget} is not. Raise max tokens or lower the budget."
+                        ),
+                        _ => format!(
+                            "A thinking budget must be at least {MIN_THINKING_BUDGET} tokens; {budget} is not."
+                        ),
+                    },
+                ));
+            }
+            Some(budget)
+        }
+    };
     Ok(ConversationSettings {
         model_id,
         system_prompt,
         temperature: requested.temperature,
         max_tokens: requested.max_tokens,
+        tools,
+        thinking_budget,
     })
+}
+
+/// The browser's time zone, when it sent one: an IANA name this server knows.
+pub fn check_time_zone(zone: Option<&str>) -> Result<Option<String>, ErrorInfo> {
+    match zone.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(name) if name.len() <= 64 && jiff::tz::db().get(name).is_ok() => Ok(Some(name.to_owned())),
+        Some(name) => Err(ErrorInfo::refused(
+            ErrorCode::BadTimeZone,
+            format!(
+                "{:?} is not a time zone this server knows. Send an IANA name such as \"Asia/Seoul\", or none.",
+                name.chars().take(64).collect::<String>()
+            ),
+        )),
+    }
 }
 
 /// Control characters other than line breaks and tabs.
@@ -197,7 +262,7 @@ pub fn pick_model<'a>(requested: Option<&'a str>, settings: &'a Settings) -> Res
 #[derive(Debug)]
 pub struct ValidChat<'a> {
     pub model_id: &'a str,
-    pub turns: Vec<Turn<'a>>,
+    pub turns: Vec<HistoryTurn>,
 }
 
 pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<ValidChat<'a>, ErrorInfo> {
@@ -257,10 +322,7 @@ pub fn validate<'a>(request: &'a ChatRequest, settings: &'a Settings) -> Result<
         model_id,
         turns: messages
             .iter()
-            .map(|m| Turn {
-                from_user: m.role == Role::User,
-                text: &m.content,
-            })
+            .map(|m| HistoryTurn::text(m.role, m.content.clone()))
             .collect(),
     })
 }
@@ -344,10 +406,22 @@ mod tests {
                 system_prompt: Some("  Be brief.  ".into()),
                 temperature: Some(0.2),
                 max_tokens: Some(100),
+                tools: Some(vec![
+                    "calculator".into(),
+                    "current_time".into(),
+                    "calculator".into(),
+                ]),
+                thinking_budget: Some(0),
             },
             &s,
         )
         .unwrap();
+        assert_eq!(
+            ok.tools.as_deref(),
+            Some(&["current_time".to_owned(), "calculator".to_owned()][..]),
+            "the operator's order, each once"
+        );
+        assert_eq!(ok.thinking_budget, None, "0 is off");
         assert_eq!(ok.system_prompt.as_deref(), Some("Be brief."));
         let blank = ConversationSettings {
             system_prompt: Some("   ".into()),
@@ -355,6 +429,24 @@ mod tests {
         };
         assert_eq!(validate_settings(&blank, &s).unwrap().system_prompt, None);
         let code = |c: ConversationSettings| validate_settings(&c, &s).unwrap_err().code;
+        assert_eq!(
+            code(ConversationSettings {
+                tools: Some(vec!["shell".into()]),
+                ..Default::default()
+            }),
+            "unknown_tool"
+        );
+        for budget in [1000, 5000] {
+            assert_eq!(
+                code(ConversationSettings {
+                    thinking_budget: Some(budget),
+                    max_tokens: Some(4096),
+                    ..Default::default()
+                }),
+                "bad_thinking",
+                "{budget}"
+            );
+        }
         assert_eq!(
             code(ConversationSettings {
                 temperature: Some(1.5),

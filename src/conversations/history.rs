@@ -11,12 +11,42 @@
 
 use super::Role;
 use super::StoredMessage;
+use super::{blocks::has_more_than_text, AnswerBlock};
 
 /// One message as the model will see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryTurn {
     pub role: Role,
     pub text: String,
+    /// An answer's parts, when it has more than text (tool calls are sent
+    /// back as the messages they were; see `chat::turns`).
+    pub blocks: Vec<AnswerBlock>,
+}
+
+impl HistoryTurn {
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Self {
+            role,
+            text: text.into(),
+            blocks: Vec::new(),
+        }
+    }
+
+    /// Its estimated tokens: text, and tool calls' arguments and results.
+    fn tokens(&self) -> usize {
+        let tools: usize = self
+            .blocks
+            .iter()
+            .map(|b| match b {
+                AnswerBlock::Tool(call) => {
+                    estimate_tokens(&call.input)
+                        + call.result.as_ref().map_or(0, |r| estimate_tokens(&r.content))
+                }
+                _ => 0,
+            })
+            .sum();
+        estimate_tokens(&self.text) + tools
+    }
 }
 
 /// A rough token count: about three bytes of UTF-8 per token. It overcounts
@@ -37,13 +67,19 @@ pub fn build(
     let mut turns: Vec<HistoryTurn> = Vec::with_capacity(earlier.len() + 1);
     let messages = earlier
         .iter()
-        .filter(|m| !m.content.trim().is_empty())
-        .map(|m| (m.role, m.content.as_str()))
-        .chain(std::iter::once((Role::User, latest)));
-    for (role, text) in messages {
+        .filter(|m| !m.content.trim().is_empty() || has_more_than_text(&m.blocks))
+        .map(|m| (m.role, m.content.as_str(), m.blocks.as_slice()))
+        .chain(std::iter::once((Role::User, latest, &[][..])));
+    for (role, text, blocks) in messages {
+        let blocks = if has_more_than_text(blocks) {
+            blocks.to_vec()
+        } else {
+            Vec::new()
+        };
         match turns.last_mut() {
             Some(last) if last.role == role && role == Role::Assistant => {
                 last.text = text.to_owned();
+                last.blocks = blocks;
             }
             Some(last) if last.role == role => {
                 last.text.push_str("\n\n");
@@ -53,6 +89,7 @@ pub fn build(
             _ => turns.push(HistoryTurn {
                 role,
                 text: text.to_owned(),
+                blocks,
             }),
         }
     }
@@ -63,14 +100,14 @@ pub fn build(
 /// fits. The newest turn, the user's message, is kept even when it alone is
 /// over the budget: the model then answers, or says it is too long.
 pub fn trim(turns: Vec<HistoryTurn>, token_budget: usize, max_messages: usize) -> Vec<HistoryTurn> {
-    let mut total: usize = turns.iter().map(|t| estimate_tokens(&t.text)).sum();
+    let mut total: usize = turns.iter().map(HistoryTurn::tokens).sum();
     let mut start = 0;
     while turns.len() - start > 1 && (total > token_budget || turns.len() - start > max_messages) {
         // Remove one user turn and the answer after it, so the history still
         // starts with the user.
         for _ in 0..2 {
             if turns.len() - start > 1 {
-                total -= estimate_tokens(&turns[start].text);
+                total -= turns[start].tokens();
                 start += 1;
             }
         }
@@ -95,6 +132,7 @@ mod tests {
             duration_ms: None,
             error: None,
             created_at: 0,
+            blocks: Vec::new(),
         }
     }
 

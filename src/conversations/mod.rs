@@ -36,9 +36,11 @@ pub mod history;
 #[cfg(feature = "ssr")]
 pub mod store;
 
+pub mod blocks;
 pub mod client;
 mod ids;
 
+pub use blocks::{AnswerBlock, ToolCall, ToolResult};
 pub use ids::{is_valid_id, ConversationId, MessageId};
 
 pub const API_PATH: &str = "/api/conversations";
@@ -67,6 +69,9 @@ pub enum Role {
 pub struct ModelOption {
     pub id: String,
     pub label: String,
+    /// It can think before answering (`[bedrock] reasoning_models`).
+    #[serde(default)]
+    pub reasoning: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +162,10 @@ pub struct StoredMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
     pub created_at: i64,
+    /// The answer's parts in order, when it has more than text (reasoning,
+    /// tool calls); `content` is then its text blocks joined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<AnswerBlock>,
 }
 
 /// How one conversation talks to the model, stored with it. Each `None`
@@ -176,6 +185,14 @@ pub struct ConversationSettings {
     /// Most tokens one answer may have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// The tools the model may call, by name; `None`: the server's defaults
+    /// (`[tools] on_by_default`), `[]`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Tokens the model may think for before answering; `None` or 0: it
+    /// does not think. Only for models that can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_budget: Option<u32>,
 }
 
 /// One conversation with its whole transcript, oldest message first.
@@ -197,6 +214,9 @@ pub struct EditRequest {
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
+    /// The browser's IANA time zone, for the time tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -175,8 +175,50 @@ pub struct Strings {
     pub usage_rate: fn(f64) -> String,
     /// Total seconds.
     pub usage_total: fn(f64) -> String,
+    // Thinking and tool calls in an answer.
+    pub thinking: &'static str,
+    pub thought: &'static str,
+    /// Seconds the model thought.
+    pub thought_for: fn(f64) -> String,
+    pub thinking_redacted: &'static str,
+    /// A tool's name as shown (the built-in ones translated).
+    pub tool_name: fn(&str) -> String,
+    pub tool_writing: &'static str,
+    /// Seconds it has run.
+    pub tool_running: fn(u64) -> String,
+    /// Milliseconds it took.
+    pub tool_done: fn(u64) -> String,
+    pub tool_failed: &'static str,
+    pub tool_stopped: &'static str,
+    pub tool_arguments: &'static str,
+    pub tool_result: &'static str,
+    /// `(shown, total)` characters: show the whole result.
+    pub tool_show_all: fn(usize, usize) -> String,
+    // Settings: tools and thinking.
+    pub tools_label: &'static str,
+    pub thinking_switch: &'static str,
+    pub thinking_budget: &'static str,
+    pub thinking_hint: &'static str,
     // Other pages.
     pub not_found: &'static str,
+}
+
+fn tool_name_en(name: &str) -> String {
+    match name {
+        crate::tools::CURRENT_TIME => "Current time".to_owned(),
+        crate::tools::CALCULATOR => "Calculator".to_owned(),
+        crate::tools::SEARCH_CONVERSATIONS => "Search my conversations".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+fn tool_name_ko(name: &str) -> String {
+    match name {
+        crate::tools::CURRENT_TIME => "현재 시각".to_owned(),
+        crate::tools::CALCULATOR => "계산기".to_owned(),
+        crate::tools::SEARCH_CONVERSATIONS => "내 대화 검색".to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 pub const EN: Strings = Strings {
@@ -247,6 +289,23 @@ pub const EN: Strings = Strings {
     usage_first_token: |s| format!("first token {s:.1} s"),
     usage_rate: |r| format!("{r:.0} tokens/s"),
     usage_total: |s| format!("{s:.1} s"),
+    thinking: "Thinking…",
+    thought: "Thought",
+    thought_for: |s| format!("Thought for {s:.1} s"),
+    thinking_redacted: "Part of the thinking was encrypted by the provider and is not shown.",
+    tool_name: tool_name_en,
+    tool_writing: "Preparing…",
+    tool_running: |s| format!("Running… {s} s"),
+    tool_done: |ms| format!("Done in {ms} ms"),
+    tool_failed: "Failed",
+    tool_stopped: "Stopped",
+    tool_arguments: "Arguments",
+    tool_result: "Result",
+    tool_show_all: |shown, total| format!("Show all ({shown} of {total} characters shown)"),
+    tools_label: "Tools the model may use",
+    thinking_switch: "Think before answering",
+    thinking_budget: "Thinking budget (tokens)",
+    thinking_hint: "For models that can think. At least 1024, and less than max tokens; temperature is not used while thinking.",
     not_found: "Page not found.",
 };
 
@@ -317,6 +376,23 @@ pub const KO: Strings = Strings {
     usage_first_token: |s| format!("첫 토큰 {s:.1}초"),
     usage_rate: |r| format!("초당 {r:.0}토큰"),
     usage_total: |s| format!("총 {s:.1}초"),
+    thinking: "생각하는 중…",
+    thought: "생각함",
+    thought_for: |s| format!("{s:.1}초 동안 생각함"),
+    thinking_redacted: "생각의 일부는 제공자가 암호화해서 보여 줄 수 없어요.",
+    tool_name: tool_name_ko,
+    tool_writing: "준비하는 중…",
+    tool_running: |s| format!("실행하는 중… {s}초"),
+    tool_done: |ms| format!("{ms}ms 만에 완료"),
+    tool_failed: "실패",
+    tool_stopped: "중지됨",
+    tool_arguments: "인수",
+    tool_result: "결과",
+    tool_show_all: |shown, total| format!("모두 보기 ({total}자 중 {shown}자 표시)"),
+    tools_label: "모델이 쓸 수 있는 도구",
+    thinking_switch: "답하기 전에 생각하기",
+    thinking_budget: "생각 예산 (토큰)",
+    thinking_hint: "생각할 수 있는 모델만 해당돼요. 1024 이상, 최대 토큰보다 작아야 하며 생각하는 동안 온도는 쓰이지 않아요.",
     not_found: "페이지를 찾을 수 없어요.",
 };
 

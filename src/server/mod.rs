@@ -152,6 +152,9 @@ impl Application {
             default_max_tokens: settings.bedrock.max_tokens,
             max_output_tokens: settings.limits.max_output_tokens,
             max_system_prompt_chars: settings.limits.max_system_prompt_chars,
+            tools: settings.tools.offered.clone(),
+            tools_on_by_default: settings.tools.on_by_default.clone(),
+            default_thinking_budget: settings.bedrock.default_thinking_budget,
             // Chosen per request when the page is rendered (see `page_for_request`).
             locale: crate::i18n::Locale::En,
         };

@@ -33,7 +33,18 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub identity: IdentitySettings,
     pub streams: StreamSettings,
+    pub tools: ToolSettings,
     pub log: LogSettings,
+}
+
+/// `[tools]`: what the model may call, and the bounds on it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToolSettings {
+    pub offered: Vec<String>,
+    pub on_by_default: Vec<String>,
+    pub max_rounds: u32,
+    pub timeout_secs: f64,
+    pub max_result_chars: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -160,6 +171,8 @@ pub struct BedrockSettings {
     pub temperature: f32,
     pub max_attempts: u32,
     pub history_token_budget: usize,
+    pub reasoning_models: Vec<String>,
+    pub default_thinking_budget: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,8 +236,14 @@ impl Settings {
     /// `text` is the settings file (it may set only some keys) and `env`
     /// the environment.
     pub fn from_toml_and_env(text: &str, env: &HashMap<String, String>) -> Result<Self, SettingsError> {
-        let settings: Settings = toml::Value::Table(layers::layered(text, env)?).try_into()?;
+        let mut settings: Settings = toml::Value::Table(layers::layered(text, env)?).try_into()?;
         settings.check()?;
+        let reasoning = settings.bedrock.reasoning_models.clone();
+        for model in &mut settings.bedrock.models {
+            model.reasoning = reasoning
+                .iter()
+                .any(|part| !part.is_empty() && model.id.contains(part.as_str()));
+        }
         Ok(settings)
     }
 
@@ -253,6 +272,36 @@ impl Settings {
             return Err(SettingsError::Invalid(
                 "bedrock.temperature must be within 0..=1".into(),
             ));
+        }
+        let tools = &self.tools;
+        if let Some(unknown) = tools
+            .offered
+            .iter()
+            .find(|name| !crate::tools::BUILT_IN.contains(&name.as_str()))
+        {
+            return Err(SettingsError::Invalid(format!(
+                "tools.offered names {unknown:?}, which is not a tool of this server (built in: {})",
+                crate::tools::BUILT_IN.join(", ")
+            )));
+        }
+        if let Some(stray) = tools
+            .on_by_default
+            .iter()
+            .find(|name| !tools.offered.contains(name))
+        {
+            return Err(SettingsError::Invalid(format!(
+                "tools.on_by_default names {stray:?}, which tools.offered does not list"
+            )));
+        }
+        if tools.max_rounds == 0 || tools.timeout_secs <= 0.0 || tools.max_result_chars == 0 {
+            return Err(SettingsError::Invalid(
+                "tools: max_rounds, timeout_secs and max_result_chars must be positive".into(),
+            ));
+        }
+        if b.default_thinking_budget < MIN_THINKING_BUDGET {
+            return Err(SettingsError::Invalid(format!(
+                "bedrock.default_thinking_budget must be at least {MIN_THINKING_BUDGET}"
+            )));
         }
         let t = &self.streams;
         if !(t.keep_alive_secs > 0.0
@@ -293,7 +342,15 @@ impl Settings {
     }
 }
 
+/// The fewest tokens Bedrock lets a model think for.
+pub const MIN_THINKING_BUDGET: u32 = 1024;
+
 impl BedrockSettings {
+    /// Whether `model_id` is offered and can think before answering.
+    pub fn can_think(&self, model_id: &str) -> bool {
+        self.models.iter().any(|m| m.id == model_id && m.reasoning)
+    }
+
     /// Whether `model_id` is one of the offered models.
     pub fn offers(&self, model_id: &str) -> bool {
         self.models.iter().any(|m| m.id == model_id)
@@ -309,6 +366,7 @@ fn model_options<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ModelOpti
             ModelOption {
                 id: id.trim().to_owned(),
                 label: label.trim().to_owned(),
+                reasoning: false,
             }
         })
         .collect())

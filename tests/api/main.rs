@@ -15,3 +15,4 @@ mod defences;
 mod resume;
 mod seed_compat;
 mod simulator_wire;
+mod tools;

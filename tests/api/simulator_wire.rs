@@ -67,10 +67,7 @@ fn assistant(text: &str) -> Message {
 }
 
 fn sim_msg(role: &str, text: &str) -> SimMessage {
-    SimMessage {
-        role: role.into(),
-        text: text.into(),
-    }
+    SimMessage::text(role, text)
 }
 
 #[derive(Default)]

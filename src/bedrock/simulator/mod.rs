@@ -18,6 +18,7 @@
 //! guard, and hyper drops the body when the connection dies.
 
 mod script;
+mod tools;
 mod wire;
 
 use std::net::SocketAddr;
@@ -52,13 +53,56 @@ pub struct ReceivedRequest {
     pub messages: Vec<SimMessage>,
     pub max_tokens: Option<i32>,
     pub temperature: Option<f32>,
+    /// The names in `toolConfig`; `None` when the request had none.
+    pub tools: Option<Vec<String>>,
+    /// `budget_tokens` when thinking was asked for.
+    pub thinking_budget: Option<i64>,
 }
 
-/// A conversation message reduced to role and text.
+/// A conversation message: its role, the concatenation of its text blocks,
+/// and all its blocks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimMessage {
     pub role: String,
     pub text: String,
+    pub blocks: Vec<SimBlock>,
+}
+
+impl SimMessage {
+    /// A message of plain text.
+    pub fn text(role: &str, text: &str) -> Self {
+        Self {
+            role: role.to_owned(),
+            text: text.to_owned(),
+            blocks: vec![SimBlock::Text(text.to_owned())],
+        }
+    }
+
+    /// Whether this is a message the user wrote (not only tool results).
+    pub fn is_user_text(&self) -> bool {
+        self.role == "user" && !self.text.is_empty()
+    }
+}
+
+/// One content block of a request's message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SimBlock {
+    Text(String),
+    ToolUse {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    ToolResult {
+        id: String,
+        error: bool,
+        text: String,
+    },
+    Reasoning {
+        text: String,
+        signature: Option<String>,
+    },
+    RedactedReasoning,
 }
 
 /// The full deterministic answer the simulator streams for this conversation
@@ -289,7 +333,7 @@ async fn converse(State(shared): State<Arc<Shared>>, Path(model_id): Path<String
         &text,
         plan.stop_reason,
         plan.input_tokens,
-        plan.pieces.len() as i32,
+        plan.output_tokens(),
         started.elapsed().as_millis() as i64,
     );
     with_request_id(&shared, wire::json_body(&body))
@@ -297,8 +341,12 @@ async fn converse(State(shared): State<Arc<Shared>>, Path(model_id): Path<String
 
 enum Phase {
     Start,
+    /// Reasoning (and a redacted block) before the text.
+    Reasoning(std::vec::IntoIter<Bytes>),
     Tokens,
     BlockStop,
+    /// Tool calls after the text.
+    Tools(std::vec::IntoIter<Bytes>),
     MessageStop,
     Metadata,
     Done,
@@ -309,25 +357,88 @@ struct Play {
     next: usize,
     phase: Phase,
     started: Instant,
+    /// `contentBlockIndex` of the text block.
+    text_index: usize,
+}
+
+/// Input fragments of a tool call are this many characters, as Bedrock
+/// sends arguments in pieces.
+const TOOL_INPUT_PIECE: usize = 8;
+
+/// The frames of the reasoning blocks (index 0, and 1 when redacted).
+fn reasoning_frames(plan: &Plan) -> Vec<Bytes> {
+    let Some(reasoning) = &plan.reasoning else {
+        return Vec::new();
+    };
+    let mut frames: Vec<Bytes> = reasoning
+        .pieces
+        .iter()
+        .map(|piece| wire::reasoning_delta(0, serde_json::json!({ "text": piece })))
+        .collect();
+    frames.push(wire::reasoning_delta(
+        0,
+        serde_json::json!({ "signature": reasoning.signature }),
+    ));
+    frames.push(wire::content_block_stop(0));
+    if reasoning.redacted {
+        // Base64 of opaque bytes, as Bedrock sends encrypted reasoning.
+        frames.push(wire::reasoning_delta(
+            1,
+            serde_json::json!({ "redactedContent": "c2ltdWxhdGVkLXJlZGFjdGVkLXJlYXNvbmluZw==" }),
+        ));
+        frames.push(wire::content_block_stop(1));
+    }
+    frames
+}
+
+/// The frames of the tool calls, after the text block.
+fn tool_frames(plan: &Plan, text_index: usize) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    for (i, call) in plan.tool_calls.iter().enumerate() {
+        let index = text_index + 1 + i;
+        frames.push(wire::tool_use_start(index, &call.id, &call.name));
+        let chars: Vec<char> = call.input.chars().collect();
+        for piece in chars.chunks(TOOL_INPUT_PIECE) {
+            frames.push(wire::tool_use_delta(index, &piece.iter().collect::<String>()));
+        }
+        frames.push(wire::content_block_stop(index));
+    }
+    frames
 }
 
 /// The frames of one streamed answer, paced by the plan's delays. Ends with
 /// an exception frame for `fail=`, or an I/O error (connection abort) for
 /// `drop`.
 fn event_stream(plan: Plan, started: Instant) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let text_index = match &plan.reasoning {
+        None => 0,
+        Some(r) if r.redacted => 2,
+        Some(_) => 1,
+    };
     let play = Play {
         plan,
         next: 0,
         phase: Phase::Start,
         started,
+        text_index,
     };
     futures::stream::unfold(play, |mut p| async move {
         loop {
-            match p.phase {
+            match &mut p.phase {
                 Phase::Start => {
-                    p.phase = Phase::Tokens;
+                    p.phase = Phase::Reasoning(reasoning_frames(&p.plan).into_iter());
                     return Some((Ok(wire::message_start()), p));
                 }
+                Phase::Reasoning(frames) => match frames.next() {
+                    Some(frame) => {
+                        // Thinking is paced like text.
+                        if p.plan.delay_ms > 0 {
+                            tokio::time::sleep(Duration::from_millis(p.plan.delay_ms)).await;
+                        }
+                        return Some((Ok(frame), p));
+                    }
+                    None => p.phase = Phase::Tokens,
+                },
                 Phase::Tokens => {
                     let total = p.plan.pieces.len();
                     match p.plan.fault {
@@ -360,14 +471,25 @@ fn event_stream(plan: Plan, started: Instant) -> impl Stream<Item = Result<Bytes
                     if wait > 0 {
                         tokio::time::sleep(Duration::from_millis(wait)).await;
                     }
-                    let frame = wire::content_block_delta(&p.plan.pieces[p.next]);
+                    let frame = wire::content_block_delta(p.text_index, &p.plan.pieces[p.next]);
                     p.next += 1;
                     return Some((Ok(frame), p));
                 }
                 Phase::BlockStop => {
-                    p.phase = Phase::MessageStop;
-                    return Some((Ok(wire::content_block_stop()), p));
+                    p.phase = Phase::Tools(tool_frames(&p.plan, p.text_index).into_iter());
+                    return Some((Ok(wire::content_block_stop(p.text_index)), p));
                 }
+                Phase::Tools(frames) => match frames.next() {
+                    Some(frame) => {
+                        // Arguments are paced like text, so a test can
+                        // act while a call is being written.
+                        if p.plan.delay_ms > 0 {
+                            tokio::time::sleep(Duration::from_millis(p.plan.delay_ms)).await;
+                        }
+                        return Some((Ok(frame), p));
+                    }
+                    None => p.phase = Phase::MessageStop,
+                },
                 Phase::MessageStop => {
                     p.phase = Phase::Metadata;
                     return Some((Ok(wire::message_stop(p.plan.stop_reason)), p));
@@ -375,7 +497,7 @@ fn event_stream(plan: Plan, started: Instant) -> impl Stream<Item = Result<Bytes
                 Phase::Metadata => {
                     p.phase = Phase::Done;
                     let latency = p.started.elapsed().as_millis() as i64;
-                    let frame = wire::metadata(p.plan.input_tokens, p.plan.pieces.len() as i32, latency);
+                    let frame = wire::metadata(p.plan.input_tokens, p.plan.output_tokens(), latency);
                     return Some((Ok(frame), p));
                 }
                 Phase::Done => return None,

@@ -25,7 +25,7 @@
 use super::{ReceivedRequest, SimMessage};
 
 /// Filler words appended after the echo. Fixed so answers never change.
-const WORDS: &[&str] = &[
+pub(super) const WORDS: &[&str] = &[
     "alpha", "bright", "cobalt", "delta", "ember", "fjord", "granite", "harbor", "indigo", "juniper",
     "kestrel", "lantern", "meadow", "nimbus", "orchid", "pebble", "quartz", "river", "saffron", "timber",
     "umber", "velvet", "willow", "xenon", "yonder", "zephyr", "amber", "birch", "cedar", "dune", "echo",
@@ -159,6 +159,16 @@ pub struct Directives {
     pub report: bool,
     /// Stream pieces of this many characters.
     pub chunk: Option<usize>,
+    /// `call=NAME:JSON`: tool calls to make (all in one round, in parallel).
+    pub calls: Vec<(String, String)>,
+    /// How many rounds of those calls before the answer.
+    pub rounds: Option<usize>,
+    /// `bad_args`: the calls' arguments are cut-off JSON.
+    pub bad_args: bool,
+    /// Words of reasoning when thinking is on.
+    pub think: Option<usize>,
+    /// `redacted`: an encrypted reasoning block as well.
+    pub redacted: bool,
 }
 
 /// How a stream ends abnormally, and after how many tokens.
@@ -180,9 +190,20 @@ pub struct Plan {
     pub fault: Option<Fault>,
     /// `times=N`: the fault applies to the first N such requests only.
     pub fault_times: Option<u64>,
+    /// Reasoning before the text (when the request turned thinking on).
+    pub reasoning: Option<super::tools::PlannedReasoning>,
+    /// Tool calls after the text (stop reason `tool_use`).
+    pub tool_calls: Vec<super::tools::PlannedCall>,
 }
 
 impl Plan {
+    /// The output tokens reported: a token per piece of text and of
+    /// reasoning, and per tool call.
+    pub fn output_tokens(&self) -> i32 {
+        let reasoning = self.reasoning.as_ref().map_or(0, |r| r.pieces.len());
+        (self.pieces.len() + reasoning + self.tool_calls.len()).min(i32::MAX as usize) as i32
+    }
+
     /// The error to answer with before any stream starts, if any: `fail`
     /// with `after=0` or a kind that cannot occur mid-stream.
     pub fn pre_stream_failure(&self) -> Option<FailKind> {
@@ -250,6 +271,8 @@ fn apply_word(d: &mut Directives, word: &str) -> Result<(), String> {
         "drop" => d.drop = true,
         "echo" => d.echo = true,
         "report" => d.report = true,
+        "bad_args" => d.bad_args = true,
+        "redacted" => d.redacted = true,
         _ => return apply_key_value(d, word),
     }
     Ok(())
@@ -270,6 +293,15 @@ fn apply_key_value(d: &mut Directives, word: &str) -> Result<(), String> {
         "times" => d.times = Some(parse_num(key, value, 1, 1000)?),
         "markdown" => d.markdown = Some(parse_num(key, value, 1, MAX_MARKDOWN_BYTES)? as usize),
         "chunk" => d.chunk = Some(parse_num(key, value, 1, 10_000)? as usize),
+        "rounds" => d.rounds = Some(parse_num(key, value, 1, 100)? as usize),
+        "think" => d.think = Some(parse_num(key, value, 1, MAX_TOKENS_DIRECTIVE as u64)? as usize),
+        "call" => {
+            let (name, input) = value.split_once(':').unwrap_or((value, "{}"));
+            if name.is_empty() {
+                return Err("directive `call=` needs a tool name: call=NAME or call=NAME:{JSON}".into());
+            }
+            d.calls.push((name.to_owned(), input.to_owned()));
+        }
         "fail" => {
             d.fail = Some(FailKind::parse(value).ok_or_else(|| {
                 format!(
@@ -282,7 +314,7 @@ fn apply_key_value(d: &mut Directives, word: &str) -> Result<(), String> {
         _ => {
             return Err(format!(
             "unknown directive key `{key}` (expected tokens, delay_ms, first_token_ms, fail, after, times, \
-                 drop, echo, report, markdown, chunk)"
+                 drop, echo, report, markdown, chunk, call, rounds, bad_args, think, redacted)"
         ))
         }
     }
@@ -365,7 +397,7 @@ fn last_user(messages: &[SimMessage]) -> Option<(usize, &str)> {
         .iter()
         .enumerate()
         .rev()
-        .find(|(_, m)| m.role == "user")
+        .find(|(_, m)| m.is_user_text())
         .map(|(i, m)| (i + 1, m.text.as_str()))
 }
 
@@ -498,14 +530,25 @@ pub fn plan(req: &ReceivedRequest) -> Result<Plan, String> {
             return Err(format!("inferenceConfig.maxTokens must be at least 1, got {m}"));
         }
     }
+    super::tools::check(req)?;
     let (index, raw) = last_user(messages).ok_or("messages must contain a user message")?;
     let (cleaned, d) = extract_directives(raw)?;
-    let mut pieces = answer_pieces(messages, &cleaned, index, &d, Some(req));
-    let mut stop_reason = "end_turn";
+    let mut round = super::tools::plan_round(req, index, &d);
+    let mut pieces = match &round.text {
+        Some(text) => pieces_of(text, d.chunk),
+        None => answer_pieces(messages, &cleaned, index, &d, Some(req)),
+    };
+    let mut stop_reason = if round.calls.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
     if let Some(m) = max_tokens {
         if (m as usize) < pieces.len() {
             pieces.truncate(m as usize);
             stop_reason = "max_tokens";
+            // A response cut short has no complete tool call.
+            round.calls.clear();
         }
     }
     let fault = match (d.fail, d.drop) {
@@ -532,6 +575,8 @@ pub fn plan(req: &ReceivedRequest) -> Result<Plan, String> {
         first_token_ms: d.first_token_ms,
         fault,
         fault_times: d.times,
+        reasoning: round.reasoning,
+        tool_calls: round.calls,
     })
 }
 
@@ -554,10 +599,7 @@ mod tests {
     use super::*;
 
     fn user(t: &str) -> SimMessage {
-        SimMessage {
-            role: "user".into(),
-            text: t.into(),
-        }
+        SimMessage::text("user", t)
     }
 
     #[test]
@@ -591,6 +633,8 @@ mod tests {
             messages,
             max_tokens,
             temperature: Some(0.25),
+            tools: None,
+            thinking_budget: None,
         }
     }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{ReceivedRequest, SimMessage};
+use super::{ReceivedRequest, SimBlock, SimMessage};
 
 /// Reads a Converse / ConverseStream request body. Returns what could be
 /// parsed (for `received()`) and, on failure, a validation message.
@@ -25,6 +25,8 @@ pub fn parse_request(model_id: &str, streaming: bool, body: &[u8]) -> (ReceivedR
         messages: Vec::new(),
         max_tokens: None,
         temperature: None,
+        tools: None,
+        thinking_budget: None,
     };
     let value: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
@@ -53,8 +55,33 @@ pub fn parse_request(model_id: &str, streaming: bool, body: &[u8]) -> (ReceivedR
                             .collect::<String>()
                     })
                     .unwrap_or_default(),
+                blocks: m
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .map(|blocks| blocks.iter().filter_map(parse_block).collect())
+                    .unwrap_or_default(),
             })
             .collect();
+    }
+    if let Some(config) = value.get("toolConfig") {
+        req.tools = Some(
+            config
+                .get("tools")
+                .and_then(Value::as_array)
+                .map(|tools| {
+                    tools
+                        .iter()
+                        .filter_map(|t| t.pointer("/toolSpec/name").and_then(Value::as_str))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(thinking) = value.pointer("/additionalModelRequestFields/thinking") {
+        if thinking.get("type").and_then(Value::as_str) == Some("enabled") {
+            req.thinking_budget = Some(thinking.get("budget_tokens").and_then(Value::as_i64).unwrap_or(0));
+        }
     }
     if let Some(cfg) = value.get("inferenceConfig") {
         req.max_tokens = cfg
@@ -67,6 +94,44 @@ pub fn parse_request(model_id: &str, streaming: bool, body: &[u8]) -> (ReceivedR
         return (req, Err("messages must contain at least one message".into()));
     }
     (req, Ok(()))
+}
+
+/// The blocks other than text that the simulator checks.
+fn parse_block(block: &Value) -> Option<SimBlock> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+    if let Some(tool) = block.get("toolUse") {
+        return Some(SimBlock::ToolUse {
+            id: text(tool.get("toolUseId")),
+            name: text(tool.get("name")),
+            input: tool.get("input").cloned().unwrap_or(Value::Null),
+        });
+    }
+    if let Some(result) = block.get("toolResult") {
+        return Some(SimBlock::ToolResult {
+            id: text(result.get("toolUseId")),
+            error: result.get("status").and_then(Value::as_str) == Some("error"),
+            text: result
+                .get("content")
+                .and_then(Value::as_array)
+                .map(|parts| {
+                    parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect::<String>()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    if let Some(reasoning) = block.get("reasoningContent") {
+        if let Some(r) = reasoning.get("reasoningText") {
+            return Some(SimBlock::Reasoning {
+                text: text(r.get("text")),
+                signature: r.get("signature").and_then(Value::as_str).map(str::to_owned),
+            });
+        }
+        return Some(SimBlock::RedactedReasoning);
+    }
+    block.get("text").map(|t| SimBlock::Text(text(Some(t))))
 }
 
 fn string_header(name: &'static str, value: &str) -> Header {
@@ -105,15 +170,38 @@ pub fn message_start() -> Bytes {
     event_frame("messageStart", &json!({ "role": "assistant" }))
 }
 
-pub fn content_block_delta(text: &str) -> Bytes {
+pub fn content_block_delta(index: usize, text: &str) -> Bytes {
     event_frame(
         "contentBlockDelta",
-        &json!({ "contentBlockIndex": 0, "delta": { "text": text } }),
+        &json!({ "contentBlockIndex": index, "delta": { "text": text } }),
     )
 }
 
-pub fn content_block_stop() -> Bytes {
-    event_frame("contentBlockStop", &json!({ "contentBlockIndex": 0 }))
+pub fn content_block_stop(index: usize) -> Bytes {
+    event_frame("contentBlockStop", &json!({ "contentBlockIndex": index }))
+}
+
+/// A `reasoningContent` delta: `{"text": ...}`, `{"signature": ...}` or
+/// `{"redactedContent": base64}`.
+pub fn reasoning_delta(index: usize, delta: Value) -> Bytes {
+    event_frame(
+        "contentBlockDelta",
+        &json!({ "contentBlockIndex": index, "delta": { "reasoningContent": delta } }),
+    )
+}
+
+pub fn tool_use_start(index: usize, id: &str, name: &str) -> Bytes {
+    event_frame(
+        "contentBlockStart",
+        &json!({ "contentBlockIndex": index, "start": { "toolUse": { "toolUseId": id, "name": name } } }),
+    )
+}
+
+pub fn tool_use_delta(index: usize, input: &str) -> Bytes {
+    event_frame(
+        "contentBlockDelta",
+        &json!({ "contentBlockIndex": index, "delta": { "toolUse": { "input": input } } }),
+    )
 }
 
 pub fn message_stop(stop_reason: &str) -> Bytes {

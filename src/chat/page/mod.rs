@@ -18,8 +18,10 @@
 //! | [`composer`]      | the message box, Send and Stop; Enter and IME handling    |
 
 mod answer_footer;
+mod answer_parts;
 mod composer;
 mod session;
+mod tool_card;
 mod topbar;
 mod transcript;
 mod turn;

@@ -17,7 +17,7 @@ use crate::{
     },
     conversations::{
         client, id_from_path, page_path, Conversation, ConversationSettings, ConversationSummary,
-        EditRequest, MessageStatus,
+        EditRequest, MessageStatus, StoredMessage,
     },
     i18n::{use_i18n, I18n},
 };
@@ -223,7 +223,14 @@ impl ChatSession {
             .messages
             .iter()
             .map(|m| {
-                let turn = self.new_turn(m.role, m.content.clone(), m.status);
+                // An answer still being written is followed from its first
+                // event, which rebuilds it: it starts empty, not with its
+                // last checkpoint.
+                let turn = if m.status == MessageStatus::Streaming {
+                    self.new_turn(m.role, String::new(), MessageStatus::Streaming)
+                } else {
+                    self.stored_turn(m)
+                };
                 turn.message_id.set_value(Some(m.id.clone()));
                 turn.usage.set(m.usage);
                 turn.error.set(m.error.clone());
@@ -279,6 +286,7 @@ impl ChatSession {
                 .with_untracked(Option::is_none)
                 .then(|| self.settings.get_untracked())
                 .filter(|chosen| *chosen != ConversationSettings::default()),
+            time_zone: stream_client::browser_time_zone(),
         };
         self.open_reply(
             reply,
@@ -342,6 +350,7 @@ impl ChatSession {
                 message_id,
                 content: text,
                 model_id: Some(self.model.get_untracked()),
+                time_zone: stream_client::browser_time_zone(),
             },
         };
         self.open_reply(
@@ -512,6 +521,14 @@ impl ChatSession {
         let id = self.next_turn_id.get_value();
         self.next_turn_id.set_value(id + 1);
         self.page_owner
-            .with_value(|owner| owner.with(|| Turn::new(id, role, text, status)))
+            .with_value(|owner| owner.with(|| Turn::new(id, role, text, &[], status)))
+    }
+
+    /// A stored message's turn, with an answer's parts.
+    fn stored_turn(self, m: &StoredMessage) -> Turn {
+        let id = self.next_turn_id.get_value();
+        self.next_turn_id.set_value(id + 1);
+        self.page_owner
+            .with_value(|owner| owner.with(|| Turn::new(id, m.role, m.content.clone(), &m.blocks, m.status)))
     }
 }

@@ -8,15 +8,14 @@
 
 use super::{
     answer_footer::AnswerFooter,
+    answer_parts::AnswerParts,
     turn::Turn,
     user_turn::{UserFooter, UserText},
     ChatSession,
 };
 use crate::{
     chat::{clipboard, ErrorInfo, Role},
-    conversations::MessageStatus,
     i18n::{use_i18n, Strings},
-    markdown,
 };
 use leptos::{html, prelude::*};
 
@@ -107,21 +106,8 @@ fn TurnView(turn: Turn) -> impl IntoView {
         Role::Assistant => ("turn assistant", |t| t.assistant),
     };
     let body = match turn.role {
-        // Markdown: a stored answer rendered whole. One being written starts
-        // empty, and `Turn::render_delta` draws it from all its text so far.
-        Role::Assistant => {
-            let rendered = match turn.status.get_untracked() {
-                MessageStatus::Streaming => String::new(),
-                _ => turn.text.with_value(|text| markdown::render(text)),
-            };
-            view! {
-                <div class="text markdown" node_ref=turn.body>
-                    <div class="md-done" inner_html=rendered></div>
-                    <div class="md-tail"></div>
-                </div>
-            }
-            .into_any()
-        }
+        // The answer's parts: Markdown text, thinking, tool cards.
+        Role::Assistant => view! { <AnswerParts parts=turn.parts/> }.into_any(),
         // The user's own words, as text. An empty text is left out rather
         // than rendered: server rendering writes an empty text node as a space.
         Role::User => {

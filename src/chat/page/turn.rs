@@ -1,14 +1,15 @@
-//! One message of the transcript, and how a streaming answer is drawn.
+//! One message of the transcript, and how a streaming answer grows.
 //!
-//! An answer is Markdown rendered block by block as it streams
-//! ([`crate::markdown`]): finished blocks are appended once, and only the
-//! unfinished last block is redrawn per delta, so the work per delta is
-//! proportional to that block, not to the answer or the transcript.
+//! An answer is a list of parts ([`super::answer_parts`]): text, thinking
+//! and tool calls, in the order their events came. Text after a tool call
+//! or after thinking starts a new text part; each text part is Markdown
+//! rendered block by block as it streams, so the work per delta is
+//! proportional to its unfinished last block, not to the answer.
 
+use super::answer_parts::{now_ms, stored_parts, Part, TextPart, ThinkingPart, ToolPart, ToolState};
 use crate::{
     chat::{ErrorInfo, Role, StreamEnd, StreamEvent, Usage, STOPPED_REASON},
-    conversations::MessageStatus,
-    markdown::{StreamRenderer, TailUpdate, Update as MarkdownUpdate},
+    conversations::{AnswerBlock, MessageStatus},
 };
 use leptos::{html, prelude::*};
 
@@ -20,9 +21,11 @@ pub struct Turn {
     pub role: Role,
     /// The stored message's id, once the server has named it.
     pub message_id: StoredValue<Option<String>>,
+    /// All its text (a user's message; an answer's text parts joined).
     pub text: StoredValue<String>,
-    /// Renders an answer's Markdown as it streams; made at its first delta.
-    markdown: StoredValue<Option<StreamRenderer>>,
+    /// An answer's parts, in order.
+    pub parts: RwSignal<Vec<Part>>,
+    next_part: StoredValue<u64>,
     pub status: RwSignal<MessageStatus>,
     pub error: RwSignal<Option<ErrorInfo>>,
     pub usage: RwSignal<Option<Usage>>,
@@ -30,17 +33,28 @@ pub struct Turn {
     pub reconnecting: RwSignal<bool>,
     /// Time to the first token and total time, in ms, as the server measured.
     pub timing: RwSignal<(Option<u64>, Option<u64>)>,
+    /// A user message's text element.
     pub body: NodeRef<html::Div>,
 }
 
 impl Turn {
-    pub fn new(id: u64, role: Role, text: String, status: MessageStatus) -> Self {
+    /// A turn with its stored text (and an answer's stored parts).
+    pub fn new(id: u64, role: Role, text: String, blocks: &[AnswerBlock], status: MessageStatus) -> Self {
+        let mut next = 0_u64;
+        let parts = match role {
+            Role::Assistant => stored_parts(&text, blocks, || {
+                next += 1;
+                next
+            }),
+            Role::User => Vec::new(),
+        };
         Self {
             id,
             role,
             message_id: StoredValue::new(None),
             text: StoredValue::new(text),
-            markdown: StoredValue::new(None),
+            parts: RwSignal::new(parts),
+            next_part: StoredValue::new(next),
             status: RwSignal::new(status),
             error: RwSignal::new(None),
             usage: RwSignal::new(None),
@@ -50,16 +64,76 @@ impl Turn {
         }
     }
 
+    fn key(self) -> u64 {
+        let key = self.next_part.get_value() + 1;
+        self.next_part.set_value(key);
+        key
+    }
+
+    fn last_part(self) -> Option<Part> {
+        self.parts.with_untracked(|parts| parts.last().copied())
+    }
+
+    /// The answer moves on to another kind of part: the text before it is
+    /// complete, the thinking before it is over.
+    fn close_last(self) {
+        match self.last_part() {
+            Some(Part::Text(text)) => text.finish(),
+            Some(Part::Thinking(thinking)) => thinking.end(),
+            _ => {}
+        }
+    }
+
+    fn tool(self, id: &str) -> Option<ToolPart> {
+        self.parts.with_untracked(|parts| {
+            parts.iter().rev().find_map(|part| match part {
+                Part::Tool(tool) if tool.id.with_value(|own| own == id) => Some(*tool),
+                _ => None,
+            })
+        })
+    }
+
     pub fn apply(self, event: StreamEvent) {
         match event {
             StreamEvent::Delta(delta) => {
                 self.text.update_value(|text| text.push_str(&delta.text));
-                self.render_delta(&delta.text);
+                let text = match self.last_part() {
+                    Some(Part::Text(text)) => text,
+                    _ => {
+                        self.close_last();
+                        let text = TextPart::new(self.key(), String::new(), false);
+                        self.parts.update(|parts| parts.push(Part::Text(text)));
+                        text
+                    }
+                };
+                text.push(&delta.text);
+            }
+            StreamEvent::Reasoning(delta) => self.thinking().text.update(|t| t.push_str(&delta.text)),
+            StreamEvent::ReasoningRedacted(_) => self.thinking().redacted.set(true),
+            StreamEvent::ToolCall(call) => {
+                self.close_last();
+                let tool = ToolPart::new(self.key(), call.id, call.name);
+                self.parts.update(|parts| parts.push(Part::Tool(tool)));
+            }
+            StreamEvent::ToolInput(input) => {
+                if let Some(tool) = self.tool(&input.id) {
+                    tool.input.update(|so_far| so_far.push_str(&input.fragment));
+                }
+            }
+            StreamEvent::ToolRunning(running) => {
+                if let Some(tool) = self.tool(&running.id) {
+                    tool.state.set(ToolState::Running { since_ms: now_ms() });
+                }
+            }
+            StreamEvent::ToolResult(result) => {
+                if let Some(tool) = self.tool(&result.id) {
+                    tool.state.set(ToolState::Finished(result));
+                }
             }
             StreamEvent::Usage(usage) => self.usage.set(Some(usage)),
             StreamEvent::Error(info) => self.fail(info),
             StreamEvent::Done(done) => {
-                self.finish_markdown();
+                self.end_parts();
                 self.timing.set((done.first_token_ms, done.duration_ms));
                 self.status.set(if done.stop_reason == STOPPED_REASON {
                     MessageStatus::Stopped
@@ -71,76 +145,39 @@ impl Turn {
         }
     }
 
-    /// Renders a delta of a streaming answer into its element. Until the
-    /// element exists (the page is still hydrating), the text only
-    /// accumulates: the renderer then starts from all of it.
-    fn render_delta(self, delta: &str) {
-        if self.body.get_untracked().is_none() {
-            return;
-        }
-        let update = self.markdown.try_update_value(|md| match md {
-            Some(renderer) => renderer.push(delta),
-            None => self
-                .text
-                .with_value(|text| md.insert(StreamRenderer::new()).push(text)),
-        });
-        self.paint(update);
-    }
-
-    /// The answer's text is complete: its last block is final. (A turn
-    /// whose element appears only later renders its whole text then.)
-    fn finish_markdown(self) {
-        if self.body.get_untracked().is_none() {
-            return;
-        }
-        if self.markdown.with_value(Option::is_none) {
-            // Every delta came before the element did.
-            self.render_delta("");
-        }
-        let update = self
-            .markdown
-            .try_update_value(|md| md.as_mut().map(StreamRenderer::finish));
-        self.paint(update.flatten());
-    }
-
-    /// Applies a Markdown update to the answer's element: finished blocks
-    /// are appended to `.md-done`, the unfinished one redrawn in `.md-tail`.
-    fn paint(self, update: Option<MarkdownUpdate>) {
-        let (Some(update), Some(body)) = (update, self.body.get_untracked()) else {
-            return;
-        };
-        let (Some(done), Some(tail)) = (body.first_element_child(), body.last_element_child()) else {
-            return;
-        };
-        if !update.done.is_empty() {
-            let _ = done.insert_adjacent_html("beforeend", &update.done);
-        }
-        match update.tail {
-            TailUpdate::Unchanged => {}
-            TailUpdate::Html(html) => tail.set_inner_html(&html),
-            TailUpdate::CodeLines { finished, partial } => {
-                // The open code block is the tail's only block, and its
-                // unfinished line the last element: tail > .code-block > pre
-                // > code > .code-partial. Walking last children keeps this
-                // constant-time however long the code grows.
-                let partial_line = tail
-                    .last_element_child()
-                    .and_then(|block| block.last_element_child())
-                    .and_then(|pre| pre.last_element_child())
-                    .and_then(|code| code.last_element_child())
-                    .filter(|span| span.class_name() == "code-partial");
-                if let Some(span) = partial_line {
-                    if !finished.is_empty() {
-                        let _ = span.insert_adjacent_html("beforebegin", &finished);
-                    }
-                    span.set_inner_html(&partial);
-                }
+    /// The thinking part being written, made when the answer thinks anew.
+    fn thinking(self) -> ThinkingPart {
+        match self.last_part() {
+            Some(Part::Thinking(thinking)) => thinking,
+            _ => {
+                self.close_last();
+                let thinking = ThinkingPart::new(self.key(), true);
+                self.parts.update(|parts| parts.push(Part::Thinking(thinking)));
+                thinking
             }
         }
     }
 
+    /// The answer ended: its last text is final, its thinking over, and a
+    /// call still running was stopped with it.
+    fn end_parts(self) {
+        self.close_last();
+        self.parts.with_untracked(|parts| {
+            for part in parts {
+                if let Part::Tool(tool) = part {
+                    if matches!(
+                        tool.state.get_untracked(),
+                        ToolState::Writing | ToolState::Running { .. }
+                    ) {
+                        tool.state.set(ToolState::Stopped);
+                    }
+                }
+            }
+        });
+    }
+
     pub fn finish(self, end: StreamEnd) {
-        self.finish_markdown();
+        self.end_parts();
         match end {
             StreamEnd::Finished => {}
             StreamEnd::Stopped => self.status.set(MessageStatus::Stopped),

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     conversations::Role,
-    conversations::{ConversationSettings, ConversationSummary, MessageStatus, StoredMessage},
+    conversations::{AnswerBlock, ConversationSettings, ConversationSummary, MessageStatus, StoredMessage},
 };
 use sqlx::Row;
 
@@ -193,7 +193,7 @@ impl Store {
         sqlx::query(
             "UPDATE messages SET content = $1, status = $2, input_tokens = $3, output_tokens = $4, \
              total_tokens = $5, latency_ms = $6, first_token_ms = $7, duration_ms = $8, \
-             error_code = $9, error_message = $10, error_retryable = $11 WHERE id = $12",
+             error_code = $9, error_message = $10, error_retryable = $11, blocks = $13 WHERE id = $12",
         )
         .bind(&answer.content)
         .bind(answer.status.as_str())
@@ -207,6 +207,7 @@ impl Store {
         .bind(answer.error.as_ref().map(|e| e.message.clone()))
         .bind(answer.error.as_ref().map(|e| i64::from(e.retryable)))
         .bind(&answer.answer_id)
+        .bind(blocks_json(&answer.blocks))
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
@@ -233,16 +234,23 @@ impl Store {
         Ok(())
     }
 
-    /// Saves the text of an answer still being written. A no-op once the
-    /// answer is stored (its row is no longer `streaming`).
-    pub async fn checkpoint(&self, answer_id: &str, content: &str) -> Result<()> {
-        sqlx::query("UPDATE messages SET content = $1 WHERE id = $2 AND status = 'streaming'")
+    /// Saves the text (and parts) of an answer still being written. A no-op
+    /// once the answer is stored (its row is no longer `streaming`).
+    pub async fn checkpoint(&self, answer_id: &str, content: &str, blocks: &[AnswerBlock]) -> Result<()> {
+        sqlx::query("UPDATE messages SET content = $1, blocks = $2 WHERE id = $3 AND status = 'streaming'")
             .bind(content)
+            .bind(blocks_json(blocks))
             .bind(answer_id)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
+}
+
+/// The `blocks` column: NULL for an answer of text only.
+fn blocks_json(blocks: &[AnswerBlock]) -> Option<String> {
+    crate::conversations::blocks::has_more_than_text(blocks)
+        .then(|| serde_json::to_string(blocks).expect("answer blocks serialise"))
 }
 
 /// Marks the owner's conversation as active now: the write that starts a

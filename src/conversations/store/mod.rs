@@ -123,11 +123,23 @@ pub struct FinishedAnswer {
     pub answer_id: String,
     pub conversation_id: String,
     pub content: String,
+    /// The answer's parts when it has more than text; empty otherwise.
+    pub blocks: Vec<crate::conversations::AnswerBlock>,
     pub status: MessageStatus,
     pub usage: Option<Usage>,
     pub first_token_ms: Option<u64>,
     pub duration_ms: u64,
     pub error: Option<ErrorInfo>,
+}
+
+/// A stored message found by [`Store::search_messages`].
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub conversation_id: String,
+    pub title: String,
+    pub from_user: bool,
+    pub content: String,
+    pub created_at: i64,
 }
 
 /// What the limits need to know of an owner.
@@ -144,7 +156,7 @@ pub struct OwnerStanding {
 
 const MESSAGE_COLUMNS: &str = "id, role, content, status, model_id, input_tokens, output_tokens, \
      total_tokens, latency_ms, first_token_ms, duration_ms, error_code, error_message, \
-     error_retryable, created_at";
+     error_retryable, created_at, blocks";
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and brings the
@@ -280,6 +292,51 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The owner's messages (never another owner's) whose text contains
+    /// `query` (case-insensitive for ASCII), newest first, outside the
+    /// conversation `except`. Replaced turns are left out, as they are
+    /// everywhere else.
+    pub async fn search_messages(
+        &self,
+        owner: &str,
+        except: &str,
+        query: &str,
+        limit: i64,
+    ) -> Result<Vec<SearchHit>> {
+        let escaped: String = query
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let rows = sqlx::query(
+            "SELECT m.conversation_id, c.title, m.role, m.content, m.created_at \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE c.owner_id = $1 AND c.id <> $4 AND m.replaced_at IS NULL \
+             AND LOWER(m.content) LIKE $2 ESCAPE '\\' \
+             ORDER BY m.created_at DESC, m.id DESC LIMIT $3",
+        )
+        .bind(owner)
+        .bind(format!("%{escaped}%"))
+        .bind(limit)
+        .bind(except)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SearchHit {
+                    conversation_id: row.try_get("conversation_id")?,
+                    title: row.try_get("title")?,
+                    from_user: row.try_get::<String, _>("role")? == "user",
+                    content: row.try_get("content")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     /// The status of one of the owner's stored messages.

@@ -107,5 +107,9 @@ fn message_from_row(row: &AnyRow) -> Result<StoredMessage> {
         duration_ms: count("duration_ms")?,
         error,
         created_at: row.try_get("created_at")?,
+        blocks: match row.try_get::<Option<String>, _>("blocks")? {
+            Some(json) => serde_json::from_str(&json).map_err(|_| corrupt("blocks", "(not JSON)"))?,
+            None => Vec::new(),
+        },
     })
 }

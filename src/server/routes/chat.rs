@@ -1,13 +1,14 @@
 //! The chat endpoints (see [`crate::chat`] for the stream they answer with).
 
 use crate::{
-    bedrock::{ConverseInput, Turn},
+    bedrock::{AnswerTools, ConverseInput, ToolLimits, ToolRunner},
     chat::{
         generation::{start_frame, AnswerLabels, Reservation},
         record::{AnswerRecorder, AnswerRef},
         relay::{encode, relay, SeedFormat},
-        validate::{check_edit_text, model_choice, validate, validate_send},
-        ChatRequest, ErrorInfo, Role, SendRequest, Started, StreamEvent,
+        turns::model_turns,
+        validate::{check_edit_text, check_time_zone, model_choice, validate, validate_send},
+        ChatRequest, ErrorInfo, SendRequest, Started, StreamEvent,
     },
     conversations::{
         history,
@@ -21,7 +22,9 @@ use crate::{
         limits::Ask,
         ApiError, AppState,
     },
+    settings::secs,
     sse,
+    tools::{self, Toolbox},
 };
 use axum::{
     body::Body,
@@ -29,7 +32,7 @@ use axum::{
     http::HeaderMap,
     response::Response,
 };
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 /// Longest title made from a first message, in characters.
 const AUTO_TITLE_CHARS: usize = 60;
@@ -45,6 +48,7 @@ pub async fn stream_chat(
     let started = Instant::now();
     refuse_when_shutting_down(&state)?;
     let send = validate_send(&request, &state.settings)?;
+    let time_zone = check_time_zone(request.time_zone.as_deref())?;
     let limits = &state.settings.limits;
     let conversation_id = send.conversation_id.as_ref().map(ConversationId::as_str);
     let reservation = admit(&state, &owner, &requester, conversation_id).await?;
@@ -63,7 +67,7 @@ pub async fn stream_chat(
             settings: send.settings.as_ref(),
         })
         .await?;
-    Ok(answer(&state, &owner, exchange, started, reservation).await)
+    Ok(answer(&state, &owner, exchange, started, reservation, time_zone).await)
 }
 
 /// What Retry sends: optionally another model.
@@ -72,6 +76,9 @@ pub async fn stream_chat(
 pub struct RegenerateRequest {
     #[serde(default)]
     pub model_id: Option<String>,
+    /// The browser's IANA time zone, for the time tool.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 impl JsonBody for RegenerateRequest {
@@ -97,12 +104,13 @@ pub async fn regenerate(
     let started = Instant::now();
     refuse_when_shutting_down(&state)?;
     let model = model_choice(request.model_id.as_deref(), &state.settings)?;
+    let time_zone = check_time_zone(request.time_zone.as_deref())?;
     let reservation = admit(&state, &owner, &requester, Some(conversation_id.as_str())).await?;
     let exchange = state
         .store
         .begin_regeneration(owner.as_str(), conversation_id.as_str(), model)
         .await?;
-    Ok(answer(&state, &owner, exchange, started, reservation).await)
+    Ok(answer(&state, &owner, exchange, started, reservation, time_zone).await)
 }
 
 /// `POST /api/conversations/{id}/edit`: rewrites one of the user's earlier
@@ -121,6 +129,7 @@ pub async fn edit(
     let message_id = MessageId::parse(&request.message_id)?;
     let text = check_edit_text(&request.content, &state.settings)?;
     let model = model_choice(request.model_id.as_deref(), &state.settings)?;
+    let time_zone = check_time_zone(request.time_zone.as_deref())?;
     let reservation = admit(&state, &owner, &requester, Some(conversation_id.as_str())).await?;
     let exchange = state
         .store
@@ -132,7 +141,7 @@ pub async fn edit(
             model,
         )
         .await?;
-    Ok(answer(&state, &owner, exchange, started, reservation).await)
+    Ok(answer(&state, &owner, exchange, started, reservation, time_zone).await)
 }
 
 /// The limits' say on one more answer of `owner` (in `conversation`, when it
@@ -176,27 +185,10 @@ async fn answer(
     exchange: Exchange,
     started: Instant,
     reservation: Reservation,
+    time_zone: Option<String>,
 ) -> Response {
     reservation.claim(&exchange.conversation.id, &exchange.answer_id);
-    let bedrock = &state.settings.bedrock;
-    // The conversation's own settings, where it has them.
-    let chosen = &exchange.settings;
-    let turns = history::build(
-        &exchange.earlier,
-        &exchange.user_text,
-        bedrock.history_token_budget,
-        state.settings.limits.max_messages,
-    );
-    let input = ConverseInput {
-        model_id: &exchange.model_id,
-        system_prompt: chosen.system_prompt.as_deref().unwrap_or(&bedrock.system_prompt),
-        turns: model_turns(&turns),
-        max_tokens: chosen
-            .max_tokens
-            .and_then(|n| i32::try_from(n).ok())
-            .unwrap_or(bedrock.max_tokens),
-        temperature: chosen.temperature.unwrap_or(bedrock.temperature),
-    };
+    let (input, runner) = model_input(state, owner, &exchange, time_zone);
     let started_event = Started {
         conversation_id: exchange.conversation.id.clone(),
         title: exchange.conversation.title.clone(),
@@ -221,7 +213,7 @@ async fn answer(
         model_id: exchange.model_id.clone(),
     };
     let start = start_frame(started_event);
-    let body = match state.bedrock.converse_stream(&input).await {
+    let body = match state.bedrock.answer(input, runner).await {
         Ok(model) => {
             // The answer is written by a task of its own; this response is
             // its first listener, and others may join or resume.
@@ -332,15 +324,79 @@ pub async fn cancel(
     }))
 }
 
-/// The history as the Bedrock layer takes it.
-fn model_turns(turns: &[history::HistoryTurn]) -> Vec<Turn<'_>> {
-    turns
+/// What the model is sent for a stored exchange, with the conversation's
+/// own settings where it has them, and what runs its tools.
+fn model_input(
+    state: &AppState,
+    owner: &Owner,
+    exchange: &Exchange,
+    time_zone: Option<String>,
+) -> (ConverseInput, Option<AnswerTools>) {
+    let bedrock = &state.settings.bedrock;
+    let offered = &state.settings.tools;
+    let chosen = &exchange.settings;
+    let history = history::build(
+        &exchange.earlier,
+        &exchange.user_text,
+        bedrock.history_token_budget,
+        state.settings.limits.max_messages,
+    );
+    // Tools the operator still offers, of those the conversation chose.
+    let tool_names: Vec<String> = chosen
+        .tools
+        .as_ref()
+        .unwrap_or(&offered.on_by_default)
         .iter()
-        .map(|t| Turn {
-            from_user: t.role == Role::User,
-            text: &t.text,
-        })
-        .collect()
+        .filter(|name| offered.offered.contains(name))
+        .cloned()
+        .collect();
+    let tools = tools::specs(&tool_names);
+    let mut max_tokens = chosen
+        .max_tokens
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(bedrock.max_tokens);
+    // Thinking only with a model that can; Bedrock refuses a temperature
+    // then, and a budget that is not under max tokens (saved settings are
+    // checked for that, but the default max tokens may have changed since).
+    let reasoning_budget = chosen
+        .thinking_budget
+        .filter(|_| bedrock.can_think(&exchange.model_id));
+    if let Some(budget) = reasoning_budget {
+        let budget = i32::try_from(budget).unwrap_or(i32::MAX / 2);
+        if max_tokens <= budget {
+            max_tokens = budget.saturating_add(bedrock.max_tokens);
+        }
+    }
+    let runner = (!tools.is_empty()).then(|| {
+        let toolbox: Arc<dyn ToolRunner> = Arc::new(Toolbox::new(
+            state.store.clone(),
+            owner.as_str(),
+            &exchange.conversation.id,
+            time_zone,
+        ));
+        let limits = ToolLimits {
+            max_rounds: offered.max_rounds,
+            timeout: secs(offered.timeout_secs),
+            max_result_chars: offered.max_result_chars,
+        };
+        (toolbox, limits)
+    });
+    let input = ConverseInput {
+        model_id: exchange.model_id.clone(),
+        system_prompt: chosen
+            .system_prompt
+            .clone()
+            .unwrap_or_else(|| bedrock.system_prompt.clone()),
+        turns: model_turns(&history, !tools.is_empty()),
+        max_tokens,
+        temperature: match reasoning_budget {
+            Some(_) => None,
+            None => Some(chosen.temperature.unwrap_or(bedrock.temperature)),
+        },
+        reasoning_budget,
+        tools,
+    };
+    (input, runner)
 }
 
 /// Holds what a compatibility stream owns while it is written.
@@ -409,23 +465,18 @@ pub async fn compat_chat(
         .await?;
     let bedrock = &state.settings.bedrock;
     let turns = history::trim(
-        chat.turns
-            .iter()
-            .map(|t| history::HistoryTurn {
-                role: if t.from_user { Role::User } else { Role::Assistant },
-                text: t.text.to_owned(),
-            })
-            .collect(),
+        chat.turns,
         bedrock.history_token_budget,
         state.settings.limits.max_messages,
     );
-    let input = ConverseInput {
-        model_id: chat.model_id,
-        system_prompt: &bedrock.system_prompt,
-        turns: model_turns(&turns),
-        max_tokens: bedrock.max_tokens,
-        temperature: bedrock.temperature,
-    };
+    // The seed's client knows only text: no tools, no thinking.
+    let input = ConverseInput::text(
+        chat.model_id,
+        &bedrock.system_prompt,
+        model_turns(&turns, false),
+        bedrock.max_tokens,
+        bedrock.temperature,
+    );
     let model = state.bedrock.converse_stream(&input).await?;
     let labels = AnswerLabels {
         owner_tag: state.identity.owner_tag(&owner),

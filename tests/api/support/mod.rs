@@ -299,10 +299,7 @@ pub fn conversation(turns: &[(&str, &str)]) -> serde_json::Value {
 pub fn sim_messages(turns: &[(&str, &str)]) -> Vec<simulator::SimMessage> {
     turns
         .iter()
-        .map(|(role, text)| simulator::SimMessage {
-            role: role.to_string(),
-            text: text.to_string(),
-        })
+        .map(|(role, text)| simulator::SimMessage::text(role, text))
         .collect()
 }
 

@@ -1,0 +1,287 @@
+//! The parts of an answer in the order they were written: text (Markdown,
+//! drawn block by block as it streams), thinking, and tool calls.
+//!
+//! An answer of plain text has one text part, so the work per delta is what
+//! it was before parts existed: the text part's unfinished last block.
+//! Parts are a keyed list: a new part is added without redrawing the others,
+//! and a tool card redraws only the signal that changed (its arguments, its
+//! state, its result).
+
+use crate::{
+    chat::ToolFinished,
+    conversations::{AnswerBlock, ToolCall},
+    markdown::{self, StreamRenderer, TailUpdate, Update as MarkdownUpdate},
+};
+use leptos::{html, prelude::*};
+
+/// One part of an answer. Every field is a reactive handle, so parts are `Copy`.
+#[derive(Clone, Copy)]
+pub enum Part {
+    Text(TextPart),
+    Thinking(ThinkingPart),
+    Tool(ToolPart),
+}
+
+impl Part {
+    pub fn key(&self) -> u64 {
+        match self {
+            Part::Text(p) => p.key,
+            Part::Thinking(p) => p.key,
+            Part::Tool(p) => p.key,
+        }
+    }
+}
+
+/// Answer text, rendered as Markdown while it streams.
+#[derive(Clone, Copy)]
+pub struct TextPart {
+    key: u64,
+    pub text: StoredValue<String>,
+    /// Made at the first delta drawn.
+    markdown: StoredValue<Option<StreamRenderer>>,
+    /// Whether the text is complete (stored, or its stream moved on).
+    finished: StoredValue<bool>,
+    body: NodeRef<html::Div>,
+}
+
+impl TextPart {
+    pub fn new(key: u64, text: String, finished: bool) -> Self {
+        Self {
+            key,
+            text: StoredValue::new(text),
+            markdown: StoredValue::new(None),
+            finished: StoredValue::new(finished),
+            body: NodeRef::new(),
+        }
+    }
+
+    pub fn push(self, delta: &str) {
+        self.text.update_value(|text| text.push_str(delta));
+        self.render_delta(delta);
+    }
+
+    /// Renders a delta into the element. Until the element exists (the page
+    /// is still hydrating, or the part was just added), the text only
+    /// accumulates: the renderer then starts from all of it.
+    fn render_delta(self, delta: &str) {
+        if self.body.get_untracked().is_none() {
+            return;
+        }
+        let update = self.markdown.try_update_value(|md| match md {
+            Some(renderer) => renderer.push(delta),
+            None => self
+                .text
+                .with_value(|text| md.insert(StreamRenderer::new()).push(text)),
+        });
+        self.paint(update);
+    }
+
+    /// The text is complete: its last block is final.
+    pub fn finish(self) {
+        self.finished.set_value(true);
+        if self.body.get_untracked().is_none() {
+            return;
+        }
+        if self.markdown.with_value(Option::is_none) {
+            self.render_delta("");
+        }
+        let update = self
+            .markdown
+            .try_update_value(|md| md.as_mut().map(StreamRenderer::finish));
+        self.paint(update.flatten());
+    }
+
+    /// Applies a Markdown update: finished blocks are appended to
+    /// `.md-done`, the unfinished one redrawn in `.md-tail`.
+    fn paint(self, update: Option<MarkdownUpdate>) {
+        let (Some(update), Some(body)) = (update, self.body.get_untracked()) else {
+            return;
+        };
+        let (Some(done), Some(tail)) = (body.first_element_child(), body.last_element_child()) else {
+            return;
+        };
+        if !update.done.is_empty() {
+            let _ = done.insert_adjacent_html("beforeend", &update.done);
+        }
+        match update.tail {
+            TailUpdate::Unchanged => {}
+            TailUpdate::Html(html) => tail.set_inner_html(&html),
+            TailUpdate::CodeLines { finished, partial } => {
+                // The open code block is the tail's only block, and its
+                // unfinished line the last element: tail > .code-block > pre
+                // > code > .code-partial. Walking last children keeps this
+                // constant-time however long the code grows.
+                let partial_line = tail
+                    .last_element_child()
+                    .and_then(|block| block.last_element_child())
+                    .and_then(|pre| pre.last_element_child())
+                    .and_then(|code| code.last_element_child())
+                    .filter(|span| span.class_name() == "code-partial");
+                if let Some(span) = partial_line {
+                    if !finished.is_empty() {
+                        let _ = span.insert_adjacent_html("beforebegin", &finished);
+                    }
+                    span.set_inner_html(&partial);
+                }
+            }
+        }
+    }
+}
+
+/// What the model thought before (or between) the parts of its answer.
+#[derive(Clone, Copy)]
+pub struct ThinkingPart {
+    key: u64,
+    pub text: RwSignal<String>,
+    /// Some of it came encrypted.
+    pub redacted: RwSignal<bool>,
+    /// The answer moved on (its section collapses).
+    pub done: RwSignal<bool>,
+    /// When it began (ms, browser clock) and how long it took, when watched live.
+    started_ms: StoredValue<Option<f64>>,
+    pub took_ms: RwSignal<Option<u64>>,
+}
+
+impl ThinkingPart {
+    pub fn new(key: u64, live: bool) -> Self {
+        Self {
+            key,
+            text: RwSignal::new(String::new()),
+            redacted: RwSignal::new(false),
+            done: RwSignal::new(!live),
+            started_ms: StoredValue::new(live.then(js_sys::Date::now)),
+            took_ms: RwSignal::new(None),
+        }
+    }
+
+    pub fn end(self) {
+        if self.done.get_untracked() {
+            return;
+        }
+        if let Some(started) = self.started_ms.get_value() {
+            self.took_ms
+                .set(Some((js_sys::Date::now() - started).max(0.0) as u64));
+        }
+        self.done.set(true);
+    }
+}
+
+/// How a tool call is going.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolState {
+    /// The model is writing its arguments.
+    Writing,
+    /// It runs, since this time (ms, browser clock).
+    Running {
+        since_ms: u64,
+    },
+    Finished(ToolFinished),
+    /// The answer ended before the call did.
+    Stopped,
+}
+
+/// One tool call, as its card shows it.
+#[derive(Clone, Copy)]
+pub struct ToolPart {
+    key: u64,
+    pub id: StoredValue<String>,
+    pub name: StoredValue<String>,
+    pub input: RwSignal<String>,
+    pub state: RwSignal<ToolState>,
+}
+
+impl ToolPart {
+    pub fn new(key: u64, id: String, name: String) -> Self {
+        Self {
+            key,
+            id: StoredValue::new(id),
+            name: StoredValue::new(name),
+            input: RwSignal::new(String::new()),
+            state: RwSignal::new(ToolState::Writing),
+        }
+    }
+
+    /// A stored call, as it ended.
+    fn stored(key: u64, call: &ToolCall) -> Self {
+        let part = Self::new(key, call.id.clone(), call.name.clone());
+        part.input.set(call.input.clone());
+        part.state.set(match &call.result {
+            Some(result) => ToolState::Finished(ToolFinished {
+                id: call.id.clone(),
+                ok: result.ok,
+                content: result.content.clone(),
+                duration_ms: result.duration_ms,
+            }),
+            None => ToolState::Stopped,
+        });
+        part
+    }
+}
+
+/// The parts of a stored answer: its blocks, or its text.
+pub fn stored_parts(text: &str, blocks: &[AnswerBlock], mut key: impl FnMut() -> u64) -> Vec<Part> {
+    if blocks.is_empty() {
+        return if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![Part::Text(TextPart::new(key(), text.to_owned(), true))]
+        };
+    }
+    let mut parts: Vec<Part> = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        match block {
+            AnswerBlock::Text { text } => parts.push(Part::Text(TextPart::new(key(), text.clone(), true))),
+            AnswerBlock::Reasoning { text, redacted } => {
+                // Readable and encrypted thinking in a row share a section.
+                let thinking = match parts.last() {
+                    Some(Part::Thinking(last)) => *last,
+                    _ => {
+                        let new = ThinkingPart::new(key(), false);
+                        parts.push(Part::Thinking(new));
+                        new
+                    }
+                };
+                thinking.text.update(|t| t.push_str(text));
+                if *redacted {
+                    thinking.redacted.set(true);
+                }
+            }
+            AnswerBlock::Tool(call) => parts.push(Part::Tool(ToolPart::stored(key(), call))),
+        }
+    }
+    parts
+}
+
+/// The time now on the browser's clock, in ms.
+pub fn now_ms() -> u64 {
+    js_sys::Date::now().max(0.0) as u64
+}
+
+/// An answer's parts, in order.
+#[component]
+pub fn AnswerParts(parts: RwSignal<Vec<Part>>) -> impl IntoView {
+    view! {
+        <For each=move || parts.get() key=Part::key children=move |part| match part {
+            Part::Text(text) => view! { <TextPartView part=text/> }.into_any(),
+            Part::Thinking(thinking) => view! { <super::tool_card::ThinkingView part=thinking/> }.into_any(),
+            Part::Tool(tool) => view! { <super::tool_card::ToolCard part=tool/> }.into_any(),
+        }/>
+    }
+}
+
+/// Text: a finished part rendered whole; one being written starts empty and
+/// is drawn from all its text so far at its next delta.
+#[component]
+fn TextPartView(part: TextPart) -> impl IntoView {
+    let rendered = if part.finished.get_value() {
+        part.text.with_value(|text| markdown::render(text))
+    } else {
+        String::new()
+    };
+    view! {
+        <div class="text markdown" node_ref=part.body>
+            <div class="md-done" inner_html=rendered></div>
+            <div class="md-tail"></div>
+        </div>
+    }
+}

@@ -1,0 +1,102 @@
+//! The tools of one answer, as the Bedrock layer calls them.
+
+use super::{builtin, CALCULATOR, CURRENT_TIME, SEARCH_CONVERSATIONS};
+use crate::{
+    bedrock::{ToolRunner, ToolSpec},
+    conversations::store::Store,
+};
+use futures::{future::BoxFuture, FutureExt};
+use serde_json::{json, Value};
+
+/// What the tools of an answer may use: the owner's store (the search
+/// leaves out the conversation asking, which the model has already), and
+/// the user's time zone.
+pub struct Toolbox {
+    store: Store,
+    owner: String,
+    conversation_id: String,
+    time_zone: Option<String>,
+}
+
+impl Toolbox {
+    pub fn new(store: Store, owner: &str, conversation_id: &str, time_zone: Option<String>) -> Self {
+        Self {
+            store,
+            owner: owner.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+            time_zone,
+        }
+    }
+}
+
+impl ToolRunner for Toolbox {
+    fn call(&self, name: &str, input: Value) -> BoxFuture<'static, Result<String, String>> {
+        match name {
+            CURRENT_TIME => {
+                let result = builtin::current_time(&input, self.time_zone.as_deref());
+                async move { result }.boxed()
+            }
+            CALCULATOR => builtin::calculate(input).boxed(),
+            SEARCH_CONVERSATIONS => builtin::search(
+                self.store.clone(),
+                self.owner.clone(),
+                self.conversation_id.clone(),
+                input,
+            )
+            .boxed(),
+            other => {
+                let other = other.to_owned();
+                async move { Err(format!("The tool {other:?} is not available on this server.")) }.boxed()
+            }
+        }
+    }
+}
+
+/// What the model is told of the tools named (in that order).
+pub fn specs(names: &[String]) -> Vec<ToolSpec> {
+    names.iter().filter_map(|name| spec(name)).collect()
+}
+
+fn spec(name: &str) -> Option<ToolSpec> {
+    let (description, schema) = match name {
+        CURRENT_TIME => (
+            "The current date, time and weekday. Without arguments it answers in the user's own time zone.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "time_zone": {
+                        "type": "string",
+                        "description": "An IANA time zone such as \"Asia/Seoul\" or \"Europe/Paris\", when the user asks about another place."
+                    }
+                }
+            }),
+        ),
+        CALCULATOR => (
+            "Evaluates a math expression exactly (arbitrary precision): arithmetic, powers, roots, trigonometry, percentages, and unit conversions such as \"5 miles to km\" or \"100 USD/h * 7.5 h\" (no currencies). Use it for any calculation instead of working it out yourself.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "expression": { "type": "string", "description": "The expression, e.g. \"(3/7) * 2^40\" or \"37 degC to degF\"." }
+                },
+                "required": ["expression"]
+            }),
+        ),
+        SEARCH_CONVERSATIONS => (
+            "Searches the user's other conversations (not this one) for messages containing the given words, newest first, with their conversation's title and date.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "query": { "type": "string", "description": "Words the messages contain." },
+                    "limit": { "type": "integer", "minimum": 1, "maximum": 20, "description": "At most this many matches (default 5)." }
+                },
+                "required": ["query"]
+            }),
+        ),
+        _ => return None,
+    };
+    Some(ToolSpec {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        input_schema: schema,
+    })
+}
