@@ -104,7 +104,7 @@ pub fn validate_settings(
     let tools = match &requested.tools {
         None => None,
         Some(names) => {
-            let offered = &settings.tools.offered;
+            let offered = settings.tools.choices();
             if let Some(unknown) = names.iter().find(|name| !offered.contains(name)) {
                 return Err(ErrorInfo::refused(
                     ErrorCode::UnknownTool,

@@ -208,7 +208,16 @@ fn tool_name_en(name: &str) -> String {
         crate::tools::CURRENT_TIME => "Current time".to_owned(),
         crate::tools::CALCULATOR => "Calculator".to_owned(),
         crate::tools::SEARCH_CONVERSATIONS => "Search my conversations".to_owned(),
-        other => other.to_owned(),
+        other => mcp_tool_name(other),
+    }
+}
+
+/// An MCP server's tool (`SERVER__TOOL`) as `TOOL · SERVER`; a server's own
+/// name (in the settings) as it is.
+fn mcp_tool_name(name: &str) -> String {
+    match name.split_once("__") {
+        Some((server, tool)) => format!("{tool} · {server}"),
+        None => name.to_owned(),
     }
 }
 
@@ -217,7 +226,7 @@ fn tool_name_ko(name: &str) -> String {
         crate::tools::CURRENT_TIME => "현재 시각".to_owned(),
         crate::tools::CALCULATOR => "계산기".to_owned(),
         crate::tools::SEARCH_CONVERSATIONS => "내 대화 검색".to_owned(),
-        other => other.to_owned(),
+        other => mcp_tool_name(other),
     }
 }
 

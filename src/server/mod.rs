@@ -55,6 +55,8 @@ pub struct AppState {
     pub limiter: limits::Limiter,
     pub leptos_options: LeptosOptions,
     pub page: PageConfig,
+    /// The MCP servers' connections (their tools are offered beside the built-in ones).
+    pub mcp: crate::tools::mcp::McpHub,
 }
 
 pub struct Application {
@@ -65,6 +67,7 @@ pub struct Application {
     store: Store,
     limiter: limits::Limiter,
     settings: Arc<Settings>,
+    mcp: crate::tools::mcp::McpHub,
 }
 
 impl Application {
@@ -152,14 +155,16 @@ impl Application {
             default_max_tokens: settings.bedrock.max_tokens,
             max_output_tokens: settings.limits.max_output_tokens,
             max_system_prompt_chars: settings.limits.max_system_prompt_chars,
-            tools: settings.tools.offered.clone(),
+            tools: settings.tools.choices(),
             tools_on_by_default: settings.tools.on_by_default.clone(),
             default_thinking_budget: settings.bedrock.default_thinking_budget,
             // Chosen per request when the page is rendered (see `page_for_request`).
             locale: crate::i18n::Locale::En,
         };
         let timing = Timing::from_settings(&settings.streams);
+        let mcp = crate::tools::mcp::McpHub::start(settings.tools.mcp_servers.clone());
         let state = AppState {
+            mcp,
             settings: Arc::new(settings),
             bedrock: bedrock.clone(),
             store,
@@ -172,7 +177,9 @@ impl Application {
         let generations = state.generations.clone();
         let store = state.store.clone();
         let settings = state.settings.clone();
+        let mcp = state.mcp.clone();
         Ok(Self {
+            mcp,
             listener,
             router: router(state),
             bedrock,
@@ -196,6 +203,11 @@ impl Application {
     /// The answers being written (for tests and benchmarks).
     pub fn generations(&self) -> &Generations {
         &self.generations
+    }
+
+    /// The MCP servers' connections (for tests).
+    pub fn mcp(&self) -> &crate::tools::mcp::McpHub {
+        &self.mcp
     }
 
     /// The limits (for tests and figures).

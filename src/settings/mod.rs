@@ -41,6 +41,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ToolSettings {
     pub offered: Vec<String>,
+    /// Parsed once here: an entry that cannot be read stops the start.
+    #[serde(deserialize_with = "mcp_servers")]
+    pub mcp_servers: Vec<crate::tools::mcp::McpServerConfig>,
     pub on_by_default: Vec<String>,
     pub max_rounds: u32,
     pub timeout_secs: f64,
@@ -284,13 +287,17 @@ impl Settings {
                 crate::tools::BUILT_IN.join(", ")
             )));
         }
-        if let Some(stray) = tools
-            .on_by_default
-            .iter()
-            .find(|name| !tools.offered.contains(name))
-        {
+        if let Some(stray) = tools.on_by_default.iter().find(|name| !tools.offers(name)) {
             return Err(SettingsError::Invalid(format!(
-                "tools.on_by_default names {stray:?}, which tools.offered does not list"
+                "tools.on_by_default names {stray:?}, which neither tools.offered nor tools.mcp_servers lists"
+            )));
+        }
+        let mut names: Vec<&str> = tools.mcp_servers.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(SettingsError::Invalid(format!(
+                "tools.mcp_servers names {:?} twice",
+                twice[0]
             )));
         }
         if tools.max_rounds == 0 || tools.timeout_secs <= 0.0 || tools.max_result_chars == 0 {
@@ -340,6 +347,35 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+impl ToolSettings {
+    /// Whether `name` is a tool or MCP server a conversation may turn on.
+    pub fn offers(&self, name: &str) -> bool {
+        self.offered.iter().any(|n| n == name) || self.mcp_servers.iter().any(|s| s.name == name)
+    }
+
+    /// Every name a conversation may turn on: the tools, then the MCP servers.
+    pub fn choices(&self) -> Vec<String> {
+        self.offered
+            .iter()
+            .cloned()
+            .chain(self.mcp_servers.iter().map(|s| s.name.clone()))
+            .collect()
+    }
+}
+
+fn mcp_servers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<crate::tools::mcp::McpServerConfig>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| {
+            crate::tools::mcp::parse(entry)
+                .map_err(|e| serde::de::Error::custom(format!("tools.mcp_servers: {e}")))
+        })
+        .collect()
 }
 
 /// The fewest tokens Bedrock lets a model think for.

@@ -153,3 +153,44 @@ fn database_url_comes_from_the_standard_variable_unless_ours_is_set() {
     .unwrap();
     assert_eq!(ours.storage.url(), "sqlite:///tmp/x.sqlite3");
 }
+
+#[test]
+fn tools_and_mcp_servers_are_checked_at_start() {
+    let s = Settings::built_in_with(&env(&[
+        (
+            "BEDROCK_CHAT_TOOLS_MCP_SERVERS",
+            "files=stdio:mcp-files /srv, docs=http:https://mcp.example.com/mcp",
+        ),
+        ("BEDROCK_CHAT_TOOLS_ON_BY_DEFAULT", "calculator,docs"),
+    ]))
+    .unwrap();
+    assert_eq!(s.tools.mcp_servers.len(), 2);
+    assert!(s.tools.offers("docs") && s.tools.offers("calculator") && !s.tools.offers("shell"));
+    assert_eq!(s.tools.choices().last().map(String::as_str), Some("docs"));
+    assert!(s
+        .bedrock
+        .can_think("us.anthropic.claude-3-7-sonnet-20250219-v1:0"));
+    assert!(!s.bedrock.can_think("us.amazon.nova-lite-v1:0"));
+
+    for (key, value, says) in [
+        (
+            "BEDROCK_CHAT_TOOLS_MCP_SERVERS",
+            "files=ftp:x",
+            "tools.mcp_servers",
+        ),
+        ("BEDROCK_CHAT_TOOLS_MCP_SERVERS", "a=stdio:x, a=stdio:y", "twice"),
+        ("BEDROCK_CHAT_TOOLS_OFFERED", "shell", "not a tool of this server"),
+        ("BEDROCK_CHAT_TOOLS_ON_BY_DEFAULT", "files", "neither"),
+        ("BEDROCK_CHAT_TOOLS_MAX_ROUNDS", "0", "must be positive"),
+        (
+            "BEDROCK_CHAT_BEDROCK_DEFAULT_THINKING_BUDGET",
+            "100",
+            "at least 1024",
+        ),
+    ] {
+        let err = Settings::built_in_with(&env(&[(key, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{key}={value}: {err}");
+    }
+}

@@ -13,6 +13,9 @@
 //!   (arbitrary precision; bounded in time);
 //! * `search_conversations`: the owner's own stored messages containing some
 //!   words, newest first.
+//!
+//! Beside them, the tools of MCP servers ([`mcp`], server only), named
+//! `SERVER__TOOL`.
 
 /// The names of the built-in tools.
 pub const BUILT_IN: &[&str] = &[CURRENT_TIME, CALCULATOR, SEARCH_CONVERSATIONS];
@@ -23,6 +26,8 @@ pub const SEARCH_CONVERSATIONS: &str = "search_conversations";
 
 #[cfg(feature = "ssr")]
 mod builtin;
+#[cfg(feature = "ssr")]
+pub mod mcp;
 #[cfg(feature = "ssr")]
 mod toolbox;
 

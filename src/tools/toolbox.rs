@@ -1,6 +1,6 @@
 //! The tools of one answer, as the Bedrock layer calls them.
 
-use super::{builtin, CALCULATOR, CURRENT_TIME, SEARCH_CONVERSATIONS};
+use super::{builtin, mcp::McpHub, CALCULATOR, CURRENT_TIME, SEARCH_CONVERSATIONS};
 use crate::{
     bedrock::{ToolRunner, ToolSpec},
     conversations::store::Store,
@@ -13,15 +13,23 @@ use serde_json::{json, Value};
 /// the user's time zone.
 pub struct Toolbox {
     store: Store,
+    mcp: McpHub,
     owner: String,
     conversation_id: String,
     time_zone: Option<String>,
 }
 
 impl Toolbox {
-    pub fn new(store: Store, owner: &str, conversation_id: &str, time_zone: Option<String>) -> Self {
+    pub fn new(
+        store: Store,
+        mcp: McpHub,
+        owner: &str,
+        conversation_id: &str,
+        time_zone: Option<String>,
+    ) -> Self {
         Self {
             store,
+            mcp,
             owner: owner.to_owned(),
             conversation_id: conversation_id.to_owned(),
             time_zone,
@@ -44,17 +52,23 @@ impl ToolRunner for Toolbox {
                 input,
             )
             .boxed(),
-            other => {
-                let other = other.to_owned();
-                async move { Err(format!("The tool {other:?} is not available on this server.")) }.boxed()
-            }
+            other => match self.mcp.call(other, input) {
+                Some(call) => call.boxed(),
+                None => {
+                    let other = other.to_owned();
+                    async move { Err(format!("The tool {other:?} is not available on this server.")) }.boxed()
+                }
+            },
         }
     }
 }
 
-/// What the model is told of the tools named (in that order).
-pub fn specs(names: &[String]) -> Vec<ToolSpec> {
-    names.iter().filter_map(|name| spec(name)).collect()
+/// What the model is told of the tools named (in that order): built-in ones,
+/// then those of the MCP servers named.
+pub fn specs(names: &[String], mcp: &McpHub) -> Vec<ToolSpec> {
+    let mut specs: Vec<ToolSpec> = names.iter().filter_map(|name| spec(name)).collect();
+    specs.extend(mcp.specs(names));
+    specs
 }
 
 fn spec(name: &str) -> Option<ToolSpec> {

@@ -366,7 +366,7 @@ async fn the_simulator_refuses_the_histories_bedrock_refuses() {
         ok: true,
         content: "1".into(),
     };
-    let spec = bedrock_chat::tools::specs(&["calculator".to_owned()]);
+    let spec = bedrock_chat::tools::specs(&["calculator".to_owned()], &Default::default());
     let cases: Vec<(Vec<Turn>, Vec<_>, Option<u32>, &str)> = vec![
         (
             vec![

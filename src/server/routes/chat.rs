@@ -347,10 +347,10 @@ fn model_input(
         .as_ref()
         .unwrap_or(&offered.on_by_default)
         .iter()
-        .filter(|name| offered.offered.contains(name))
+        .filter(|name| offered.offers(name))
         .cloned()
         .collect();
-    let tools = tools::specs(&tool_names);
+    let tools = tools::specs(&tool_names, &state.mcp);
     let mut max_tokens = chosen
         .max_tokens
         .and_then(|n| i32::try_from(n).ok())
@@ -370,6 +370,7 @@ fn model_input(
     let runner = (!tools.is_empty()).then(|| {
         let toolbox: Arc<dyn ToolRunner> = Arc::new(Toolbox::new(
             state.store.clone(),
+            state.mcp.clone(),
             owner.as_str(),
             &exchange.conversation.id,
             time_zone,

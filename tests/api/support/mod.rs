@@ -144,6 +144,8 @@ pub struct TestApp {
     /// The app's wall clock: a test moves it instead of sleeping.
     pub clock: bedrock_chat::clock::Clock,
     pub limiter: bedrock_chat::server::limits::Limiter,
+    /// The app's MCP server connections.
+    pub mcp: bedrock_chat::tools::mcp::McpHub,
     /// Dropping it starts the app's shutdown (as SIGTERM would).
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -170,6 +172,7 @@ pub async fn spawn_app_on(db: Db, overrides: &[(&str, &str)]) -> TestApp {
         .expect("app starts");
     let base = format!("http://{}", app.local_addr());
     let generations = app.generations().clone();
+    let mcp = app.mcp().clone();
     let limiter = app.limiter().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
@@ -184,6 +187,7 @@ pub async fn spawn_app_on(db: Db, overrides: &[(&str, &str)]) -> TestApp {
         generations,
         clock,
         limiter,
+        mcp,
         stop: Some(stop),
     }
 }
