@@ -74,6 +74,8 @@ export default defineConfig({
       // checks one of them).
       BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_ADDRESS: '100000',
       BEDROCK_CHAT_LIMITS_NEW_OWNERS_PER_ADDRESS_PER_HOUR: '100000',
+      // tools.spec.ts: one tool that waits for Approve / Deny.
+      BEDROCK_CHAT_TOOLS_REQUIRES_APPROVAL: 'search_conversations',
       LEPTOS_SITE_ROOT: 'target/site',
       LEPTOS_SITE_PKG_DIR: 'pkg',
       LEPTOS_OUTPUT_NAME: 'bedrock-chat',

@@ -94,6 +94,7 @@ error_codes! {
     CompatApiOff = "compat_api_off" => 404,
     ConversationBusy = "conversation_busy" => 409,
     NothingToRetry = "nothing_to_retry" => 409,
+    NotAwaitingApproval = "not_awaiting_approval" => 409,
     // Limits.
     RateLimited = "rate_limited" => 429,
     TooManyAnswers = "too_many_answers" => 429,

@@ -108,3 +108,34 @@ test('a conversation turns tools off in its settings', async ({ page }) => {
   await expect(answer.locator('.tool-card .tool-status')).toHaveText('Failed');
   await expect(answer.locator('.tool-card .tool-output')).toContainText('There is no tool named "calculator"');
 });
+
+test('a call that needs approval waits for Approve or Deny, in every tab that follows it', async ({ page, context }) => {
+  const ui = await openChat(page);
+  await sendMessage(page, '[sim call=search_conversations:{"query":"zebra"}]');
+  const answer = ui.answers.first();
+  const card = answer.locator('.tool-card');
+  await expect(card).toHaveClass(/\bawaiting\b/, { timeout: 15_000 });
+  await expect(card.locator('.tool-status')).toHaveText('Waiting for your approval');
+
+  // A second tab following the same answer shows the same question.
+  const id = conversationIdOf(page);
+  const other = await context.newPage();
+  await openChat(other, `/c/${id}`);
+  const otherCard = other.locator('article.turn.assistant .tool-card');
+  await expect(otherCard).toHaveClass(/\bawaiting\b/);
+
+  // Approved in the second tab: both see it run and finish.
+  await otherCard.locator('button.approve').click();
+  await expect(card).toHaveClass(/\bok\b/, { timeout: 15_000 });
+  await expect(otherCard).toHaveClass(/\bok\b/);
+  await expect(answer).toHaveAttribute('data-status', 'complete');
+
+  // Denied: the model is told the user declined.
+  await sendMessage(page, '[sim call=search_conversations:{"query":"zebra"}]');
+  const second = ui.answers.nth(1);
+  await expect(second.locator('.tool-card')).toHaveClass(/\bawaiting\b/, { timeout: 15_000 });
+  await second.locator('.tool-card button.deny').click();
+  await expect(second).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
+  await expect(second.locator('.tool-card .tool-output')).toHaveText('The user declined to run this tool call.');
+  await expect(second.locator('.text').last()).toContainText('declined');
+});

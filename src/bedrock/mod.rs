@@ -23,5 +23,5 @@ mod stream;
 pub use client::{aws_credentials_configured, connect, Backend, BedrockChat};
 pub use error::{BedrockError, ErrorKind};
 pub use messages::{Block, ConverseInput, ToolSpec, Turn};
-pub use rounds::{AnswerStream, AnswerTools, ToolLimits, ToolRunner};
+pub use rounds::{AnswerStream, AnswerTools, Approval, ToolLimits, ToolRunner};
 pub use stream::{ModelEvent, ModelStream, StopReason, TokenUsage, ToolOutcome};

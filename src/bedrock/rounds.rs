@@ -21,12 +21,28 @@ use super::{
 };
 use futures::{future::BoxFuture, stream::FuturesUnordered, StreamExt};
 use std::{collections::VecDeque, sync::Arc, time::Duration};
+use tokio::sync::mpsc;
 
 /// What an answer's tool calls are run by.
 pub trait ToolRunner: Send + Sync + 'static {
     /// Runs the tool `name` (one of the offered ones) with a JSON object of
     /// arguments: its text result, or why it failed.
     fn call(&self, name: &str, input: serde_json::Value) -> BoxFuture<'static, Result<String, String>>;
+
+    /// For a tool that may only run once the user approves: the wait for
+    /// that decision on this call. `None`: it runs at once.
+    fn approval(&self, _name: &str, _call_id: &str) -> Option<BoxFuture<'static, Approval>> {
+        None
+    }
+}
+
+/// The user's decision on a call that needs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    Approved,
+    Denied,
+    /// Nobody decided in time.
+    TimedOut,
 }
 
 /// What runs an answer's tool calls, and the bounds on them.
@@ -62,6 +78,8 @@ enum State {
         calls: FuturesUnordered<BoxFuture<'static, (usize, ToolOutcome)>>,
         requested: Vec<RequestedCall>,
         results: Vec<Option<ToolOutcome>>,
+        /// Calls approved since: each now runs.
+        approved: mpsc::UnboundedReceiver<String>,
     },
     Calling(BoxFuture<'static, Result<ModelStream, BedrockError>>),
     Ended,
@@ -117,14 +135,22 @@ impl AnswerStream {
                     calls,
                     results,
                     requested,
-                } => match calls.next().await {
-                    Some((at, outcome)) => {
-                        results[at] = Some(outcome.clone());
-                        let id = requested[at].id.clone();
-                        return Some(Ok(ModelEvent::ToolResult { id, result: outcome }));
+                    approved,
+                } => {
+                    let next = tokio::select! {
+                        biased;
+                        Some(id) = approved.recv() => return Some(Ok(ModelEvent::ToolRunning { id })),
+                        next = calls.next() => next,
+                    };
+                    match next {
+                        Some((at, outcome)) => {
+                            results[at] = Some(outcome.clone());
+                            let id = requested[at].id.clone();
+                            return Some(Ok(ModelEvent::ToolResult { id, result: outcome }));
+                        }
+                        None => self.next_round(),
                     }
-                    None => self.next_round(),
-                },
+                }
                 State::Calling(call) => match call.await {
                     Ok(stream) => self.state = State::Streaming(Box::new(stream)),
                     Err(err) => {
@@ -165,16 +191,31 @@ impl AnswerStream {
         });
         let offered: Vec<String> = self.input.tools.iter().map(|t| t.name.clone()).collect();
         let calls = FuturesUnordered::new();
+        let (approvals, approved) = mpsc::unbounded_channel();
         for (at, call) in requested.iter().enumerate() {
-            self.queue
-                .push_back(ModelEvent::ToolRunning { id: call.id.clone() });
-            let run = run_call(runner.clone(), limits, &offered, call);
+            let approval = offered
+                .contains(&call.name)
+                .then(|| runner.approval(&call.name, &call.id))
+                .flatten();
+            self.queue.push_back(match approval {
+                Some(_) => ModelEvent::ToolAwaitingApproval { id: call.id.clone() },
+                None => ModelEvent::ToolRunning { id: call.id.clone() },
+            });
+            let run = run_call(
+                runner.clone(),
+                limits,
+                &offered,
+                call,
+                approval,
+                approvals.clone(),
+            );
             calls.push(Box::pin(async move { (at, run.await) }) as BoxFuture<'static, _>);
         }
         self.state = State::Running {
             calls,
             results: vec![None; requested.len()],
             requested,
+            approved,
         };
         Ok(())
     }
@@ -214,14 +255,16 @@ impl AnswerStream {
     }
 }
 
-/// Runs one call within the limits; every failure is a result the model reads.
+/// Runs one call within the limits, once approved when it needs approval
+/// (`approved` hears of it then); every failure is a result the model reads.
 fn run_call(
     runner: Arc<dyn ToolRunner>,
     limits: ToolLimits,
     offered: &[String],
     call: &RequestedCall,
+    approval: Option<BoxFuture<'static, Approval>>,
+    approved: mpsc::UnboundedSender<String>,
 ) -> BoxFuture<'static, ToolOutcome> {
-    let started = std::time::Instant::now();
     let refusal = if !offered.contains(&call.name) {
         Some(format!(
             "There is no tool named {:?}. The tools you may call are: {}.",
@@ -243,12 +286,28 @@ fn run_call(
             "The arguments are not valid JSON ({err}). Call the tool again with a JSON object."
         )),
     };
-    let name = call.name.clone();
+    let (name, id) = (call.name.clone(), call.id.clone());
     Box::pin(async move {
-        let result = match (refusal, input) {
-            (Some(refusal), _) => Err(refusal),
-            (None, Err(invalid)) => Err(invalid),
-            (None, Ok(input)) => {
+        let decision = match approval {
+            None => Ok(()),
+            Some(wait) => match wait.await {
+                Approval::Approved => {
+                    let _ = approved.send(id);
+                    Ok(())
+                }
+                Approval::Denied => Err("The user declined to run this tool call.".to_owned()),
+                Approval::TimedOut => {
+                    Err("Nobody approved this tool call in time, so it was not run.".to_owned())
+                }
+            },
+        };
+        // The call's own time starts once it may run.
+        let started = std::time::Instant::now();
+        let result = match (decision, refusal, input) {
+            (Err(declined), _, _) => Err(declined),
+            (Ok(()), Some(refusal), _) => Err(refusal),
+            (Ok(()), None, Err(invalid)) => Err(invalid),
+            (Ok(()), None, Ok(input)) => {
                 match tokio::time::timeout(limits.timeout, runner.call(&name, input)).await {
                     Ok(result) => result,
                     Err(_) => Err(format!(

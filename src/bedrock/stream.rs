@@ -28,6 +28,8 @@ pub enum ModelEvent {
     ToolInput { id: String, fragment: String },
     /// The arguments are complete and the tool runs.
     ToolRunning { id: String },
+    /// The arguments are complete; the call waits for the user's approval.
+    ToolAwaitingApproval { id: String },
     /// A tool call ended.
     ToolResult { id: String, result: ToolOutcome },
     /// The model finished generating, for this reason.

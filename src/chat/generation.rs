@@ -192,6 +192,8 @@ pub struct Generations {
 /// One answer being written (or just written).
 pub struct Generation {
     owner: String,
+    /// Its tool calls that wait for the user's decision.
+    approvals: super::approvals::Approvals,
     /// Whether a delta has been written (the short grace ends then).
     has_text: AtomicBool,
     log: Mutex<Log>,
@@ -310,9 +312,11 @@ impl Generations {
         recorder: AnswerRecorder,
         reservation: Reservation,
         labels: AnswerLabels,
+        approvals: super::approvals::Approvals,
     ) -> Arc<Generation> {
         let generation = Arc::new(Generation {
             owner: owner.to_owned(),
+            approvals,
             has_text: AtomicBool::new(false),
             log: Mutex::new(Log::default()),
             length: watch::Sender::new(0),
@@ -394,6 +398,12 @@ impl Generation {
             first
         });
         true
+    }
+
+    /// Decides on one of its calls that waits for approval; false when that
+    /// call is not waiting.
+    pub fn decide(&self, call_id: &str, approve: bool) -> bool {
+        self.approvals.decide(call_id, approve)
     }
 
     /// Ends the generation for a server shutdown.

@@ -19,6 +19,7 @@
 //! | `tool_call` | [`ToolCallStarted`] `{"id", "name"}`: the model began a tool call |
 //! | `tool_input` | [`ToolInput`] `{"id", "fragment"}`: append to that call's arguments (JSON text) |
 //! | `tool_running` | [`ToolRunning`] `{"id"}`: the arguments are complete; the tool runs |
+//! | `tool_approval` | [`ToolRunning`] `{"id"}`: the call waits for the user's Approve or Deny |
 //! | `tool_result` | [`ToolFinished`] `{"id", "ok", "content", "duration_ms"}`: the call ended |
 //! | `usage` | [`Usage`] `{"input_tokens", "output_tokens", "total_tokens", "latency_ms"}` (summed over tool rounds) |
 //! | `error` | [`ErrorInfo`] `{"code", "message", "retryable"}`: the answer ends here  |
@@ -47,6 +48,8 @@ pub mod page;
 pub mod settings_panel;
 
 #[cfg(feature = "ssr")]
+pub mod approvals;
+#[cfg(feature = "ssr")]
 pub mod generation;
 #[cfg(feature = "ssr")]
 pub mod record;
@@ -68,7 +71,9 @@ pub const STREAM_PATH: &str = "/api/chat/stream";
 pub const STOPPED_REASON: &str = "stopped";
 
 /// Resuming and stopping an answer: `{GENERATIONS_PATH}/{answer_id}/events`
-/// and `{GENERATIONS_PATH}/{answer_id}/cancel`.
+/// and `{GENERATIONS_PATH}/{answer_id}/cancel`; deciding on a call that
+/// waits for approval: `{GENERATIONS_PATH}/{answer_id}/tools/{call_id}`
+/// with [`ToolDecision`].
 pub const GENERATIONS_PATH: &str = "/api/generations";
 /// The wire format of the Python/Streamlit client this app replaces.
 pub const COMPAT_PATH: &str = "/api/chat";
@@ -165,6 +170,13 @@ pub struct ToolRunning {
     pub id: String,
 }
 
+/// The user's decision on a call that waits for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDecision {
+    pub approve: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolFinished {
     pub id: String,
@@ -187,6 +199,7 @@ pub enum StreamEvent {
     ToolCall(ToolCallStarted),
     ToolInput(ToolInput),
     ToolRunning(ToolRunning),
+    ToolApproval(ToolRunning),
     ToolResult(ToolFinished),
     Usage(Usage),
     Error(ErrorInfo),
@@ -204,6 +217,7 @@ impl StreamEvent {
             StreamEvent::ToolCall(_) => "tool_call",
             StreamEvent::ToolInput(_) => "tool_input",
             StreamEvent::ToolRunning(_) => "tool_running",
+            StreamEvent::ToolApproval(_) => "tool_approval",
             StreamEvent::ToolResult(_) => "tool_result",
             StreamEvent::Usage(_) => "usage",
             StreamEvent::Error(_) => "error",
@@ -222,6 +236,7 @@ impl StreamEvent {
             "tool_call" => serde_json::from_str(data).map(StreamEvent::ToolCall),
             "tool_input" => serde_json::from_str(data).map(StreamEvent::ToolInput),
             "tool_running" => serde_json::from_str(data).map(StreamEvent::ToolRunning),
+            "tool_approval" => serde_json::from_str(data).map(StreamEvent::ToolApproval),
             "tool_result" => serde_json::from_str(data).map(StreamEvent::ToolResult),
             "usage" => serde_json::from_str(data).map(StreamEvent::Usage),
             "error" => serde_json::from_str(data).map(StreamEvent::Error),

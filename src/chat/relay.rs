@@ -60,6 +60,9 @@ impl AnswerEvents {
             Some(Ok(ModelEvent::ToolRunning { id })) => {
                 Step::Event(StreamEvent::ToolRunning(ToolRunning { id }))
             }
+            Some(Ok(ModelEvent::ToolAwaitingApproval { id })) => {
+                Step::Event(StreamEvent::ToolApproval(ToolRunning { id }))
+            }
             Some(Ok(ModelEvent::ToolResult { id, result })) => {
                 Step::Event(StreamEvent::ToolResult(ToolFinished {
                     id,
@@ -104,7 +107,9 @@ pub fn encode(id: u64, event: &StreamEvent) -> Bytes {
         StreamEvent::ToolInput(i) => {
             sse::encode::event(id, event.name(), i, i.id.len() + i.fragment.len() + 40)
         }
-        StreamEvent::ToolRunning(r) => sse::encode::event(id, event.name(), r, r.id.len() + 16),
+        StreamEvent::ToolRunning(r) | StreamEvent::ToolApproval(r) => {
+            sse::encode::event(id, event.name(), r, r.id.len() + 16)
+        }
         StreamEvent::ToolResult(r) => {
             sse::encode::event(id, event.name(), r, r.id.len() + r.content.len() + 64)
         }

@@ -109,6 +109,30 @@ pub fn save_settings(
     })
 }
 
+/// Approves or denies a tool call of an answer that waits for the user.
+pub fn decide(
+    answer_id: String,
+    call_id: String,
+    approve: bool,
+) -> impl Future<Output = Result<(), ErrorInfo>> + Send {
+    SendWrapper::new(async move {
+        let response = Request::post(&format!(
+            "{}/{answer_id}/tools/{call_id}",
+            crate::chat::GENERATIONS_PATH
+        ))
+        .json(&crate::chat::ToolDecision { approve })
+        .map_err(|_| ErrorInfo::offline())?
+        .send()
+        .await
+        .map_err(|_| ErrorInfo::offline())?;
+        if response.ok() {
+            Ok(())
+        } else {
+            Err(error_of(response).await)
+        }
+    })
+}
+
 pub fn delete(id: String) -> impl Future<Output = Result<(), ErrorInfo>> + Send {
     SendWrapper::new(async move {
         let response = Request::delete(&format!("{API_PATH}/{id}"))

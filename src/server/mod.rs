@@ -359,6 +359,10 @@ fn router(state: AppState) -> Router {
             &format!("{}/{{id}}/cancel", chat::GENERATIONS_PATH),
             post(routes::chat::cancel),
         )
+        .route(
+            &format!("{}/{{id}}/tools/{{call_id}}", chat::GENERATIONS_PATH),
+            post(routes::chat::decide),
+        )
         .route(conversations::API_PATH, get(routes::conversations::list))
         .route(
             &by_id,

@@ -45,6 +45,8 @@ pub struct ToolSettings {
     #[serde(deserialize_with = "mcp_servers")]
     pub mcp_servers: Vec<crate::tools::mcp::McpServerConfig>,
     pub on_by_default: Vec<String>,
+    pub requires_approval: Vec<String>,
+    pub approval_timeout_secs: f64,
     pub max_rounds: u32,
     pub timeout_secs: f64,
     pub max_result_chars: usize,
@@ -300,7 +302,22 @@ impl Settings {
                 twice[0]
             )));
         }
-        if tools.max_rounds == 0 || tools.timeout_secs <= 0.0 || tools.max_result_chars == 0 {
+        if let Some(stray) = tools.requires_approval.iter().find(|name| {
+            // A server's own tool (`SERVER__TOOL`) is named by its server.
+            let owner = name
+                .split_once(crate::tools::mcp::SEPARATOR)
+                .map_or(name.as_str(), |(server, _)| server);
+            !tools.offers(owner)
+        }) {
+            return Err(SettingsError::Invalid(format!(
+                "tools.requires_approval names {stray:?}, which is neither an offered tool nor a tool of an MCP server"
+            )));
+        }
+        if tools.max_rounds == 0
+            || tools.timeout_secs <= 0.0
+            || tools.approval_timeout_secs <= 0.0
+            || tools.max_result_chars == 0
+        {
             return Err(SettingsError::Invalid(
                 "tools: max_rounds, timeout_secs and max_result_chars must be positive".into(),
             ));
@@ -353,6 +370,17 @@ impl ToolSettings {
     /// Whether `name` is a tool or MCP server a conversation may turn on.
     pub fn offers(&self, name: &str) -> bool {
         self.offered.iter().any(|n| n == name) || self.mcp_servers.iter().any(|s| s.name == name)
+    }
+
+    /// Whether a call of `name` waits for the user's approval: it, or its
+    /// MCP server, is listed in `requires_approval`.
+    pub fn needs_approval(&self, name: &str) -> bool {
+        let server = name
+            .split_once(crate::tools::mcp::SEPARATOR)
+            .map(|(server, _)| server);
+        self.requires_approval
+            .iter()
+            .any(|listed| listed == name || Some(listed.as_str()) == server)
     }
 
     /// Every name a conversation may turn on: the tools, then the MCP servers.

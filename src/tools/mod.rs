@@ -32,4 +32,4 @@ pub mod mcp;
 mod toolbox;
 
 #[cfg(feature = "ssr")]
-pub use toolbox::{specs, Toolbox};
+pub use toolbox::{specs, NeedsApproval, Toolbox};

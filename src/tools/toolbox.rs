@@ -2,11 +2,13 @@
 
 use super::{builtin, mcp::McpHub, CALCULATOR, CURRENT_TIME, SEARCH_CONVERSATIONS};
 use crate::{
-    bedrock::{ToolRunner, ToolSpec},
+    bedrock::{Approval, ToolRunner, ToolSpec},
+    chat::approvals::Approvals,
     conversations::store::Store,
 };
 use futures::{future::BoxFuture, FutureExt};
 use serde_json::{json, Value};
+use std::{sync::Arc, time::Duration};
 
 /// What the tools of an answer may use: the owner's store (the search
 /// leaves out the conversation asking, which the model has already), and
@@ -14,6 +16,8 @@ use serde_json::{json, Value};
 pub struct Toolbox {
     store: Store,
     mcp: McpHub,
+    /// The tools whose calls wait for the user, and where they wait.
+    approvals: Option<NeedsApproval>,
     owner: String,
     conversation_id: String,
     time_zone: Option<String>,
@@ -30,6 +34,7 @@ impl Toolbox {
         Self {
             store,
             mcp,
+            approvals: None,
             owner: owner.to_owned(),
             conversation_id: conversation_id.to_owned(),
             time_zone,
@@ -37,7 +42,27 @@ impl Toolbox {
     }
 }
 
+/// Which calls wait for the user's decision, where, and how long.
+pub struct NeedsApproval {
+    pub approvals: Approvals,
+    pub needs: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    pub timeout: Duration,
+}
+
+impl Toolbox {
+    /// Calls of the tools `needs` names wait for a decision in `approvals`.
+    pub fn with_approvals(mut self, needs: NeedsApproval) -> Self {
+        self.approvals = Some(needs);
+        self
+    }
+}
+
 impl ToolRunner for Toolbox {
+    fn approval(&self, name: &str, call_id: &str) -> Option<BoxFuture<'static, Approval>> {
+        let needs = self.approvals.as_ref()?;
+        (needs.needs)(name).then(|| needs.approvals.wait(call_id, needs.timeout))
+    }
+
     fn call(&self, name: &str, input: Value) -> BoxFuture<'static, Result<String, String>> {
         match name {
             CURRENT_TIME => {

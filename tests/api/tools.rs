@@ -466,3 +466,84 @@ async fn the_simulator_refuses_the_histories_bedrock_refuses() {
         assert!(err.detail.contains(wanted), "{wanted}: {}", err.detail);
     }
 }
+
+/// Starts an answer whose calculator call waits for approval; returns the
+/// reader (stopped at `tool_approval`), the answer's id and the call's id.
+async fn awaiting_approval(app: &TestApp) -> (EventReader, String, String) {
+    let response = app
+        .send(None, r#"[sim call=calculator:{"expression":"6*7"}]"#)
+        .await;
+    let mut reader = EventReader::new(response);
+    let events = reader
+        .read_until(|events| events.iter().any(|e| e.event == "tool_approval"))
+        .await
+        .to_vec();
+    assert!(
+        !events.iter().any(|e| e.event == "tool_running"),
+        "nothing runs before the decision"
+    );
+    let answer_id = json(&events[0])["answer_id"].as_str().unwrap().to_owned();
+    let call_id = json(events.iter().find(|e| e.event == "tool_approval").unwrap())["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (reader, answer_id, call_id)
+}
+
+#[tokio::test]
+async fn a_call_that_needs_approval_runs_when_approved_and_is_declined_when_denied() {
+    let app = spawn_app_with(&[("BEDROCK_CHAT_TOOLS_REQUIRES_APPROVAL", "calculator")]).await;
+    let decide = |answer: &str, call: &str, approve: bool| {
+        app.http
+            .post(app.url(&format!("/api/generations/{answer}/tools/{call}")))
+            .json(&json!({ "approve": approve }))
+            .send()
+    };
+
+    let (mut reader, answer, call) = awaiting_approval(&app).await;
+    // Someone else cannot decide.
+    let stranger = new_user()
+        .post(app.url(&format!("/api/generations/{answer}/tools/{call}")))
+        .json(&json!({ "approve": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 404);
+    assert_eq!(decide(&answer, &call, true).await.unwrap().status(), 200);
+    let again = decide(&answer, &call, false).await.unwrap();
+    assert_eq!(again.status(), 409, "decided once");
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_awaiting_approval");
+    let events = reader.read_to_end().await.to_vec();
+    let after: Vec<&str> = names(&events)
+        .into_iter()
+        .skip_while(|n| *n != "tool_approval")
+        .filter(|n| n.starts_with("tool_"))
+        .collect();
+    assert_eq!(after, ["tool_approval", "tool_running", "tool_result"]);
+    assert_eq!(json(of(&events, "tool_result")[0])["content"], "6*7 = 42");
+
+    let (mut reader, answer, call) = awaiting_approval(&app).await;
+    assert_eq!(decide(&answer, &call, false).await.unwrap().status(), 200);
+    let events = reader.read_to_end().await.to_vec();
+    let result = json(of(&events, "tool_result")[0]);
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["content"], "The user declined to run this tool call.");
+    assert!(answer_text(&events).contains("calculator failed: The user declined"));
+    assert_eq!(json(events.last().unwrap())["stop_reason"], "end_turn");
+}
+
+#[tokio::test]
+async fn a_call_nobody_decides_on_is_not_run() {
+    let app = spawn_app_with(&[
+        ("BEDROCK_CHAT_TOOLS_REQUIRES_APPROVAL", "calculator"),
+        ("BEDROCK_CHAT_TOOLS_APPROVAL_TIMEOUT_SECS", "0.3"),
+    ])
+    .await;
+    let (mut reader, _, _) = awaiting_approval(&app).await;
+    let events = reader.read_to_end().await.to_vec();
+    let result = json(of(&events, "tool_result")[0]);
+    assert_eq!(result["ok"], false);
+    assert!(result["content"].as_str().unwrap().contains("in time"));
+    assert_eq!(json(events.last().unwrap())["stop_reason"], "end_turn");
+}

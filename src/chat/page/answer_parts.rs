@@ -171,6 +171,8 @@ impl ThinkingPart {
 pub enum ToolState {
     /// The model is writing its arguments.
     Writing,
+    /// It waits for the user's Approve or Deny.
+    Awaiting,
     /// It runs, since this time (ms, browser clock).
     Running {
         since_ms: u64,
@@ -184,6 +186,8 @@ pub enum ToolState {
 #[derive(Clone, Copy)]
 pub struct ToolPart {
     key: u64,
+    /// The answer it belongs to (to decide on it), once the server named it.
+    pub answer: StoredValue<Option<String>>,
     pub id: StoredValue<String>,
     pub name: StoredValue<String>,
     pub input: RwSignal<String>,
@@ -191,9 +195,10 @@ pub struct ToolPart {
 }
 
 impl ToolPart {
-    pub fn new(key: u64, id: String, name: String) -> Self {
+    pub fn new(key: u64, answer: Option<String>, id: String, name: String) -> Self {
         Self {
             key,
+            answer: StoredValue::new(answer),
             id: StoredValue::new(id),
             name: StoredValue::new(name),
             input: RwSignal::new(String::new()),
@@ -203,7 +208,7 @@ impl ToolPart {
 
     /// A stored call, as it ended.
     fn stored(key: u64, call: &ToolCall) -> Self {
-        let part = Self::new(key, call.id.clone(), call.name.clone());
+        let part = Self::new(key, None, call.id.clone(), call.name.clone());
         part.input.set(call.input.clone());
         part.state.set(match &call.result {
             Some(result) => ToolState::Finished(ToolFinished {

@@ -76,6 +76,7 @@ pub fn ToolCard(part: ToolPart) -> impl IntoView {
     });
     let state_class = move || match part.state.get() {
         ToolState::Writing => "tool-card writing",
+        ToolState::Awaiting => "tool-card awaiting",
         ToolState::Running { .. } => "tool-card running",
         ToolState::Finished(f) if f.ok => "tool-card ok",
         ToolState::Finished(_) => "tool-card failed",
@@ -85,6 +86,7 @@ pub fn ToolCard(part: ToolPart) -> impl IntoView {
         let t = i18n.t();
         match part.state.get() {
             ToolState::Writing => t.tool_writing.to_owned(),
+            ToolState::Awaiting => t.tool_awaiting.to_owned(),
             ToolState::Running { since_ms } => (t.tool_running)(now.get().saturating_sub(since_ms) / 1000),
             ToolState::Finished(f) if f.ok => (t.tool_done)(f.duration_ms),
             ToolState::Finished(_) => t.tool_failed.to_owned(),
@@ -111,8 +113,11 @@ pub fn ToolCard(part: ToolPart) -> impl IntoView {
                 <pre class="tool-args">{arguments}</pre>
             </div>
             {move || match part.state.get() {
-                ToolState::Finished(finished) => Some(view! { <ToolResultView ok=finished.ok content=finished.content/> }),
-                _ => None,
+                ToolState::Finished(finished) => {
+                    view! { <ToolResultView ok=finished.ok content=finished.content/> }.into_any()
+                }
+                ToolState::Awaiting => view! { <ApprovalButtons part/> }.into_any(),
+                _ => ().into_any(),
             }}
         </div>
     }
@@ -153,6 +158,40 @@ fn ToolResultView(ok: bool, content: String) -> impl IntoView {
                     </button>
                 </Show>
             </Show>
+        </div>
+    }
+}
+
+/// Approve and Deny on a call that waits for the user. The card changes
+/// when the answer's stream says what happened (in every tab that follows
+/// it), not when the button is pressed.
+#[component]
+fn ApprovalButtons(part: ToolPart) -> impl IntoView {
+    let i18n = use_i18n();
+    let sending = RwSignal::new(false);
+    let refused = RwSignal::new(None::<String>);
+    let decide = move |approve: bool| {
+        let Some(answer) = part.answer.get_value() else {
+            return;
+        };
+        sending.set(true);
+        let call = part.id.get_value();
+        leptos::task::spawn_local(async move {
+            if let Err(info) = crate::conversations::client::decide(answer, call, approve).await {
+                refused.set(Some(info.message));
+                sending.set(false);
+            }
+        });
+    };
+    view! {
+        <div class="tool-section tool-approval">
+            <button type="button" class="small approve" prop:disabled=move || sending.get() on:click=move |_| decide(true)>
+                {move || i18n.t().tool_approve}
+            </button>
+            <button type="button" class="small deny" prop:disabled=move || sending.get() on:click=move |_| decide(false)>
+                {move || i18n.t().tool_deny}
+            </button>
+            {move || refused.get().map(|message| view! { <p class="error" role="alert">{message}</p> })}
         </div>
     }
 }

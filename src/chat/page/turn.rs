@@ -112,7 +112,7 @@ impl Turn {
             StreamEvent::ReasoningRedacted(_) => self.thinking().redacted.set(true),
             StreamEvent::ToolCall(call) => {
                 self.close_last();
-                let tool = ToolPart::new(self.key(), call.id, call.name);
+                let tool = ToolPart::new(self.key(), self.message_id.get_value(), call.id, call.name);
                 self.parts.update(|parts| parts.push(Part::Tool(tool)));
             }
             StreamEvent::ToolInput(input) => {
@@ -123,6 +123,11 @@ impl Turn {
             StreamEvent::ToolRunning(running) => {
                 if let Some(tool) = self.tool(&running.id) {
                     tool.state.set(ToolState::Running { since_ms: now_ms() });
+                }
+            }
+            StreamEvent::ToolApproval(waiting) => {
+                if let Some(tool) = self.tool(&waiting.id) {
+                    tool.state.set(ToolState::Awaiting);
                 }
             }
             StreamEvent::ToolResult(result) => {
@@ -167,7 +172,7 @@ impl Turn {
                 if let Part::Tool(tool) = part {
                     if matches!(
                         tool.state.get_untracked(),
-                        ToolState::Writing | ToolState::Running { .. }
+                        ToolState::Writing | ToolState::Awaiting | ToolState::Running { .. }
                     ) {
                         tool.state.set(ToolState::Stopped);
                     }

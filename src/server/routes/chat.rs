@@ -3,12 +3,13 @@
 use crate::{
     bedrock::{AnswerTools, ConverseInput, ToolLimits, ToolRunner},
     chat::{
+        approvals::Approvals,
         generation::{start_frame, AnswerLabels, Reservation},
         record::{AnswerRecorder, AnswerRef},
         relay::{encode, relay, SeedFormat},
         turns::model_turns,
         validate::{check_edit_text, check_time_zone, model_choice, validate, validate_send},
-        ChatRequest, ErrorInfo, SendRequest, Started, StreamEvent,
+        ChatRequest, ErrorInfo, SendRequest, Started, StreamEvent, ToolDecision,
     },
     conversations::{
         history,
@@ -24,11 +25,11 @@ use crate::{
     },
     settings::secs,
     sse,
-    tools::{self, Toolbox},
+    tools::{self, NeedsApproval, Toolbox},
 };
 use axum::{
     body::Body,
-    extract::{Query, State},
+    extract::{Path, Query, State},
     http::HeaderMap,
     response::Response,
 };
@@ -188,7 +189,8 @@ async fn answer(
     time_zone: Option<String>,
 ) -> Response {
     reservation.claim(&exchange.conversation.id, &exchange.answer_id);
-    let (input, runner) = model_input(state, owner, &exchange, time_zone);
+    let approvals = Approvals::default();
+    let (input, runner) = model_input(state, owner, &exchange, time_zone, &approvals);
     let started_event = Started {
         conversation_id: exchange.conversation.id.clone(),
         title: exchange.conversation.title.clone(),
@@ -225,6 +227,7 @@ async fn answer(
                 recorder,
                 reservation,
                 labels,
+                approvals,
             );
             Body::from_stream(generation.listen(0, state.generations.timing().keep_alive))
         }
@@ -324,6 +327,53 @@ pub async fn cancel(
     }))
 }
 
+/// What `decide` answers.
+#[derive(Debug, serde::Serialize)]
+pub struct DecisionOutcome {
+    pub approved: bool,
+    pub message: &'static str,
+}
+
+impl JsonBody for ToolDecision {
+    const EXAMPLE: &'static str = r#"{"approve": true}"#;
+}
+
+/// `POST /api/generations/{answer_id}/tools/{call_id}`: Approve or Deny a
+/// call that waits for the user. 409 when that call is not waiting (decided
+/// already, in another tab perhaps, or timed out).
+pub async fn decide(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path((answer_id, call_id)): Path<(String, String)>,
+    Json(decision): Json<ToolDecision>,
+) -> Result<Json<DecisionOutcome>, ApiError> {
+    let answer_id = MessageId::parse(&answer_id)?;
+    let generation = state
+        .generations
+        .get(owner.as_str(), answer_id.as_str())
+        .ok_or_else(generation_gone)?;
+    let plausible = !call_id.is_empty()
+        && call_id.len() <= 128
+        && call_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !plausible || !generation.decide(&call_id, decision.approve) {
+        return Err(ApiError::new(
+            ErrorCode::NotAwaitingApproval,
+            "This tool call is not waiting for a decision: it was decided already (perhaps in another tab) or its time ran out.",
+            false,
+        ));
+    }
+    Ok(Json(DecisionOutcome {
+        approved: decision.approve,
+        message: if decision.approve {
+            "The call runs."
+        } else {
+            "The call was declined; the model is told so."
+        },
+    }))
+}
+
 /// What the model is sent for a stored exchange, with the conversation's
 /// own settings where it has them, and what runs its tools.
 fn model_input(
@@ -331,6 +381,7 @@ fn model_input(
     owner: &Owner,
     exchange: &Exchange,
     time_zone: Option<String>,
+    approvals: &Approvals,
 ) -> (ConverseInput, Option<AnswerTools>) {
     let bedrock = &state.settings.bedrock;
     let offered = &state.settings.tools;
@@ -368,13 +419,21 @@ fn model_input(
         }
     }
     let runner = (!tools.is_empty()).then(|| {
-        let toolbox: Arc<dyn ToolRunner> = Arc::new(Toolbox::new(
-            state.store.clone(),
-            state.mcp.clone(),
-            owner.as_str(),
-            &exchange.conversation.id,
-            time_zone,
-        ));
+        let settings = state.settings.clone();
+        let toolbox: Arc<dyn ToolRunner> = Arc::new(
+            Toolbox::new(
+                state.store.clone(),
+                state.mcp.clone(),
+                owner.as_str(),
+                &exchange.conversation.id,
+                time_zone,
+            )
+            .with_approvals(NeedsApproval {
+                approvals: approvals.clone(),
+                needs: Arc::new(move |name| settings.tools.needs_approval(name)),
+                timeout: secs(offered.approval_timeout_secs),
+            }),
+        );
         let limits = ToolLimits {
             max_rounds: offered.max_rounds,
             timeout: secs(offered.timeout_secs),
