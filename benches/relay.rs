@@ -61,6 +61,39 @@ async fn through_app(app: &TestApp, prompt: &str) -> (Duration, usize, Duration)
     (started.elapsed(), events, first.unwrap_or_default())
 }
 
+/// The server's own time per tool round, seen from the client: from the
+/// model's last argument fragment to the call running, and from the call's
+/// result to the next round's first event (building the next request,
+/// the SDK, loopback to the simulator and back). The tool's own run time
+/// (running -> result) is left out.
+async fn tool_round_overheads(app: &TestApp, rounds: usize) -> Vec<f64> {
+    let prompt = format!(r#"Rounds [sim call=calculator:{{"expression":"1+1"}} rounds={rounds}]"#);
+    let started = Instant::now();
+    let response = app.send(None, &prompt).await;
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut body = response.bytes_stream();
+    let mut timeline: Vec<(String, f64)> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let at = started.elapsed().as_secs_f64() * 1e3;
+        parser.feed(&chunk.unwrap(), |e| timeline.push((e.event, at)));
+    }
+    let mut overheads = Vec::new();
+    for (i, (name, at)) in timeline.iter().enumerate() {
+        if name == "tool_running" {
+            let before = timeline[..i].iter().rev().find(|(n, _)| n == "tool_input");
+            let result = timeline[i..].iter().find(|(n, _)| n == "tool_result");
+            let next = timeline[i..]
+                .iter()
+                .skip_while(|(n, _)| n != "tool_result")
+                .find(|(n, _)| n == "delta");
+            if let (Some(before), Some(result), Some(next)) = (before, result, next) {
+                overheads.push((at - before.1) + (next.1 - result.1));
+            }
+        }
+    }
+    overheads
+}
+
 #[tokio::main]
 async fn main() {
     // Measure on worker threads, as the server's own tasks run.
@@ -105,6 +138,21 @@ async fn run() {
         ttfb[TTFB_RUNS / 2],
         ttfb[TTFB_RUNS * 9 / 10],
         ttfb[0]
+    );
+
+    const ROUNDS: usize = 5;
+    let tools = spawn_app_with(&[("BEDROCK_CHAT_TOOLS_MAX_ROUNDS", "10")]).await;
+    tool_round_overheads(&tools, ROUNDS).await;
+    let mut per_round = Vec::new();
+    for _ in 0..RUNS {
+        per_round.extend(tool_round_overheads(&tools, ROUNDS).await);
+    }
+    per_round.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "server time added per tool round, without the tool's run ({} rounds): median {:.2} ms, p90 {:.2} ms",
+        per_round.len(),
+        per_round[per_round.len() / 2],
+        per_round[per_round.len() * 9 / 10]
     );
 
     let started = Instant::now();

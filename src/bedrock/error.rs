@@ -70,6 +70,12 @@ impl BedrockError {
         }
     }
 
+    /// Bedrock refused the request because the model takes no tools (some
+    /// models on Bedrock cannot use tools, or not while streaming).
+    pub fn refuses_tools(&self) -> bool {
+        self.kind == ErrorKind::Validation && self.detail.to_ascii_lowercase().contains("tool use")
+    }
+
     /// Whether the same request may succeed if sent again.
     pub fn retryable(&self) -> bool {
         !matches!(

@@ -125,11 +125,7 @@ pub fn decide(
         .send()
         .await
         .map_err(|_| ErrorInfo::offline())?;
-        if response.ok() {
-            Ok(())
-        } else {
-            Err(error_of(response).await)
-        }
+        nothing(response).await
     })
 }
 
@@ -139,12 +135,17 @@ pub fn delete(id: String) -> impl Future<Output = Result<(), ErrorInfo>> + Send 
             .send()
             .await
             .map_err(|_| ErrorInfo::offline())?;
-        if response.ok() {
-            Ok(())
-        } else {
-            Err(error_of(response).await)
-        }
+        nothing(response).await
     })
+}
+
+/// A success without a body, or the server's error.
+async fn nothing(response: Response) -> Result<(), ErrorInfo> {
+    if response.ok() {
+        Ok(())
+    } else {
+        Err(error_of(response).await)
+    }
 }
 
 async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, ErrorInfo> {

@@ -157,3 +157,45 @@ async fn a_streamable_http_server_with_a_bearer_token() {
     assert_eq!(json(events.last().unwrap())["stop_reason"], "end_turn");
     assert_eq!(refused.sim.received()[0].tools, None);
 }
+
+#[tokio::test]
+async fn stop_during_a_call_ends_the_call_and_the_answer_at_once() {
+    let app = app_with_stdio_server(&[]).await;
+    let response = app.send(None, "[sim call=demo__hang]").await;
+    let mut reader = EventReader::new(response);
+    let events = reader
+        .read_until(|events| events.iter().any(|e| e.event == "tool_running"))
+        .await
+        .to_vec();
+    let answer_id = json(&events[0])["answer_id"].as_str().unwrap().to_owned();
+    let stopped_at = std::time::Instant::now();
+    let cancel = app
+        .http
+        .post(app.url(&format!("/api/generations/{answer_id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    let events = reader.read_to_end().await.to_vec();
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(5),
+        "not held by the hung call"
+    );
+    assert_eq!(json(events.last().unwrap())["stop_reason"], "stopped");
+    assert!(!events.iter().any(|e| e.event == "tool_result"));
+    let (_, stored) = app
+        .get_json(&format!("/api/conversations/{}", conversation_id(&events)))
+        .await;
+    let answer = &stored["messages"][1];
+    assert_eq!(answer["status"], "stopped");
+    let call = answer["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "tool")
+        .unwrap();
+    assert!(call["result"].is_null(), "stored as not finished: {call}");
+    // The conversation goes on: the unfinished call is closed in the history.
+    let next = app.chat(Some(&conversation_id(&events)), "And now?").await;
+    assert_eq!(json(next.last().unwrap())["stop_reason"], "end_turn", "{next:?}");
+}

@@ -547,3 +547,25 @@ async fn a_call_nobody_decides_on_is_not_run() {
     assert!(result["content"].as_str().unwrap().contains("in time"));
     assert_eq!(json(events.last().unwrap())["stop_reason"], "end_turn");
 }
+
+#[tokio::test]
+async fn a_model_that_takes_no_tools_answers_without_them() {
+    let llama = "meta.llama3-8b-instruct-v1:0";
+    let models = format!("{llama}|Llama 3,us.anthropic.claude-3-5-haiku-20241022-v1:0");
+    let app = spawn_app_with(&[("BEDROCK_CHAT_BEDROCK_MODELS", models.as_str())]).await;
+    let response = app
+        .post_json(
+            "/api/chat/stream",
+            &json!({"content": "hello", "model_id": llama}),
+        )
+        .await;
+    let events = read_events(response).await;
+    assert_eq!(
+        json(events.last().unwrap())["stop_reason"],
+        "end_turn",
+        "{events:?}"
+    );
+    let received = app.sim.received();
+    assert_eq!(received.len(), 2, "refused with tools, then answered without");
+    assert!(received[0].tools.is_some() && received[1].tools.is_none());
+}

@@ -406,6 +406,14 @@ fn tool_frames(plan: &Plan, text_index: usize) -> Vec<Bytes> {
     frames
 }
 
+/// `frame`, after `delay_ms`.
+async fn paced(frame: Bytes, delay_ms: u64) -> Bytes {
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+    frame
+}
+
 /// The frames of one streamed answer, paced by the plan's delays. Ends with
 /// an exception frame for `fail=`, or an I/O error (connection abort) for
 /// `drop`.
@@ -429,14 +437,9 @@ fn event_stream(plan: Plan, started: Instant) -> impl Stream<Item = Result<Bytes
                     p.phase = Phase::Reasoning(reasoning_frames(&p.plan).into_iter());
                     return Some((Ok(wire::message_start()), p));
                 }
+                // Thinking is paced like text.
                 Phase::Reasoning(frames) => match frames.next() {
-                    Some(frame) => {
-                        // Thinking is paced like text.
-                        if p.plan.delay_ms > 0 {
-                            tokio::time::sleep(Duration::from_millis(p.plan.delay_ms)).await;
-                        }
-                        return Some((Ok(frame), p));
-                    }
+                    Some(frame) => return Some((Ok(paced(frame, p.plan.delay_ms).await), p)),
                     None => p.phase = Phase::Tokens,
                 },
                 Phase::Tokens => {
@@ -479,15 +482,10 @@ fn event_stream(plan: Plan, started: Instant) -> impl Stream<Item = Result<Bytes
                     p.phase = Phase::Tools(tool_frames(&p.plan, p.text_index).into_iter());
                     return Some((Ok(wire::content_block_stop(p.text_index)), p));
                 }
+                // Arguments are paced like text, so a test can act while
+                // a call is being written.
                 Phase::Tools(frames) => match frames.next() {
-                    Some(frame) => {
-                        // Arguments are paced like text, so a test can
-                        // act while a call is being written.
-                        if p.plan.delay_ms > 0 {
-                            tokio::time::sleep(Duration::from_millis(p.plan.delay_ms)).await;
-                        }
-                        return Some((Ok(frame), p));
-                    }
+                    Some(frame) => return Some((Ok(paced(frame, p.plan.delay_ms).await), p)),
                     None => p.phase = Phase::MessageStop,
                 },
                 Phase::MessageStop => {

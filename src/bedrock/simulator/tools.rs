@@ -7,6 +7,7 @@
 //!   message just before it, or a `toolUse` the next message does not answer;
 //! * a reasoning block whose signature is not the one it was sent with
 //!   (reasoning must be sent back unchanged);
+//! * tools offered to a model that cannot use them while streaming (Llama 3);
 //! * with thinking on: a budget under 1024 tokens or not under `maxTokens`,
 //!   a temperature other than 1, or a tool round whose assistant message
 //!   does not start with its reasoning.
@@ -83,6 +84,10 @@ fn tool_result_ids(blocks: &[SimBlock]) -> Vec<&str> {
 /// Bedrock's refusals of tool and reasoning history; `Err` is the message
 /// of the `ValidationException`.
 pub fn check(req: &ReceivedRequest) -> Result<(), String> {
+    // As Bedrock answers for the models that cannot use tools while streaming.
+    if req.tools.is_some() && req.streaming && req.model_id.contains("meta.llama3") {
+        return Err("This model doesn't support tool use in streaming mode.".into());
+    }
     let messages = &req.messages;
     let has_tool_blocks = messages
         .iter()

@@ -190,7 +190,7 @@ async fn answer(
 ) -> Response {
     reservation.claim(&exchange.conversation.id, &exchange.answer_id);
     let approvals = Approvals::default();
-    let (input, runner) = model_input(state, owner, &exchange, time_zone, &approvals);
+    let (input, runner) = model_input(state, owner, &exchange, time_zone.clone(), &approvals, true);
     let started_event = Started {
         conversation_id: exchange.conversation.id.clone(),
         title: exchange.conversation.title.clone(),
@@ -215,7 +215,16 @@ async fn answer(
         model_id: exchange.model_id.clone(),
     };
     let start = start_frame(started_event);
-    let body = match state.bedrock.answer(input, runner).await {
+    let offered_tools = !input.tools.is_empty();
+    let mut model = state.bedrock.answer(input, runner).await;
+    if offered_tools && matches!(&model, Err(err) if err.refuses_tools()) {
+        // The model takes no tools: it answers without them (its history's
+        // tool calls as text).
+        tracing::info!(model = %exchange.model_id, "the model takes no tools; answering without them");
+        let (input, _) = model_input(state, owner, &exchange, time_zone, &approvals, false);
+        model = state.bedrock.answer(input, None).await;
+    }
+    let body = match model {
         Ok(model) => {
             // The answer is written by a task of its own; this response is
             // its first listener, and others may join or resume.
@@ -382,6 +391,7 @@ fn model_input(
     exchange: &Exchange,
     time_zone: Option<String>,
     approvals: &Approvals,
+    with_tools: bool,
 ) -> (ConverseInput, Option<AnswerTools>) {
     let bedrock = &state.settings.bedrock;
     let offered = &state.settings.tools;
@@ -401,6 +411,7 @@ fn model_input(
         .filter(|name| offered.offers(name))
         .cloned()
         .collect();
+    let tool_names = if with_tools { tool_names } else { Vec::new() };
     let tools = tools::specs(&tool_names, &state.mcp);
     let mut max_tokens = chosen
         .max_tokens
