@@ -145,8 +145,14 @@ impl AnswerStream {
                     match next {
                         Some((at, outcome)) => {
                             results[at] = Some(outcome.clone());
+                            // A call approved and finished within one poll:
+                            // its `running` still comes before its result.
+                            while let Ok(id) = approved.try_recv() {
+                                self.queue.push_back(ModelEvent::ToolRunning { id });
+                            }
                             let id = requested[at].id.clone();
-                            return Some(Ok(ModelEvent::ToolResult { id, result: outcome }));
+                            self.queue
+                                .push_back(ModelEvent::ToolResult { id, result: outcome });
                         }
                         None => self.next_round(),
                     }

@@ -89,7 +89,7 @@ pub async fn search(store: Store, owner: String, asking: String, input: Value) -
         .map_err(|_| "The conversations cannot be searched right now.".to_owned())?;
     if found.is_empty() {
         return Ok(format!(
-            "No message in the user's conversations contains {query:?}."
+            "No message in the user's other conversations contains {query:?}."
         ));
     }
     let lines: Vec<String> = found

@@ -26,6 +26,10 @@ pub struct Turn {
     /// An answer's parts, in order.
     pub parts: RwSignal<Vec<Part>>,
     next_part: StoredValue<u64>,
+    /// The owner the turn was made under (the page's): its parts are made
+    /// under it too, never under whatever owner a stream callback runs in,
+    /// which may be gone before the answer is.
+    owner: StoredValue<Option<Owner>>,
     pub status: RwSignal<MessageStatus>,
     pub error: RwSignal<Option<ErrorInfo>>,
     pub usage: RwSignal<Option<Usage>>,
@@ -55,12 +59,22 @@ impl Turn {
             text: StoredValue::new(text),
             parts: RwSignal::new(parts),
             next_part: StoredValue::new(next),
+            owner: StoredValue::new(Owner::current()),
             status: RwSignal::new(status),
             error: RwSignal::new(None),
             usage: RwSignal::new(None),
             reconnecting: RwSignal::new(false),
             timing: RwSignal::new((None, None)),
             body: NodeRef::new(),
+        }
+    }
+
+    /// Makes a part under the turn's owner.
+    fn make<T>(self, make: impl FnOnce(u64) -> T) -> T {
+        let key = self.key();
+        match self.owner.get_value() {
+            Some(owner) => owner.with(|| make(key)),
+            None => make(key),
         }
     }
 
@@ -101,7 +115,7 @@ impl Turn {
                     Some(Part::Text(text)) => text,
                     _ => {
                         self.close_last();
-                        let text = TextPart::new(self.key(), String::new(), false);
+                        let text = self.make(|key| TextPart::new(key, String::new(), false));
                         self.parts.update(|parts| parts.push(Part::Text(text)));
                         text
                     }
@@ -112,7 +126,8 @@ impl Turn {
             StreamEvent::ReasoningRedacted(_) => self.thinking().redacted.set(true),
             StreamEvent::ToolCall(call) => {
                 self.close_last();
-                let tool = ToolPart::new(self.key(), self.message_id.get_value(), call.id, call.name);
+                let answer = self.message_id.get_value();
+                let tool = self.make(|key| ToolPart::new(key, answer, call.id, call.name));
                 self.parts.update(|parts| parts.push(Part::Tool(tool)));
             }
             StreamEvent::ToolInput(input) => {
@@ -122,7 +137,13 @@ impl Turn {
             }
             StreamEvent::ToolRunning(running) => {
                 if let Some(tool) = self.tool(&running.id) {
-                    tool.state.set(ToolState::Running { since_ms: now_ms() });
+                    // Never back from an end to running.
+                    if matches!(
+                        tool.state.get_untracked(),
+                        ToolState::Writing | ToolState::Awaiting
+                    ) {
+                        tool.state.set(ToolState::Running { since_ms: now_ms() });
+                    }
                 }
             }
             StreamEvent::ToolApproval(waiting) => {
@@ -156,7 +177,7 @@ impl Turn {
             Some(Part::Thinking(thinking)) => thinking,
             _ => {
                 self.close_last();
-                let thinking = ThinkingPart::new(self.key(), true);
+                let thinking = self.make(|key| ThinkingPart::new(key, true));
                 self.parts.update(|parts| parts.push(Part::Thinking(thinking)));
                 thinking
             }
