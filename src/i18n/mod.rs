@@ -211,6 +211,7 @@ fn tool_name_en(name: &str) -> String {
         crate::tools::CURRENT_TIME => "Current time".to_owned(),
         crate::tools::CALCULATOR => "Calculator".to_owned(),
         crate::tools::SEARCH_CONVERSATIONS => "Search my conversations".to_owned(),
+        crate::tools::FETCH_URL => "Fetch a web page".to_owned(),
         other => mcp_tool_name(other),
     }
 }
@@ -229,6 +230,7 @@ fn tool_name_ko(name: &str) -> String {
         crate::tools::CURRENT_TIME => "현재 시각".to_owned(),
         crate::tools::CALCULATOR => "계산기".to_owned(),
         crate::tools::SEARCH_CONVERSATIONS => "내 대화 검색".to_owned(),
+        crate::tools::FETCH_URL => "웹 페이지 가져오기".to_owned(),
         other => mcp_tool_name(other),
     }
 }

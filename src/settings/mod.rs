@@ -46,6 +46,7 @@ pub struct ToolSettings {
     pub mcp_servers: Vec<crate::tools::mcp::McpServerConfig>,
     pub on_by_default: Vec<String>,
     pub requires_approval: Vec<String>,
+    pub fetch_allow_private: bool,
     pub approval_timeout_secs: f64,
     pub max_rounds: u32,
     pub timeout_secs: f64,

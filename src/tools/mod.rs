@@ -12,20 +12,24 @@
 //! * `calculator`: exact arithmetic with units and conversions, by `fend-core`
 //!   (arbitrary precision; bounded in time);
 //! * `search_conversations`: the owner's own stored messages containing some
-//!   words, newest first.
+//!   words, newest first;
+//! * `fetch_url`: a public web address as text, never a private one ([`fetch`]).
 //!
 //! Beside them, the tools of MCP servers ([`mcp`], server only), named
 //! `SERVER__TOOL`.
 
 /// The names of the built-in tools.
-pub const BUILT_IN: &[&str] = &[CURRENT_TIME, CALCULATOR, SEARCH_CONVERSATIONS];
+pub const BUILT_IN: &[&str] = &[CURRENT_TIME, CALCULATOR, SEARCH_CONVERSATIONS, FETCH_URL];
 
 pub const CURRENT_TIME: &str = "current_time";
 pub const CALCULATOR: &str = "calculator";
 pub const SEARCH_CONVERSATIONS: &str = "search_conversations";
+pub const FETCH_URL: &str = "fetch_url";
 
 #[cfg(feature = "ssr")]
 mod builtin;
+#[cfg(feature = "ssr")]
+pub mod fetch;
 #[cfg(feature = "ssr")]
 pub mod mcp;
 #[cfg(feature = "ssr")]

@@ -1,6 +1,6 @@
 //! The tools of one answer, as the Bedrock layer calls them.
 
-use super::{builtin, mcp::McpHub, CALCULATOR, CURRENT_TIME, SEARCH_CONVERSATIONS};
+use super::{builtin, mcp::McpHub, CALCULATOR, CURRENT_TIME, FETCH_URL, SEARCH_CONVERSATIONS};
 use crate::{
     bedrock::{Approval, ToolRunner, ToolSpec},
     chat::approvals::Approvals,
@@ -18,6 +18,8 @@ pub struct Toolbox {
     mcp: McpHub,
     /// The tools whose calls wait for the user, and where they wait.
     approvals: Option<NeedsApproval>,
+    /// `fetch_url` may read private addresses.
+    fetch_private: bool,
     owner: String,
     conversation_id: String,
     time_zone: Option<String>,
@@ -35,6 +37,7 @@ impl Toolbox {
             store,
             mcp,
             approvals: None,
+            fetch_private: false,
             owner: owner.to_owned(),
             conversation_id: conversation_id.to_owned(),
             time_zone,
@@ -50,6 +53,12 @@ pub struct NeedsApproval {
 }
 
 impl Toolbox {
+    /// Lets `fetch_url` read private and loopback addresses.
+    pub fn fetch_private(mut self, allow: bool) -> Self {
+        self.fetch_private = allow;
+        self
+    }
+
     /// Calls of the tools `needs` names wait for a decision in `approvals`.
     pub fn with_approvals(mut self, needs: NeedsApproval) -> Self {
         self.approvals = Some(needs);
@@ -70,6 +79,7 @@ impl ToolRunner for Toolbox {
                 async move { result }.boxed()
             }
             CALCULATOR => builtin::calculate(input).boxed(),
+            FETCH_URL => super::fetch::fetch(input, self.fetch_private).boxed(),
             SEARCH_CONVERSATIONS => builtin::search(
                 self.store.clone(),
                 self.owner.clone(),
@@ -129,6 +139,16 @@ fn spec(name: &str) -> Option<ToolSpec> {
                     "limit": { "type": "integer", "minimum": 1, "maximum": 20, "description": "At most this many matches (default 5)." }
                 },
                 "required": ["query"]
+            }),
+        ),
+        FETCH_URL => (
+            "Fetches a public web address (http or https) and returns its text, up to 512 KB: pages, JSON, plain files. Private and local network addresses are refused.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "url": { "type": "string", "description": "The full address, e.g. \"https://example.com/page\"." }
+                },
+                "required": ["url"]
             }),
         ),
         _ => return None,

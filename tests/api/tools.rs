@@ -569,3 +569,46 @@ async fn a_model_that_takes_no_tools_answers_without_them() {
     assert_eq!(received.len(), 2, "refused with tools, then answered without");
     assert!(received[0].tools.is_some() && received[1].tools.is_none());
 }
+
+/// A page on loopback, for the fetch tool.
+async fn loopback_page() -> String {
+    let app = axum::Router::new()
+        .route("/page", axum::routing::get(|| async { "hello from the page" }))
+        .route(
+            "/moved",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/page") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn the_fetch_tool_refuses_local_addresses_unless_allowed() {
+    let page = loopback_page().await;
+    let call = format!(r#"[sim call=fetch_url:{{"url":"{page}/moved"}}]"#);
+    let refusing = spawn_app_with(&[("BEDROCK_CHAT_TOOLS_ON_BY_DEFAULT", "fetch_url")]).await;
+    let result = json(of(&refusing.chat(None, &call).await, "tool_result")[0]);
+    assert_eq!(result["ok"], false);
+    assert!(
+        result["content"]
+            .as_str()
+            .unwrap()
+            .contains("private or local network"),
+        "{result}"
+    );
+
+    let allowing = spawn_app_with(&[
+        ("BEDROCK_CHAT_TOOLS_ON_BY_DEFAULT", "fetch_url"),
+        ("BEDROCK_CHAT_TOOLS_FETCH_ALLOW_PRIVATE", "true"),
+    ])
+    .await;
+    let result = json(of(&allowing.chat(None, &call).await, "tool_result")[0]);
+    assert_eq!(result["ok"], true, "{result}");
+    let content = result["content"].as_str().unwrap();
+    assert!(
+        content.contains("/page answered 200") && content.ends_with("hello from the page"),
+        "{content}"
+    );
+}

@@ -439,6 +439,7 @@ fn model_input(
                 &exchange.conversation.id,
                 time_zone,
             )
+            .fetch_private(offered.fetch_allow_private)
             .with_approvals(NeedsApproval {
                 approvals: approvals.clone(),
                 needs: Arc::new(move |name| settings.tools.needs_approval(name)),
