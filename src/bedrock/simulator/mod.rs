@@ -17,6 +17,7 @@
 //! ([`SimulatorHandle::streams_dropped`]): the response body carries a drop
 //! guard, and hyper drops the body when the connection dies.
 
+mod directives;
 mod script;
 mod tools;
 mod wire;

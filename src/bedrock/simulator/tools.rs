@@ -16,7 +16,7 @@
 //! `call=NAME:JSON` (several make parallel calls), `rounds=N`, `bad_args`,
 //! and with thinking on `think=N` words of reasoning and `redacted`.
 
-use super::{script::Directives, ReceivedRequest, SimBlock};
+use super::{directives::Directives, ReceivedRequest, SimBlock};
 
 /// Reasoning the simulator streams before its text.
 #[derive(Debug, Clone, PartialEq)]
