@@ -98,17 +98,32 @@ impl AnswerRecorder {
     pub fn text(&mut self, text: &str) {
         self.mark_first_token();
         self.answer.content.push_str(text);
-        blocks::push_text(&mut self.answer.blocks, text);
+        // A text-only answer keeps no blocks (its content says it all), so
+        // the per-delta work of plain answers stays one append.
+        if !self.answer.blocks.is_empty() {
+            blocks::push_text(&mut self.answer.blocks, text);
+        }
         self.maybe_checkpoint(text.len());
+    }
+
+    /// The answer has more than text from now on: its blocks start with the
+    /// text so far.
+    fn start_blocks(&mut self) {
+        if self.answer.blocks.is_empty() && !self.answer.content.is_empty() {
+            let text = self.answer.content.clone();
+            self.answer.blocks.push(AnswerBlock::Text { text });
+        }
     }
 
     pub fn reasoning(&mut self, text: &str) {
         self.mark_first_token();
+        self.start_blocks();
         blocks::push_reasoning(&mut self.answer.blocks, text);
         self.maybe_checkpoint(text.len());
     }
 
     pub fn reasoning_redacted(&mut self) {
+        self.start_blocks();
         self.answer.blocks.push(AnswerBlock::Reasoning {
             text: String::new(),
             redacted: true,
@@ -116,6 +131,7 @@ impl AnswerRecorder {
     }
 
     pub fn tool_call(&mut self, id: &str, name: &str) {
+        self.start_blocks();
         self.answer.blocks.push(AnswerBlock::Tool(ToolCall {
             id: id.to_owned(),
             name: name.to_owned(),
