@@ -79,7 +79,7 @@ pub fn parse(entry: &str) -> Result<McpServerConfig, String> {
         None => None,
     };
     let transport = if let Some(command) = rest.strip_prefix("stdio:") {
-        let mut parts = command.split_whitespace().filter(|w| !w.starts_with("bearer="));
+        let mut parts = command.split_whitespace();
         let command = parts
             .next()
             .ok_or_else(|| format!("the MCP server {name:?} names no command"))?
