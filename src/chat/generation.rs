@@ -28,11 +28,16 @@
 //!   still gets the end), then released; the stored answer remains.
 
 use super::{
+    cluster::{Cluster, Control},
     record::AnswerRecorder,
     relay::{encode, AnswerEvents, Step},
     Done, ErrorInfo, StreamEvent, STOPPED_REASON,
 };
-use crate::{bedrock::AnswerStream, conversations::MessageStatus, sse};
+use crate::{
+    bedrock::AnswerStream,
+    conversations::{store::StoreError, MessageStatus},
+    sse,
+};
 use bytes::Bytes;
 use futures::Stream;
 use std::{
@@ -120,6 +125,9 @@ struct Slot {
 pub struct Reservation {
     id: u64,
     slots: Arc<Mutex<Slots>>,
+    /// Drops the answer's lease should its final save not have (several
+    /// instances).
+    cluster: Option<Cluster>,
     /// Counts this answer as running until it is stored (the shutdown
     /// drain waits for it).
     _running: TaskTrackerToken,
@@ -138,7 +146,10 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.slots.lock().expect("slots lock").taken.remove(&self.id);
+        let slot = self.slots.lock().expect("slots lock").taken.remove(&self.id);
+        if let (Some(cluster), Some(answer)) = (&self.cluster, slot.and_then(|s| s.answer)) {
+            cluster.release(&answer);
+        }
     }
 }
 
@@ -187,6 +198,8 @@ pub struct Generations {
     /// compatibility streams included) is one of its tasks; closed on
     /// shutdown, when new generations are refused.
     running: TaskTracker,
+    /// The other instances on the same PostgreSQL, if any.
+    cluster: Option<Cluster>,
 }
 
 /// One answer being written (or just written).
@@ -197,6 +210,8 @@ pub struct Generation {
     /// Whether a delta has been written (the short grace ends then).
     has_text: AtomicBool,
     log: Mutex<Log>,
+    /// Where its frames are also written for other instances.
+    shared: Option<(Cluster, Arc<str>)>,
     /// The number of frames in the log; listeners wait for it to change.
     length: watch::Sender<usize>,
     /// How many listeners are attached now.
@@ -221,6 +236,31 @@ struct Log {
     finished: bool,
 }
 
+/// What following an answer found.
+pub enum Follow {
+    Events(std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, Infallible>> + Send>>),
+    /// No instance writes it, or has written it lately.
+    Gone,
+    /// The client claims an event the answer does not have.
+    BadEventId,
+}
+
+/// What decides that nobody listens to an answer any more.
+struct Abandon {
+    timing: Timing,
+    cluster: Option<Cluster>,
+    answer_id: String,
+}
+
+impl Abandon {
+    async fn followed_elsewhere(&self, within: Duration) -> bool {
+        match &self.cluster {
+            Some(cluster) => cluster.followed_within(&self.answer_id, within).await,
+            None => false,
+        }
+    }
+}
+
 /// How a generation ended, before it is stored.
 enum End {
     Done(String),
@@ -236,7 +276,35 @@ impl Generations {
             timing,
             slots: Arc::default(),
             running: TaskTracker::new(),
+            cluster: None,
         }
+    }
+
+    /// Shares this instance's answers with the other instances of `cluster`,
+    /// and acts on their Stop and Approve/Deny requests for them.
+    pub fn with_cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster.clone());
+        let generations = self.clone();
+        cluster.on_control(Arc::new(move |answer_id, control| {
+            let live = generations.live.lock().expect("generation map lock");
+            let Some(generation) = live.get(answer_id) else {
+                return;
+            };
+            match control {
+                Control::Stop => {
+                    generation.cancel();
+                }
+                Control::Decide { call_id, approve } => {
+                    generation.decide(&call_id, approve);
+                }
+            }
+        }));
+        self
+    }
+
+    /// The other instances, when there are.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
     }
 
     /// Takes a slot for an answer of `owner` (in `conversation`, when it
@@ -278,6 +346,7 @@ impl Generations {
         Ok(Reservation {
             id,
             slots: self.slots.clone(),
+            cluster: self.cluster.clone(),
             _running: self.running.token(),
         })
     }
@@ -319,19 +388,28 @@ impl Generations {
             approvals,
             has_text: AtomicBool::new(false),
             log: Mutex::new(Log::default()),
+            shared: self
+                .cluster
+                .clone()
+                .map(|cluster| (cluster, Arc::from(answer_id.as_str()))),
             length: watch::Sender::new(0),
             listeners: watch::Sender::new(0),
             halt: watch::Sender::new(Halt::No),
         });
-        generation.push(start);
+        generation.push(start, true);
         self.live
             .lock()
             .expect("generation map lock")
             .insert(answer_id.clone(), generation.clone());
         let this = self.clone();
         let task = generation.clone();
+        let abandon = Abandon {
+            timing: self.timing,
+            cluster: self.cluster.clone(),
+            answer_id: answer_id.clone(),
+        };
         tokio::spawn(async move {
-            task.run(model, recorder, this.timing, labels).await;
+            task.run(model, recorder, abandon, labels).await;
             drop(reservation);
             tokio::time::sleep(this.timing.linger).await;
             this.live.lock().expect("generation map lock").remove(&answer_id);
@@ -343,6 +421,82 @@ impl Generations {
     pub fn get(&self, owner: &str, answer_id: &str) -> Option<Arc<Generation>> {
         let live = self.live.lock().expect("generation map lock");
         live.get(answer_id).filter(|g| g.owner == owner).cloned()
+    }
+
+    /// An answer's events after the first `seen`, then live ones until it
+    /// ends: from this instance's memory when it writes the answer, else
+    /// from the database when another instance does (or did recently).
+    /// Both keep the same promises: ids are positions, with no gap and no
+    /// repeat.
+    pub async fn follow(&self, owner: &str, answer_id: &str, seen: usize) -> Result<Follow, StoreError> {
+        let keep_alive = self.timing.keep_alive;
+        if let Some(generation) = self.get(owner, answer_id) {
+            if seen > generation.log_size().0 {
+                return Ok(Follow::BadEventId);
+            }
+            return Ok(Follow::Events(Box::pin(generation.listen(seen, keep_alive))));
+        }
+        let Some(cluster) = &self.cluster else {
+            return Ok(Follow::Gone);
+        };
+        match cluster.answer(answer_id).await? {
+            Some(shared) if shared.owner_id == owner => {
+                if shared.finished && seen as i64 > shared.last_seq {
+                    return Ok(Follow::BadEventId);
+                }
+                Ok(Follow::Events(Box::pin(cluster.follow(answer_id, seen as u64))))
+            }
+            _ => Ok(Follow::Gone),
+        }
+    }
+
+    /// Asks the instance writing the owner's answer to stop it. `None` when
+    /// no instance writes it (it ended, or was never the owner's).
+    pub async fn stop(&self, owner: &str, answer_id: &str) -> Result<Option<bool>, StoreError> {
+        if let Some(generation) = self.get(owner, answer_id) {
+            return Ok(Some(generation.cancel()));
+        }
+        self.control_elsewhere(owner, answer_id, Control::Stop).await
+    }
+
+    /// Approves or denies a call of the owner's answer that waits for it.
+    /// `Some(false)` when the call is not waiting; `None` when no instance
+    /// writes the answer. Sent to another instance, the decision is taken
+    /// when that instance finds the call waiting.
+    pub async fn decide(
+        &self,
+        owner: &str,
+        answer_id: &str,
+        call_id: &str,
+        approve: bool,
+    ) -> Result<Option<bool>, StoreError> {
+        if let Some(generation) = self.get(owner, answer_id) {
+            return Ok(Some(generation.decide(call_id, approve)));
+        }
+        let control = Control::Decide {
+            call_id: call_id.to_owned(),
+            approve,
+        };
+        self.control_elsewhere(owner, answer_id, control).await
+    }
+
+    async fn control_elsewhere(
+        &self,
+        owner: &str,
+        answer_id: &str,
+        control: Control,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        match cluster.answer(answer_id).await? {
+            Some(shared) if shared.owner_id == owner && shared.leased && !shared.finished => {
+                cluster.send_control(answer_id, control).await?;
+                Ok(Some(true))
+            }
+            Some(shared) if shared.owner_id == owner => Ok(Some(false)),
+            _ => Ok(None),
+        }
     }
 
     /// How many generations are held (live or lingering), and the bytes of
@@ -364,6 +518,7 @@ impl Generations {
     pub async fn drain(&self, deadline: Duration) {
         self.running.close();
         if tokio::time::timeout(deadline, self.running.wait()).await.is_ok() {
+            self.flush_shared().await;
             return;
         }
         let live: Vec<_> = self
@@ -381,6 +536,14 @@ impl Generations {
             generation.interrupt();
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.running.wait()).await;
+        self.flush_shared().await;
+    }
+
+    /// Other instances get the last events and leases of this one's answers.
+    async fn flush_shared(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.flush(Duration::from_secs(5)).await;
+        }
     }
 }
 
@@ -421,23 +584,35 @@ impl Generation {
         (log.frames.len(), log.bytes)
     }
 
-    fn push(&self, frame: Bytes) {
+    /// Appends a frame; `urgent` ones (all but text) reach other instances
+    /// without waiting for a batch.
+    fn push(&self, frame: Bytes, urgent: bool) {
+        self.append(frame, urgent, false);
+    }
+
+    /// Appends the terminal frame: the log is finished.
+    fn push_last(&self, frame: Bytes) {
+        self.append(frame, true, true);
+    }
+
+    fn append(&self, frame: Bytes, urgent: bool, last: bool) {
         let len = {
             let mut log = self.log.lock().expect("log lock");
             log.bytes += frame.len();
+            if let Some((cluster, answer_id)) = &self.shared {
+                // Under the log's lock: frames reach the writer in order.
+                cluster.append(
+                    answer_id,
+                    log.frames.len() as u64 + 1,
+                    frame.clone(),
+                    urgent,
+                    last,
+                );
+            }
             log.frames.push(frame);
+            log.finished = last;
             log.frames.len()
         };
-        self.length.send_replace(len);
-    }
-
-    fn finish(&self) {
-        let len = {
-            let mut log = self.log.lock().expect("log lock");
-            log.finished = true;
-            log.frames.len()
-        };
-        // Wake listeners even though no frame was added.
         self.length.send_replace(len);
     }
 
@@ -512,9 +687,10 @@ impl Generation {
         self: Arc<Self>,
         mut model: AnswerStream,
         mut recorder: AnswerRecorder,
-        timing: Timing,
+        abandon: Abandon,
         labels: AnswerLabels,
     ) {
+        let timing = abandon.timing;
         // The log holds the `start` frame: ids continue from 2.
         let mut next_id = 2_u64;
         let mut frame = |event: StreamEvent| {
@@ -546,10 +722,12 @@ impl Generation {
                     } else {
                         timing.first_delta_grace
                     };
-                    match tokio::time::timeout(grace, rx.wait_for(|n| *n > 0)).await {
-                        Err(_) => return,
-                        Ok(_) => continue,
+                    let came_back = tokio::time::timeout(grace, rx.wait_for(|n| *n > 0)).await.is_ok();
+                    // Listeners on other instances count too.
+                    if came_back || abandon.followed_elsewhere(grace).await {
+                        continue;
                     }
+                    return;
                 }
             }
         };
@@ -567,26 +745,14 @@ impl Generation {
             };
             match events.step(next) {
                 Step::Event(event) => {
-                    match &event {
-                        StreamEvent::Delta(delta) => {
-                            self.has_text.store(true, Ordering::Relaxed);
-                            recorder.text(&delta.text);
-                        }
-                        StreamEvent::Reasoning(delta) => {
-                            self.has_text.store(true, Ordering::Relaxed);
-                            recorder.reasoning(&delta.text);
-                        }
-                        StreamEvent::ReasoningRedacted(_) => recorder.reasoning_redacted(),
-                        StreamEvent::ToolCall(call) => {
-                            self.has_text.store(true, Ordering::Relaxed);
-                            recorder.tool_call(&call.id, &call.name);
-                        }
-                        StreamEvent::ToolInput(input) => recorder.tool_input(&input.id, &input.fragment),
-                        StreamEvent::ToolResult(result) => recorder.tool_result(result),
-                        StreamEvent::Usage(usage) => recorder.usage(*usage),
-                        _ => {}
+                    if recorder.record(&event) {
+                        self.has_text.store(true, Ordering::Relaxed);
                     }
-                    self.push(frame(event));
+                    let urgent = !matches!(
+                        event,
+                        StreamEvent::Delta(_) | StreamEvent::Reasoning(_) | StreamEvent::ToolInput(_)
+                    );
+                    self.push(frame(event), urgent);
                 }
                 Step::Nothing => {}
                 Step::End(Ok(reason)) => break End::Done(reason),
@@ -629,8 +795,7 @@ impl Generation {
             StreamEvent::Error(info) => info.code.as_str(),
             _ => stored_status.as_str(),
         };
-        self.push(frame(terminal));
-        self.finish();
+        self.push_last(frame(terminal));
         let (first_token_ms, duration_ms) = recorder.timings();
         labels.log_finished(
             outcome,

@@ -50,6 +50,8 @@ pub mod settings_panel;
 #[cfg(feature = "ssr")]
 pub mod approvals;
 #[cfg(feature = "ssr")]
+pub mod cluster;
+#[cfg(feature = "ssr")]
 pub mod generation;
 #[cfg(feature = "ssr")]
 pub mod record;

@@ -211,6 +211,45 @@ impl AnswerRecorder {
         self.checkpoint_count
     }
 
+    /// Feeds the recorder one event of the answer; true for an event that
+    /// shows the model has begun (text, thinking or a tool call).
+    pub fn record(&mut self, event: &super::StreamEvent) -> bool {
+        use super::StreamEvent;
+        match event {
+            StreamEvent::Delta(delta) => self.text(&delta.text),
+            StreamEvent::Reasoning(delta) => self.reasoning(&delta.text),
+            StreamEvent::ReasoningRedacted(_) => {
+                self.reasoning_redacted();
+                return false;
+            }
+            StreamEvent::ToolCall(call) => self.tool_call(&call.id, &call.name),
+            StreamEvent::ToolInput(input) => {
+                self.tool_input(&input.id, &input.fragment);
+                return false;
+            }
+            StreamEvent::ToolResult(result) => {
+                self.tool_result(result);
+                return false;
+            }
+            StreamEvent::Usage(usage) => {
+                self.usage(*usage);
+                return false;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The text and parts recorded, without storing them (an answer rebuilt
+    /// from its events by another instance).
+    pub fn into_parts(mut self) -> (String, Vec<AnswerBlock>) {
+        self.finished = true;
+        (
+            std::mem::take(&mut self.answer.content),
+            std::mem::take(&mut self.answer.blocks),
+        )
+    }
+
     /// Stores the answer with its final status. Called once. While the
     /// database is away the save is retried with backoff, for as long as it
     /// takes; other errors are returned.

@@ -118,6 +118,18 @@ impl Identity {
         self.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
 
+    /// A one-way fingerprint of the cookie secret: instances that share a
+    /// database compare theirs, since a cookie signed by one must be valid
+    /// on every other.
+    pub fn secret_tag(&self) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(b"bedrock-chat instances share this secret");
+        mac.finalize().into_bytes()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// A stable, short, one-way name for an owner, for logs: the owner
     /// cannot be read back from it without the secret.
     pub fn owner_tag(&self, owner: &Owner) -> String {

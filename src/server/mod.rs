@@ -26,11 +26,12 @@ use crate::{
     bedrock::{self, BedrockChat},
     chat::{
         self,
+        cluster::{Cluster, ClusterTiming},
         generation::{Generations, Timing},
     },
     conversations::{
         self,
-        store::{Store, StoreErrorKind},
+        store::{Backend, LeasePolicy, Store, StoreErrorKind},
     },
 };
 use axum::{
@@ -140,6 +141,8 @@ impl Application {
         )?
         .with_trusted_proxies(id.trusted_proxies.clone());
         let limiter = limits::Limiter::new(&settings.limits, id.allow_anonymous, clock);
+        let timing = Timing::from_settings(&settings.streams);
+        let (store, generations) = share_with_instances(&settings, &url, store, &identity, timing).await?;
         let listener = TcpListener::bind(settings.server.site_addr).await?;
         let mut leptos_options = leptos_options()?;
         leptos_options.site_addr = listener.local_addr()?;
@@ -161,14 +164,13 @@ impl Application {
             // Chosen per request when the page is rendered (see `page_for_request`).
             locale: crate::i18n::Locale::En,
         };
-        let timing = Timing::from_settings(&settings.streams);
         let mcp = crate::tools::mcp::McpHub::start(settings.tools.mcp_servers.clone());
         let state = AppState {
             mcp,
             settings: Arc::new(settings),
             bedrock: bedrock.clone(),
             store,
-            generations: Generations::new(timing),
+            generations,
             identity,
             limiter: limiter.clone(),
             leptos_options,
@@ -251,6 +253,72 @@ impl Application {
         sweeper.abort();
         result
     }
+}
+
+/// On PostgreSQL, several instances may serve the database: every answer
+/// begun is leased to this instance, and its events are shared with the
+/// others ([`chat::cluster`]). SQLite has one process: answers live in
+/// this one's memory only.
+async fn share_with_instances(
+    settings: &Settings,
+    url: &str,
+    store: Store,
+    identity: &Identity,
+    timing: Timing,
+) -> std::io::Result<(Store, Generations)> {
+    let generations = Generations::new(timing);
+    if store.backend() != Backend::Postgres {
+        return Ok((store, generations));
+    }
+    let streams = &settings.streams;
+    let (instance_id, id_lock) = instance_identity(&settings.storage.data_dir)?;
+    let store = store.with_leases(LeasePolicy {
+        instance_id: instance_id.clone(),
+        ttl_ms: settings::secs(streams.lease_secs).as_millis() as i64,
+        per_owner: settings.limits.max_concurrent_answers_per_owner,
+        per_owner_per_minute: settings.limits.messages_per_minute_per_owner,
+    });
+    let cluster_timing = ClusterTiming {
+        lease: settings::secs(streams.lease_secs),
+        flush: std::time::Duration::from_millis(streams.event_flush_ms),
+        linger: timing.linger,
+        keep_alive: timing.keep_alive,
+    };
+    let cluster = Cluster::start(
+        url,
+        store.clone(),
+        instance_id,
+        id_lock,
+        &identity.secret_tag(),
+        cluster_timing,
+    )
+    .await
+    .map_err(|e| std::io::Error::other(without_password(&e)))?;
+    Ok((store, generations.with_cluster(cluster)))
+}
+
+/// This instance's id among those sharing the database: the one kept in
+/// the data directory, so that a restart knows the leases of its previous
+/// run are dead, unless another process running now holds that file (its
+/// lock), in which case a new one.
+fn instance_identity(data_dir: &std::path::Path) -> std::io::Result<(String, Option<std::fs::File>)> {
+    let path = data_dir.join("instance-id");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    if file.try_lock().is_err() {
+        return Ok((conversations::store::new_id(), None));
+    }
+    let mut id = std::fs::read_to_string(&path)?.trim().to_owned();
+    if id.is_empty() {
+        id = conversations::store::new_id();
+        std::fs::write(&path, &id)?;
+    }
+    Ok((id, Some(file)))
 }
 
 /// Answers left `streaming` that nobody writes become `interrupted` (their

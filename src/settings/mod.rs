@@ -76,6 +76,8 @@ pub struct StreamSettings {
     pub checkpoint_secs: f64,
     pub checkpoint_bytes: usize,
     pub sweep_interval_secs: f64,
+    pub lease_secs: f64,
+    pub event_flush_ms: u64,
 }
 
 impl StreamSettings {
@@ -332,12 +334,14 @@ impl Settings {
         if !(t.keep_alive_secs > 0.0
             && t.checkpoint_secs > 0.0
             && t.sweep_interval_secs > 0.0
+            && t.lease_secs >= 1.0
+            && (10..=5_000).contains(&t.event_flush_ms)
             && t.grace_period_secs >= 0.0
             && t.first_delta_grace_secs >= 0.0
             && t.linger_secs >= 0.0)
         {
             return Err(SettingsError::Invalid(
-                "streams: keep_alive_secs, checkpoint_secs and sweep_interval_secs must be positive, the others not negative".into(),
+                "streams: keep_alive_secs, checkpoint_secs and sweep_interval_secs must be positive, lease_secs at least 1, event_flush_ms between 10 and 5000, the others not negative".into(),
             ));
         }
         let s = &self.server;

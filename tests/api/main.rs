@@ -12,6 +12,7 @@ mod support;
 mod chat_stream;
 mod conversations;
 mod defences;
+mod instances;
 mod mcp;
 mod resume;
 mod seed_compat;

@@ -48,21 +48,36 @@ fn cut_points(seed: u64, count: usize, max: u64) -> Vec<u64> {
 #[tokio::test]
 async fn resuming_after_a_cut_at_any_point_loses_and_repeats_nothing() {
     let app = spawn_app().await;
+    resume_sweep(&app.http, &app.base, std::slice::from_ref(&app.base)).await;
+}
+
+/// The resume sweep: answers sent to `send_to`; the resume of the n-th cut
+/// goes to `resume_at[n % len]` (another instance, when there are several).
+pub(crate) async fn resume_sweep(http: &reqwest::Client, send_to: &str, resume_at: &[String]) {
     const TOKENS: u64 = 40;
     let cuts = cut_points(0x5eed, 100, TOKENS + 1);
     // One owner for all: get the cookie before sending concurrently.
-    app.get_json("/api/conversations").await;
+    get_json_as(http, &format!("{send_to}/api/conversations")).await;
     // Ten answers at a time keep the run short on a small machine.
-    for batch in cuts.chunks(10) {
+    for (b, batch) in cuts.chunks(10).enumerate() {
         let runs = batch.iter().enumerate().map(|(i, &cut)| {
-            let app = &app;
+            let resume_base = &resume_at[(b * 10 + i) % resume_at.len()];
             async move {
                 let text = format!("Cut at {cut}, run {i} [sim tokens={TOKENS} delay_ms=2]");
-                let response = app.send(None, &text).await;
+                let response = send_as(http, send_to, None, &text).await;
                 let before = read_until(response, |e| e.len() as u64 > cut).await;
                 let start = crate::support::json(&before[0]);
                 let answer_id = start["answer_id"].as_str().unwrap().to_owned();
-                let after = read_events(resume(app, &answer_id, last_id(&before)).await).await;
+                let resumed = http
+                    .get(format!(
+                        "{resume_base}/api/generations/{answer_id}/events?last_event_id={}",
+                        last_id(&before)
+                    ))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resumed.status(), 200, "resume at {resume_base}, cut at {cut}");
+                let after = read_events(resumed).await;
 
                 let all: Vec<&SseEvent> = before.iter().chain(&after).collect();
                 let ids: Vec<u64> = all

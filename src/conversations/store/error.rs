@@ -16,6 +16,12 @@ pub enum StoreErrorKind {
     NotFound,
     /// An answer is still being written in this conversation.
     Busy,
+    /// The owner has as many answers being written (on any instance) as
+    /// the limits allow.
+    OwnerAtLimit,
+    /// The owner began as many answers this minute (on all instances) as
+    /// the limits allow.
+    RateLimited,
     /// The database cannot be reached (down, pool exhausted, locked).
     Unavailable,
     /// The database refuses writes.
@@ -101,6 +107,16 @@ impl From<StoreError> for ErrorInfo {
             StoreErrorKind::Busy => (
                 ErrorCode::ConversationBusy,
                 "An answer is still being written in this conversation. Wait for it to finish, or stop it, then send again.",
+                true,
+            ),
+            StoreErrorKind::OwnerAtLimit => (
+                ErrorCode::TooManyAnswers,
+                "You already have as many answers being written as this server allows. Wait for one to finish, or stop one, then send again.",
+                true,
+            ),
+            StoreErrorKind::RateLimited => (
+                ErrorCode::RateLimited,
+                "You are sending messages faster than this server allows. Wait a moment, then send again.",
                 true,
             ),
             StoreErrorKind::NothingToRetry => (

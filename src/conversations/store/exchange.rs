@@ -61,6 +61,8 @@ impl Store {
         };
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut tx, &conversation.id, new.text, &model_id, now).await?;
+        self.take_lease(&mut tx, new.owner, &conversation.id, &answer_id)
+            .await?;
         tx.commit().await?;
         Ok(Exchange {
             conversation,
@@ -114,6 +116,8 @@ impl Store {
         let model_id = remember_settings(&mut tx, conversation_id, &stored, &mut settings, model).await?;
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut tx, conversation_id, text, &model_id, now).await?;
+        self.take_lease(&mut tx, owner, conversation_id, &answer_id)
+            .await?;
         tx.commit().await?;
         Ok(Exchange {
             conversation,
@@ -165,6 +169,8 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        self.take_lease(&mut tx, owner, conversation_id, &answer_id)
+            .await?;
         tx.commit().await?;
         // The user message being answered, and what came before it.
         let user_at = messages
@@ -185,7 +191,7 @@ impl Store {
         })
     }
 
-    /// Writes the answer as it ended. One transaction.
+    /// Writes the answer as it ended, and drops its lease. One transaction.
     pub async fn finish_answer(&self, answer: &FinishedAnswer) -> Result<()> {
         let now = now_ms();
         let usage = answer.usage;
@@ -215,6 +221,14 @@ impl Store {
             .bind(&answer.conversation_id)
             .execute(&mut *tx)
             .await?;
+        // Stored is no longer being written: the conversation takes the
+        // next answer, on any instance, as soon as `done` is sent.
+        if self.leases.is_some() {
+            sqlx::query("DELETE FROM answer_leases WHERE answer_id = $1")
+                .bind(&answer.answer_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(usage) = usage {
             sqlx::query(
                 "INSERT INTO owner_usage (owner_id, day, input_tokens, output_tokens, answers) \
@@ -232,6 +246,118 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Leases the answer being begun to this instance, in the transaction
+    /// that stores it (when several instances share the database). The
+    /// lease is one per conversation: another instance's answer still being
+    /// written refuses this one (`Busy`); so does the owner's count of
+    /// answers being written anywhere reaching the cap.
+    async fn take_lease(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        owner: &str,
+        conversation_id: &str,
+        answer_id: &str,
+    ) -> Result<()> {
+        let Some(policy) = &self.leases else {
+            return Ok(());
+        };
+        let leased = sqlx::query("SELECT 1 FROM answer_leases WHERE conversation_id = $1")
+            .bind(conversation_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        if !leased.is_empty() {
+            return Err(StoreError::new(
+                StoreErrorKind::Busy,
+                "another instance writes an answer here",
+            ));
+        }
+        if policy.per_owner > 0 {
+            // The owner's row, locked: two instances admitting answers of
+            // one owner at once count one after the other.
+            sqlx::query("SELECT id FROM owners WHERE id = $1 FOR UPDATE")
+                .bind(owner)
+                .fetch_all(&mut *conn)
+                .await?;
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM answer_leases WHERE owner_id = $1")
+                .bind(owner)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "COUNT returned no row"))?;
+            if row.try_get::<i64, _>("n")? >= policy.per_owner as i64 {
+                return Err(StoreError::new(
+                    StoreErrorKind::OwnerAtLimit,
+                    format!("{} answers being written", policy.per_owner),
+                ));
+            }
+        }
+        if policy.per_owner_per_minute > 0 {
+            let row = sqlx::query(&format!(
+                "INSERT INTO owner_minutes (owner_id, minute, answers) VALUES ($1, {} / 60000, 1) \
+                 ON CONFLICT (owner_id, minute) DO UPDATE SET answers = owner_minutes.answers + 1 \
+                 RETURNING answers",
+                super::PG_NOW_MS
+            ))
+            .bind(owner)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "upsert returned no row"))?;
+            if row.try_get::<i64, _>("answers")? > i64::from(policy.per_owner_per_minute) {
+                return Err(StoreError::new(
+                    StoreErrorKind::RateLimited,
+                    "per-owner rate over all instances",
+                ));
+            }
+        }
+        // A race with another instance ends in the unique conversation id:
+        // a unique violation is `Busy`.
+        sqlx::query(&format!(
+            "INSERT INTO answer_leases (answer_id, conversation_id, owner_id, instance_id, expires_at) \
+             VALUES ($1, $2, $3, $4, {} + $5)",
+            super::PG_NOW_MS
+        ))
+        .bind(answer_id)
+        .bind(conversation_id)
+        .bind(owner)
+        .bind(&policy.instance_id)
+        .bind(policy.ttl_ms)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores an answer whose instance died (its lease expired) as
+    /// `interrupted`, with `rebuilt` (its text and parts from the events the
+    /// instance had written) unless the last checkpoint holds more. False
+    /// when the answer was no longer `streaming`.
+    pub async fn settle_abandoned(
+        &self,
+        answer_id: &str,
+        content: &str,
+        blocks: &[AnswerBlock],
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let rebuilt = sqlx::query(
+            "UPDATE messages SET content = $1, blocks = $2, status = 'interrupted' \
+             WHERE id = $3 AND status = 'streaming' AND LENGTH(content) <= LENGTH($1)",
+        )
+        .bind(content)
+        .bind(blocks_json(blocks))
+        .bind(answer_id)
+        .execute(&mut *tx)
+        .await?;
+        let kept =
+            sqlx::query("UPDATE messages SET status = 'interrupted' WHERE id = $1 AND status = 'streaming'")
+                .bind(answer_id)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(rebuilt.rows_affected() + kept.rows_affected() > 0)
     }
 
     /// Saves the text (and parts) of an answer still being written. A no-op
@@ -319,8 +445,11 @@ async fn settle_orphans(
     if !messages.iter().any(|m| m.status == MessageStatus::Streaming) {
         return Ok(());
     }
+    // An answer under a lease is being written by another instance (and
+    // `take_lease` refuses this one).
     sqlx::query(
-        "UPDATE messages SET status = 'interrupted' WHERE conversation_id = $1 AND status = 'streaming'",
+        "UPDATE messages SET status = 'interrupted' WHERE conversation_id = $1 AND status = 'streaming' \
+         AND id NOT IN (SELECT answer_id FROM answer_leases)",
     )
     .bind(conversation_id)
     .execute(&mut *conn)

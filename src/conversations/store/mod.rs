@@ -60,7 +60,29 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Set when several instances may share the database (PostgreSQL):
+    /// every answer begun takes a lease (see `exchange::take_lease`).
+    leases: Option<std::sync::Arc<LeasePolicy>>,
 }
+
+/// How answers are leased to the instance writing them.
+#[derive(Debug, Clone)]
+pub struct LeasePolicy {
+    /// This instance.
+    pub instance_id: String,
+    /// How long a lease lasts unless renewed.
+    pub ttl_ms: i64,
+    /// Answers an owner may have written at once over all instances; 0 is
+    /// no cap.
+    pub per_owner: usize,
+    /// Answers an owner may begin per minute over all instances; 0 is no
+    /// cap.
+    pub per_owner_per_minute: u32,
+}
+
+/// The database's clock in milliseconds, in PostgreSQL's SQL: instances on
+/// different machines agree on lease times even when their clocks do not.
+pub const PG_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// What starting an exchange needs.
 pub struct NewExchange<'a> {
@@ -197,7 +219,11 @@ impl Store {
             Backend::Postgres => options,
         };
         let pool = options.connect(url).await?;
-        let store = Self { pool, backend };
+        let store = Self {
+            pool,
+            backend,
+            leases: None,
+        };
         match store.migrate().await {
             // A read-only database can still be read if its schema is current:
             // the app then serves what it has and refuses new messages.
@@ -213,12 +239,24 @@ impl Store {
         self.backend
     }
 
+    /// This store leases every answer it begins (several instances share
+    /// the database).
+    pub fn with_leases(mut self, policy: LeasePolicy) -> Self {
+        self.leases = Some(std::sync::Arc::new(policy));
+        self
+    }
+
     /// Marks answers left `streaming` by a previous run as `interrupted`.
-    /// Run once at start, before serving (the store has one server process).
+    /// Run once at start, before serving. Answers under a lease belong to
+    /// a running instance (or to a dead one, whose leases other instances
+    /// take over when they expire): they are not touched.
     pub async fn recover_interrupted(&self) -> Result<u64> {
-        let result = sqlx::query("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
-            .execute(&self.pool)
-            .await?;
+        let result = sqlx::query(
+            "UPDATE messages SET status = 'interrupted' WHERE status = 'streaming' \
+             AND id NOT IN (SELECT answer_id FROM answer_leases)",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(result.rows_affected())
     }
 
@@ -383,10 +421,13 @@ impl Store {
     /// which are being written) and that began before `started_before` (ms)
     /// as `interrupted`, keeping their last checkpoint. Returns how many.
     pub async fn sweep_orphans(&self, is_live: impl Fn(&str) -> bool, started_before: i64) -> Result<u64> {
-        let rows = sqlx::query("SELECT id FROM messages WHERE status = 'streaming' AND created_at < $1")
-            .bind(started_before)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id FROM messages WHERE status = 'streaming' AND created_at < $1 \
+             AND id NOT IN (SELECT answer_id FROM answer_leases)",
+        )
+        .bind(started_before)
+        .fetch_all(&self.pool)
+        .await?;
         let mut swept = 0;
         for row in rows {
             let id: String = row.try_get("id")?;

@@ -4,7 +4,7 @@ use crate::{
     bedrock::{AnswerTools, ConverseInput, ToolLimits, ToolRunner},
     chat::{
         approvals::Approvals,
-        generation::{start_frame, AnswerLabels, Reservation},
+        generation::{start_frame, AnswerLabels, Follow, Reservation},
         record::{AnswerRecorder, AnswerRef},
         relay::{encode, relay, SeedFormat},
         turns::model_turns,
@@ -282,17 +282,17 @@ pub async fn resume(
         None => 0,
         Some(raw) => raw.trim().parse().map_err(|_| bad_event_id(raw))?,
     };
-    let generation = state
+    // From this instance's memory, or from the database when another
+    // instance writes the answer.
+    match state
         .generations
-        .get(owner.as_str(), answer_id.as_str())
-        .ok_or_else(generation_gone)?;
-    if last > generation.log_size().0 {
-        return Err(bad_event_id(&last.to_string()));
+        .follow(owner.as_str(), answer_id.as_str(), last)
+        .await?
+    {
+        Follow::Events(events) => Ok(sse::encode::response(Body::from_stream(events))),
+        Follow::BadEventId => Err(bad_event_id(&last.to_string())),
+        Follow::Gone => Err(generation_gone()),
     }
-    let keep_alive = state.generations.timing().keep_alive;
-    Ok(sse::encode::response(Body::from_stream(
-        generation.listen(last, keep_alive),
-    )))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -315,8 +315,9 @@ pub async fn cancel(
     owner: Owner,
     answer_id: MessageId,
 ) -> Result<Json<CancelOutcome>, ApiError> {
-    let cancelled = match state.generations.get(owner.as_str(), answer_id.as_str()) {
-        Some(generation) => generation.cancel(),
+    // Whichever instance writes the answer stops it.
+    let cancelled = match state.generations.stop(owner.as_str(), answer_id.as_str()).await? {
+        Some(cancelled) => cancelled,
         None => {
             // Not running here: it must be one of the owner's stored answers.
             state
@@ -357,16 +358,21 @@ pub async fn decide(
     Json(decision): Json<ToolDecision>,
 ) -> Result<Json<DecisionOutcome>, ApiError> {
     let answer_id = MessageId::parse(&answer_id)?;
-    let generation = state
-        .generations
-        .get(owner.as_str(), answer_id.as_str())
-        .ok_or_else(generation_gone)?;
     let plausible = !call_id.is_empty()
         && call_id.len() <= 128
         && call_id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !plausible || !generation.decide(&call_id, decision.approve) {
+    // Whichever instance writes the answer takes the decision.
+    let waiting = match plausible {
+        true => state
+            .generations
+            .decide(owner.as_str(), answer_id.as_str(), &call_id, decision.approve)
+            .await?
+            .ok_or_else(generation_gone)?,
+        false => false,
+    };
+    if !waiting {
         return Err(ApiError::new(
             ErrorCode::NotAwaitingApproval,
             "This tool call is not waiting for a decision: it was decided already (perhaps in another tab) or its time ran out.",

@@ -11,6 +11,10 @@ use bedrock_chat::{
     sse,
 };
 use futures::StreamExt;
+
+mod instances;
+#[allow(unused_imports)] // the benches share this module; not all use it
+pub use instances::*;
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 /// Every test is bounded: no single request or stream may hang a run.
@@ -25,6 +29,9 @@ pub enum Db {
         url: String,
         admin_url: String,
         name: String,
+        /// The data dir of every instance on this database (the cookie
+        /// secret, the instance id).
+        data_dir: tempfile::TempDir,
     },
 }
 
@@ -56,7 +63,12 @@ impl Db {
             Some((server, _)) => format!("{server}/{name}"),
             None => panic!("TEST_POSTGRES_URL must end with /<database>"),
         };
-        Some(Db::Postgres { url, admin_url, name })
+        Some(Db::Postgres {
+            url,
+            admin_url,
+            name,
+            data_dir: tempfile::tempdir().expect("temp dir"),
+        })
     }
 
     /// Settings overrides that point the app at this database.
@@ -66,15 +78,12 @@ impl Db {
                 "BEDROCK_CHAT_STORAGE_DATA_DIR".into(),
                 dir.path().display().to_string(),
             )],
-            Db::Postgres { url, .. } => vec![
+            Db::Postgres { url, data_dir, .. } => vec![
                 ("BEDROCK_CHAT_STORAGE_DATABASE_URL".into(), url.clone()),
-                // The cookie secret still lives in a data dir.
+                // The cookie secret and the instance id live in a data dir.
                 (
                     "BEDROCK_CHAT_STORAGE_DATA_DIR".into(),
-                    std::env::temp_dir()
-                        .join("bedrock-chat-test-secrets")
-                        .display()
-                        .to_string(),
+                    data_dir.path().display().to_string(),
                 ),
             ],
         }

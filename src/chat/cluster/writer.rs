@@ -1,0 +1,167 @@
+//! The event writer: one task per instance puts the frames of every answer
+//! written here into `answer_events`, in batches.
+//!
+//! A batch is one transaction: the rows (one `INSERT … SELECT FROM UNNEST`),
+//! a `NOTIFY` per answer in it, and the leases of answers whose last frame
+//! it holds. It goes out `flush` after its first frame, or at once when a
+//! frame other than text arrives (a tool call, the end: what followers must
+//! not wait for), taking along whatever else is queued by then. While the
+//! database is away the batch is retried with backoff and new frames queue
+//! behind it, so the rows of one answer always commit in order.
+
+use super::{Cluster, EVENTS_CHANNEL, PG_NOW_MS};
+use bytes::Bytes;
+use std::{sync::Arc, time::Duration};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+
+pub(super) enum Write {
+    Frame(Frame),
+    /// The answer is stored: drop its lease once its frames are written.
+    Release(String),
+    /// Says when everything queued before it is written (shutdown).
+    Flush(oneshot::Sender<()>),
+}
+
+pub(super) struct Frame {
+    pub answer_id: Arc<str>,
+    pub seq: i64,
+    pub frame: Bytes,
+    pub urgent: bool,
+    pub last: bool,
+}
+
+/// A batch goes out early once it holds this many bytes.
+const BATCH_BYTES: usize = 256 * 1024;
+
+#[derive(Default)]
+struct Batch {
+    answer_ids: Vec<String>,
+    seqs: Vec<i64>,
+    frames: Vec<String>,
+    lasts: Vec<bool>,
+    bytes: usize,
+    releases: Vec<String>,
+    flushed: Vec<oneshot::Sender<()>>,
+    urgent: bool,
+}
+
+impl Batch {
+    fn add(&mut self, write: Write) {
+        match write {
+            Write::Frame(frame) => {
+                self.urgent |= frame.urgent;
+                self.bytes += frame.frame.len();
+                self.answer_ids.push(frame.answer_id.to_string());
+                self.seqs.push(frame.seq);
+                // Frames are JSON in SSE lines: UTF-8 by construction.
+                self.frames
+                    .push(String::from_utf8_lossy(&frame.frame).into_owned());
+                self.lasts.push(frame.last);
+            }
+            Write::Release(answer_id) => {
+                // A release goes with the frames queued before it.
+                self.urgent = true;
+                self.releases.push(answer_id);
+            }
+            Write::Flush(done) => {
+                self.urgent = true;
+                self.flushed.push(done);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.seqs.is_empty() && self.releases.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        self.urgent || self.bytes >= BATCH_BYTES
+    }
+}
+
+pub(super) async fn run(cluster: Cluster, mut queued: mpsc::UnboundedReceiver<Write>) {
+    let flush = cluster.timing().flush;
+    loop {
+        let mut batch = Batch::default();
+        match queued.recv().await {
+            Some(first) => batch.add(first),
+            None => return,
+        }
+        let due = Instant::now() + flush;
+        while !batch.full() {
+            match tokio::time::timeout_at(due, queued.recv()).await {
+                Ok(Some(write)) => batch.add(write),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Whatever else is queued already rides along.
+        while let Ok(write) = queued.try_recv() {
+            batch.add(write);
+        }
+        write_until_done(&cluster, &batch).await;
+        for done in batch.flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn write_until_done(cluster: &Cluster, batch: &Batch) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut wait = Duration::from_millis(100);
+    let mut tries = 1;
+    loop {
+        match write(cluster, batch).await {
+            Ok(()) => {
+                if tries > 1 {
+                    tracing::info!(tries, "answer events written once the database was back");
+                }
+                return;
+            }
+            Err(err) => {
+                if tries == 1 {
+                    tracing::warn!(error = %err, "could not write answer events; retrying");
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                tries += 1;
+            }
+        }
+    }
+}
+
+async fn write(cluster: &Cluster, batch: &Batch) -> Result<(), sqlx::Error> {
+    let mut tx = cluster.pool().begin().await?;
+    if !batch.seqs.is_empty() {
+        // `ON CONFLICT DO NOTHING`: a retried batch that did commit, or an
+        // instance cut off long enough for its answer to be taken over,
+        // writes nothing twice.
+        let insert = format!(
+            "WITH written AS ( \
+               INSERT INTO answer_events (answer_id, seq, frame, last, created_at) \
+               SELECT a, s, f, l, {PG_NOW_MS} FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BOOLEAN[]) \
+                 AS t(a, s, f, l) \
+               ON CONFLICT DO NOTHING RETURNING answer_id) \
+             SELECT pg_notify('{EVENTS_CHANNEL}', answer_id) FROM (SELECT DISTINCT answer_id FROM written) AS w"
+        );
+        sqlx::query(&insert)
+            .bind(&batch.answer_ids)
+            .bind(&batch.seqs)
+            .bind(&batch.frames)
+            .bind(&batch.lasts)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !batch.releases.is_empty() {
+        sqlx::query("DELETE FROM answer_leases WHERE answer_id = ANY($1) AND instance_id = $2")
+            .bind(&batch.releases)
+            .bind(cluster.instance_id())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}

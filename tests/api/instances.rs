@@ -1,0 +1,278 @@
+//! Several instances on one PostgreSQL, no sticky sessions: an answer is
+//! resumed, followed, stopped and settled from any instance. Each instance
+//! has a simulator of its own; one client (one owner) talks to all of them.
+
+use crate::{resume::resume_sweep, support::*};
+use bedrock_chat::{bedrock::simulator, server::Application, sse::SseEvent};
+use std::time::{Duration, Instant};
+
+fn answer_id(events: &[SseEvent]) -> String {
+    json(&events[0])["answer_id"].as_str().unwrap().to_owned()
+}
+
+async fn follow(
+    http: &reqwest::Client,
+    instance: &Instance,
+    answer_id: &str,
+    last: u64,
+) -> reqwest::Response {
+    http.get(instance.url(&format!(
+        "/api/generations/{answer_id}/events?last_event_id={last}"
+    )))
+    .send()
+    .await
+    .unwrap()
+}
+
+/// The 100-cut resume sweep, every reconnect sent to another instance than
+/// the one writing the answer: no gap, no repeat, the exact text.
+#[tokio::test]
+async fn a_cut_answer_resumes_on_any_instance_without_gap_or_repeat() {
+    let Some((_db, instances)) = start_instances(3, &[]).await else {
+        return;
+    };
+    let http = new_user();
+    let others = [instances[1].base.clone(), instances[2].base.clone()];
+    resume_sweep(&http, &instances[0].base, &others).await;
+}
+
+/// Fifty listeners spread over three instances all assemble the same text,
+/// the simulator's, ending in `done`.
+#[tokio::test]
+async fn fifty_listeners_on_three_instances_get_the_same_answer() {
+    let Some((_db, instances)) = start_instances(3, &[]).await else {
+        return;
+    };
+    let http = new_user();
+    let prompt = "Fan out over instances [sim tokens=200 delay_ms=5]";
+    let first = send_as(&http, &instances[0].base, None, prompt).await;
+    let mut writer = EventReader::new(first);
+    let head = writer.read_until(|e| !e.is_empty()).await.to_vec();
+    let answer = answer_id(&head);
+    let listeners = (0..50).map(|n| {
+        let (http, instance, answer) = (&http, &instances[n % 3], &answer);
+        async move { read_events(follow(http, instance, answer, 0).await).await }
+    });
+    let all = futures::future::join_all(listeners).await;
+    let expected = simulator::expected_answer(&sim_messages(&[("user", prompt)]));
+    for (n, events) in all.iter().enumerate() {
+        assert_eq!(answer_text(events), expected, "listener {n}");
+        assert_eq!(events.last().unwrap().event, "done", "listener {n}");
+    }
+    assert_eq!(answer_text(writer.read_to_end().await), expected);
+}
+
+/// Stop sent to an instance that does not write the answer: the writing
+/// instance drops its Bedrock stream within 500 ms, and a follower on the
+/// other instance gets `done` with `stop_reason: "stopped"`.
+#[tokio::test]
+async fn stop_sent_to_another_instance_drops_the_bedrock_stream_at_once() {
+    let Some((_db, instances)) = start_instances(2, &[]).await else {
+        return;
+    };
+    let (owner, other) = (&instances[0], &instances[1]);
+    let http = new_user();
+    let response = send_as(
+        &http,
+        &owner.base,
+        None,
+        "Go on and on [sim tokens=2000 delay_ms=10]",
+    )
+    .await;
+    let mut writer = EventReader::new(response);
+    let head = writer.read_until(|e| e.len() >= 3).await.to_vec();
+    let answer = answer_id(&head);
+    let follower = follow(&http, other, &answer, 0).await;
+    assert_eq!(follower.status(), 200);
+
+    // Someone else cannot stop it, on any instance.
+    let intruder = new_user();
+    let refused = intruder
+        .post(other.url(&format!("/api/generations/{answer}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+
+    let asked = Instant::now();
+    let cancel = http
+        .post(other.url(&format!("/api/generations/{answer}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    let outcome: serde_json::Value = cancel.json().await.unwrap();
+    assert_eq!(outcome["cancelled"], true);
+    assert!(
+        owner
+            .sim
+            .wait_streams_dropped(1, Duration::from_millis(500))
+            .await,
+        "the Bedrock stream was not dropped within 500 ms of a Stop sent to another instance"
+    );
+    println!(
+        "stop via another instance -> Bedrock stream dropped in {:?}",
+        asked.elapsed()
+    );
+
+    let seen = read_events(follower).await;
+    let done = seen.last().unwrap();
+    assert_eq!(done.event, "done");
+    assert_eq!(json(done)["stop_reason"], "stopped");
+    assert_eq!(writer.read_to_end().await.last().unwrap().event, "done");
+
+    // Once stopped, the same request says so, from any instance.
+    let again: serde_json::Value = http
+        .post(other.url(&format!("/api/generations/{answer}/cancel")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["cancelled"], false);
+}
+
+/// While one instance writes an answer in a conversation, another refuses a
+/// new message, Retry and an edit there with 409; a new instance starting
+/// meanwhile leaves the answer alone; once it ends, the other instance
+/// takes the next message.
+#[tokio::test]
+async fn another_instance_refuses_a_second_answer_in_a_busy_conversation() {
+    let Some((db, instances)) = start_instances(2, &[]).await else {
+        return;
+    };
+    let (owner, other) = (&instances[0], &instances[1]);
+    let http = new_user();
+    let response = send_as(
+        &http,
+        &owner.base,
+        None,
+        "A long one [sim tokens=150 delay_ms=10]",
+    )
+    .await;
+    let mut writer = EventReader::new(response);
+    let head = writer.read_until(|e| e.len() >= 3).await.to_vec();
+    let start = json(&head[0]);
+    let conversation = start["conversation_id"].as_str().unwrap().to_owned();
+    let user_message = start["user_message_id"].as_str().unwrap().to_owned();
+
+    let busy = send_as(&http, &other.base, Some(&conversation), "Me too").await;
+    assert_eq!(busy.status(), 409);
+    let body: serde_json::Value = busy.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "conversation_busy");
+    let retry = http
+        .post(other.url(&format!("/api/conversations/{conversation}/regenerate")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 409);
+    let edit = http
+        .post(other.url(&format!("/api/conversations/{conversation}/edit")))
+        .json(&serde_json::json!({ "message_id": user_message, "content": "Edited" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edit.status(), 409);
+
+    // A start-up leaves answers under another instance's lease alone.
+    let _late = start_instance(&db, &[]).await.expect("a third instance starts");
+
+    let events = writer.read_to_end().await;
+    assert_eq!(events.last().unwrap().event, "done");
+    assert_eq!(json(events.last().unwrap())["stop_reason"], "end_turn");
+    let (_, stored) = get_json_as(&http, &other.url(&format!("/api/conversations/{conversation}"))).await;
+    let last = stored["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["status"], "complete", "{last}");
+
+    let next = send_as(&http, &other.base, Some(&conversation), "Now me").await;
+    assert_eq!(next.status(), 200);
+    assert_eq!(read_events(next).await.last().unwrap().event, "done");
+}
+
+/// SIGKILL the instance writing an answer: within the lease plus 2 s another
+/// instance stores it `interrupted` with the text its events held, and a
+/// follower on that instance gets the end of its stream.
+#[tokio::test]
+async fn answers_of_a_killed_instance_are_stored_interrupted_within_the_lease() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let lease = [("BEDROCK_CHAT_STREAMS_LEASE_SECS", "2")];
+    let mut doomed = ServerProcess::start(&db, &lease);
+    let survivor = start_instance(&db, &lease).await.expect("instance starts");
+    let http = new_user();
+    let response = send_as(
+        &http,
+        &doomed.base,
+        None,
+        "Then it died [sim tokens=3000 delay_ms=10]",
+    )
+    .await;
+    let head = EventReader::new(response)
+        .read_until(|e| e.len() >= 20)
+        .await
+        .to_vec();
+    let conversation = json(&head[0])["conversation_id"].as_str().unwrap().to_owned();
+    let answer = answer_id(&head);
+    let mut follower = EventReader::new(follow(&http, &survivor, &answer, 0).await);
+    let followed = follower.read_until(|e| e.len() >= 20).await.len();
+    assert!(followed >= 20);
+
+    doomed.kill();
+    let killed = Instant::now();
+    let events = tokio::time::timeout(Duration::from_secs(2 + 2 + 1), follower.read_to_end())
+        .await
+        .expect("the follower's stream ends within the lease plus 2 s")
+        .to_vec();
+    let ended = killed.elapsed();
+    let end = events.last().unwrap();
+    assert_eq!(end.event, "done");
+    assert_eq!(json(end)["stop_reason"], "stopped");
+    println!("SIGKILL -> follower's stream ended after {ended:?} (lease 2 s)");
+
+    let (status, stored) = get_json_as(
+        &http,
+        &survivor.url(&format!("/api/conversations/{conversation}")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let last = stored["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["status"], "interrupted", "{last}");
+    // What the follower saw is what was flushed, and that is what is kept.
+    let kept = last["content"].as_str().unwrap();
+    assert_eq!(kept, answer_text(&events));
+    assert!(kept.len() > 20, "{kept:?}");
+    let expected = simulator::expected_answer(&sim_messages(&[(
+        "user",
+        "Then it died [sim tokens=3000 delay_ms=10]",
+    )]));
+    assert!(expected.starts_with(kept));
+    assert!(ended < Duration::from_secs(2 + 2), "{ended:?}");
+}
+
+/// An instance whose cookie secret differs from a running one's refuses to
+/// start, and says how to set one.
+#[tokio::test]
+async fn an_instance_with_another_cookie_secret_refuses_to_start() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let secret = |s: &'static str| [("BEDROCK_CHAT_IDENTITY_COOKIE_SECRET", s)];
+    let _first = start_instance(&db, &secret("one secret, thirty-two bytes long"))
+        .await
+        .expect("starts");
+    let _same = start_instance(&db, &secret("one secret, thirty-two bytes long"))
+        .await
+        .expect("the same secret starts");
+    let refused = Application::build(test_settings(&db, &secret("another secret, every bit as long")))
+        .await
+        .err()
+        .expect("a different secret is refused");
+    let message = refused.to_string();
+    assert!(message.contains("different secret"), "{message}");
+    assert!(
+        message.contains("BEDROCK_CHAT_IDENTITY_COOKIE_SECRET"),
+        "{message}"
+    );
+}
