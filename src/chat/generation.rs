@@ -456,13 +456,20 @@ impl Generations {
         if let Some(generation) = self.get(owner, answer_id) {
             return Ok(Some(generation.cancel()));
         }
-        self.control_elsewhere(owner, answer_id, Control::Stop).await
+        Ok(match self.elsewhere(owner, answer_id).await? {
+            Some((cluster, true)) => {
+                cluster.send_control(answer_id, Control::Stop).await?;
+                Some(true)
+            }
+            Some((_, false)) => Some(false),
+            None => None,
+        })
     }
 
     /// Approves or denies a call of the owner's answer that waits for it.
     /// `Some(false)` when the call is not waiting; `None` when no instance
-    /// writes the answer. Sent to another instance, the decision is taken
-    /// when that instance finds the call waiting.
+    /// writes the answer. Another instance's answer is asked through the
+    /// database when its events say the call waits.
     pub async fn decide(
         &self,
         owner: &str,
@@ -473,30 +480,30 @@ impl Generations {
         if let Some(generation) = self.get(owner, answer_id) {
             return Ok(Some(generation.decide(call_id, approve)));
         }
-        let control = Control::Decide {
-            call_id: call_id.to_owned(),
-            approve,
-        };
-        self.control_elsewhere(owner, answer_id, control).await
+        Ok(match self.elsewhere(owner, answer_id).await? {
+            Some((cluster, true)) if cluster.awaits_decision(answer_id, call_id).await? => {
+                let call_id = call_id.to_owned();
+                cluster
+                    .send_control(answer_id, Control::Decide { call_id, approve })
+                    .await?;
+                Some(true)
+            }
+            Some(_) => Some(false),
+            None => None,
+        })
     }
 
-    async fn control_elsewhere(
-        &self,
-        owner: &str,
-        answer_id: &str,
-        control: Control,
-    ) -> Result<Option<bool>, StoreError> {
+    /// The owner's answer as another instance shares it: the cluster, and
+    /// whether the answer is still being written. `None` when it is not
+    /// the owner's or no instance has it.
+    async fn elsewhere(&self, owner: &str, answer_id: &str) -> Result<Option<(&Cluster, bool)>, StoreError> {
         let Some(cluster) = &self.cluster else {
             return Ok(None);
         };
-        match cluster.answer(answer_id).await? {
-            Some(shared) if shared.owner_id == owner && shared.leased && !shared.finished => {
-                cluster.send_control(answer_id, control).await?;
-                Ok(Some(true))
-            }
-            Some(shared) if shared.owner_id == owner => Ok(Some(false)),
-            _ => Ok(None),
-        }
+        Ok(match cluster.answer(answer_id).await? {
+            Some(shared) if shared.owner_id == owner => Some((cluster, shared.leased && !shared.finished)),
+            _ => None,
+        })
     }
 
     /// How many generations are held (live or lingering), and the bytes of

@@ -276,3 +276,88 @@ async fn an_instance_with_another_cookie_secret_refuses_to_start() {
         "{message}"
     );
 }
+
+/// Approve and Deny sent to an instance that does not write the answer:
+/// the call runs (or is declined) as if they had been sent to its writer,
+/// and a second decision on either instance is refused with 409.
+#[tokio::test]
+async fn approve_and_deny_work_from_another_instance() {
+    let approval = [("BEDROCK_CHAT_TOOLS_REQUIRES_APPROVAL", "calculator")];
+    let Some((_db, instances)) = start_instances(2, &approval).await else {
+        return;
+    };
+    let (owner, other) = (&instances[0], &instances[1]);
+    let http = new_user();
+    let decide = |instance: &Instance, answer: &str, call: &str, approve: bool| {
+        http.post(instance.url(&format!("/api/generations/{answer}/tools/{call}")))
+            .json(&serde_json::json!({ "approve": approve }))
+            .send()
+    };
+    for approve in [true, false] {
+        let response = send_as(
+            &http,
+            &owner.base,
+            None,
+            r#"[sim call=calculator:{"expression":"6*7"}]"#,
+        )
+        .await;
+        let mut reader = EventReader::new(response);
+        let events = reader
+            .read_until(|events| events.iter().any(|e| e.event == "tool_approval"))
+            .await
+            .to_vec();
+        let answer = answer_id(&events);
+        let call = json(events.iter().find(|e| e.event == "tool_approval").unwrap())["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let stranger = new_user()
+            .post(other.url(&format!("/api/generations/{answer}/tools/{call}")))
+            .json(&serde_json::json!({ "approve": true }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stranger.status(), 404);
+        assert_eq!(
+            decide(other, &answer, &call, approve).await.unwrap().status(),
+            200
+        );
+        let events = reader.read_to_end().await.to_vec();
+        let result = json(events.iter().find(|e| e.event == "tool_result").unwrap());
+        assert_eq!(result["ok"], approve, "{result}");
+        if approve {
+            assert_eq!(result["content"], "6*7 = 42");
+        } else {
+            assert_eq!(result["content"], "The user declined to run this tool call.");
+        }
+        for instance in [other, owner] {
+            let again = decide(instance, &answer, &call, !approve).await.unwrap();
+            assert_eq!(again.status(), 409, "decided once");
+        }
+    }
+}
+
+/// The writer's own listener goes; a listener on another instance keeps
+/// following past the grace period: the answer is not abandoned.
+#[tokio::test]
+async fn a_listener_on_another_instance_keeps_an_answer_alive() {
+    let grace = [("BEDROCK_CHAT_STREAMS_GRACE_PERIOD_SECS", "0.5")];
+    let Some((_db, instances)) = start_instances(2, &grace).await else {
+        return;
+    };
+    let (owner, other) = (&instances[0], &instances[1]);
+    let http = new_user();
+    let prompt = "Keep going [sim tokens=150 delay_ms=10]";
+    let response = send_as(&http, &owner.base, None, prompt).await;
+    let head = EventReader::new(response)
+        .read_until(|e| e.len() >= 3)
+        .await
+        .to_vec();
+    // The first listener has hung up; the follower elsewhere reads for
+    // three grace periods and more.
+    let events = read_events(follow(&http, other, &answer_id(&head), 0).await).await;
+    let end = events.last().unwrap();
+    assert_eq!(json(end)["stop_reason"], "end_turn", "{:?}", names(&events));
+    let expected = simulator::expected_answer(&sim_messages(&[("user", prompt)]));
+    assert_eq!(answer_text(&events), expected);
+}

@@ -265,9 +265,44 @@ impl Cluster {
         Ok(())
     }
 
+    /// Whether a call of the answer waits for Approve or Deny, as its
+    /// events say (asked `tool_approval`, not yet running or finished).
+    /// Tool events are written at once, but a client may see one from the
+    /// writer's memory a moment before it is in the database: a call not
+    /// found there yet is looked for again for up to half a second. Two
+    /// decisions racing on two instances both get through here, and the
+    /// owner takes the first.
+    pub async fn awaits_decision(&self, answer_id: &str, call_id: &str) -> Result<bool, sqlx::Error> {
+        for _ in 0..10 {
+            let frames: Vec<String> = sqlx::query_scalar(
+                "SELECT frame FROM answer_events WHERE answer_id = $1 AND STRPOS(frame, $2) > 0 ORDER BY seq",
+            )
+            .bind(answer_id)
+            .bind(format!("\"id\":\"{call_id}\""))
+            .fetch_all(self.pool())
+            .await?;
+            let mut asked = None;
+            let mut parser = crate::sse::Parser::new();
+            for frame in &frames {
+                parser.feed(frame.as_bytes(), |event| match event.event.as_str() {
+                    "tool_approval" => asked = Some(true),
+                    "tool_running" | "tool_result" => asked = Some(false),
+                    _ => {}
+                });
+            }
+            if let Some(asked) = asked {
+                return Ok(asked);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(false)
+    }
+
     /// Whether a listener on another instance followed the answer within
-    /// `within` (so its owner must not abandon it).
+    /// `within` (so its owner must not abandon it). Followers are marked
+    /// once a second: a shorter `within` counts as three seconds.
     pub async fn followed_within(&self, answer_id: &str, within: Duration) -> bool {
+        let within = within.max(3 * upkeep::TICK);
         let query = format!(
             "SELECT followed_at > {PG_NOW_MS} - $2 AS recent FROM answer_leases WHERE answer_id = $1"
         );

@@ -1,6 +1,8 @@
 //! The lease upkeep, once a second on every instance:
 //! * renews this instance's leases (every third of a lease) and says it is
-//!   alive, and marks the answers followed here as followed;
+//!   alive;
+//! * marks the answers followed here as followed (their owners read that
+//!   before abandoning them);
 //! * takes over expired leases (their instance died): the answer is stored
 //!   `interrupted` with the text its events hold, and ends with a `done`;
 //! * deletes the events of answers that ended more than `linger` ago, and
@@ -18,7 +20,7 @@ use crate::{
 use sqlx::Row;
 use std::time::{Duration, Instant};
 
-const TICK: Duration = Duration::from_secs(1);
+pub(super) const TICK: Duration = Duration::from_secs(1);
 /// Leases taken over in one go (the rest on the next tick).
 const TAKEOVER_BATCH: i64 = 20;
 
@@ -36,6 +38,9 @@ pub(super) async fn run(cluster: Cluster) {
             if let Err(err) = renew(&cluster).await {
                 tracing::warn!(error = %err, "could not renew this instance's answer leases");
             }
+        }
+        if let Err(err) = cluster.touch_followed(&cluster.followed_here()).await {
+            tracing::debug!(error = %err, "could not mark followed answers");
         }
         match take_over_expired(&cluster).await {
             Ok(0) => {}
@@ -71,7 +76,7 @@ async fn renew(cluster: &Cluster) -> Result<(), sqlx::Error> {
     .bind(cluster.instance_id())
     .execute(cluster.pool())
     .await?;
-    cluster.touch_followed(&cluster.followed_here()).await
+    Ok(())
 }
 
 /// Takes over the leases that expired, and settles their answers. Returns
