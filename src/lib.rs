@@ -18,7 +18,7 @@
 //! |-------------|---------|---------------------------------------------------------------|
 //! | [`app`]     | both    | the HTML shell and routes                                     |
 //! | [`server`]  | server  | HTTP: router, extractors, identity, limits, defences, the handlers |
-//! | [`chat`]    | both    | answers: the stream's wire types, generations, the chat page  |
+//! | [`chat`]    | both    | answers: the stream's wire types, generations, the instances' shared log, the chat page |
 //! | [`conversations`] | both | stored conversations: ids, owners, the store, the sidebar |
 //! | [`bedrock`] | server  | ConverseStream, SDK errors, our typed deltas; the simulator   |
 //! | [`settings`] | server | layered configuration: defaults, file, environment            |
