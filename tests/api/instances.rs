@@ -361,3 +361,93 @@ async fn a_listener_on_another_instance_keeps_an_answer_alive() {
     let expected = simulator::expected_answer(&sim_messages(&[("user", prompt)]));
     assert_eq!(answer_text(&events), expected);
 }
+
+/// A user behind a plain round-robin load balancer over three instances,
+/// every request on a new connection: a conversation, a cut and resumed
+/// answer, a second tab, Stop, Retry and the list all work.
+#[tokio::test]
+async fn behind_a_round_robin_load_balancer_a_conversation_just_works() {
+    let Some((_db, instances)) = start_instances(3, &[]).await else {
+        return;
+    };
+    let bases: Vec<String> = instances.iter().map(|i| i.base.clone()).collect();
+    let balancer = round_robin(&bases).await;
+    let http = user_without_connection_reuse();
+
+    let prompt = "Through the balancer [sim tokens=300 delay_ms=5]";
+    let response = send_as(&http, &balancer, None, prompt).await;
+    assert_eq!(response.status(), 200);
+    let before = EventReader::new(response)
+        .read_until(|e| e.len() >= 10)
+        .await
+        .to_vec();
+    let answer = answer_id(&before);
+    let conversation = json(&before[0])["conversation_id"].as_str().unwrap().to_owned();
+    let last = before.last().unwrap().id.clone().unwrap();
+    let resumed = http
+        .get(format!(
+            "{balancer}/api/generations/{answer}/events?last_event_id={last}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let second_tab = http
+        .get(format!(
+            "{balancer}/api/generations/{answer}/events?last_event_id=0"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second_tab.status(), 200);
+    let after = read_events(resumed).await;
+    let all: Vec<SseEvent> = before.iter().chain(&after).cloned().collect();
+    let expected = simulator::expected_answer(&sim_messages(&[("user", prompt)]));
+    assert_eq!(answer_text(&all), expected);
+    assert_eq!(answer_text(&read_events(second_tab).await), expected);
+
+    // The next answer is stopped through the balancer, then retried.
+    let response = send_as(
+        &http,
+        &balancer,
+        Some(&conversation),
+        "Again [sim tokens=200 delay_ms=10]",
+    )
+    .await;
+    let mut reader = EventReader::new(response);
+    let head = reader.read_until(|e| e.len() >= 3).await.to_vec();
+    let stopped = answer_id(&head);
+    let cancel: serde_json::Value = http
+        .post(format!("{balancer}/api/generations/{stopped}/cancel"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancel["cancelled"], true);
+    let end = reader.read_to_end().await.last().unwrap().clone();
+    assert_eq!(json(&end)["stop_reason"], "stopped");
+    let retried = http
+        .post(format!("{balancer}/api/conversations/{conversation}/regenerate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    assert_eq!(read_events(retried).await.last().unwrap().event, "done");
+
+    let (status, list) = get_json_as(&http, &format!("{balancer}/api/conversations")).await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["id"], conversation.as_str());
+    let (_, stored) = get_json_as(&http, &format!("{balancer}/api/conversations/{conversation}")).await;
+    let statuses: Vec<&str> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["complete", "complete", "complete", "stopped", "complete"]
+    );
+}

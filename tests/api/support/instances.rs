@@ -57,3 +57,41 @@ pub async fn start_instances(n: usize, overrides: &[(&str, &str)]) -> Option<(Db
     }
     Some((db, instances))
 }
+
+/// A plain round-robin TCP load balancer on loopback: each new connection
+/// goes to the next backend. No stickiness of any kind.
+pub async fn round_robin(backends: &[String]) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let backends: Vec<String> = backends
+        .iter()
+        .map(|base| base.trim_start_matches("http://").to_owned())
+        .collect();
+    tokio::spawn(async move {
+        let mut next = 0;
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let backend = backends[next % backends.len()].clone();
+            next += 1;
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// A browser behind a load balancer that opens a new connection per
+/// request (so round robin moves it between instances every time).
+pub fn user_without_connection_reuse() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(super::LIMIT)
+        .cookie_store(true)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
