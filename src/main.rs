@@ -43,6 +43,7 @@ fn init_logging(format: LogFormat) {
 async fn serve() -> Result<(), String> {
     let settings = Settings::load().map_err(|e| e.to_string())?;
     init_logging(settings.log.format);
+    bedrock_chat::server::serve::raise_open_file_limit();
     let app = Application::build(settings)
         .await
         .map_err(|e| format!("cannot start: {e}"))?;

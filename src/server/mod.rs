@@ -143,7 +143,7 @@ impl Application {
         let limiter = limits::Limiter::new(&settings.limits, id.allow_anonymous, clock);
         let timing = Timing::from_settings(&settings.streams);
         let (store, generations) = share_with_instances(&settings, &url, store, &identity, timing).await?;
-        let listener = TcpListener::bind(settings.server.site_addr).await?;
+        let listener = serve::bind(settings.server.site_addr, settings.server.listen_backlog)?;
         let mut leptos_options = leptos_options()?;
         leptos_options.site_addr = listener.local_addr()?;
 

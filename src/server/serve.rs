@@ -3,7 +3,9 @@
 //!
 //! Invariants:
 //! * At most `max_connections` connections are served at once; further ones
-//!   wait in the kernel's accept queue until one closes.
+//!   wait in the kernel's accept queue (`listen_backlog` long, so that a
+//!   burst is queued rather than made to retry a second later) until one
+//!   closes.
 //! * A client must send a request's headers within `header_read_timeout`
 //!   (hyper's own timer, which axum's `serve` leaves without a clock). The
 //!   same timer closes a keep-alive connection that sends nothing.
@@ -33,6 +35,33 @@ use tokio::{
     sync::{watch, Semaphore},
 };
 use tower::ServiceExt;
+
+/// Binds `addr` with an accept queue of `backlog` connections (tokio's
+/// `TcpListener::bind` leaves it at 128).
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std and tokio do: a restarted server may bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// The soft limit on open files raised to the hard one: each stream takes
+/// two descriptors (the client's and Bedrock's), and the usual soft limit
+/// of 1,024 would stop the server at about 500 concurrent answers.
+pub fn raise_open_file_limit() {
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, hard)) if soft < hard => match rlimit::Resource::NOFILE.set(hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(err) => tracing::warn!(error = %err, soft, hard, "could not raise the open-file limit"),
+        },
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not read the open-file limit"),
+    }
+}
 
 /// How connections are limited; from `[server]` in Leptos.toml.
 #[derive(Debug, Clone, Copy)]

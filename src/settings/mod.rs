@@ -133,6 +133,7 @@ pub struct ServerSettings {
     pub header_read_timeout_secs: f64,
     pub request_body_timeout_secs: f64,
     pub max_connections: usize,
+    pub listen_backlog: u32,
 }
 
 impl ServerSettings {
@@ -345,9 +346,13 @@ impl Settings {
             ));
         }
         let s = &self.server;
-        if !(s.header_read_timeout_secs > 0.0 && s.request_body_timeout_secs > 0.0 && s.max_connections > 0) {
+        if !(s.header_read_timeout_secs > 0.0
+            && s.request_body_timeout_secs > 0.0
+            && s.max_connections > 0
+            && s.listen_backlog > 0)
+        {
             return Err(SettingsError::Invalid(
-                "server: header_read_timeout_secs, request_body_timeout_secs and max_connections must be positive".into(),
+                "server: header_read_timeout_secs, request_body_timeout_secs, max_connections and listen_backlog must be positive".into(),
             ));
         }
         let secret = &self.identity.cookie_secret;
