@@ -1,0 +1,261 @@
+//! Load: C people press Enter in the same second.
+//!
+//! Starts the release server (and the Bedrock simulator as a process of its
+//! own: 200 tokens 10 ms apart, first token after 100 ms) on loopback, sends
+//! C new messages at once from C anonymous users, and prints per level:
+//! time to the first delta beyond the model's own 100 ms (p50, p99), stream
+//! duration p50, events/s, the server's CPU-seconds per 1,000 relayed events
+//! (from `/proc`), its peak resident memory, errors, and this generator's
+//! own CPU. Levels: C = 100, 1,000, 3,000, on the page's endpoint (SQLite,
+//! and PostgreSQL when `TEST_POSTGRES_URL` is set) and on the compatibility
+//! endpoint. Every level is bounded in count and time.
+//!
+//! The simulator and this generator share the machine with the server, so
+//! stream duration at 1,000 and more is bounded by the box: CPU per event
+//! and first-token overhead are the figures that matter.
+//!
+//! Run with `./dev bench` (or `cargo bench --features ssr --bench load`).
+
+// The integration tests' own helpers: a bench is a crate of its own, and
+// Cargo has no dev-only library target to share them through.
+#[path = "../tests/api/support/mod.rs"]
+mod support;
+
+use futures::StreamExt;
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+use support::*;
+
+const LEVELS: &[usize] = &[100, 1000, 3000];
+const MODEL_FIRST_TOKEN_MS: f64 = 100.0;
+const PROMPT: &str = "Load [sim tokens=200 delay_ms=10 first_token_ms=100]";
+/// No level may take longer than this.
+const LEVEL_LIMIT: Duration = Duration::from_secs(180);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Endpoint {
+    /// `POST /api/chat/stream`: stores the message first, then the answer.
+    Page,
+    /// `POST /api/chat`: the seed's format; nothing stored.
+    Compat,
+}
+
+/// What one request saw.
+struct Outcome {
+    first_delta_ms: Option<f64>,
+    duration_ms: f64,
+    events: usize,
+    error: Option<String>,
+}
+
+/// CPU ticks (user + system) of a process, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Peak resident memory of a process in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The standalone simulator on a port of its own.
+fn start_simulator() -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_bedrock-chat"))
+        .args(["simulator", "--addr", &addr])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the simulator starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "the simulator did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, format!("http://{addr}"))
+}
+
+/// The server, its limits raised so that thousands of users from one
+/// address measure the server, not the limiter.
+/// `LOAD_SERVER_ENV="KEY=value,KEY=value"` adds settings, to measure what
+/// one changes (e.g. `BEDROCK_CHAT_SERVER_LISTEN_BACKLOG=128`).
+fn start_server(db: &Db, simulator: &str) -> ServerProcess {
+    let extra = std::env::var("LOAD_SERVER_ENV").unwrap_or_default();
+    let mut env: Vec<(&str, &str)> = vec![
+        ("BEDROCK_CHAT_BEDROCK_BACKEND", "aws"),
+        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", simulator),
+        ("BEDROCK_CHAT_LIMITS_MAX_LIVE_STREAMS", "20000"),
+        ("BEDROCK_CHAT_LIMITS_DAILY_TOKENS_PER_OWNER", "0"),
+        ("BEDROCK_CHAT_SERVER_MAX_CONNECTIONS", "20000"),
+    ];
+    env.extend(extra.split(',').filter_map(|pair| pair.split_once('=')));
+    ServerProcess::start(db, &env)
+}
+
+async fn one(http: &reqwest::Client, base: &str, endpoint: Endpoint, n: usize) -> Outcome {
+    let sent = Instant::now();
+    let request = match endpoint {
+        Endpoint::Page => http
+            .post(format!("{base}/api/chat/stream"))
+            .json(&serde_json::json!({ "content": format!("{PROMPT} #{n}") })),
+        Endpoint::Compat => http.post(format!("{base}/api/chat")).json(&serde_json::json!({
+            "messages": [{ "role": "user", "content": format!("{PROMPT} #{n}") }]
+        })),
+    };
+    let mut outcome = Outcome {
+        first_delta_ms: None,
+        duration_ms: 0.0,
+        events: 0,
+        error: None,
+    };
+    let response = match request.send().await {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => {
+            outcome.error = Some(format!("HTTP {}", r.status().as_u16()));
+            return outcome;
+        }
+        Err(e) => {
+            outcome.error = Some(if e.is_timeout() {
+                "timeout".into()
+            } else {
+                "connection".into()
+            });
+            return outcome;
+        }
+    };
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            outcome.error = Some("cut".into());
+            break;
+        };
+        parser.feed(&chunk, |e| {
+            outcome.events += 1;
+            let is_text = match endpoint {
+                Endpoint::Page => e.event == "delta",
+                Endpoint::Compat => e.data.contains("\"content\":\"") && !e.data.contains("\"content\":\"\""),
+            };
+            if is_text && outcome.first_delta_ms.is_none() {
+                outcome.first_delta_ms = Some(sent.elapsed().as_secs_f64() * 1e3);
+            }
+            if e.event == "error" || e.data.contains("\"error\":") {
+                outcome.error = Some("error event".into());
+            }
+        });
+    }
+    outcome.duration_ms = sent.elapsed().as_secs_f64() * 1e3;
+    outcome
+}
+
+async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &str) {
+    let server = start_server(db, simulator);
+    let pid = server.child.id();
+    let pid_text = pid.to_string();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(c)
+        .tcp_nodelay(true)
+        .timeout(LEVEL_LIMIT)
+        .build()
+        .unwrap();
+    let cpu_before = cpu_seconds(&pid_text);
+    let own_before = cpu_seconds("self");
+    let started = Instant::now();
+    let base = server.base.clone();
+    let runs = (0..c).map(|n| {
+        let (http, base) = (&http, &base);
+        async move { one(http, base, endpoint, n).await }
+    });
+    let outcomes = tokio::time::timeout(LEVEL_LIMIT, futures::future::join_all(runs))
+        .await
+        .expect("the level finishes within its limit");
+    let wall = started.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(&pid_text) - cpu_before;
+    let own_cpu = cpu_seconds("self") - own_before;
+    let events: usize = outcomes.iter().map(|o| o.events).sum();
+    let overhead: Vec<f64> = outcomes
+        .iter()
+        .filter_map(|o| o.first_delta_ms)
+        .map(|ms| ms - MODEL_FIRST_TOKEN_MS)
+        .collect();
+    let durations: Vec<f64> = outcomes
+        .iter()
+        .filter(|o| o.error.is_none())
+        .map(|o| o.duration_ms)
+        .collect();
+    let mut errors: std::collections::BTreeMap<&str, usize> = Default::default();
+    for o in &outcomes {
+        if let Some(e) = &o.error {
+            *errors.entry(e.as_str()).or_default() += 1;
+        }
+    }
+    println!(
+        "{label:<28} C={c:>5}: first token +{:>7.1} ms p50, +{:>7.1} ms p99 | stream p50 {:>6.0} ms | {:>7.0} events/s | server {:>6.3} CPU-s/1000 events | peak RSS {:>6.1} MiB | errors {:?} | generator {:.1} CPU-s",
+        percentile(overhead.clone(), 0.5),
+        percentile(overhead, 0.99),
+        percentile(durations, 0.5),
+        events as f64 / wall,
+        server_cpu * 1000.0 / events.max(1) as f64,
+        peak_rss_mib(pid),
+        errors,
+        own_cpu,
+    );
+    drop(server);
+}
+
+#[tokio::main]
+async fn main() {
+    // Thousands of sockets on this side too.
+    if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+    let (mut simulator, sim_url) = start_simulator();
+    let sqlite = Db::sqlite();
+    for &c in LEVELS {
+        level(&sqlite, &sim_url, Endpoint::Page, c, "page endpoint, SQLite").await;
+    }
+    if let Some(postgres) = Db::postgres().await {
+        for &c in LEVELS {
+            level(
+                &postgres,
+                &sim_url,
+                Endpoint::Page,
+                c,
+                "page endpoint, PostgreSQL",
+            )
+            .await;
+        }
+    }
+    for &c in LEVELS {
+        level(&sqlite, &sim_url, Endpoint::Compat, c, "compatibility endpoint").await;
+    }
+    let _ = simulator.kill();
+    let _ = simulator.wait();
+}
