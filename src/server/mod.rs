@@ -143,6 +143,11 @@ impl Application {
         let limiter = limits::Limiter::new(&settings.limits, id.allow_anonymous, clock);
         let timing = Timing::from_settings(&settings.streams);
         let (store, generations) = share_with_instances(&settings, &url, store, &identity, timing).await?;
+        let store = if settings.storage.group_commit {
+            store.with_group_commit()
+        } else {
+            store
+        };
         let listener = serve::bind(settings.server.site_addr, settings.server.listen_backlog)?;
         let mut leptos_options = leptos_options()?;
         leptos_options.site_addr = listener.local_addr()?;
@@ -200,6 +205,11 @@ impl Application {
 
     pub fn bedrock(&self) -> &BedrockChat {
         &self.bedrock
+    }
+
+    /// The conversation store (for tests and figures).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The answers being written (for tests and benchmarks).

@@ -98,6 +98,7 @@ pub fn secs(s: f64) -> std::time::Duration {
 pub struct StorageSettings {
     pub database_url: String,
     pub data_dir: std::path::PathBuf,
+    pub group_commit: bool,
 }
 
 impl StorageSettings {

@@ -33,6 +33,7 @@ both_backends!(
     malformed_ids_and_titles_get_clear_errors,
     every_ending_of_an_answer_is_stored,
     a_conversation_takes_one_answer_at_a_time,
+    a_burst_of_messages_is_stored_each_on_its_own,
     the_conversation_page_is_server_rendered_with_its_transcript,
     a_killed_server_loses_nothing_and_restarts_cleanly,
     each_conversation_keeps_its_own_model_and_settings,
@@ -311,6 +312,50 @@ async fn a_conversation_takes_one_answer_at_a_time(db: Db) {
     let error: Value = second.json().await.unwrap();
     assert_eq!(error["error"]["code"], "conversation_busy");
     drop(body);
+}
+
+/// Forty people send a first message at once while ten messages name
+/// conversations that do not exist: under group commit they may share a
+/// transaction, yet each is stored, or refused, on its own.
+async fn a_burst_of_messages_is_stored_each_on_its_own(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let people: Vec<reqwest::Client> = (0..40).map(|_| new_user()).collect();
+    let sends = people.iter().enumerate().map(|(n, http)| {
+        let base = &app.base;
+        async move {
+            let response = send_as(http, base, None, &format!("Person {n} [sim tokens=5]")).await;
+            assert_eq!(response.status(), 200, "person {n}");
+            let events = read_events(response).await;
+            assert_eq!(names(&events).last(), Some(&"done"), "person {n}");
+            conversation_id(&events)
+        }
+    });
+    let strays = (0..10).map(|n| {
+        let app = &app;
+        async move {
+            let missing = bedrock_chat::conversations::store::new_id();
+            let response = app.send(Some(&missing), &format!("Stray {n}")).await;
+            assert_eq!(response.status(), 404, "stray {n}");
+        }
+    });
+    let (ids, _) = futures::join!(
+        futures::future::join_all(sends),
+        futures::future::join_all(strays)
+    );
+    for (n, (http, id)) in people.iter().zip(&ids).enumerate() {
+        let (status, stored) = get_json_as(http, &app.url(&conversation_path(id))).await;
+        assert_eq!(status, 200);
+        let messages = stored["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2, "person {n}");
+        assert_eq!(messages[0]["content"], format!("Person {n} [sim tokens=5]"));
+        assert_eq!(messages[1]["status"], "complete");
+    }
+    let (status, list) = app.get_json("/api/conversations").await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 0, "the strays stored nothing");
+    if let Some((transactions, writes)) = app.store.group_commit_figures() {
+        println!("group commit: {writes} writes in {transactions} transactions");
+    }
 }
 
 async fn the_conversation_page_is_server_rendered_with_its_transcript(db: Db) {

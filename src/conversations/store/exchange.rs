@@ -15,10 +15,25 @@ use sqlx::Row;
 
 impl Store {
     /// Commits the user's message and an empty answer (status `streaming`)
-    /// in one transaction, creating the conversation when asked to.
+    /// in one transaction, creating the conversation when asked to (shared
+    /// with other writes under group commit).
     pub async fn begin_exchange(&self, new: NewExchange<'_>) -> Result<Exchange> {
-        let now = now_ms();
+        if let Some(committer) = &self.committer {
+            return committer.begin(&new).await;
+        }
         let mut tx = self.pool.begin().await?;
+        let exchange = self.exchange_on(&mut tx, &new).await?;
+        tx.commit().await?;
+        Ok(exchange)
+    }
+
+    /// [`Store::begin_exchange`]'s writes, in `tx`'s transaction.
+    pub(super) async fn exchange_on(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        new: &NewExchange<'_>,
+    ) -> Result<Exchange> {
+        let now = now_ms();
         // A write first, so SQLite takes its write lock now rather than
         // failing to upgrade a read lock later in the transaction.
         sqlx::query("INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
@@ -29,9 +44,9 @@ impl Store {
 
         let (conversation, created, earlier, settings, model_id) = match new.conversation_id {
             Some(id) => {
-                let (summary, stored, earlier) = open_for_answer(&mut tx, new.owner, id, now).await?;
+                let (summary, stored, earlier) = open_for_answer(&mut *tx, new.owner, id, now).await?;
                 let mut settings = new.settings.cloned().unwrap_or_else(|| stored.clone());
-                let model_id = remember_settings(&mut tx, id, &stored, &mut settings, new.model).await?;
+                let model_id = remember_settings(&mut *tx, id, &stored, &mut settings, new.model).await?;
                 (summary, false, earlier, settings, model_id)
             }
             None => {
@@ -60,10 +75,9 @@ impl Store {
             }
         };
         let (user_message_id, answer_id) =
-            insert_question_and_answer(&mut tx, &conversation.id, new.text, &model_id, now).await?;
-        self.take_lease(&mut tx, new.owner, &conversation.id, &answer_id)
+            insert_question_and_answer(&mut *tx, &conversation.id, new.text, &model_id, now).await?;
+        self.take_lease(&mut *tx, new.owner, &conversation.id, &answer_id)
             .await?;
-        tx.commit().await?;
         Ok(Exchange {
             conversation,
             settings,
@@ -191,11 +205,26 @@ impl Store {
         })
     }
 
-    /// Writes the answer as it ended, and drops its lease. One transaction.
+    /// Writes the answer as it ended, and drops its lease. One transaction
+    /// (shared with other writes under group commit).
     pub async fn finish_answer(&self, answer: &FinishedAnswer) -> Result<()> {
+        if let Some(committer) = &self.committer {
+            return committer.finish(answer).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        self.finish_on(&mut tx, answer).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Store::finish_answer`]'s writes, in `tx`'s transaction.
+    pub(super) async fn finish_on(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        answer: &FinishedAnswer,
+    ) -> Result<()> {
         let now = now_ms();
         let usage = answer.usage;
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE messages SET content = $1, status = $2, input_tokens = $3, output_tokens = $4, \
              total_tokens = $5, latency_ms = $6, first_token_ms = $7, duration_ms = $8, \
@@ -244,7 +273,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -23,7 +23,8 @@
 //! * an edit never deletes: the messages it replaces are kept, marked
 //!   `replaced_at`, and left out of every transcript and history.
 //!
-//! Two commits per answer, plus one checkpoint per few seconds or KB of text.
+//! Two commits per answer, plus one checkpoint per few seconds or KB of text;
+//! under a burst the commits of many answers are one (`group_commit`).
 //!
 //! The parts: `error` (the one error type), `schema` (migrations),
 //! `exchange` (the transactions that start and end an answer), `rows` (row
@@ -32,6 +33,7 @@
 
 mod error;
 mod exchange;
+mod group_commit;
 mod rows;
 mod schema;
 
@@ -63,6 +65,8 @@ pub struct Store {
     /// Set when several instances may share the database (PostgreSQL):
     /// every answer begun takes a lease (see `exchange::take_lease`).
     leases: Option<std::sync::Arc<LeasePolicy>>,
+    /// Set when the writes that start and end answers share transactions.
+    committer: Option<group_commit::Committer>,
 }
 
 /// How answers are leased to the instance writing them.
@@ -223,6 +227,7 @@ impl Store {
             pool,
             backend,
             leases: None,
+            committer: None,
         };
         match store.migrate().await {
             // A read-only database can still be read if its schema is current:
@@ -237,6 +242,27 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The writes that start and end answers, when they come at once,
+    /// share one transaction (see `group_commit`). Call after
+    /// [`Store::with_leases`]: the committing tasks keep this store as it
+    /// is now.
+    pub fn with_group_commit(mut self) -> Self {
+        let lanes = match self.backend {
+            // One writer at a time anyway.
+            Backend::Sqlite => 1,
+            // Connections commit in parallel; each batch still shares one.
+            Backend::Postgres => 4,
+        };
+        self.committer = Some(group_commit::Committer::start(self.clone(), lanes));
+        self
+    }
+
+    /// Under group commit: the transactions committed so far and the writes
+    /// they carried (for figures).
+    pub fn group_commit_figures(&self) -> Option<(u64, u64)> {
+        self.committer.as_ref().map(|c| c.figures())
     }
 
     /// This store leases every answer it begins (several instances share

@@ -150,6 +150,7 @@ pub struct TestApp {
     pub settings: Settings,
     pub db: Db,
     pub generations: bedrock_chat::chat::generation::Generations,
+    pub store: bedrock_chat::conversations::store::Store,
     /// The app's wall clock: a test moves it instead of sleeping.
     pub clock: bedrock_chat::clock::Clock,
     pub limiter: bedrock_chat::server::limits::Limiter,
@@ -181,6 +182,7 @@ pub async fn spawn_app_on(db: Db, overrides: &[(&str, &str)]) -> TestApp {
         .expect("app starts");
     let base = format!("http://{}", app.local_addr());
     let generations = app.generations().clone();
+    let store = app.store().clone();
     let mcp = app.mcp().clone();
     let limiter = app.limiter().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -194,6 +196,7 @@ pub async fn spawn_app_on(db: Db, overrides: &[(&str, &str)]) -> TestApp {
         settings,
         db,
         generations,
+        store,
         clock,
         limiter,
         mcp,

@@ -1,0 +1,257 @@
+//! Group commit: the writes that start and end answers, when they come at
+//! once, share one transaction and so one fsync.
+//!
+//! A burst of people pressing Enter costs two durable commits each (the
+//! message before the model is called, the answer when it ends). One by
+//! one, SQLite's fsync per commit caps that at a few hundred answers a
+//! second; in a batch, hundreds share one.
+//!
+//! Invariants:
+//! * A batch is whatever queued while the previous one committed (at most
+//!   [`MAX_BATCH`]): no timer, so a lone write waits for nobody.
+//! * Each write runs in a savepoint of the batch's transaction: one that
+//!   fails (a busy conversation, a missing one) is rolled back alone and its
+//!   caller gets its own error; the others go on.
+//! * A caller hears back only once the batch has committed (or failed to):
+//!   nothing is reported stored before it is durable.
+
+use super::{Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError};
+use crate::conversations::{ConversationSettings, ModelOption};
+use sqlx::Connection;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// The most writes one transaction carries.
+const MAX_BATCH: usize = 256;
+
+/// Queues writes for the committing tasks; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Committer {
+    queue: mpsc::UnboundedSender<Write>,
+    figures: Arc<Figures>,
+}
+
+/// Transactions committed and the writes they carried (for figures).
+#[derive(Default)]
+pub(super) struct Figures {
+    pub transactions: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+enum Write {
+    Begin(Box<OwnedExchange>, oneshot::Sender<Result<Exchange>>),
+    Finish(Box<FinishedAnswer>, oneshot::Sender<Result<()>>),
+}
+
+/// A [`NewExchange`] that can wait in a queue.
+struct OwnedExchange {
+    owner: String,
+    conversation_id: Option<String>,
+    title: String,
+    text: String,
+    requested: Option<String>,
+    offered: Vec<ModelOption>,
+    default: String,
+    settings: Option<ConversationSettings>,
+}
+
+impl OwnedExchange {
+    fn of(new: &NewExchange<'_>) -> Self {
+        Self {
+            owner: new.owner.to_owned(),
+            conversation_id: new.conversation_id.map(str::to_owned),
+            title: new.title.to_owned(),
+            text: new.text.to_owned(),
+            requested: new.model.requested.map(str::to_owned),
+            offered: new.model.offered.to_vec(),
+            default: new.model.default.to_owned(),
+            settings: new.settings.cloned(),
+        }
+    }
+
+    fn as_new(&self) -> NewExchange<'_> {
+        NewExchange {
+            owner: &self.owner,
+            conversation_id: self.conversation_id.as_deref(),
+            title: &self.title,
+            text: &self.text,
+            model: ModelChoice {
+                requested: self.requested.as_deref(),
+                offered: &self.offered,
+                default: &self.default,
+            },
+            settings: self.settings.as_ref(),
+        }
+    }
+}
+
+impl Committer {
+    /// Starts `lanes` committing tasks on `store` (one for SQLite, which
+    /// has one writer anyway; a few for PostgreSQL).
+    pub(super) fn start(store: Store, lanes: usize) -> Self {
+        let (queue, queued) = mpsc::unbounded_channel();
+        let queued = Arc::new(Mutex::new(queued));
+        let figures = Arc::new(Figures::default());
+        for _ in 0..lanes.max(1) {
+            tokio::spawn(run(store.clone(), queued.clone(), figures.clone()));
+        }
+        Self { queue, figures }
+    }
+
+    /// Transactions committed so far, and the writes they carried.
+    pub(super) fn figures(&self) -> (u64, u64) {
+        (
+            self.figures.transactions.load(Ordering::Relaxed),
+            self.figures.writes.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(super) async fn begin(&self, new: &NewExchange<'_>) -> Result<Exchange> {
+        let (reply, replied) = oneshot::channel();
+        self.send(Write::Begin(Box::new(OwnedExchange::of(new)), reply))?;
+        replied.await.map_err(|_| stopped())?
+    }
+
+    pub(super) async fn finish(&self, answer: &FinishedAnswer) -> Result<()> {
+        let (reply, replied) = oneshot::channel();
+        self.send(Write::Finish(Box::new(answer.clone()), reply))?;
+        replied.await.map_err(|_| stopped())?
+    }
+
+    fn send(&self, write: Write) -> Result<()> {
+        self.queue.send(write).map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::new(
+        super::StoreErrorKind::Unavailable,
+        "the store's committer stopped",
+    )
+}
+
+async fn run(store: Store, queued: Arc<Mutex<mpsc::UnboundedReceiver<Write>>>, figures: Arc<Figures>) {
+    loop {
+        let batch = {
+            let mut queued = queued.lock().await;
+            let Some(first) = queued.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queued.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let writes = batch.len() as u64;
+        if commit(&store, batch).await {
+            figures.transactions.fetch_add(1, Ordering::Relaxed);
+            figures.writes.fetch_add(writes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A write's outcome, told once the batch is committed.
+enum Reply {
+    Begin(oneshot::Sender<Result<Exchange>>, Box<Result<Exchange>>),
+    Finish(oneshot::Sender<Result<()>>, Result<()>),
+}
+
+impl Reply {
+    fn is_ok(&self) -> bool {
+        match self {
+            Reply::Begin(_, result) => result.is_ok(),
+            Reply::Finish(_, result) => result.is_ok(),
+        }
+    }
+
+    /// Sends the outcome; `failed` replaces a success (the commit failed).
+    fn send(self, failed: Option<&StoreError>) {
+        let failure = |err: &StoreError| StoreError::new(err.kind, err.detail.clone());
+        match self {
+            Reply::Begin(reply, result) => {
+                let _ = reply.send(match (*result, failed) {
+                    (Ok(_), Some(err)) => Err(failure(err)),
+                    (result, _) => result,
+                });
+            }
+            Reply::Finish(reply, result) => {
+                let _ = reply.send(match (result, failed) {
+                    (Ok(()), Some(err)) => Err(failure(err)),
+                    (result, _) => result,
+                });
+            }
+        }
+    }
+}
+
+/// Runs a batch in one transaction; true when it committed.
+async fn commit(store: &Store, batch: Vec<Write>) -> bool {
+    let mut tx = match store.pool.begin().await {
+        Ok(tx) => tx,
+        Err(err) => {
+            let err = StoreError::from(err);
+            for write in batch {
+                match write {
+                    Write::Begin(_, reply) => Reply::Begin(
+                        reply,
+                        Box::new(Err(StoreError::new(err.kind, err.detail.clone()))),
+                    ),
+                    Write::Finish(_, reply) => {
+                        Reply::Finish(reply, Err(StoreError::new(err.kind, err.detail.clone())))
+                    }
+                }
+                .send(None);
+            }
+            return false;
+        }
+    };
+    let mut replies = Vec::with_capacity(batch.len());
+    for write in batch {
+        // Each write in a savepoint of its own: its failure is its own.
+        let mut savepoint = match tx.begin().await {
+            Ok(savepoint) => savepoint,
+            Err(err) => {
+                let err = StoreError::from(err);
+                replies.push(match write {
+                    Write::Begin(_, reply) => Reply::Begin(reply, Box::new(Err(err))),
+                    Write::Finish(_, reply) => Reply::Finish(reply, Err(err)),
+                });
+                continue;
+            }
+        };
+        let reply = match write {
+            Write::Begin(new, reply) => Reply::Begin(
+                reply,
+                Box::new(store.exchange_on(&mut savepoint, &new.as_new()).await),
+            ),
+            Write::Finish(answer, reply) => {
+                Reply::Finish(reply, store.finish_on(&mut savepoint, &answer).await)
+            }
+        };
+        let settled = if reply.is_ok() {
+            savepoint.commit().await
+        } else {
+            savepoint.rollback().await
+        };
+        match settled {
+            Ok(()) => replies.push(reply),
+            Err(err) => {
+                let err = StoreError::from(err);
+                reply.send(Some(&err));
+            }
+        }
+    }
+    let failed = tx.commit().await.err().map(StoreError::from);
+    let committed = failed.is_none();
+    for reply in replies {
+        reply.send(failed.as_ref());
+    }
+    committed
+}
