@@ -204,7 +204,7 @@ impl Store {
             .max_connections(match backend {
                 // One writer at a time anyway; a few readers beside it.
                 Backend::Sqlite => 4,
-                Backend::Postgres => 10,
+                Backend::Postgres => 20,
             });
         let options = match backend {
             Backend::Sqlite => options.after_connect(|conn, _| {
@@ -253,7 +253,7 @@ impl Store {
             // One writer at a time anyway.
             Backend::Sqlite => 1,
             // Connections commit in parallel; each batch still shares one.
-            Backend::Postgres => 4,
+            Backend::Postgres => 8,
         };
         self.committer = Some(group_commit::Committer::start(self.clone(), lanes));
         self
