@@ -53,7 +53,11 @@ async fn fifty_listeners_on_three_instances_get_the_same_answer() {
         let (http, instance, answer) = (&http, &instances[n % 3], &answer);
         async move { read_events(follow(http, instance, answer, 0).await).await }
     });
-    let all = futures::future::join_all(listeners).await;
+    // One claims more events than the answer will have: it gets the end
+    // when the answer ends, not a wait for ever.
+    let overreaching = async { read_events(follow(&http, &instances[1], &answer, 100_000).await).await };
+    let (all, overreached) = futures::join!(futures::future::join_all(listeners), overreaching);
+    assert!(overreached.is_empty(), "{:?}", names(&overreached));
     let expected = simulator::expected_answer(&sim_messages(&[("user", prompt)]));
     for (n, events) in all.iter().enumerate() {
         assert_eq!(answer_text(events), expected, "listener {n}");

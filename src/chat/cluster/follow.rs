@@ -208,7 +208,19 @@ impl Cluster {
             }
         }
         if joined.is_empty() && !last {
-            return Ok(None);
+            // A client that claims more events than the answer ended with
+            // gets the end, not a wait for events that never come.
+            let ended: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM answer_events WHERE answer_id = $1 AND last AND seq <= $2)",
+            )
+            .bind(answer_id)
+            .bind(after)
+            .fetch_one(self.pool())
+            .await?;
+            if !ended {
+                return Ok(None);
+            }
+            last = true;
         }
         Ok(Some((Bytes::from(joined), next, last)))
     }
