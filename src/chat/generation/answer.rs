@@ -1,0 +1,360 @@
+//! One answer being written: its log of frames, its listeners, and the
+//! task that reads the model into the log and stores the answer (see the
+//! invariants in [`super`]).
+
+use super::{
+    super::{
+        cluster::Cluster,
+        record::AnswerRecorder,
+        relay::{encode, AnswerEvents, Step},
+        Done, ErrorInfo, StreamEvent, STOPPED_REASON,
+    },
+    AnswerLabels, Timing,
+};
+use crate::{bedrock::AnswerStream, conversations::MessageStatus, sse};
+use bytes::Bytes;
+use futures::Stream;
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+use tokio::sync::watch;
+
+/// One answer being written (or just written).
+pub struct Generation {
+    pub(super) owner: String,
+    /// Its tool calls that wait for the user's decision.
+    approvals: super::super::approvals::Approvals,
+    /// Whether a delta has been written (the short grace ends then).
+    has_text: AtomicBool,
+    log: Mutex<Log>,
+    /// Where its frames are also written for other instances.
+    shared: Option<(Cluster, Arc<str>)>,
+    /// The number of frames in the log; listeners wait for it to change.
+    length: watch::Sender<usize>,
+    /// How many listeners are attached now.
+    listeners: watch::Sender<usize>,
+    halt: watch::Sender<Halt>,
+}
+
+/// A request to end a generation early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    No,
+    /// The user pressed Stop: stored as `stopped`.
+    Stop,
+    /// The server is shutting down: stored as `interrupted`.
+    Interrupt,
+}
+
+#[derive(Default)]
+struct Log {
+    frames: Vec<Bytes>,
+    bytes: usize,
+    finished: bool,
+}
+
+/// What decides that nobody listens to an answer any more.
+pub(super) struct Abandon {
+    pub timing: Timing,
+    pub cluster: Option<Cluster>,
+    pub answer_id: String,
+}
+
+impl Abandon {
+    async fn followed_elsewhere(&self, within: Duration) -> bool {
+        match &self.cluster {
+            Some(cluster) => cluster.followed_within(&self.answer_id, within).await,
+            None => false,
+        }
+    }
+}
+
+/// How a generation ended, before it is stored.
+enum End {
+    Done(String),
+    Failed(ErrorInfo),
+    Cancelled,
+    Abandoned,
+}
+
+impl Generation {
+    pub(super) fn new(
+        owner: &str,
+        approvals: super::super::approvals::Approvals,
+        shared: Option<(Cluster, Arc<str>)>,
+    ) -> Self {
+        Self {
+            owner: owner.to_owned(),
+            approvals,
+            has_text: AtomicBool::new(false),
+            log: Mutex::new(Log::default()),
+            shared,
+            length: watch::Sender::new(0),
+            listeners: watch::Sender::new(0),
+            halt: watch::Sender::new(Halt::No),
+        }
+    }
+
+    /// Asks the generation to stop. Returns false when it had already finished.
+    pub fn cancel(&self) -> bool {
+        if self.is_finished() {
+            return false;
+        }
+        self.halt.send_if_modified(|halt| {
+            let first = *halt == Halt::No;
+            if first {
+                *halt = Halt::Stop;
+            }
+            first
+        });
+        true
+    }
+
+    /// Decides on one of its calls that waits for approval; false when that
+    /// call is not waiting.
+    pub fn decide(&self, call_id: &str, approve: bool) -> bool {
+        self.approvals.decide(call_id, approve)
+    }
+
+    /// Ends the generation for a server shutdown.
+    pub(super) fn interrupt(&self) {
+        self.halt.send_replace(Halt::Interrupt);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.log.lock().expect("log lock").finished
+    }
+
+    /// Frames so far and their size in bytes (for tests and figures).
+    pub fn log_size(&self) -> (usize, usize) {
+        let log = self.log.lock().expect("log lock");
+        (log.frames.len(), log.bytes)
+    }
+
+    /// Appends a frame; `urgent` ones (all but text) reach other instances
+    /// without waiting for a batch.
+    pub(super) fn push(&self, frame: Bytes, urgent: bool) {
+        self.append(frame, urgent, false);
+    }
+
+    /// Appends the terminal frame: the log is finished.
+    fn push_last(&self, frame: Bytes) {
+        self.append(frame, true, true);
+    }
+
+    fn append(&self, frame: Bytes, urgent: bool, last: bool) {
+        let len = {
+            let mut log = self.log.lock().expect("log lock");
+            log.bytes += frame.len();
+            if let Some((cluster, answer_id)) = &self.shared {
+                // Under the log's lock: frames reach the writer in order.
+                cluster.append(
+                    answer_id,
+                    log.frames.len() as u64 + 1,
+                    frame.clone(),
+                    urgent,
+                    last,
+                );
+            }
+            log.frames.push(frame);
+            log.finished = last;
+            log.frames.len()
+        };
+        self.length.send_replace(len);
+    }
+
+    /// The frames from index `from` on, joined, and the index after them.
+    fn read_from(&self, from: usize) -> (Option<(Bytes, usize)>, bool) {
+        let log = self.log.lock().expect("log lock");
+        let frames = log.frames.get(from..).unwrap_or_default();
+        let chunk = match frames {
+            [] => None,
+            [one] => Some((one.clone(), from + 1)),
+            many => {
+                let mut joined = Vec::with_capacity(many.iter().map(Bytes::len).sum());
+                for frame in many {
+                    joined.extend_from_slice(frame);
+                }
+                Some((Bytes::from(joined), from + many.len()))
+            }
+        };
+        (chunk, log.finished)
+    }
+
+    /// The frames after the first `seen` ones, then live frames until the
+    /// end, with keep-alive comments when idle.
+    pub fn listen(
+        self: Arc<Self>,
+        seen: usize,
+        keep_alive: Duration,
+    ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+        struct Listener {
+            generation: Arc<Generation>,
+            length: watch::Receiver<usize>,
+            next: usize,
+        }
+        impl Drop for Listener {
+            fn drop(&mut self) {
+                self.generation
+                    .listeners
+                    .send_modify(|n| *n = n.saturating_sub(1));
+            }
+        }
+        self.listeners.send_modify(|n| *n += 1);
+        let listener = Listener {
+            length: self.length.subscribe(),
+            generation: self,
+            next: seen,
+        };
+        futures::stream::unfold(listener, move |mut listener| async move {
+            loop {
+                // Seen before reading: an append after the read wakes us.
+                listener.length.borrow_and_update();
+                let (chunk, finished) = listener.generation.read_from(listener.next);
+                if let Some((bytes, next)) = chunk {
+                    listener.next = next;
+                    return Some((Ok(bytes), listener));
+                }
+                if finished {
+                    return None;
+                }
+                match tokio::time::timeout(keep_alive, listener.length.changed()).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => return None,
+                    Err(_) => return Some((Ok(Bytes::from_static(sse::encode::KEEP_ALIVE)), listener)),
+                }
+            }
+        })
+    }
+
+    /// Reads the model to its end (or until stopped or abandoned), appending
+    /// each event to the log; stores the answer; then appends the terminal
+    /// event, so `done` always means "stored".
+    pub(super) async fn run(
+        self: Arc<Self>,
+        mut model: AnswerStream,
+        mut recorder: AnswerRecorder,
+        abandon: Abandon,
+        labels: AnswerLabels,
+    ) {
+        let timing = abandon.timing;
+        // The log holds the `start` frame: ids continue from 2.
+        let mut next_id = 2_u64;
+        let mut frame = |event: StreamEvent| {
+            let id = next_id;
+            next_id += 1;
+            encode(id, &event)
+        };
+        let halted = {
+            let mut rx = self.halt.subscribe();
+            async move {
+                match rx.wait_for(|h| *h != Halt::No).await {
+                    Ok(halt) => *halt,
+                    Err(_) => Halt::Interrupt,
+                }
+            }
+        };
+        let abandoned = {
+            let mut rx = self.listeners.subscribe();
+            let this = self.clone();
+            async move {
+                loop {
+                    if rx.wait_for(|n| *n == 0).await.is_err() {
+                        return;
+                    }
+                    // A page that fires a request and hangs up before the
+                    // first delta gets the short grace, not the long one.
+                    let grace = if this.has_text.load(Ordering::Relaxed) {
+                        timing.grace
+                    } else {
+                        timing.first_delta_grace
+                    };
+                    let came_back = tokio::time::timeout(grace, rx.wait_for(|n| *n > 0)).await.is_ok();
+                    // Listeners on other instances count too.
+                    if came_back || abandon.followed_elsewhere(grace).await {
+                        continue;
+                    }
+                    return;
+                }
+            }
+        };
+        tokio::pin!(halted, abandoned);
+        let mut events = AnswerEvents::default();
+        let end = loop {
+            let next = tokio::select! {
+                biased;
+                halt = &mut halted => break match halt {
+                    Halt::Stop => End::Cancelled,
+                    _ => End::Abandoned,
+                },
+                _ = &mut abandoned => break End::Abandoned,
+                next = model.next() => next,
+            };
+            match events.step(next) {
+                Step::Event(event) => {
+                    if recorder.record(&event) {
+                        self.has_text.store(true, Ordering::Relaxed);
+                    }
+                    let urgent = !matches!(
+                        event,
+                        StreamEvent::Delta(_) | StreamEvent::Reasoning(_) | StreamEvent::ToolInput(_)
+                    );
+                    self.push(frame(event), urgent);
+                }
+                Step::Nothing => {}
+                Step::End(Ok(reason)) => break End::Done(reason),
+                Step::End(Err(info)) => break End::Failed(info),
+            }
+        };
+        // Generation (and billing) stops here, before the answer is stored.
+        drop(model);
+        let (status, error, terminal) = match end {
+            End::Done(reason) => (
+                MessageStatus::Complete,
+                None,
+                StreamEvent::Done(Done::new(reason)),
+            ),
+            End::Failed(info) => (MessageStatus::Error, Some(info.clone()), StreamEvent::Error(info)),
+            End::Cancelled => (
+                MessageStatus::Stopped,
+                None,
+                StreamEvent::Done(Done::new(STOPPED_REASON)),
+            ),
+            End::Abandoned => (
+                MessageStatus::Interrupted,
+                None,
+                StreamEvent::Done(Done::new(STOPPED_REASON)),
+            ),
+        };
+        let stored_status = status;
+        let terminal = match recorder.finish(status, error).await {
+            Ok(()) => match terminal {
+                // The timings the store has, for the answer's footer.
+                StreamEvent::Done(mut done) => {
+                    (done.first_token_ms, done.duration_ms) = recorder.timings();
+                    StreamEvent::Done(done)
+                }
+                other => other,
+            },
+            Err(err) => StreamEvent::Error(ErrorInfo::from(err)),
+        };
+        let outcome = match &terminal {
+            StreamEvent::Error(info) => info.code.as_str(),
+            _ => stored_status.as_str(),
+        };
+        self.push_last(frame(terminal));
+        let (first_token_ms, duration_ms) = recorder.timings();
+        labels.log_finished(
+            outcome,
+            recorder.usage_so_far().unwrap_or_default(),
+            first_token_ms,
+            duration_ms.unwrap_or_default(),
+            recorder.checkpoint_count(),
+        );
+    }
+}
