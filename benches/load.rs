@@ -230,6 +230,42 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
     drop(server);
 }
 
+/// What one answer costs the server before and around its first byte: 200
+/// one-token answers one after another, server CPU per answer.
+async fn one_at_a_time(db: &Db, simulator: &str, endpoint: Endpoint, label: &str) {
+    const ANSWERS: usize = 200;
+    let server = start_server(db, simulator);
+    let pid = server.child.id().to_string();
+    let http = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
+    // Warm: connections to the server and from it to the simulator.
+    for n in 0..5 {
+        drain_one(&http, &server.base, endpoint, n).await;
+    }
+    let cpu_before = cpu_seconds(&pid);
+    let started = Instant::now();
+    for n in 0..ANSWERS {
+        drain_one(&http, &server.base, endpoint, n).await;
+    }
+    let wall = started.elapsed().as_secs_f64() * 1e3 / ANSWERS as f64;
+    let cpu = (cpu_seconds(&pid) - cpu_before) * 1e3 / ANSWERS as f64;
+    println!("{label:<28} one at a time: {cpu:.2} ms of server CPU per one-token answer ({wall:.2} ms each, request to last byte)");
+}
+
+async fn drain_one(http: &reqwest::Client, base: &str, endpoint: Endpoint, n: usize) {
+    let prompt = format!("One [sim tokens=1] #{n}");
+    let request = match endpoint {
+        Endpoint::Page => http
+            .post(format!("{base}/api/chat/stream"))
+            .json(&serde_json::json!({ "content": prompt })),
+        Endpoint::Compat => http
+            .post(format!("{base}/api/chat"))
+            .json(&serde_json::json!({ "messages": [{ "role": "user", "content": prompt }] })),
+    };
+    let response = request.send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.bytes().await.unwrap();
+}
+
 #[tokio::main]
 async fn main() {
     // Thousands of sockets on this side too.
@@ -238,6 +274,8 @@ async fn main() {
     }
     let (mut simulator, sim_url) = start_simulator();
     let sqlite = Db::sqlite();
+    one_at_a_time(&sqlite, &sim_url, Endpoint::Page, "page endpoint, SQLite").await;
+    one_at_a_time(&sqlite, &sim_url, Endpoint::Compat, "compatibility endpoint").await;
     for &c in LEVELS {
         level(&sqlite, &sim_url, Endpoint::Page, c, "page endpoint, SQLite").await;
     }
