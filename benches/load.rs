@@ -28,6 +28,7 @@ use std::{
 };
 use support::*;
 
+/// C, unless `LOAD_LEVELS="100,1000,9000"` says otherwise.
 const LEVELS: &[usize] = &[100, 1000, 3000];
 const MODEL_FIRST_TOKEN_MS: f64 = 100.0;
 const PROMPT: &str = "Load [sim tokens=200 delay_ms=10 first_token_ms=100]";
@@ -61,12 +62,12 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-/// Peak resident memory of a process in MiB (`VmHWM`).
-fn peak_rss_mib(pid: u32) -> f64 {
+/// Resident memory of a process in MiB: `VmHWM` (peak) or `VmRSS` (now).
+fn rss_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
 }
@@ -187,6 +188,7 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
         .unwrap();
     let cpu_before = cpu_seconds(&pid_text);
     let own_before = cpu_seconds("self");
+    let idle_rss = rss_mib(pid, "VmRSS:");
     let started = Instant::now();
     let base = server.base.clone();
     let runs = (0..c).map(|n| {
@@ -217,13 +219,14 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
         }
     }
     println!(
-        "{label:<28} C={c:>5}: first token +{:>7.1} ms p50, +{:>7.1} ms p99 | stream p50 {:>6.0} ms | {:>7.0} events/s | server {:>6.3} CPU-s/1000 events | peak RSS {:>6.1} MiB | errors {:?} | generator {:.1} CPU-s",
+        "{label:<28} C={c:>5}: first token +{:>7.1} ms p50, +{:>7.1} ms p99 | stream p50 {:>6.0} ms | {:>7.0} events/s | server {:>6.3} CPU-s/1000 events | peak RSS {:>6.1} MiB ({:.0} KiB per live answer) | errors {:?} | generator {:.1} CPU-s",
         percentile(overhead.clone(), 0.5),
         percentile(overhead, 0.99),
         percentile(durations, 0.5),
         events as f64 / wall,
         server_cpu * 1000.0 / events.max(1) as f64,
-        peak_rss_mib(pid),
+        rss_mib(pid, "VmHWM:"),
+        (rss_mib(pid, "VmHWM:") - idle_rss) * 1024.0 / c as f64,
         errors,
         own_cpu,
     );
@@ -272,15 +275,19 @@ async fn main() {
     if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
         let _ = rlimit::Resource::NOFILE.set(hard, hard);
     }
+    let levels: Vec<usize> = match std::env::var("LOAD_LEVELS") {
+        Ok(list) => list.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
+        Err(_) => LEVELS.to_vec(),
+    };
     let (mut simulator, sim_url) = start_simulator();
     let sqlite = Db::sqlite();
     one_at_a_time(&sqlite, &sim_url, Endpoint::Page, "page endpoint, SQLite").await;
     one_at_a_time(&sqlite, &sim_url, Endpoint::Compat, "compatibility endpoint").await;
-    for &c in LEVELS {
+    for &c in &levels {
         level(&sqlite, &sim_url, Endpoint::Page, c, "page endpoint, SQLite").await;
     }
     if let Some(postgres) = Db::postgres().await {
-        for &c in LEVELS {
+        for &c in &levels {
             level(
                 &postgres,
                 &sim_url,
@@ -291,7 +298,7 @@ async fn main() {
             .await;
         }
     }
-    for &c in LEVELS {
+    for &c in &levels {
         level(&sqlite, &sim_url, Endpoint::Compat, c, "compatibility endpoint").await;
     }
     let _ = simulator.kill();
