@@ -390,12 +390,28 @@ impl Store {
 
     /// Saves the text (and parts) of an answer still being written. A no-op
     /// once the answer is stored (its row is no longer `streaming`).
+    /// Shares a transaction with other writes under group commit.
     pub async fn checkpoint(&self, answer_id: &str, content: &str, blocks: &[AnswerBlock]) -> Result<()> {
+        if let Some(committer) = &self.committer {
+            return committer.checkpoint(answer_id, content, blocks).await;
+        }
+        self.checkpoint_on(&mut *self.pool.acquire().await?, answer_id, content, blocks)
+            .await
+    }
+
+    /// [`Store::checkpoint`]'s write, on `conn`.
+    pub(super) async fn checkpoint_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        answer_id: &str,
+        content: &str,
+        blocks: &[AnswerBlock],
+    ) -> Result<()> {
         sqlx::query("UPDATE messages SET content = $1, blocks = $2 WHERE id = $3 AND status = 'streaming'")
             .bind(content)
             .bind(blocks_json(blocks))
             .bind(answer_id)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(())
     }

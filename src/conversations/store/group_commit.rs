@@ -1,5 +1,6 @@
-//! Group commit: the writes that start and end answers, when they come at
-//! once, share one transaction and so one fsync.
+//! Group commit: the writes that start and end answers (and their
+//! checkpoints), when they come at once, share one transaction and so one
+//! fsync.
 //!
 //! A burst of people pressing Enter costs two durable commits each (the
 //! message before the model is called, the answer when it ends). One by
@@ -16,7 +17,7 @@
 //!   nothing is reported stored before it is durable.
 
 use super::{Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError};
-use crate::conversations::{ConversationSettings, ModelOption};
+use crate::conversations::{AnswerBlock, ConversationSettings, ModelOption};
 use sqlx::Connection;
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -44,6 +45,14 @@ pub(super) struct Figures {
 enum Write {
     Begin(Box<OwnedExchange>, oneshot::Sender<Result<Exchange>>),
     Finish(Box<FinishedAnswer>, oneshot::Sender<Result<()>>),
+    Checkpoint(Box<Checkpoint>, oneshot::Sender<Result<()>>),
+}
+
+/// The text so far of an answer being written.
+struct Checkpoint {
+    answer_id: String,
+    content: String,
+    blocks: Vec<AnswerBlock>,
 }
 
 /// A [`NewExchange`] that can wait in a queue.
@@ -121,6 +130,22 @@ impl Committer {
         replied.await.map_err(|_| stopped())?
     }
 
+    pub(super) async fn checkpoint(
+        &self,
+        answer_id: &str,
+        content: &str,
+        blocks: &[AnswerBlock],
+    ) -> Result<()> {
+        let (reply, replied) = oneshot::channel();
+        let checkpoint = Checkpoint {
+            answer_id: answer_id.to_owned(),
+            content: content.to_owned(),
+            blocks: blocks.to_vec(),
+        };
+        self.send(Write::Checkpoint(Box::new(checkpoint), reply))?;
+        replied.await.map_err(|_| stopped())?
+    }
+
     fn send(&self, write: Write) -> Result<()> {
         self.queue.send(write).map_err(|_| stopped())
     }
@@ -160,14 +185,15 @@ async fn run(store: Store, queued: Arc<Mutex<mpsc::UnboundedReceiver<Write>>>, f
 /// A write's outcome, told once the batch is committed.
 enum Reply {
     Begin(oneshot::Sender<Result<Exchange>>, Box<Result<Exchange>>),
-    Finish(oneshot::Sender<Result<()>>, Result<()>),
+    /// A finished answer or a checkpoint.
+    Written(oneshot::Sender<Result<()>>, Result<()>),
 }
 
 impl Reply {
     fn is_ok(&self) -> bool {
         match self {
             Reply::Begin(_, result) => result.is_ok(),
-            Reply::Finish(_, result) => result.is_ok(),
+            Reply::Written(_, result) => result.is_ok(),
         }
     }
 
@@ -181,7 +207,7 @@ impl Reply {
                     (result, _) => result,
                 });
             }
-            Reply::Finish(reply, result) => {
+            Reply::Written(reply, result) => {
                 let _ = reply.send(match (result, failed) {
                     (Ok(()), Some(err)) => Err(failure(err)),
                     (result, _) => result,
@@ -203,8 +229,8 @@ async fn commit(store: &Store, batch: Vec<Write>) -> bool {
                         reply,
                         Box::new(Err(StoreError::new(err.kind, err.detail.clone()))),
                     ),
-                    Write::Finish(_, reply) => {
-                        Reply::Finish(reply, Err(StoreError::new(err.kind, err.detail.clone())))
+                    Write::Finish(_, reply) | Write::Checkpoint(_, reply) => {
+                        Reply::Written(reply, Err(StoreError::new(err.kind, err.detail.clone())))
                     }
                 }
                 .send(None);
@@ -221,7 +247,7 @@ async fn commit(store: &Store, batch: Vec<Write>) -> bool {
                 let err = StoreError::from(err);
                 replies.push(match write {
                     Write::Begin(_, reply) => Reply::Begin(reply, Box::new(Err(err))),
-                    Write::Finish(_, reply) => Reply::Finish(reply, Err(err)),
+                    Write::Finish(_, reply) | Write::Checkpoint(_, reply) => Reply::Written(reply, Err(err)),
                 });
                 continue;
             }
@@ -232,8 +258,14 @@ async fn commit(store: &Store, batch: Vec<Write>) -> bool {
                 Box::new(store.exchange_on(&mut savepoint, &new.as_new()).await),
             ),
             Write::Finish(answer, reply) => {
-                Reply::Finish(reply, store.finish_on(&mut savepoint, &answer).await)
+                Reply::Written(reply, store.finish_on(&mut savepoint, &answer).await)
             }
+            Write::Checkpoint(c, reply) => Reply::Written(
+                reply,
+                store
+                    .checkpoint_on(&mut savepoint, &c.answer_id, &c.content, &c.blocks)
+                    .await,
+            ),
         };
         let settled = if reply.is_ok() {
             savepoint.commit().await
