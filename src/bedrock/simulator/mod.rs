@@ -181,7 +181,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Binds `addr` (port 0 picks a free port) and serves on a spawned task.
 pub async fn spawn(addr: SocketAddr) -> std::io::Result<SimulatorHandle> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    // A long accept queue, as the server has: load benchmarks open
+    // thousands of model streams at once, and the default 128 would make
+    // the SDK's connects retry (and time out) here rather than measure us.
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(4096)?;
     let local = listener.local_addr()?;
     let shared = Arc::new(Shared {
         received: Mutex::default(),
