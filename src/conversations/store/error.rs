@@ -67,7 +67,14 @@ impl From<sqlx::Error> for StoreError {
                 } else if db.is_unique_violation() {
                     // Two sends raced for the same place in one conversation.
                     StoreErrorKind::Busy
-                } else if code == "5" || code == "6" || message.contains("database is locked") {
+                } else if code == "5"
+                    || code == "6"
+                    || message.contains("database is locked")
+                    // PostgreSQL: a deadlock or serialization failure between
+                    // concurrent transactions; the same write succeeds again.
+                    || code == "40P01"
+                    || code == "40001"
+                {
                     StoreErrorKind::Unavailable
                 } else if code.starts_with("08")
                     || code.starts_with("57P")

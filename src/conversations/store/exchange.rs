@@ -4,7 +4,7 @@
 use super::{
     new_id, now_ms,
     rows::{messages_of, owned_conversation},
-    settings_json, Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError,
+    settings_json, Backend, Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError,
     StoreErrorKind,
 };
 use crate::{
@@ -390,9 +390,12 @@ impl Store {
 
     /// Saves the text (and parts) of an answer still being written. A no-op
     /// once the answer is stored (its row is no longer `streaming`).
-    /// Shares a transaction with other writes under group commit.
+    /// Shares a transaction with other writes under group commit on SQLite
+    /// (one writer, so one fsync for many). PostgreSQL's committing lanes
+    /// run side by side, and long batches holding many answers' rows would
+    /// deadlock one another: there each checkpoint is a statement of its own.
     pub async fn checkpoint(&self, answer_id: &str, content: &str, blocks: &[AnswerBlock]) -> Result<()> {
-        if let Some(committer) = &self.committer {
+        if let (Some(committer), Backend::Sqlite) = (&self.committer, self.backend) {
             return committer.checkpoint(answer_id, content, blocks).await;
         }
         self.checkpoint_on(&mut *self.pool.acquire().await?, answer_id, content, blocks)
