@@ -3,7 +3,7 @@
 use crate::errors::{ErrorCode, ErrorInfo};
 
 /// The storage layer's one error type.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind:?}: {detail}")]
 pub struct StoreError {
     pub kind: StoreErrorKind,

@@ -199,20 +199,29 @@ impl Reply {
 
     /// Sends the outcome; `failed` replaces a success (the commit failed).
     fn send(self, failed: Option<&StoreError>) {
-        let failure = |err: &StoreError| StoreError::new(err.kind, err.detail.clone());
         match self {
             Reply::Begin(reply, result) => {
                 let _ = reply.send(match (*result, failed) {
-                    (Ok(_), Some(err)) => Err(failure(err)),
+                    (Ok(_), Some(err)) => Err(err.clone()),
                     (result, _) => result,
                 });
             }
             Reply::Written(reply, result) => {
                 let _ = reply.send(match (result, failed) {
-                    (Ok(()), Some(err)) => Err(failure(err)),
+                    (Ok(()), Some(err)) => Err(err.clone()),
                     (result, _) => result,
                 });
             }
+        }
+    }
+}
+
+impl Write {
+    /// The reply of a write that could not be run.
+    fn failed(self, err: StoreError) -> Reply {
+        match self {
+            Write::Begin(_, reply) => Reply::Begin(reply, Box::new(Err(err))),
+            Write::Finish(_, reply) | Write::Checkpoint(_, reply) => Reply::Written(reply, Err(err)),
         }
     }
 }
@@ -224,16 +233,7 @@ async fn commit(store: &Store, batch: Vec<Write>) -> bool {
         Err(err) => {
             let err = StoreError::from(err);
             for write in batch {
-                match write {
-                    Write::Begin(_, reply) => Reply::Begin(
-                        reply,
-                        Box::new(Err(StoreError::new(err.kind, err.detail.clone()))),
-                    ),
-                    Write::Finish(_, reply) | Write::Checkpoint(_, reply) => {
-                        Reply::Written(reply, Err(StoreError::new(err.kind, err.detail.clone())))
-                    }
-                }
-                .send(None);
+                write.failed(err.clone()).send(None);
             }
             return false;
         }
@@ -244,11 +244,7 @@ async fn commit(store: &Store, batch: Vec<Write>) -> bool {
         let mut savepoint = match tx.begin().await {
             Ok(savepoint) => savepoint,
             Err(err) => {
-                let err = StoreError::from(err);
-                replies.push(match write {
-                    Write::Begin(_, reply) => Reply::Begin(reply, Box::new(Err(err))),
-                    Write::Finish(_, reply) | Write::Checkpoint(_, reply) => Reply::Written(reply, Err(err)),
-                });
+                replies.push(write.failed(StoreError::from(err)));
                 continue;
             }
         };
