@@ -18,6 +18,7 @@ mod support;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use support::*;
+use tokio::sync::oneshot;
 
 const LAG_RUNS: usize = 5;
 const LOAD: usize = 200;
@@ -27,66 +28,43 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Reads a stream to its end: when each event id arrived.
-async fn arrivals(response: reqwest::Response) -> Vec<(u64, Instant)> {
+/// Reads an SSE response to its end: when each event id arrived. `start`
+/// gets the answer id as soon as the `start` event arrives, so that a
+/// follower can begin while this stream goes on.
+async fn arrivals(
+    response: reqwest::Response,
+    start: Option<oneshot::Sender<String>>,
+) -> Vec<(u64, Instant)> {
+    let mut start = start;
     let mut parser = bedrock_chat::sse::Parser::new();
     let mut body = response.bytes_stream();
     let mut seen = Vec::new();
     while let Some(chunk) = body.next().await {
         let now = Instant::now();
         parser.feed(&chunk.unwrap(), |e| {
-            if let Some(id) = e.id.and_then(|id| id.parse().ok()) {
-                seen.push((id, now));
-            }
-        });
-    }
-    seen
-}
-
-/// The answer id from the writer's first events; those events' arrivals;
-/// the rest of the stream.
-async fn answer_id_from_first_chunk(
-    response: reqwest::Response,
-) -> (
-    String,
-    Vec<(u64, Instant)>,
-    impl futures::Stream<Item = reqwest::Result<bytes::Bytes>>,
-) {
-    let mut body = response.bytes_stream();
-    let mut parser = bedrock_chat::sse::Parser::new();
-    let mut start = None;
-    let mut seen = Vec::new();
-    while start.is_none() {
-        let chunk = body.next().await.unwrap().unwrap();
-        let now = Instant::now();
-        parser.feed(&chunk, |e| {
             if let Some(id) = e.id.as_deref().and_then(|id| id.parse().ok()) {
                 seen.push((id, now));
             }
             if e.event == "start" {
-                start = Some(e);
-            }
-        });
-    }
-    let data: serde_json::Value = serde_json::from_str(&start.unwrap().data).unwrap();
-    (data["answer_id"].as_str().unwrap().to_owned(), seen, body)
-}
-
-async fn rest(
-    mut seen: Vec<(u64, Instant)>,
-    body: impl futures::Stream<Item = reqwest::Result<bytes::Bytes>>,
-) -> Vec<(u64, Instant)> {
-    let mut parser = bedrock_chat::sse::Parser::new();
-    futures::pin_mut!(body);
-    while let Some(chunk) = body.next().await {
-        let now = Instant::now();
-        parser.feed(&chunk.unwrap(), |e| {
-            if let Some(id) = e.id.and_then(|id| id.parse().ok()) {
-                seen.push((id, now));
+                let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+                if let Some(start) = start.take() {
+                    let _ = start.send(data["answer_id"].as_str().unwrap().to_owned());
+                }
             }
         });
     }
     seen
+}
+
+/// Follows the answer (once its id is known) on the instance at `base`.
+async fn follow(
+    http: &reqwest::Client,
+    base: &str,
+    answer_id: oneshot::Receiver<String>,
+) -> Vec<(u64, Instant)> {
+    let answer = answer_id.await.unwrap();
+    let url = format!("{base}/api/generations/{answer}/events?last_event_id=0");
+    arrivals(http.get(&url).send().await.unwrap(), None).await
 }
 
 /// One answer on `writer`, followed from `follower`: per event, how much
@@ -94,11 +72,11 @@ async fn rest(
 async fn lag(http: &reqwest::Client, writer: &Instance, follower: &Instance, run: usize) -> Vec<f64> {
     let prompt = format!("Lag run {run} [sim tokens=200 delay_ms=5]");
     let response = send_as(http, &writer.base, None, &prompt).await;
-    let (answer, seen, body) = answer_id_from_first_chunk(response).await;
-    let url = follower.url(&format!("/api/generations/{answer}/events?last_event_id=0"));
-    let (here, there) = futures::join!(rest(seen, body), async {
-        arrivals(http.get(&url).send().await.unwrap()).await
-    });
+    let (answer_id, known) = oneshot::channel();
+    let (here, there) = futures::join!(
+        arrivals(response, Some(answer_id)),
+        follow(http, &follower.base, known)
+    );
     let at: std::collections::HashMap<u64, Instant> = here.into_iter().collect();
     there
         .into_iter()
@@ -123,20 +101,12 @@ async fn load(writer: &str, follower: Option<&str>, label: &str) {
             let prompt = format!("Load {n} [sim tokens=100 delay_ms=10]");
             let sent = Instant::now();
             let response = send_as(http, writer, None, &prompt).await;
-            let (answer, seen, body) = answer_id_from_first_chunk(response).await;
+            let (answer_id, known) = oneshot::channel();
             let followed = async {
-                match follower {
-                    Some(base) => {
-                        let url = format!("{base}/api/generations/{answer}/events?last_event_id=0");
-                        arrivals(http.get(&url).send().await.unwrap())
-                            .await
-                            .last()
-                            .map(|(_, t)| *t)
-                    }
-                    None => None,
-                }
+                let base = follower?;
+                follow(http, base, known).await.last().map(|(_, t)| *t)
             };
-            let (here, there) = futures::join!(rest(seen, body), followed);
+            let (here, there) = futures::join!(arrivals(response, Some(answer_id)), followed);
             let first_delta = here.iter().find(|(id, _)| *id == 2).map(|(_, t)| *t).unwrap();
             let done = here.last().unwrap().1;
             (
