@@ -2,12 +2,29 @@
 //! resumed, followed, stopped and settled from any instance. Each instance
 //! has a simulator of its own; one client (one owner) talks to all of them.
 
-use crate::{resume::resume_sweep, support::*};
+use crate::{resume::resume_sweep, support::*, tools::awaiting_approval};
 use bedrock_chat::{bedrock::simulator, server::Application, sse::SseEvent};
 use std::time::{Duration, Instant};
 
 fn answer_id(events: &[SseEvent]) -> String {
     json(&events[0])["answer_id"].as_str().unwrap().to_owned()
+}
+
+/// Sends `text` to the instance at `base` (into `conversation`, if any) and
+/// reads the answer's first `n` events. The reader reads on, or cuts the
+/// connection when dropped.
+async fn first_events(
+    http: &reqwest::Client,
+    base: &str,
+    conversation: Option<&str>,
+    text: &str,
+    n: usize,
+) -> (EventReader, Vec<SseEvent>) {
+    let response = send_as(http, base, conversation, text).await;
+    assert_eq!(response.status(), 200, "send {text:?}");
+    let mut reader = EventReader::new(response);
+    let head = reader.read_until(|e| e.len() >= n).await.to_vec();
+    (reader, head)
 }
 
 async fn follow(
@@ -45,9 +62,7 @@ async fn fifty_listeners_on_three_instances_get_the_same_answer() {
     };
     let http = new_user();
     let prompt = "Fan out over instances [sim tokens=200 delay_ms=5]";
-    let first = send_as(&http, &instances[0].base, None, prompt).await;
-    let mut writer = EventReader::new(first);
-    let head = writer.read_until(|e| !e.is_empty()).await.to_vec();
+    let (mut writer, head) = first_events(&http, &instances[0].base, None, prompt, 1).await;
     let answer = answer_id(&head);
     let listeners = (0..50).map(|n| {
         let (http, instance, answer) = (&http, &instances[n % 3], &answer);
@@ -76,15 +91,14 @@ async fn stop_sent_to_another_instance_drops_the_bedrock_stream_at_once() {
     };
     let (owner, other) = (&instances[0], &instances[1]);
     let http = new_user();
-    let response = send_as(
+    let (mut writer, head) = first_events(
         &http,
         &owner.base,
         None,
         "Go on and on [sim tokens=2000 delay_ms=10]",
+        3,
     )
     .await;
-    let mut writer = EventReader::new(response);
-    let head = writer.read_until(|e| e.len() >= 3).await.to_vec();
     let answer = answer_id(&head);
     let follower = follow(&http, other, &answer, 0).await;
     assert_eq!(follower.status(), 200);
@@ -148,15 +162,14 @@ async fn another_instance_refuses_a_second_answer_in_a_busy_conversation() {
     };
     let (owner, other) = (&instances[0], &instances[1]);
     let http = new_user();
-    let response = send_as(
+    let (mut writer, head) = first_events(
         &http,
         &owner.base,
         None,
         "A long one [sim tokens=150 delay_ms=10]",
+        3,
     )
     .await;
-    let mut writer = EventReader::new(response);
-    let head = writer.read_until(|e| e.len() >= 3).await.to_vec();
     let start = json(&head[0]);
     let conversation = start["conversation_id"].as_str().unwrap().to_owned();
     let user_message = start["user_message_id"].as_str().unwrap().to_owned();
@@ -206,17 +219,14 @@ async fn answers_of_a_killed_instance_are_stored_interrupted_within_the_lease() 
     let mut doomed = ServerProcess::start(&db, &lease);
     let survivor = start_instance(&db, &lease).await.expect("instance starts");
     let http = new_user();
-    let response = send_as(
+    let (_, head) = first_events(
         &http,
         &doomed.base,
         None,
         "Then it died [sim tokens=3000 delay_ms=10]",
+        20,
     )
     .await;
-    let head = EventReader::new(response)
-        .read_until(|e| e.len() >= 20)
-        .await
-        .to_vec();
     let conversation = json(&head[0])["conversation_id"].as_str().unwrap().to_owned();
     let answer = answer_id(&head);
     let mut follower = EventReader::new(follow(&http, &survivor, &answer, 0).await);
@@ -298,23 +308,7 @@ async fn approve_and_deny_work_from_another_instance() {
             .send()
     };
     for approve in [true, false] {
-        let response = send_as(
-            &http,
-            &owner.base,
-            None,
-            r#"[sim call=calculator:{"expression":"6*7"}]"#,
-        )
-        .await;
-        let mut reader = EventReader::new(response);
-        let events = reader
-            .read_until(|events| events.iter().any(|e| e.event == "tool_approval"))
-            .await
-            .to_vec();
-        let answer = answer_id(&events);
-        let call = json(events.iter().find(|e| e.event == "tool_approval").unwrap())["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (mut reader, answer, call) = awaiting_approval(&http, &owner.base).await;
         let stranger = new_user()
             .post(other.url(&format!("/api/generations/{answer}/tools/{call}")))
             .json(&serde_json::json!({ "approve": true }))
@@ -352,11 +346,7 @@ async fn a_listener_on_another_instance_keeps_an_answer_alive() {
     let (owner, other) = (&instances[0], &instances[1]);
     let http = new_user();
     let prompt = "Keep going [sim tokens=150 delay_ms=10]";
-    let response = send_as(&http, &owner.base, None, prompt).await;
-    let head = EventReader::new(response)
-        .read_until(|e| e.len() >= 3)
-        .await
-        .to_vec();
+    let (_, head) = first_events(&http, &owner.base, None, prompt, 3).await;
     // The first listener has hung up; the follower elsewhere reads for
     // three grace periods and more.
     let events = read_events(follow(&http, other, &answer_id(&head), 0).await).await;
@@ -379,12 +369,7 @@ async fn behind_a_round_robin_load_balancer_a_conversation_just_works() {
     let http = user_without_connection_reuse();
 
     let prompt = "Through the balancer [sim tokens=300 delay_ms=5]";
-    let response = send_as(&http, &balancer, None, prompt).await;
-    assert_eq!(response.status(), 200);
-    let before = EventReader::new(response)
-        .read_until(|e| e.len() >= 10)
-        .await
-        .to_vec();
+    let (_, before) = first_events(&http, &balancer, None, prompt, 10).await;
     let answer = answer_id(&before);
     let conversation = json(&before[0])["conversation_id"].as_str().unwrap().to_owned();
     let last = before.last().unwrap().id.clone().unwrap();
@@ -411,15 +396,14 @@ async fn behind_a_round_robin_load_balancer_a_conversation_just_works() {
     assert_eq!(answer_text(&read_events(second_tab).await), expected);
 
     // The next answer is stopped through the balancer, then retried.
-    let response = send_as(
+    let (mut reader, head) = first_events(
         &http,
         &balancer,
         Some(&conversation),
         "Again [sim tokens=200 delay_ms=10]",
+        3,
     )
     .await;
-    let mut reader = EventReader::new(response);
-    let head = reader.read_until(|e| e.len() >= 3).await.to_vec();
     let stopped = answer_id(&head);
     let cancel: serde_json::Value = http
         .post(format!("{balancer}/api/generations/{stopped}/cancel"))

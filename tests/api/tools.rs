@@ -467,12 +467,11 @@ async fn the_simulator_refuses_the_histories_bedrock_refuses() {
     }
 }
 
-/// Starts an answer whose calculator call waits for approval; returns the
-/// reader (stopped at `tool_approval`), the answer's id and the call's id.
-async fn awaiting_approval(app: &TestApp) -> (EventReader, String, String) {
-    let response = app
-        .send(None, r#"[sim call=calculator:{"expression":"6*7"}]"#)
-        .await;
+/// Starts an answer (on the app at `base`) whose calculator call waits for
+/// approval; returns the reader (stopped at `tool_approval`), the answer's
+/// id and the call's id.
+pub(crate) async fn awaiting_approval(http: &reqwest::Client, base: &str) -> (EventReader, String, String) {
+    let response = send_as(http, base, None, r#"[sim call=calculator:{"expression":"6*7"}]"#).await;
     let mut reader = EventReader::new(response);
     let events = reader
         .read_until(|events| events.iter().any(|e| e.event == "tool_approval"))
@@ -500,7 +499,7 @@ async fn a_call_that_needs_approval_runs_when_approved_and_is_declined_when_deni
             .send()
     };
 
-    let (mut reader, answer, call) = awaiting_approval(&app).await;
+    let (mut reader, answer, call) = awaiting_approval(&app.http, &app.base).await;
     // Someone else cannot decide.
     let stranger = new_user()
         .post(app.url(&format!("/api/generations/{answer}/tools/{call}")))
@@ -523,7 +522,7 @@ async fn a_call_that_needs_approval_runs_when_approved_and_is_declined_when_deni
     assert_eq!(after, ["tool_approval", "tool_running", "tool_result"]);
     assert_eq!(json(of(&events, "tool_result")[0])["content"], "6*7 = 42");
 
-    let (mut reader, answer, call) = awaiting_approval(&app).await;
+    let (mut reader, answer, call) = awaiting_approval(&app.http, &app.base).await;
     assert_eq!(decide(&answer, &call, false).await.unwrap().status(), 200);
     let events = reader.read_to_end().await.to_vec();
     let result = json(of(&events, "tool_result")[0]);
@@ -540,7 +539,7 @@ async fn a_call_nobody_decides_on_is_not_run() {
         ("BEDROCK_CHAT_TOOLS_APPROVAL_TIMEOUT_SECS", "0.3"),
     ])
     .await;
-    let (mut reader, _, _) = awaiting_approval(&app).await;
+    let (mut reader, _, _) = awaiting_approval(&app.http, &app.base).await;
     let events = reader.read_to_end().await.to_vec();
     let result = json(of(&events, "tool_result")[0]);
     assert_eq!(result["ok"], false);
