@@ -3,7 +3,7 @@
 
 use super::{
     new_id, now_ms,
-    rows::{messages_of, owned_conversation},
+    rows::{messages_of, owned_conversation, scalar_i64},
     settings_json, Backend, Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError,
     StoreErrorKind,
 };
@@ -11,7 +11,6 @@ use crate::{
     conversations::Role,
     conversations::{AnswerBlock, ConversationSettings, ConversationSummary, MessageStatus, StoredMessage},
 };
-use sqlx::Row;
 
 impl Store {
     /// Commits the user's message and an empty answer (status `streaming`)
@@ -308,14 +307,11 @@ impl Store {
                 .bind(owner)
                 .fetch_all(&mut *conn)
                 .await?;
-            let row = sqlx::query("SELECT COUNT(*) AS n FROM answer_leases WHERE owner_id = $1")
+            let leased = sqlx::query("SELECT COUNT(*) AS n FROM answer_leases WHERE owner_id = $1")
                 .bind(owner)
                 .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "COUNT returned no row"))?;
-            if row.try_get::<i64, _>("n")? >= policy.per_owner as i64 {
+                .await?;
+            if scalar_i64(leased, "n")? >= policy.per_owner as i64 {
                 return Err(StoreError::new(
                     StoreErrorKind::OwnerAtLimit,
                     format!("{} answers being written", policy.per_owner),
@@ -323,7 +319,7 @@ impl Store {
             }
         }
         if policy.per_owner_per_minute > 0 {
-            let row = sqlx::query(&format!(
+            let counted = sqlx::query(&format!(
                 "INSERT INTO owner_minutes (owner_id, minute, answers) VALUES ($1, {} / 60000, 1) \
                  ON CONFLICT (owner_id, minute) DO UPDATE SET answers = owner_minutes.answers + 1 \
                  RETURNING answers",
@@ -331,11 +327,8 @@ impl Store {
             ))
             .bind(owner)
             .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "upsert returned no row"))?;
-            if row.try_get::<i64, _>("answers")? > i64::from(policy.per_owner_per_minute) {
+            .await?;
+            if scalar_i64(counted, "answers")? > i64::from(policy.per_owner_per_minute) {
                 return Err(StoreError::new(
                     StoreErrorKind::RateLimited,
                     "per-owner rate over all instances",
@@ -513,15 +506,12 @@ async fn settle_orphans(
 /// The place after every message of the conversation, replaced ones
 /// included (their places stay taken).
 async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) -> Result<i64> {
-    let row =
+    let last =
         sqlx::query("SELECT COALESCE(MAX(position), 0) AS last FROM messages WHERE conversation_id = $1")
             .bind(conversation_id)
             .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "MAX returned no row"))?;
-    Ok(row.try_get::<i64, _>("last")? + 1)
+            .await?;
+    Ok(scalar_i64(last, "last")? + 1)
 }
 
 /// Inserts the user's message and an empty answer (status `streaming`)

@@ -52,6 +52,16 @@ pub(super) async fn messages_of(
     rows.iter().map(message_from_row).collect()
 }
 
+/// The `column` of the one row a scalar query returns (read with
+/// `fetch_all`, as every query here is).
+pub(super) fn scalar_i64(rows: Vec<AnyRow>, column: &str) -> Result<i64> {
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "no row from a scalar query"))?;
+    Ok(row.try_get::<i64, _>(column)?)
+}
+
 pub(super) fn summary_from_row(row: &AnyRow) -> Result<ConversationSummary> {
     Ok(ConversationSummary {
         id: row.try_get("id")?,
