@@ -15,6 +15,7 @@ use crate::{
         relay::encode,
         Done, StreamEvent, STOPPED_REASON,
     },
+    conversations::store::StoreError,
     sse,
 };
 use sqlx::Row;
@@ -81,13 +82,13 @@ async fn renew(cluster: &Cluster) -> Result<(), sqlx::Error> {
 
 /// Takes over the leases that expired, and settles their answers. Returns
 /// how many were taken.
-async fn take_over_expired(cluster: &Cluster) -> Result<usize, sqlx::Error> {
+async fn take_over_expired(cluster: &Cluster) -> Result<usize, StoreError> {
     take_over(cluster, &format!("expires_at < {PG_NOW_MS}")).await
 }
 
 /// Settles the answers leased to this instance's id before it started (a
 /// previous run of it, now dead).
-pub(super) async fn take_over_own(cluster: &Cluster) -> Result<usize, sqlx::Error> {
+pub(super) async fn take_over_own(cluster: &Cluster) -> Result<usize, StoreError> {
     let mut settled = 0;
     loop {
         match take_over(cluster, "instance_id = $1").await? {
@@ -97,7 +98,7 @@ pub(super) async fn take_over_own(cluster: &Cluster) -> Result<usize, sqlx::Erro
     }
 }
 
-async fn take_over(cluster: &Cluster, which: &str) -> Result<usize, sqlx::Error> {
+async fn take_over(cluster: &Cluster, which: &str) -> Result<usize, StoreError> {
     let lease_ms = cluster.timing().lease.as_millis() as i64;
     // Taking the lease first (`SKIP LOCKED`, renewed to us) means one
     // instance settles each answer, and should it die doing so, another
@@ -127,7 +128,7 @@ async fn take_over(cluster: &Cluster, which: &str) -> Result<usize, sqlx::Error>
 
 /// Stores an abandoned answer as `interrupted` with the text its events
 /// hold, ends its events with `done`, and drops its lease.
-async fn settle(cluster: &Cluster, answer: AnswerRef) -> Result<(), sqlx::Error> {
+async fn settle(cluster: &Cluster, answer: AnswerRef) -> Result<(), StoreError> {
     let rows = sqlx::query("SELECT seq, frame, last FROM answer_events WHERE answer_id = $1 ORDER BY seq")
         .bind(&answer.answer_id)
         .fetch_all(cluster.pool())
@@ -165,8 +166,7 @@ async fn settle(cluster: &Cluster, answer: AnswerRef) -> Result<(), sqlx::Error>
             .inner
             .store
             .settle_abandoned(&answer_id, &content, &blocks)
-            .await
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            .await?;
     }
     let mut tx = cluster.pool().begin().await?;
     if !already_ended {
@@ -191,7 +191,8 @@ async fn settle(cluster: &Cluster, answer: AnswerRef) -> Result<(), sqlx::Error>
         .bind(cluster.instance_id())
         .execute(&mut *tx)
         .await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Events of answers that ended more than `linger` ago are deleted (the
