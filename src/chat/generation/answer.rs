@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::Stream;
 use std::{
     convert::Infallible,
+    pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -197,6 +198,12 @@ impl Generation {
             generation: Arc<Generation>,
             length: watch::Receiver<usize>,
             next: usize,
+            /// The keep-alive timer. It is armed once and re-armed only when
+            /// it fires (to `keep_alive` after the last write), not on every
+            /// frame: a timer per frame cost a timer-wheel insert and removal
+            /// per event per listener.
+            idle: Pin<Box<tokio::time::Sleep>>,
+            last_write: tokio::time::Instant,
         }
         impl Drop for Listener {
             fn drop(&mut self) {
@@ -210,6 +217,8 @@ impl Generation {
             length: self.length.subscribe(),
             generation: self,
             next: seen,
+            idle: Box::pin(tokio::time::sleep(keep_alive)),
+            last_write: tokio::time::Instant::now(),
         };
         futures::stream::unfold(listener, move |mut listener| async move {
             loop {
@@ -218,15 +227,28 @@ impl Generation {
                 let (chunk, finished) = listener.generation.read_from(listener.next);
                 if let Some((bytes, next)) = chunk {
                     listener.next = next;
+                    listener.last_write = tokio::time::Instant::now();
                     return Some((Ok(bytes), listener));
                 }
                 if finished {
                     return None;
                 }
-                match tokio::time::timeout(keep_alive, listener.length.changed()).await {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(_)) => return None,
-                    Err(_) => return Some((Ok(Bytes::from_static(sse::encode::KEEP_ALIVE)), listener)),
+                tokio::select! {
+                    changed = listener.length.changed() => match changed {
+                        Ok(()) => continue,
+                        Err(_) => return None,
+                    },
+                    () = listener.idle.as_mut() => {
+                        let due = listener.last_write + keep_alive;
+                        let now = tokio::time::Instant::now();
+                        if now < due {
+                            listener.idle.as_mut().reset(due);
+                            continue;
+                        }
+                        listener.last_write = now;
+                        listener.idle.as_mut().reset(now + keep_alive);
+                        return Some((Ok(Bytes::from_static(sse::encode::KEEP_ALIVE)), listener));
+                    }
                 }
             }
         })
