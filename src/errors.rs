@@ -128,6 +128,20 @@ error_codes! {
     UnexpectedStatus = "unexpected_status" => 500,
 }
 
+impl ErrorCode {
+    /// Whether it is one of the limits' refusals (counted apart in `/metrics`).
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RateLimited
+                | ErrorCode::TooManyAnswers
+                | ErrorCode::ServerBusy
+                | ErrorCode::DailyBudgetSpent
+                | ErrorCode::TooManyNewUsers
+        )
+    }
+}
+
 /// An error as users and clients see it, in HTTP error bodies and `error` events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {

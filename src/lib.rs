@@ -27,6 +27,7 @@
 //! | [`markdown`] | both   | answers as safe HTML, rendered whole or block by block as they stream |
 //! | [`i18n`]    | both    | the UI's words in English and Korean; the request's locale    |
 //! | [`preferences`] | both | the language and colour-theme switches                      |
+//! | [`telemetry`] | server | the metrics every layer records, and their one recorder     |
 
 // The chat page's statically typed view tree is deep; the release WASM build
 // needs more than the default 128 levels to compute its layout.
@@ -50,6 +51,8 @@ pub mod clock;
 pub mod server;
 #[cfg(feature = "ssr")]
 pub mod settings;
+#[cfg(feature = "ssr")]
+pub mod telemetry;
 
 /// Entry point of the WebAssembly bundle: attaches the Leptos app to the
 /// server-rendered page.

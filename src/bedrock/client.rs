@@ -8,10 +8,15 @@ use super::{
     BedrockError,
 };
 use aws_sdk_bedrockruntime::{
-    config::{retry::RetryConfig, Credentials, Region},
+    config::{
+        interceptors::BeforeTransmitInterceptorContextRef, retry::RetryConfig, ConfigBag, Credentials,
+        Intercept, Region, RuntimeComponents,
+    },
+    error::BoxError,
     types::{InferenceConfiguration, SystemContentBlock},
     Client,
 };
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use std::{net::SocketAddr, time::Instant};
 
 /// Where the SDK client sends its requests.
@@ -44,8 +49,11 @@ pub async fn connect(
         }
         let sdk_config = loader.load().await;
         let region = sdk_config.region().map(|r| r.to_string()).unwrap_or_default();
+        let config = aws_sdk_bedrockruntime::config::Builder::from(&sdk_config)
+            .interceptor(CountRetries)
+            .build();
         Ok(BedrockChat {
-            client: Client::new(&sdk_config),
+            client: Client::from_conf(config),
             backend: Backend::Aws { region },
         })
     } else {
@@ -82,6 +90,40 @@ pub fn aws_credentials_configured() -> bool {
     file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials") || file("AWS_CONFIG_FILE", ".aws/config")
 }
 
+/// Counts the SDK's retries for `/metrics`: every attempt of a call after
+/// its first. (The SDK retries inside one `send`; nothing else sees them.)
+#[derive(Debug)]
+struct CountRetries;
+
+/// Marks a call that has made an attempt (in its own configuration bag,
+/// which lives as long as the call).
+#[derive(Debug, Clone)]
+struct AttemptMade;
+
+impl Storable for AttemptMade {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for CountRetries {
+    fn name(&self) -> &'static str {
+        "CountRetries"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg.load::<AttemptMade>().is_some() {
+            metrics::counter!(crate::telemetry::BEDROCK_RETRIES).increment(1);
+        } else {
+            cfg.interceptor_state().store_put(AttemptMade);
+        }
+        Ok(())
+    }
+}
+
 fn placeholder_credentials() -> Credentials {
     Credentials::new(
         "bedrock-chat",
@@ -108,6 +150,7 @@ impl BedrockChat {
             .region(Region::new("us-east-1"))
             .credentials_provider(placeholder_credentials())
             .endpoint_url(sim.endpoint_url())
+            .interceptor(CountRetries)
             .build();
         Self {
             client: Client::from_conf(config),

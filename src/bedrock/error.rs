@@ -33,6 +33,25 @@ pub enum ErrorKind {
     ToolRounds,
 }
 
+impl ErrorKind {
+    /// The code a user (and `/metrics`) sees for it.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            ErrorKind::Throttled => ErrorCode::Throttled,
+            ErrorKind::Validation => ErrorCode::ModelRejectedInput,
+            // The server's identity is refused upstream: not the user's fault.
+            ErrorKind::AccessDenied => ErrorCode::ModelAccessDenied,
+            ErrorKind::ModelUnavailable => ErrorCode::ModelUnavailable,
+            ErrorKind::ServiceUnavailable => ErrorCode::BedrockUnavailable,
+            ErrorKind::Timeout => ErrorCode::ModelTimeout,
+            ErrorKind::ModelError => ErrorCode::ModelError,
+            ErrorKind::ConnectionLost => ErrorCode::ConnectionLost,
+            ErrorKind::Setup => ErrorCode::BedrockUnreachable,
+            ErrorKind::ToolRounds => ErrorCode::ToolRoundsExceeded,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BedrockError {
     pub kind: ErrorKind,
@@ -85,6 +104,14 @@ impl BedrockError {
     }
 }
 
+impl BedrockError {
+    /// A failure Bedrock (or the way to it) reported, counted for `/metrics`.
+    fn from_sdk(kind: ErrorKind, detail: String) -> Self {
+        metrics::counter!(crate::telemetry::BEDROCK_ERRORS, "code" => kind.code().as_str()).increment(1);
+        Self::new(kind, detail)
+    }
+}
+
 impl fmt::Display for BedrockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}: {}", self.kind, self.detail)
@@ -115,7 +142,7 @@ impl<R: fmt::Debug> From<SdkError<ConverseStreamError, R>> for BedrockError {
             SdkError::ResponseError(_) => ErrorKind::ConnectionLost,
             _ => ErrorKind::Setup,
         };
-        Self::new(kind, describe(&err))
+        Self::from_sdk(kind, describe(&err))
     }
 }
 
@@ -135,7 +162,7 @@ impl<R: fmt::Debug> From<SdkError<ConverseStreamOutputError, R>> for BedrockErro
             },
             _ => ErrorKind::ConnectionLost,
         };
-        Self::new(kind, describe(&err))
+        Self::from_sdk(kind, describe(&err))
     }
 }
 
@@ -156,20 +183,7 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: fmt::Debug
 /// The code and sentence a Bedrock failure is shown with.
 impl From<BedrockError> for ErrorInfo {
     fn from(err: BedrockError) -> Self {
-        let code = match err.kind {
-            ErrorKind::Throttled => ErrorCode::Throttled,
-            ErrorKind::Validation => ErrorCode::ModelRejectedInput,
-            // The server's identity is refused upstream: not the user's fault.
-            ErrorKind::AccessDenied => ErrorCode::ModelAccessDenied,
-            ErrorKind::ModelUnavailable => ErrorCode::ModelUnavailable,
-            ErrorKind::ServiceUnavailable => ErrorCode::BedrockUnavailable,
-            ErrorKind::Timeout => ErrorCode::ModelTimeout,
-            ErrorKind::ModelError => ErrorCode::ModelError,
-            ErrorKind::ConnectionLost => ErrorCode::ConnectionLost,
-            ErrorKind::Setup => ErrorCode::BedrockUnreachable,
-            ErrorKind::ToolRounds => ErrorCode::ToolRoundsExceeded,
-        };
         tracing::warn!(error = %err, "bedrock call failed");
-        ErrorInfo::new(code, err.user_message(), err.retryable())
+        ErrorInfo::new(err.kind.code(), err.user_message(), err.retryable())
     }
 }

@@ -12,7 +12,7 @@ use super::error::LoggedCode;
 use super::identity::{OwnerTag, Requester};
 use axum::{
     extract::{MatchedPath, Request},
-    http::HeaderValue,
+    http::{HeaderValue, Method},
     middleware::Next,
     response::Response,
 };
@@ -72,8 +72,32 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         error = %error,
         "request"
     );
+    count(&method, route, status, started.elapsed().as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// The request in `/metrics`. Labels stay bounded: the route is a pattern
+/// (or one of two names), the method one of the standard ones.
+fn count(method: &Method, route: String, status: u16, seconds: f64) {
+    let method = match *method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::OPTIONS => method.as_str().to_owned(),
+        _ => "other".to_owned(),
+    };
+    metrics::histogram!(crate::telemetry::HTTP_DURATION, "route" => route.clone()).record(seconds);
+    metrics::counter!(
+        crate::telemetry::HTTP_REQUESTS,
+        "method" => method,
+        "route" => route,
+        "status" => status.to_string()
+    )
+    .increment(1);
 }

@@ -80,6 +80,10 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
+        if self.info.code.is_limit() {
+            metrics::counter!(crate::telemetry::LIMIT_REFUSALS, "kind" => self.info.code.as_str())
+                .increment(1);
+        }
         // The access log names the error's code on the request's line.
         response.extensions_mut().insert(LoggedCode(self.info.code));
         response

@@ -58,6 +58,8 @@ pub struct AppState {
     pub page: PageConfig,
     /// The MCP servers' connections (their tools are offered beside the built-in ones).
     pub mcp: crate::tools::mcp::McpHub,
+    /// The Prometheus recorder, unless metrics are off.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 pub struct Application {
@@ -69,6 +71,8 @@ pub struct Application {
     limiter: limits::Limiter,
     settings: Arc<Settings>,
     mcp: crate::tools::mcp::McpHub,
+    /// `/metrics` on a listener of its own (`metrics.listen_addr`).
+    metrics_listener: Option<(TcpListener, Router)>,
 }
 
 impl Application {
@@ -170,7 +174,16 @@ impl Application {
             locale: crate::i18n::Locale::En,
         };
         let mcp = crate::tools::mcp::McpHub::start(settings.tools.mcp_servers.clone());
+        let metrics = settings.metrics.enabled.then(crate::telemetry::install);
+        let metrics_listener =
+            match settings.metrics.own_listener() {
+                Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("metrics.listen_addr {addr}: {e}"))
+                })?),
+                None => None,
+            };
         let state = AppState {
+            metrics,
             mcp,
             settings: Arc::new(settings),
             bedrock: bedrock.clone(),
@@ -185,8 +198,11 @@ impl Application {
         let store = state.store.clone();
         let settings = state.settings.clone();
         let mcp = state.mcp.clone();
+        let metrics_listener =
+            metrics_listener.map(|listener| (listener, routes::ops::metrics_router(state.clone())));
         Ok(Self {
             mcp,
+            metrics_listener,
             listener,
             router: router(state),
             bedrock,
@@ -248,6 +264,21 @@ impl Application {
             self.limiter.clone(),
             self.settings.streams.sweep_interval(),
         ));
+        // `install` hands back the recorder `build` installed.
+        let metrics_upkeep = self
+            .settings
+            .metrics
+            .enabled
+            .then(|| tokio::spawn(crate::telemetry::upkeep(crate::telemetry::install())));
+        let metrics_server = self.metrics_listener.map(|(listener, router)| {
+            tracing::info!(
+                "metrics on http://{}/metrics",
+                listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            );
+            // Plain `axum::serve`: a scrape port on a private address needs
+            // none of the public listener's connection limits.
+            tokio::spawn(async move { axum::serve(listener, router).await })
+        });
         let server = &self.settings.server;
         let limits = serve::ConnectionLimits {
             header_read_timeout: settings::secs(server.header_read_timeout_secs),
@@ -261,6 +292,12 @@ impl Application {
         })
         .await;
         sweeper.abort();
+        if let Some(task) = metrics_upkeep {
+            task.abort();
+        }
+        if let Some(task) = metrics_server {
+            task.abort();
+        }
         result
     }
 }
@@ -493,6 +530,9 @@ fn router(state: AppState) -> Router {
             serve::read_body_in_time,
         ))
         .layer(axum::middleware::from_fn_with_state(protection, protect::defend))
+        // After the defences' layers, so outside them: probes and scrapers
+        // name the server by address and carry no cookie.
+        .merge(routes::ops::router(&state))
         // gzip for pages and the WASM bundle (518 KB -> 210 KB). The default
         // predicate never compresses text/event-stream, whose events must
         // leave one by one rather than wait in an encoder's buffer.

@@ -35,6 +35,25 @@ pub struct Settings {
     pub streams: StreamSettings,
     pub tools: ToolSettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: Prometheus metrics at `GET /metrics`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// A listener of their own (empty: the app's own listener).
+    pub listen_addr: String,
+}
+
+impl MetricsSettings {
+    /// The address of the metrics' own listener, if they have one.
+    pub fn own_listener(&self) -> Option<SocketAddr> {
+        let addr = self.listen_addr.trim();
+        (self.enabled && !addr.is_empty())
+            .then(|| addr.parse().ok())
+            .flatten()
+    }
 }
 
 /// `[tools]`: what the model may call, and the bounds on it.
@@ -258,6 +277,12 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        let metrics_addr = self.metrics.listen_addr.trim();
+        if !metrics_addr.is_empty() && metrics_addr.parse::<SocketAddr>().is_err() {
+            return Err(SettingsError::Invalid(format!(
+                "metrics.listen_addr {metrics_addr:?} is not an address with a port, such as \"127.0.0.1:9464\""
+            )));
+        }
         let b = &self.bedrock;
         if b.models.is_empty() {
             return Err(SettingsError::Invalid("bedrock.models is empty".into()));

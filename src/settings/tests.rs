@@ -194,3 +194,23 @@ fn tools_and_mcp_servers_are_checked_at_start() {
         assert!(err.contains(says), "{key}={value}: {err}");
     }
 }
+
+#[test]
+fn the_metrics_listener_must_be_an_address_with_a_port() {
+    let err = Settings::built_in_with(&env(&[("BEDROCK_CHAT_METRICS_LISTEN_ADDR", "localhost")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("metrics.listen_addr"), "{err}");
+    let own =
+        Settings::built_in_with(&env(&[("BEDROCK_CHAT_METRICS_LISTEN_ADDR", "127.0.0.1:9464")])).unwrap();
+    assert_eq!(
+        own.metrics.own_listener(),
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    let off = Settings::built_in_with(&env(&[
+        ("BEDROCK_CHAT_METRICS_LISTEN_ADDR", "127.0.0.1:9464"),
+        ("BEDROCK_CHAT_METRICS_ENABLED", "false"),
+    ]))
+    .unwrap();
+    assert_eq!(off.metrics.own_listener(), None);
+}

@@ -14,6 +14,7 @@ mod conversations;
 mod defences;
 mod instances;
 mod mcp;
+mod operations;
 mod resume;
 mod seed_compat;
 mod simulator_wire;

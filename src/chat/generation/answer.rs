@@ -19,9 +19,9 @@ use std::{
     pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::sync::watch;
 
@@ -40,6 +40,8 @@ pub struct Generation {
     /// How many listeners are attached now.
     listeners: watch::Sender<usize>,
     halt: watch::Sender<Halt>,
+    /// When Stop was first asked for (for the stop latency in `/metrics`).
+    stop_asked: OnceLock<Instant>,
 }
 
 /// A request to end a generation early.
@@ -98,6 +100,7 @@ impl Generation {
             length: watch::Sender::new(0),
             listeners: watch::Sender::new(0),
             halt: watch::Sender::new(Halt::No),
+            stop_asked: OnceLock::new(),
         }
     }
 
@@ -106,6 +109,7 @@ impl Generation {
         if self.is_finished() {
             return false;
         }
+        let _ = self.stop_asked.set(Instant::now());
         self.halt.send_if_modified(|halt| {
             let first = *halt == Halt::No;
             if first {
@@ -129,6 +133,11 @@ impl Generation {
 
     pub fn is_finished(&self) -> bool {
         self.log.lock().expect("log lock").finished
+    }
+
+    /// How many streams are attached to it now.
+    pub fn listener_count(&self) -> usize {
+        *self.listeners.borrow()
     }
 
     /// Frames so far and their size in bytes (for tests and figures).
@@ -370,6 +379,9 @@ impl Generation {
             _ => stored_status.as_str(),
         };
         self.push_last(frame(terminal));
+        if let (Some(asked), MessageStatus::Stopped) = (self.stop_asked.get(), stored_status) {
+            metrics::histogram!(crate::telemetry::STOP_LATENCY).record(asked.elapsed().as_secs_f64());
+        }
         let (first_token_ms, duration_ms) = recorder.timings();
         labels.log_finished(
             outcome,

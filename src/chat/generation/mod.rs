@@ -37,7 +37,7 @@ use super::{
     relay::encode,
     StreamEvent,
 };
-use crate::{bedrock::AnswerStream, conversations::store::StoreError};
+use crate::{bedrock::AnswerStream, conversations::store::StoreError, telemetry};
 use answer::Abandon;
 use bytes::Bytes;
 use futures::Stream;
@@ -160,7 +160,13 @@ pub struct AnswerLabels {
 }
 
 impl AnswerLabels {
-    /// The one log line (`bedrock_chat::answer`) of an answer that ended.
+    /// Counts an answer begun (`/metrics`).
+    pub fn count_started(&self) {
+        metrics::counter!(telemetry::ANSWERS_STARTED, "model" => self.model_id.clone()).increment(1);
+    }
+
+    /// The one log line (`bedrock_chat::answer`) of an answer that ended,
+    /// and its figures in `/metrics`.
     pub fn log_finished(
         &self,
         status: &str,
@@ -182,6 +188,18 @@ impl AnswerLabels {
             checkpoints,
             "answer finished"
         );
+        let model = self.model_id.clone();
+        metrics::counter!(telemetry::ANSWERS, "model" => model.clone(), "status" => status.to_owned())
+            .increment(1);
+        if let Some(ms) = first_token_ms {
+            metrics::histogram!(telemetry::FIRST_TOKEN, "model" => model.clone()).record(ms as f64 / 1e3);
+        }
+        metrics::histogram!(telemetry::ANSWER_DURATION, "model" => model.clone())
+            .record(duration_ms as f64 / 1e3);
+        metrics::counter!(telemetry::TOKENS, "model" => model.clone(), "kind" => "input")
+            .increment(u64::from(usage.input_tokens));
+        metrics::counter!(telemetry::TOKENS, "model" => model, "kind" => "output")
+            .increment(u64::from(usage.output_tokens));
     }
 }
 
@@ -442,6 +460,12 @@ impl Generations {
     pub fn held(&self) -> (usize, usize) {
         let live = self.live.lock().expect("generation map lock");
         (live.len(), live.values().map(|g| g.log_size().1).sum())
+    }
+
+    /// Streams attached to this instance's answers now.
+    pub fn listeners(&self) -> usize {
+        let live = self.live.lock().expect("generation map lock");
+        live.values().map(|g| g.listener_count()).sum()
     }
 
     /// The number of answers still being written (compatibility streams

@@ -17,13 +17,16 @@ impl Store {
     /// in one transaction, creating the conversation when asked to (shared
     /// with other writes under group commit).
     pub async fn begin_exchange(&self, new: NewExchange<'_>) -> Result<Exchange> {
-        if let Some(committer) = &self.committer {
-            return committer.begin(&new).await;
-        }
-        let mut tx = self.pool.begin().await?;
-        let exchange = self.exchange_on(&mut tx, &new).await?;
-        tx.commit().await?;
-        Ok(exchange)
+        crate::telemetry::time_store("begin_exchange", async {
+            if let Some(committer) = &self.committer {
+                return committer.begin(&new).await;
+            }
+            let mut tx = self.pool.begin().await?;
+            let exchange = self.exchange_on(&mut tx, &new).await?;
+            tx.commit().await?;
+            Ok(exchange)
+        })
+        .await
     }
 
     /// [`Store::begin_exchange`]'s writes, in `tx`'s transaction.
@@ -207,13 +210,16 @@ impl Store {
     /// Writes the answer as it ended, and drops its lease. One transaction
     /// (shared with other writes under group commit).
     pub async fn finish_answer(&self, answer: &FinishedAnswer) -> Result<()> {
-        if let Some(committer) = &self.committer {
-            return committer.finish(answer).await;
-        }
-        let mut tx = self.pool.begin().await?;
-        self.finish_on(&mut tx, answer).await?;
-        tx.commit().await?;
-        Ok(())
+        crate::telemetry::time_store("finish_answer", async {
+            if let Some(committer) = &self.committer {
+                return committer.finish(answer).await;
+            }
+            let mut tx = self.pool.begin().await?;
+            self.finish_on(&mut tx, answer).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// [`Store::finish_answer`]'s writes, in `tx`'s transaction.
@@ -388,11 +394,14 @@ impl Store {
     /// run side by side, and long batches holding many answers' rows would
     /// deadlock one another: there each checkpoint is a statement of its own.
     pub async fn checkpoint(&self, answer_id: &str, content: &str, blocks: &[AnswerBlock]) -> Result<()> {
-        if let (Some(committer), Backend::Sqlite) = (&self.committer, self.backend) {
-            return committer.checkpoint(answer_id, content, blocks).await;
-        }
-        self.checkpoint_on(&mut *self.pool.acquire().await?, answer_id, content, blocks)
-            .await
+        crate::telemetry::time_store("checkpoint", async {
+            if let (Some(committer), Backend::Sqlite) = (&self.committer, self.backend) {
+                return committer.checkpoint(answer_id, content, blocks).await;
+            }
+            self.checkpoint_on(&mut *self.pool.acquire().await?, answer_id, content, blocks)
+                .await
+        })
+        .await
     }
 
     /// [`Store::checkpoint`]'s write, on `conn`.

@@ -57,6 +57,15 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
+}
+
 /// The repository; cheap to clone (a pool handle).
 #[derive(Clone)]
 pub struct Store {
@@ -288,27 +297,33 @@ impl Store {
 
     /// The owner's conversations, most recently active first.
     pub async fn list(&self, owner: &str, limit: i64) -> Result<Vec<ConversationSummary>> {
-        let rows = sqlx::query(
-            "SELECT id, title, created_at, updated_at FROM conversations \
-             WHERE owner_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2",
-        )
-        .bind(owner)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(summary_from_row).collect()
+        crate::telemetry::time_store("list", async {
+            let rows = sqlx::query(
+                "SELECT id, title, created_at, updated_at FROM conversations \
+                 WHERE owner_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2",
+            )
+            .bind(owner)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(summary_from_row).collect()
+        })
+        .await
     }
 
     /// One conversation with all its messages.
     pub async fn get(&self, owner: &str, id: &str) -> Result<Conversation> {
-        let mut conn = self.pool.acquire().await?;
-        let (summary, settings) = owned_conversation(&mut conn, owner, id).await?;
-        let messages = messages_of(&mut conn, id).await?;
-        Ok(Conversation {
-            summary,
-            settings,
-            messages,
+        crate::telemetry::time_store("get", async {
+            let mut conn = self.pool.acquire().await?;
+            let (summary, settings) = owned_conversation(&mut conn, owner, id).await?;
+            let messages = messages_of(&mut conn, id).await?;
+            Ok(Conversation {
+                summary,
+                settings,
+                messages,
+            })
         })
+        .await
     }
 
     pub async fn rename(&self, owner: &str, id: &str, title: &str) -> Result<ConversationSummary> {
@@ -425,22 +440,25 @@ impl Store {
     /// output) it used on `day` (UTC days since the epoch), as stored with
     /// its answers. One read.
     pub async fn owner_standing(&self, owner: &str, day: i64) -> Result<OwnerStanding> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM owners WHERE id = $1) AS known, \
-             (SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) FROM owner_usage \
-              WHERE owner_id = $1 AND day = $2) AS tokens",
-        )
-        .bind(owner)
-        .bind(day)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "no row from a scalar query"))?;
-        Ok(OwnerStanding {
-            known: row.try_get::<i64, _>("known")? > 0,
-            tokens_today: row.try_get::<i64, _>("tokens")?.max(0) as u64,
+        crate::telemetry::time_store("owner_standing", async {
+            let row = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM owners WHERE id = $1) AS known, \
+                 (SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) FROM owner_usage \
+                  WHERE owner_id = $1 AND day = $2) AS tokens",
+            )
+            .bind(owner)
+            .bind(day)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "no row from a scalar query"))?;
+            Ok(OwnerStanding {
+                known: row.try_get::<i64, _>("known")? > 0,
+                tokens_today: row.try_get::<i64, _>("tokens")?.max(0) as u64,
+            })
         })
+        .await
     }
 
     /// Marks answers left `streaming` that nobody writes (`is_live` says

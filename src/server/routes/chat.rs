@@ -214,6 +214,7 @@ async fn answer(
         conversation_id: exchange.conversation.id.clone(),
         model_id: exchange.model_id.clone(),
     };
+    labels.count_started();
     let start = start_frame(started_event);
     let offered_tools = !input.tools.is_empty();
     let mut model = state.bedrock.answer(input, runner).await;
@@ -289,7 +290,10 @@ pub async fn resume(
         .follow(owner.as_str(), answer_id.as_str(), last)
         .await?
     {
-        Follow::Events(events) => Ok(sse::encode::response(Body::from_stream(events))),
+        Follow::Events(events) => {
+            metrics::counter!(crate::telemetry::RESUMES).increment(1);
+            Ok(sse::encode::response(Body::from_stream(events)))
+        }
         Follow::BadEventId => Err(bad_event_id(&last.to_string())),
         Follow::Gone => Err(generation_gone()),
     }
@@ -561,6 +565,7 @@ pub async fn compat_chat(
         conversation_id: "(compat)".to_owned(),
         model_id: chat.model_id.to_owned(),
     };
+    labels.count_started();
     // The reservation lives as long as the stream (the limits and the
     // shutdown drain count it); the answer's log line is written when the
     // stream ends or its client goes away.

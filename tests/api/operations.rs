@@ -1,0 +1,280 @@
+//! What an operator's tools ask of the server: `/healthz` and `/readyz` for
+//! load balancers and probes, `/metrics` for Prometheus.
+//!
+//! The tests that count metrics exactly start the server as a process of
+//! its own: the metrics recorder is one per process, and the other tests of
+//! this binary write answers beside them.
+
+use crate::support::*;
+use prometheus_parse::{Sample, Scrape, Value as Metric};
+use serde_json::Value;
+use std::time::Duration;
+
+async fn get(http: &reqwest::Client, url: &str, host: Option<&str>) -> (u16, String) {
+    let mut request = http.get(url);
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    assert!(
+        response.headers().get("set-cookie").is_none(),
+        "a probe gets no cookie"
+    );
+    (status, response.text().await.unwrap())
+}
+
+/// A probe names the server by its address, which is not one of the
+/// allowed hosts: it is answered anyway, with no cookie.
+#[tokio::test]
+async fn health_and_readiness_answer_probes() {
+    let app = spawn_app().await;
+    let probe = reqwest::Client::new();
+    let (status, body) = get(&probe, &app.url("/healthz"), Some("10.1.2.3:3000")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"], "ok");
+
+    let (status, body) = get(&probe, &app.url("/readyz"), Some("10.1.2.3:3000")).await;
+    assert_eq!(status, 200, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["database"], "sqlite");
+    assert_eq!(ready["bedrock"], "simulator");
+}
+
+/// Draining: not ready (so the load balancer sends new users elsewhere),
+/// while the answer being written goes on; healthy all along.
+#[tokio::test]
+async fn readiness_fails_while_draining() {
+    let mut app = spawn_app().await;
+    let probe = reqwest::Client::new();
+    let mut answer = EventReader::new(app.send(None, "Long [sim tokens=30 delay_ms=50]").await);
+    answer.read_until(|e| e.iter().any(|e| e.event == "delta")).await;
+    drop(app.stop.take());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(&probe, &app.url("/readyz"), None).await.0 == 503
+        })
+        .await,
+        "/readyz turns 503 when the drain begins"
+    );
+    let (_, body) = get(&probe, &app.url("/readyz"), None).await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["check"], "draining");
+    assert!(body["reason"].as_str().unwrap().contains("shutting down"));
+    let (status, _) = get(&probe, &app.url("/healthz"), None).await;
+    assert_eq!(status, 200, "still healthy while it drains");
+    assert_eq!(names(answer.read_to_end().await).last(), Some(&"done"));
+}
+
+/// PostgreSQL refusing connections: 503 naming the database, then ready
+/// again once it is back, without a restart.
+#[tokio::test]
+async fn readiness_follows_the_database() {
+    let Some(db) = Db::postgres().await else { return };
+    let name = db.postgres_name().unwrap().to_owned();
+    let app = spawn_app_on(db, &[]).await;
+    let probe = reqwest::Client::new();
+    assert_eq!(get(&probe, &app.url("/readyz"), None).await.0, 200);
+
+    app.db
+        .admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await;
+    app.db
+        .admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ))
+        .await;
+    let (status, body) = get(&probe, &app.url("/readyz"), None).await;
+    assert_eq!(status, 503, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["check"], "database");
+    assert_eq!(body["reason"], "the database cannot be reached");
+
+    app.db
+        .admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&probe, &app.url("/readyz"), None).await.0 == 200
+        })
+        .await,
+        "ready again once the database is back"
+    );
+}
+
+/// The samples of `name` whose labels include every pair of `labels`.
+fn matching<'a>(scrape: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect()
+}
+
+/// The sum of the counters (or gauges) of `name` with `labels`.
+fn total(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    matching(scrape, name, labels)
+        .iter()
+        .map(|s| match &s.value {
+            Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v) => *v,
+            other => panic!("{name} is not a counter or gauge: {other:?}"),
+        })
+        .sum()
+}
+
+/// How many observations a histogram of `name` with `labels` holds.
+fn observations(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> u64 {
+    matching(scrape, name, labels)
+        .iter()
+        .map(|s| match &s.value {
+            Metric::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count) as u64,
+            other => panic!("{name} is not a histogram: {other:?}"),
+        })
+        .sum()
+}
+
+async fn scrape(url: &str) -> (Scrape, String) {
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    (Scrape::parse(lines).expect("/metrics is Prometheus text"), text)
+}
+
+/// Three answers, one stopped, one throttled (with the SDK's retries), one
+/// refused by the rate limit: `/metrics` counts exactly that, by model and
+/// status, and its labels carry no user text or ids.
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    const MODEL: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
+    let db = Db::sqlite();
+    let server = ServerProcess::start(
+        &db,
+        &[
+            ("BEDROCK_CHAT_BEDROCK_MAX_ATTEMPTS", "3"),
+            ("BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER", "5"),
+        ],
+    );
+    let user = new_user();
+    let base = &server.base;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let events =
+            read_events(send_as(&user, base, None, &format!("Secret words {n} [sim tokens=5]")).await).await;
+        assert_eq!(names(&events).last(), Some(&"done"));
+        ids.push(conversation_id(&events));
+    }
+
+    let mut long = EventReader::new(send_as(&user, base, None, "Stop me [sim tokens=200 delay_ms=20]").await);
+    let head = long.read_until(|e| e.iter().any(|e| e.event == "delta")).await;
+    let answer_id = json(&head[0])["answer_id"].as_str().unwrap().to_owned();
+    let cancel = user
+        .post(format!("{base}/api/generations/{answer_id}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    assert_eq!(names(long.read_to_end().await).last(), Some(&"done"));
+
+    let throttled = read_events(send_as(&user, base, None, "Busy [sim fail=throttling]").await).await;
+    assert_eq!(json(throttled.last().unwrap())["code"], "throttled");
+
+    let refused = send_as(&user, base, None, "One too many").await;
+    assert_eq!(refused.status(), 429);
+
+    let (metrics, text) = scrape(&format!("{base}/metrics")).await;
+    let model = [("model", MODEL)];
+    assert_eq!(total(&metrics, "bedrock_chat_answers_started_total", &model), 5.0);
+    let finished = |status: &str| {
+        total(
+            &metrics,
+            "bedrock_chat_answers_total",
+            &[("model", MODEL), ("status", status)],
+        )
+    };
+    assert_eq!(finished("complete"), 3.0, "{text}");
+    assert_eq!(finished("stopped"), 1.0);
+    assert_eq!(finished("throttled"), 1.0);
+    assert_eq!(
+        total(
+            &metrics,
+            "bedrock_chat_bedrock_errors_total",
+            &[("code", "throttled")]
+        ),
+        1.0,
+        "one call failed, after its retries"
+    );
+    assert_eq!(total(&metrics, "bedrock_chat_bedrock_retries_total", &[]), 2.0);
+    assert_eq!(
+        total(
+            &metrics,
+            "bedrock_chat_limit_refusals_total",
+            &[("kind", "rate_limited")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        observations(&metrics, "bedrock_chat_time_to_first_token_seconds", &model),
+        4,
+        "the three answers and the stopped one had a first token"
+    );
+    assert_eq!(
+        observations(&metrics, "bedrock_chat_answer_duration_seconds", &model),
+        5
+    );
+    assert_eq!(
+        observations(&metrics, "bedrock_chat_stop_latency_seconds", &[]),
+        1
+    );
+    assert!(
+        total(
+            &metrics,
+            "bedrock_chat_tokens_total",
+            &[("model", MODEL), ("kind", "output")]
+        ) >= 15.0
+    );
+    assert_eq!(
+        total(
+            &metrics,
+            "bedrock_chat_http_requests_total",
+            &[
+                ("method", "POST"),
+                ("route", "/api/chat/stream"),
+                ("status", "200")
+            ]
+        ),
+        5.0
+    );
+    assert_eq!(total(&metrics, "bedrock_chat_answers_in_progress", &[]), 0.0);
+    assert!(
+        observations(
+            &metrics,
+            "bedrock_chat_store_operation_duration_seconds",
+            &[("operation", "begin_exchange")]
+        ) >= 5
+    );
+
+    assert!(!text.contains("Secret"), "no user text in /metrics");
+    for id in ids.iter().chain([&answer_id]) {
+        assert!(!text.contains(id.as_str()), "no ids in /metrics");
+    }
+}
+
+/// `metrics.listen_addr` moves `/metrics` to a listener of its own, off the
+/// public one.
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let app = spawn_app_with(&[("BEDROCK_CHAT_METRICS_LISTEN_ADDR", &addr)]).await;
+    let probe = reqwest::Client::new();
+    let public = probe.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404, "not on the public listener");
+    let (status, text) = get(&probe, &format!("http://{addr}/metrics"), None).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("# TYPE "), "{text}");
+}
