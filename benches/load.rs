@@ -6,7 +6,9 @@
 //! time to the first delta beyond the model's own 100 ms (p50, p99), stream
 //! duration p50, events/s, the server's CPU-seconds per 1,000 relayed events
 //! (from `/proc`), its peak resident memory, errors, and this generator's
-//! own CPU. Levels: C = 100, 1,000, 3,000, on the page's endpoint (SQLite,
+//! own CPU; then, from the server's `/metrics`, the store's commits per
+//! second and writes per commit (group commit), and the size of `/metrics`
+//! itself (its series stay bounded however many answers were written). Levels: C = 100, 1,000, 3,000, on the page's endpoint (SQLite,
 //! and PostgreSQL when `TEST_POSTGRES_URL` is set) and on the compatibility
 //! endpoint. Every level is bounded in count and time.
 //!
@@ -212,6 +214,7 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
         .filter(|o| o.error.is_none())
         .map(|o| o.duration_ms)
         .collect();
+    let store = StoreFigures::scrape(&http, &server.base).await;
     let mut errors: std::collections::BTreeMap<&str, usize> = Default::default();
     for o in &outcomes {
         if let Some(e) = &o.error {
@@ -230,7 +233,58 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
         errors,
         own_cpu,
     );
+    let store_line = if store.commits > 0.0 {
+        format!(
+            "store: {:.0} commits ({:.0}/s over the level) carrying {:.1} writes each",
+            store.commits,
+            store.commits / wall,
+            store.writes / store.commits
+        )
+    } else {
+        "store: not used".to_owned()
+    };
+    println!(
+        "{:<28}          {store_line} | /metrics after {c} answers: {} series, {} bytes",
+        "", store.series, store.metrics_bytes,
+    );
     drop(server);
+}
+
+/// What the server's `/metrics` says of its store, and its own size.
+struct StoreFigures {
+    commits: f64,
+    writes: f64,
+    series: usize,
+    metrics_bytes: usize,
+}
+
+impl StoreFigures {
+    async fn scrape(http: &reqwest::Client, base: &str) -> Self {
+        let text = match http.get(format!("{base}/metrics")).send().await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(name)?
+                        .strip_prefix(' ')?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or(0.0)
+        };
+        Self {
+            commits: value("bedrock_chat_store_commits_total"),
+            writes: value("bedrock_chat_store_grouped_writes_total"),
+            series: text
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .count(),
+            metrics_bytes: text.len(),
+        }
+    }
 }
 
 /// What one answer costs the server before and around its first byte: 200
