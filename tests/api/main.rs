@@ -10,6 +10,7 @@
 mod support;
 
 mod chat_stream;
+mod container;
 mod conversations;
 mod defences;
 mod instances;
