@@ -59,6 +59,28 @@ pub const STORE_DURATION: &str = "bedrock_chat_store_operation_duration_seconds"
 pub const STORE_COMMITS: &str = "bedrock_chat_store_commits_total";
 pub const STORE_WRITES: &str = "bedrock_chat_store_grouped_writes_total";
 
+/// Every metric above (the dashboard's and alerts' names are checked
+/// against it).
+pub const ALL: &[&str] = &[
+    ANSWERS_STARTED,
+    ANSWERS,
+    ANSWERS_IN_PROGRESS,
+    LISTENERS,
+    RESUMES,
+    FIRST_TOKEN,
+    ANSWER_DURATION,
+    TOKENS,
+    BEDROCK_ERRORS,
+    BEDROCK_RETRIES,
+    STOP_LATENCY,
+    LIMIT_REFUSALS,
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    STORE_DURATION,
+    STORE_COMMITS,
+    STORE_WRITES,
+];
+
 /// Bucket bounds of every `_seconds` histogram: from a fast store write to
 /// a long answer.
 const SECONDS_BUCKETS: &[f64] = &[

@@ -278,3 +278,33 @@ async fn metrics_can_have_a_listener_of_their_own() {
     assert_eq!(status, 200);
     assert!(text.contains("# TYPE "), "{text}");
 }
+
+/// The Grafana dashboard and the example alerts query only metrics the
+/// server exports (a rename would otherwise leave them silently empty).
+#[test]
+fn the_dashboard_and_alerts_name_only_exported_metrics() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dashboard = std::fs::read_to_string(format!("{root}/ops/grafana/bedrock-chat.json")).unwrap();
+    let parsed: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(parsed["panels"].as_array().unwrap().len() >= 6);
+    let alerts = std::fs::read_to_string(format!("{root}/ops/prometheus/alerts.yml")).unwrap();
+    let mut named = 0;
+    for text in [&dashboard, &alerts] {
+        for (at, _) in text.match_indices("bedrock_chat_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            assert!(
+                bedrock_chat::telemetry::ALL.contains(&base),
+                "{name} is not a metric of the server"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 15, "the files query the metrics ({named} names)");
+}
