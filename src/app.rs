@@ -2,6 +2,7 @@
 
 use crate::{
     chat::{page::ChatPage, ModelOption},
+    conversations::usage_page::UsagePage,
     i18n::{use_i18n, I18n, Locale},
     preferences::THEME_SCRIPT,
 };
@@ -42,6 +43,9 @@ pub struct PageConfig {
     /// [`crate::i18n::from_request`]).
     #[serde(default)]
     pub locale: Locale,
+    /// The currency of answers' costs (`[pricing]`).
+    #[serde(default)]
+    pub currency: String,
 }
 
 const PAGE_CONFIG_ID: &str = "page-config";
@@ -128,6 +132,10 @@ pub fn App(page: PageConfig) -> impl IntoView {
                 // reads the conversation id from the URL.
                 // Rendered whole once the conversation is loaded (not
                 // streamed), so a missing one answers with a real 404 status.
+                <Route path=path!("usage") view={
+                    let page = page.clone();
+                    move || view! { <UsagePage page=page.clone()/> }
+                } ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=move || view! { <ChatPage page=page.clone()/><Outlet/> } ssr=SsrMode::Async>
                     <Route path=path!("") view=|| () ssr=SsrMode::Async/>
                     <Route path=path!("c/:id") view=|| () ssr=SsrMode::Async/>
@@ -162,6 +170,7 @@ mod tests {
             tools_on_by_default: Vec::new(),
             default_thinking_budget: 2048,
             locale: Locale::Ko,
+            currency: "USD".into(),
         };
         let json = page.to_script_json();
         assert!(!json.contains('<'), "{json}");

@@ -39,8 +39,11 @@ pub const RESUMES: &str = "bedrock_chat_resumes_total";
 pub const FIRST_TOKEN: &str = "bedrock_chat_time_to_first_token_seconds";
 /// From the request to the stored answer, by model.
 pub const ANSWER_DURATION: &str = "bedrock_chat_answer_duration_seconds";
-/// Tokens Bedrock counted, by model and `kind` (`input`, `output`).
+/// Tokens Bedrock counted, by model and `kind` (`input`, `output`,
+/// `cache_read`, `cache_write`).
 pub const TOKENS: &str = "bedrock_chat_tokens_total";
+/// What answers cost, in billionths of the currency, by model and currency.
+pub const COST: &str = "bedrock_chat_cost_nanos_total";
 /// Bedrock's failures, by our error code.
 pub const BEDROCK_ERRORS: &str = "bedrock_chat_bedrock_errors_total";
 /// Attempts the SDK made again after a throttle or a transient error.
@@ -70,6 +73,7 @@ pub const ALL: &[&str] = &[
     FIRST_TOKEN,
     ANSWER_DURATION,
     TOKENS,
+    COST,
     BEDROCK_ERRORS,
     BEDROCK_RETRIES,
     STOP_LATENCY,
@@ -134,7 +138,12 @@ fn describe() {
     describe_counter!(
         TOKENS,
         Unit::Count,
-        "Tokens Bedrock counted, by model and kind (input, output)."
+        "Tokens Bedrock counted, by model and kind (input, output, cache_read, cache_write)."
+    );
+    describe_counter!(
+        COST,
+        Unit::Count,
+        "What answers cost, in billionths of the currency, by model and currency."
     );
     describe_counter!(BEDROCK_ERRORS, Unit::Count, "Bedrock failures, by error code.");
     describe_counter!(

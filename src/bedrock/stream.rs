@@ -62,6 +62,9 @@ pub struct TokenUsage {
     pub output_tokens: u32,
     pub total_tokens: u32,
     pub latency_ms: u64,
+    /// Input tokens read from, and written to, the prompt cache.
+    pub cache_read_tokens: u32,
+    pub cache_write_tokens: u32,
 }
 
 impl std::ops::AddAssign for TokenUsage {
@@ -70,6 +73,8 @@ impl std::ops::AddAssign for TokenUsage {
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
         self.latency_ms = self.latency_ms.saturating_add(other.latency_ms);
+        self.cache_read_tokens = self.cache_read_tokens.saturating_add(other.cache_read_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(other.cache_write_tokens);
     }
 }
 
@@ -220,6 +225,8 @@ impl ModelStream {
                     input_tokens: usage.map_or(0, |u| to_u32(u.input_tokens)),
                     output_tokens: usage.map_or(0, |u| to_u32(u.output_tokens)),
                     total_tokens: usage.map_or(0, |u| to_u32(u.total_tokens)),
+                    cache_read_tokens: usage.and_then(|u| u.cache_read_input_tokens).map_or(0, to_u32),
+                    cache_write_tokens: usage.and_then(|u| u.cache_write_input_tokens).map_or(0, to_u32),
                     latency_ms: meta
                         .metrics
                         .as_ref()

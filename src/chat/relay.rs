@@ -126,6 +126,9 @@ pub fn usage_of(u: TokenUsage) -> Usage {
         output_tokens: u.output_tokens,
         total_tokens: u.total_tokens,
         latency_ms: u.latency_ms,
+        cache_read_tokens: u.cache_read_tokens,
+        cache_write_tokens: u.cache_write_tokens,
+        cost_nanos: None,
     }
 }
 

@@ -40,7 +40,19 @@ pub async fn get_conversation(id: String) -> Result<Conversation, ErrorInfo> {
         .map_err(rendering::fail)
 }
 
-/// What the two server functions need from the request being served.
+/// What the caller used today and this month (UTC), by model: the same
+/// figures, stored with each answer, that the daily token budget counts.
+#[server(prefix = "/api/page", endpoint = "usage", input = GetUrl)]
+pub async fn usage_report() -> Result<super::UsageReport, ErrorInfo> {
+    let (store, owner) = rendering::scope()?;
+    let today = crate::conversations::store::now_ms().div_euclid(86_400_000);
+    store
+        .usage_report(owner.as_str(), super::usage::first_day_of_month(today), today)
+        .await
+        .map_err(rendering::fail)
+}
+
+/// What the server functions need from the request being served.
 #[cfg(feature = "ssr")]
 mod rendering {
     use crate::{

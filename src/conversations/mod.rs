@@ -39,6 +39,10 @@ pub mod store;
 pub mod blocks;
 pub mod client;
 mod ids;
+pub mod usage;
+pub mod usage_page;
+
+pub use usage::{format_cost, Price, Usage, UsageReport};
 
 pub use blocks::{AnswerBlock, ToolCall, ToolResult};
 pub use ids::{is_valid_id, ConversationId, MessageId};
@@ -72,15 +76,6 @@ pub struct ModelOption {
     /// It can think before answering (`[bedrock] reasoning_models`).
     #[serde(default)]
     pub reasoning: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    pub input_tokens: u32,
-    pub output_tokens: u32,
-    pub total_tokens: u32,
-    /// Bedrock's own latency figure for the whole call.
-    pub latency_ms: u64,
 }
 
 /// Whose conversations: `anon:<uuid>` for an anonymous browser (its signed

@@ -50,6 +50,7 @@ pub fn Sidebar(
                     }
                 })}
             </Transition>
+            <a class="usage-link" href="/usage">{move || i18n.t().usage_link}</a>
             <Preferences/>
         </nav>
     }

@@ -172,6 +172,7 @@ impl Application {
             default_thinking_budget: settings.bedrock.default_thinking_budget,
             // Chosen per request when the page is rendered (see `page_for_request`).
             locale: crate::i18n::Locale::En,
+            currency: settings.pricing.currency.clone(),
         };
         let mcp = crate::tools::mcp::McpHub::start(settings.tools.mcp_servers.clone());
         let metrics = settings.metrics.enabled.then(crate::telemetry::install);

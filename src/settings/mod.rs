@@ -36,6 +36,28 @@ pub struct Settings {
     pub tools: ToolSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub pricing: PricingSettings,
+}
+
+/// `[pricing]`: what answers cost, shown beside their tokens.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PricingSettings {
+    /// An ISO 4217 code, e.g. "USD".
+    pub currency: String,
+    /// Per model, written `"model-id|input|output|cache_read|cache_write"`
+    /// (per million tokens) and parsed once here.
+    #[serde(deserialize_with = "model_prices")]
+    pub prices: Vec<(String, crate::conversations::Price)>,
+}
+
+impl PricingSettings {
+    /// The price of `model_id`, if it has one.
+    pub fn price_of(&self, model_id: &str) -> Option<crate::conversations::Price> {
+        self.prices
+            .iter()
+            .find(|(id, _)| id == model_id)
+            .map(|(_, price)| *price)
+    }
 }
 
 /// `[metrics]`: Prometheus metrics at `GET /metrics`.
@@ -277,6 +299,12 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        let currency = &self.pricing.currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(SettingsError::Invalid(format!(
+                "pricing.currency {currency:?} is not a currency code such as \"USD\""
+            )));
+        }
         let metrics_addr = self.metrics.listen_addr.trim();
         if !metrics_addr.is_empty() && metrics_addr.parse::<SocketAddr>().is_err() {
             return Err(SettingsError::Invalid(format!(
@@ -438,6 +466,43 @@ fn mcp_servers<'de, D: serde::Deserializer<'de>>(
         .map(|entry| {
             crate::tools::mcp::parse(entry)
                 .map_err(|e| serde::de::Error::custom(format!("tools.mcp_servers: {e}")))
+        })
+        .collect()
+}
+
+fn model_prices<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, crate::conversations::Price)>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| {
+            let fields: Vec<&str> = entry.split('|').map(str::trim).collect();
+            let numbers: Vec<f64> = fields
+                .iter()
+                .skip(1)
+                .filter_map(|f| f.parse::<f64>().ok())
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .collect();
+            match (fields.first(), numbers.as_slice()) {
+                (Some(id), &[input, output, cache_read, cache_write])
+                    if !id.is_empty() && fields.len() == 5 =>
+                {
+                    Ok((
+                        (*id).to_owned(),
+                        crate::conversations::Price {
+                            input,
+                            output,
+                            cache_read,
+                            cache_write,
+                        },
+                    ))
+                }
+                _ => Err(serde::de::Error::custom(format!(
+                    "pricing.prices: {entry:?} is not \"model-id|input|output|cache_read|cache_write\" \
+                     with prices per million tokens (numbers, 0 or more)"
+                ))),
+            }
         })
         .collect()
 }

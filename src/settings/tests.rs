@@ -214,3 +214,28 @@ fn the_metrics_listener_must_be_an_address_with_a_port() {
     .unwrap();
     assert_eq!(off.metrics.own_listener(), None);
 }
+
+#[test]
+fn prices_are_read_per_model_and_a_bad_one_is_named() {
+    let settings = Settings::built_in_with(&env(&[])).unwrap();
+    let haiku = settings
+        .pricing
+        .price_of("us.anthropic.claude-3-5-haiku-20241022-v1:0")
+        .unwrap();
+    assert_eq!(
+        (haiku.input, haiku.output, haiku.cache_read, haiku.cache_write),
+        (0.8, 4.0, 0.08, 1.0)
+    );
+    assert_eq!(settings.pricing.price_of("meta.llama3-70b-instruct-v1:0"), None);
+    let err = Settings::built_in_with(&env(&[("BEDROCK_CHAT_PRICING_PRICES", "m|1|2|x|4")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pricing.prices") && err.contains("m|1|2|x|4"),
+        "{err}"
+    );
+    let err = Settings::built_in_with(&env(&[("BEDROCK_CHAT_PRICING_CURRENCY", "dollars")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pricing.currency"), "{err}");
+}

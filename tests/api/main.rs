@@ -12,6 +12,7 @@ mod support;
 mod chat_stream;
 mod container;
 mod conversations;
+mod costs;
 mod defences;
 mod instances;
 mod mcp;

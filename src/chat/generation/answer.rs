@@ -327,7 +327,10 @@ impl Generation {
                 next = model.next() => next,
             };
             match events.step(next) {
-                Step::Event(event) => {
+                Step::Event(mut event) => {
+                    if let StreamEvent::Usage(usage) = &mut event {
+                        *usage = labels.priced(*usage);
+                    }
                     if recorder.record(&event) {
                         self.has_text.store(true, Ordering::Relaxed);
                     }

@@ -157,9 +157,19 @@ pub struct AnswerLabels {
     pub owner_tag: String,
     pub conversation_id: String,
     pub model_id: String,
+    /// The model's price, when it has one: the answer's cost is its usage
+    /// at this price.
+    pub price: Option<crate::conversations::Price>,
+    pub currency: String,
 }
 
 impl AnswerLabels {
+    /// `usage` with its cost at the model's price.
+    pub fn priced(&self, mut usage: super::Usage) -> super::Usage {
+        usage.cost_nanos = self.price.map(|price| price.cost_nanos(&usage));
+        usage
+    }
+
     /// Counts an answer begun (`/metrics`).
     pub fn count_started(&self) {
         metrics::counter!(telemetry::ANSWERS_STARTED, "model" => self.model_id.clone()).increment(1);
@@ -183,6 +193,9 @@ impl AnswerLabels {
             status,
             tokens_in = usage.input_tokens,
             tokens_out = usage.output_tokens,
+            cache_read = usage.cache_read_tokens,
+            cache_write = usage.cache_write_tokens,
+            cost_nanos = usage.cost_nanos.unwrap_or(0),
             first_token_ms = first_token_ms.unwrap_or(0),
             duration_ms,
             checkpoints,
@@ -198,8 +211,18 @@ impl AnswerLabels {
             .record(duration_ms as f64 / 1e3);
         metrics::counter!(telemetry::TOKENS, "model" => model.clone(), "kind" => "input")
             .increment(u64::from(usage.input_tokens));
-        metrics::counter!(telemetry::TOKENS, "model" => model, "kind" => "output")
-            .increment(u64::from(usage.output_tokens));
+        for (kind, tokens) in [
+            ("output", usage.output_tokens),
+            ("cache_read", usage.cache_read_tokens),
+            ("cache_write", usage.cache_write_tokens),
+        ] {
+            metrics::counter!(telemetry::TOKENS, "model" => model.clone(), "kind" => kind)
+                .increment(u64::from(tokens));
+        }
+        if let Some(nanos) = usage.cost_nanos {
+            metrics::counter!(telemetry::COST, "model" => model, "currency" => self.currency.clone())
+                .increment(nanos);
+        }
     }
 }
 

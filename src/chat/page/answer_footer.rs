@@ -4,6 +4,7 @@
 use super::{turn::Turn, ChatSession};
 use crate::{
     chat::Usage,
+    conversations::format_cost,
     conversations::MessageStatus,
     i18n::{use_i18n, Strings},
 };
@@ -52,7 +53,7 @@ pub fn AnswerFooter(turn: Turn) -> impl IntoView {
                 .usage
                 .get()
                 .map(|u| {
-                    let text = usage_line(t, u, turn.timing.get());
+                    let text = usage_line(t, u, turn.timing.get(), &session.currency.read_value());
                     view! { <p class="state usage">{text}</p> }
                 })
                 .into_any(),
@@ -64,9 +65,21 @@ pub fn AnswerFooter(turn: Turn) -> impl IntoView {
     }
 }
 
-/// "12 tokens in · 40 out · first token 0.3 s · 85 tokens/s · 0.8 s".
-fn usage_line(t: &Strings, u: Usage, (first_token_ms, duration_ms): (Option<u64>, Option<u64>)) -> String {
+/// "12 tokens in · 40 out · 900 from cache · first token 0.3 s · 85 tokens/s
+/// · 0.8 s · $0.00012".
+fn usage_line(
+    t: &Strings,
+    u: Usage,
+    (first_token_ms, duration_ms): (Option<u64>, Option<u64>),
+    currency: &str,
+) -> String {
     let mut parts = vec![(t.usage_in)(u.input_tokens), (t.usage_out)(u.output_tokens)];
+    if u.cache_read_tokens > 0 {
+        parts.push((t.usage_cache_read)(u.cache_read_tokens));
+    }
+    if u.cache_write_tokens > 0 {
+        parts.push((t.usage_cache_write)(u.cache_write_tokens));
+    }
     if let Some(first) = first_token_ms {
         parts.push((t.usage_first_token)(first as f64 / 1000.0));
     }
@@ -80,6 +93,9 @@ fn usage_line(t: &Strings, u: Usage, (first_token_ms, duration_ms): (Option<u64>
     }
     let seconds = duration_ms.unwrap_or(u.latency_ms) as f64 / 1000.0;
     parts.push((t.usage_total)(seconds));
+    if let Some(nanos) = u.cost_nanos {
+        parts.push(format_cost(nanos, currency));
+    }
     parts.join(" · ")
 }
 
@@ -95,18 +111,28 @@ mod tests {
             output_tokens: 41,
             total_tokens: 53,
             latency_ms: 900,
+            ..Default::default()
         };
         assert_eq!(
-            usage_line(&EN, usage, (Some(300), Some(800))),
+            usage_line(&EN, usage, (Some(300), Some(800)), "USD"),
             "12 tokens in · 41 out · first token 0.3 s · 80 tokens/s · 0.8 s"
         );
         assert_eq!(
-            usage_line(&EN, usage, (None, None)),
+            usage_line(&EN, usage, (None, None), "USD"),
             "12 tokens in · 41 out · 0.9 s"
         );
         assert_eq!(
-            usage_line(&KO, usage, (Some(300), Some(800))),
+            usage_line(&KO, usage, (Some(300), Some(800)), "USD"),
             "입력 12토큰 · 출력 41토큰 · 첫 토큰 0.3초 · 초당 80토큰 · 총 0.8초"
+        );
+        let cached = Usage {
+            cache_read_tokens: 900,
+            cost_nanos: Some(120_000),
+            ..usage
+        };
+        assert_eq!(
+            usage_line(&EN, cached, (None, None), "USD"),
+            "12 tokens in · 41 out · 900 from cache · 0.9 s · $0.000120"
         );
     }
 }

@@ -17,7 +17,7 @@ use crate::{
     },
     conversations::{
         client, id_from_path, page_path, Conversation, ConversationSettings, ConversationSummary,
-        EditRequest, MessageStatus, StoredMessage,
+        EditRequest, MessageStatus, StoredMessage, Usage,
     },
     i18n::{use_i18n, I18n},
 };
@@ -90,6 +90,8 @@ pub struct ChatSession {
     /// The composer's length in characters (as the server counts them).
     pub draft_chars: Memo<usize>,
     pub max_chars: usize,
+    /// The currency of answers' costs (`[pricing]`).
+    pub currency: StoredValue<String>,
     next_turn_id: StoredValue<u64>,
     active: StoredValue<Option<ActiveStream>>,
     stream_generation: StoredValue<u64>,
@@ -102,6 +104,28 @@ pub struct ChatSession {
 }
 
 impl ChatSession {
+    /// The conversation's answers so far: their tokens, and their cost when
+    /// any was priced.
+    pub fn totals(&self) -> Option<(u64, Option<u64>)> {
+        self.turns.with(|turns| {
+            let usages: Vec<Usage> = turns.iter().filter_map(|t| t.usage.get()).collect();
+            if usages.is_empty() {
+                return None;
+            }
+            let tokens = usages
+                .iter()
+                .map(|u| {
+                    u64::from(u.input_tokens)
+                        + u64::from(u.output_tokens)
+                        + u64::from(u.cache_read_tokens)
+                        + u64::from(u.cache_write_tokens)
+                })
+                .sum();
+            let priced: Vec<u64> = usages.iter().filter_map(|u| u.cost_nanos).collect();
+            Some((tokens, (!priced.is_empty()).then(|| priced.iter().sum())))
+        })
+    }
+
     /// The session of the page being built; call once, in the page component.
     pub fn new(page: &PageConfig) -> Self {
         let location = use_location();
@@ -164,6 +188,7 @@ impl ChatSession {
             turns,
             draft,
             model: RwSignal::new(page.default_model.clone()),
+            currency: StoredValue::new(page.currency.clone()),
             settings: RwSignal::new(ConversationSettings::default()),
             editing_turn: RwSignal::new(None),
             edit_error: RwSignal::new(None),

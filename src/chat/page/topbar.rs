@@ -1,8 +1,9 @@
-//! The bar above the transcript: the conversation's title, the model
-//! picker, the settings switch and, offline, the demo badge.
+//! The bar above the transcript: the conversation's title, what its answers
+//! used and cost, the model picker, the settings switch and, offline, the
+//! demo badge.
 
 use super::ChatSession;
-use crate::{app::PageConfig, i18n::use_i18n};
+use crate::{app::PageConfig, conversations::format_cost, i18n::use_i18n};
 use leptos::prelude::*;
 
 #[component]
@@ -33,6 +34,16 @@ pub fn TopBar(page: PageConfig, settings_open: RwSignal<bool>) -> impl IntoView 
                     })}
                 </Transition>
             </h1>
+            {move || {
+                session.totals().map(|(tokens, cost)| {
+                    let cost = cost.map(|nanos| format_cost(nanos, &session.currency.read_value()));
+                    view! {
+                        <span class="conversation-total" title=move || i18n.t().usage_title>
+                            {(i18n.t().conversation_total)(tokens, cost.as_deref())}
+                        </span>
+                    }
+                })
+            }}
             <label class="model-picker">
                 <span class="visually-hidden">{move || i18n.t().model_label}</span>
                 <select

@@ -233,7 +233,8 @@ impl Store {
         sqlx::query(
             "UPDATE messages SET content = $1, status = $2, input_tokens = $3, output_tokens = $4, \
              total_tokens = $5, latency_ms = $6, first_token_ms = $7, duration_ms = $8, \
-             error_code = $9, error_message = $10, error_retryable = $11, blocks = $13 WHERE id = $12",
+             error_code = $9, error_message = $10, error_retryable = $11, blocks = $13, \
+             cache_read_tokens = $14, cache_write_tokens = $15, cost_nanos = $16 WHERE id = $12",
         )
         .bind(&answer.content)
         .bind(answer.status.as_str())
@@ -248,6 +249,9 @@ impl Store {
         .bind(answer.error.as_ref().map(|e| i64::from(e.retryable)))
         .bind(&answer.answer_id)
         .bind(blocks_json(&answer.blocks))
+        .bind(usage.map(|u| i64::from(u.cache_read_tokens)))
+        .bind(usage.map(|u| i64::from(u.cache_write_tokens)))
+        .bind(usage.and_then(|u| u.cost_nanos).map(nanos_to_i64))
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
@@ -275,6 +279,29 @@ impl Store {
             .bind(answer.day)
             .bind(i64::from(usage.input_tokens))
             .bind(i64::from(usage.output_tokens))
+            .execute(&mut *tx)
+            .await?;
+            // The same figures by model, for the usage page.
+            sqlx::query(
+                "INSERT INTO owner_model_usage (owner_id, day, model_id, answers, input_tokens, \
+                 output_tokens, cache_read_tokens, cache_write_tokens, cost_nanos) \
+                 SELECT $1, $2, COALESCE(model_id, ''), 1, $3, $4, $5, $6, $7 FROM messages WHERE id = $8 \
+                 ON CONFLICT (owner_id, day, model_id) DO UPDATE SET \
+                 answers = owner_model_usage.answers + 1, \
+                 input_tokens = owner_model_usage.input_tokens + excluded.input_tokens, \
+                 output_tokens = owner_model_usage.output_tokens + excluded.output_tokens, \
+                 cache_read_tokens = owner_model_usage.cache_read_tokens + excluded.cache_read_tokens, \
+                 cache_write_tokens = owner_model_usage.cache_write_tokens + excluded.cache_write_tokens, \
+                 cost_nanos = owner_model_usage.cost_nanos + excluded.cost_nanos",
+            )
+            .bind(&answer.owner)
+            .bind(answer.day)
+            .bind(i64::from(usage.input_tokens))
+            .bind(i64::from(usage.output_tokens))
+            .bind(i64::from(usage.cache_read_tokens))
+            .bind(i64::from(usage.cache_write_tokens))
+            .bind(nanos_to_i64(usage.cost_nanos.unwrap_or(0)))
+            .bind(&answer.answer_id)
             .execute(&mut *tx)
             .await?;
         }
@@ -562,4 +589,9 @@ async fn insert_question_and_answer(
         .await?;
     }
     Ok((user_message_id, answer_id))
+}
+
+/// A cost in a BIGINT column (no bill reaches 9.2 billion units).
+fn nanos_to_i64(nanos: u64) -> i64 {
+    i64::try_from(nanos).unwrap_or(i64::MAX)
 }

@@ -41,11 +41,14 @@ pub use error::{StoreError, StoreErrorKind};
 
 use super::{Conversation, ConversationSettings, ConversationSummary, MessageStatus, StoredMessage};
 use crate::{
-    conversations::{ModelOption, Usage},
+    conversations::{usage::UsageTotals, ModelOption, Usage, UsageReport},
     errors::ErrorInfo,
 };
 use rows::{messages_of, owned_conversation, summary_from_row};
-use sqlx::{any::AnyPoolOptions, AnyPool, Row};
+use sqlx::{
+    any::{AnyPoolOptions, AnyRow},
+    AnyPool, Row,
+};
 use std::time::Duration;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -191,7 +194,7 @@ pub struct OwnerStanding {
 
 const MESSAGE_COLUMNS: &str = "id, role, content, status, model_id, input_tokens, output_tokens, \
      total_tokens, latency_ms, first_token_ms, duration_ms, error_code, error_message, \
-     error_retryable, created_at, blocks";
+     error_retryable, created_at, blocks, cache_read_tokens, cache_write_tokens, cost_nanos";
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and brings the
@@ -436,6 +439,58 @@ impl Store {
             .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, format!("bad status {status:?}")))
     }
 
+    /// What the owner used from `first_day` to `today` (UTC days since the
+    /// epoch): the totals of `today`, of the whole range, and the range by
+    /// model (most expensive first). The currency is the caller's to fill.
+    pub async fn usage_report(&self, owner: &str, first_day: i64, today: i64) -> Result<UsageReport> {
+        let sum = |column: &str, when: &str| {
+            format!("CAST(COALESCE(SUM(CASE WHEN {when} THEN {column} END), 0) AS BIGINT) AS {column}")
+        };
+        let columns = |when: &str| {
+            [
+                "answers",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "cost_nanos",
+            ]
+            .map(|c| sum(c, when))
+            .join(", ")
+        };
+        let by_model = sqlx::query(&format!(
+            "SELECT model_id, {} FROM owner_model_usage WHERE owner_id = $1 AND day >= $2 AND day <= $3 \
+             GROUP BY model_id ORDER BY cost_nanos DESC, model_id",
+            columns("TRUE")
+        ))
+        .bind(owner)
+        .bind(first_day)
+        .bind(today)
+        .fetch_all(&self.pool)
+        .await?;
+        let today_rows = sqlx::query(&format!(
+            "SELECT {} FROM owner_model_usage WHERE owner_id = $1 AND day = $2",
+            columns("TRUE")
+        ))
+        .bind(owner)
+        .bind(today)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut report = UsageReport::default();
+        for row in &by_model {
+            let totals = usage_totals_from_row(row)?;
+            add_totals(&mut report.month, &totals);
+            report.by_model.push(crate::conversations::usage::ModelUsage {
+                model_id: row.try_get("model_id")?,
+                totals,
+            });
+        }
+        if let Some(row) = today_rows.first() {
+            report.today = usage_totals_from_row(row)?;
+        }
+        Ok(report)
+    }
+
     /// Whether the owner has stored anything yet, and the tokens (input +
     /// output) it used on `day` (UTC days since the epoch), as stored with
     /// its answers. One read.
@@ -504,4 +559,25 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+fn usage_totals_from_row(row: &AnyRow) -> Result<UsageTotals> {
+    let get = |column: &str| -> Result<u64> { Ok(row.try_get::<i64, _>(column)?.max(0) as u64) };
+    Ok(UsageTotals {
+        answers: get("answers")?,
+        input_tokens: get("input_tokens")?,
+        output_tokens: get("output_tokens")?,
+        cache_read_tokens: get("cache_read_tokens")?,
+        cache_write_tokens: get("cache_write_tokens")?,
+        cost_nanos: get("cost_nanos")?,
+    })
+}
+
+fn add_totals(sum: &mut UsageTotals, part: &UsageTotals) {
+    sum.answers += part.answers;
+    sum.input_tokens += part.input_tokens;
+    sum.output_tokens += part.output_tokens;
+    sum.cache_read_tokens += part.cache_read_tokens;
+    sum.cache_write_tokens += part.cache_write_tokens;
+    sum.cost_nanos += part.cost_nanos;
 }

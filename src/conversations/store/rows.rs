@@ -88,6 +88,9 @@ fn message_from_row(row: &AnyRow) -> Result<StoredMessage> {
             output_tokens,
             total_tokens: tokens("total_tokens")?.unwrap_or(input_tokens + output_tokens),
             latency_ms: count("latency_ms")?.unwrap_or_default(),
+            cache_read_tokens: tokens("cache_read_tokens")?.unwrap_or_default(),
+            cache_write_tokens: tokens("cache_write_tokens")?.unwrap_or_default(),
+            cost_nanos: count("cost_nanos")?,
         }),
         _ => None,
     };

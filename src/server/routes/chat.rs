@@ -213,6 +213,8 @@ async fn answer(
         owner_tag: state.identity.owner_tag(owner),
         conversation_id: exchange.conversation.id.clone(),
         model_id: exchange.model_id.clone(),
+        price: state.settings.pricing.price_of(&exchange.model_id),
+        currency: state.settings.pricing.currency.clone(),
     };
     labels.count_started();
     let start = start_frame(started_event);
@@ -564,6 +566,9 @@ pub async fn compat_chat(
         owner_tag: state.identity.owner_tag(&owner),
         conversation_id: "(compat)".to_owned(),
         model_id: chat.model_id.to_owned(),
+        // The seed's format reads no usage: nothing to price.
+        price: None,
+        currency: state.settings.pricing.currency.clone(),
     };
     labels.count_started();
     // The reservation lives as long as the stream (the limits and the

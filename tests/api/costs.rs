@@ -1,0 +1,107 @@
+//! What answers cost: tokens times the configured prices, on the answer's
+//! `usage` event, stored with it, and summed on the owner's usage page
+//! (which agrees with the daily token budget's count).
+
+use crate::support::*;
+use serde_json::Value;
+
+const HAIKU: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
+
+fn usage_of(events: &[bedrock_chat::sse::SseEvent]) -> Value {
+    json(events.iter().find(|e| e.event == "usage").expect("a usage event"))
+}
+
+fn tokens(usage: &Value, key: &str) -> u64 {
+    usage[key].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_answer_costs_its_tokens_at_the_configured_prices() {
+    let app = spawn_app_with(&[(
+        "BEDROCK_CHAT_PRICING_PRICES",
+        &format!("{HAIKU}|0.80|4.00|0.08|1.00"),
+    )])
+    .await;
+    let events = app.chat(None, "What does this cost? [sim tokens=7]").await;
+    let usage = usage_of(&events);
+    let (input, output) = (tokens(&usage, "input_tokens"), tokens(&usage, "output_tokens"));
+    assert!(input > 0 && output == 7, "{usage}");
+    // Per million tokens: 0.80 in, 4.00 out; in billionths, × 1000.
+    let expected = input * 800 + output * 4000;
+    assert_eq!(usage["cost_nanos"], expected, "{usage}");
+
+    let id = conversation_id(&events);
+    let (_, stored) = app.get_json(&format!("/api/conversations/{id}")).await;
+    let answer = &stored["messages"][1];
+    assert_eq!(answer["usage"]["cost_nanos"], expected, "stored with the answer");
+}
+
+#[tokio::test]
+async fn a_model_without_a_price_has_no_cost() {
+    let app = spawn_app_with(&[("BEDROCK_CHAT_PRICING_PRICES", "")]).await;
+    let events = app.chat(None, "Free? [sim tokens=3]").await;
+    let usage = usage_of(&events);
+    assert!(usage.get("cost_nanos").is_none(), "no price, no cost: {usage}");
+}
+
+/// A browser signed in as `name` by the (trusted) proxy header.
+fn signed_in(name: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-user", name.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_usage_page_sums_the_stored_answers_and_agrees_with_the_budget() {
+    let app = spawn_app_with(&[("BEDROCK_CHAT_IDENTITY_TRUSTED_USER_HEADER", "X-Forwarded-User")]).await;
+    let alice = signed_in("alice");
+    let chat = |id: Option<String>, text: &'static str| {
+        let (alice, base) = (alice.clone(), app.base.clone());
+        async move { read_events(send_as(&alice, &base, id.as_deref(), text).await).await }
+    };
+    let mut expected = (0_u64, 0_u64, 0_u64);
+    let first = chat(None, "One [sim tokens=4]").await;
+    let id = conversation_id(&first);
+    let second = chat(Some(id), "Two [sim tokens=6]").await;
+    let other = chat(None, "Three [sim tokens=2]").await;
+    for events in [&first, &second, &other] {
+        let usage = usage_of(events);
+        expected.0 += tokens(&usage, "input_tokens");
+        expected.1 += tokens(&usage, "output_tokens");
+        expected.2 += tokens(&usage, "cost_nanos");
+    }
+    assert!(expected.2 > 0, "the default model has a price");
+    // A deleted conversation's answers were still paid for.
+    let deleted = alice
+        .delete(app.url(&format!("/api/conversations/{}", conversation_id(&other))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    let (status, report) = get_json_as(&alice, &app.url("/api/page/usage")).await;
+    assert_eq!(status, 200, "{report}");
+    for period in ["today", "month"] {
+        let totals = &report[period];
+        assert_eq!(totals["answers"], 3, "{period}: {report}");
+        assert_eq!(totals["input_tokens"], expected.0);
+        assert_eq!(totals["output_tokens"], expected.1);
+        assert_eq!(totals["cost_nanos"], expected.2);
+    }
+    let by_model = report["by_model"].as_array().unwrap();
+    assert_eq!(by_model.len(), 1);
+    assert_eq!(by_model[0]["model_id"], HAIKU);
+    assert_eq!(by_model[0]["totals"]["cost_nanos"], expected.2);
+
+    // The daily budget counts the same tokens.
+    let today = bedrock_chat::conversations::store::now_ms().div_euclid(86_400_000);
+    let standing = app.store.owner_standing("user:alice", today).await.unwrap();
+    assert_eq!(standing.tokens_today, expected.0 + expected.1);
+
+    // Another owner sees none of it.
+    let (_, theirs) = get_json_as(&signed_in("bob"), &app.url("/api/page/usage")).await;
+    assert_eq!(theirs["today"]["answers"], 0, "{theirs}");
+}
