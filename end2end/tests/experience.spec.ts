@@ -35,11 +35,12 @@ test('screen readers hear when an answer starts and ends, not every token', asyn
   await expect(announcer).toContainText('The answer failed:');
 });
 
-test('each answer shows its tokens, time to first token and speed', async ({ page }) => {
+test('each answer shows its tokens, time to first token, speed and cost', async ({ page }) => {
   const ui = await openChat(page);
   await sendMessage(page, 'Measure me. [sim tokens=40 delay_ms=10 first_token_ms=200]');
   const usage = ui.answers.first().locator('.state.usage');
-  await expect(usage).toHaveText(/^\d+ tokens in · 40 out · first token 0\.\d s · \d+ tokens\/s · \d+\.\d s$/, {
+  // ... and, at the configured price of the default model, what it cost.
+  await expect(usage).toHaveText(/^\d+ tokens in · 40 out · first token 0\.\d s · \d+ tokens\/s · \d+\.\d s · \$0\.\d+$/, {
     timeout: 10_000,
   });
   // The same figures come back from the store after a reload.
@@ -84,4 +85,31 @@ test('scrolling up stops following the answer; Jump to latest brings it back', a
   await expect(ui.main).toHaveAttribute('data-hydrated', 'true');
   expect(await atBottom()).toBe(true);
   await expect(jump).toHaveCount(0);
+});
+
+test('the conversation shows its total, and the usage page what the owner used', async ({ page }) => {
+  const ui = await openChat(page);
+  await sendMessage(page, 'Cost me. [sim tokens=5]');
+  const answer = ui.answers.first();
+  await expect(answer).toHaveAttribute('data-status', 'complete');
+  const cost = (await answer.locator('.state.usage').textContent())!.split(' · ').pop()!;
+  expect(cost).toMatch(/^\$0\.\d+$/);
+  const escaped = cost.replace(/[$.]/g, (c) => `\\${c}`);
+  await expect(page.locator('.conversation-total')).toHaveText(new RegExp(`^\\d+ tokens · ${escaped}$`));
+
+  await page.getByRole('link', { name: 'Usage' }).click();
+  await expect(page).toHaveURL(/\/usage$/);
+  await expect(page.getByRole('heading', { name: 'Usage', level: 1 })).toBeVisible();
+  const today = page.locator('.usage-period').first();
+  await expect(today.locator('h2')).toHaveText('Today');
+  await expect(today.locator('dd').first()).toHaveText('1');
+  await expect(today.locator('dd.cost')).toHaveText(cost);
+  const row = page.locator('.usage-by-model tbody tr');
+  await expect(row).toHaveCount(1);
+  await expect(row.locator('th')).toHaveText('Claude 3.5 Haiku');
+  await expect(row.locator('td.cost')).toHaveText(cost);
+
+  await page.getByRole('link', { name: 'Back to chat' }).click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(ui.input).toBeVisible();
 });

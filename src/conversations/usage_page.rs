@@ -29,7 +29,7 @@ pub fn UsagePage(page: PageConfig) -> impl IntoView {
     view! {
         <main class="usage-page">
             <header class="usage-header">
-                <a href="/" class="small back">{move || i18n.t().usage_back}</a>
+                <a href="/" class="back-link">{move || i18n.t().usage_back}</a>
                 <h1>{move || i18n.t().usage_title}</h1>
             </header>
             <Suspense fallback=|| ()>
