@@ -187,6 +187,9 @@ impl BedrockChat {
         if !input.system_prompt.is_empty() {
             request = request.system(SystemContentBlock::Text(input.system_prompt.clone()));
         }
+        if input.caches_system_prompt() {
+            request = request.system(SystemContentBlock::CachePoint(super::messages::cache_point()?));
+        }
         let started = Instant::now();
         let output = request.send().await?;
         Ok(ModelStream::new(output.stream, started))

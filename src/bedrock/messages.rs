@@ -3,9 +3,9 @@
 
 use super::{BedrockError, ErrorKind};
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, Message, ReasoningContentBlock, ReasoningTextBlock, Tool,
-    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolResultStatus,
-    ToolSpecification, ToolUseBlock,
+    CachePointBlock, CachePointType, ContentBlock, ConversationRole, Message, ReasoningContentBlock,
+    ReasoningTextBlock, Tool, ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock,
+    ToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::{Blob, Document, Number};
 use serde_json::Value;
@@ -76,6 +76,9 @@ pub struct ConverseInput {
     pub reasoning_budget: Option<u32>,
     /// Sent as `toolConfig` on every round when not empty.
     pub tools: Vec<ToolSpec>,
+    /// Mark the stable part of the request for Bedrock's prompt cache (the
+    /// model takes cache points: `[bedrock] cache_models`).
+    pub cache: bool,
 }
 
 impl ConverseInput {
@@ -95,11 +98,34 @@ impl ConverseInput {
             temperature: Some(temperature),
             reasoning_budget: None,
             tools: Vec::new(),
+            cache: false,
         }
     }
 
+    /// The messages, with a cache point after the history (when caching):
+    /// at the end of the message before the user's latest one, which stays
+    /// put while tool rounds append after it, so every round of an answer,
+    /// and the next message's request, read the same prefix from the cache.
     pub(super) fn sdk_messages(&self) -> Result<Vec<Message>, BedrockError> {
-        self.turns.iter().map(sdk_message).collect()
+        let history_end = self
+            .cache
+            .then(|| {
+                self.turns
+                    .iter()
+                    .rposition(|t| t.from_user && t.blocks.iter().any(|b| matches!(b, Block::Text(_))))
+            })
+            .flatten()
+            .and_then(|latest| latest.checked_sub(1));
+        self.turns
+            .iter()
+            .enumerate()
+            .map(|(at, turn)| sdk_message(turn, history_end == Some(at)))
+            .collect()
+    }
+
+    /// Whether the system prompt ends with a cache point.
+    pub(super) fn caches_system_prompt(&self) -> bool {
+        self.cache && !self.system_prompt.is_empty()
     }
 
     pub(super) fn sdk_tool_config(&self) -> Result<Option<ToolConfiguration>, BedrockError> {
@@ -141,8 +167,11 @@ fn setup(err: impl std::fmt::Display) -> BedrockError {
     BedrockError::new(ErrorKind::Setup, err.to_string())
 }
 
-fn sdk_message(turn: &Turn) -> Result<Message, BedrockError> {
-    let content = turn.blocks.iter().map(sdk_block).collect::<Result<Vec<_>, _>>()?;
+fn sdk_message(turn: &Turn, cache_point_after: bool) -> Result<Message, BedrockError> {
+    let mut content = turn.blocks.iter().map(sdk_block).collect::<Result<Vec<_>, _>>()?;
+    if cache_point_after {
+        content.push(ContentBlock::CachePoint(cache_point()?));
+    }
     Message::builder()
         .role(if turn.from_user {
             ConversationRole::User
@@ -190,6 +219,14 @@ fn sdk_block(block: &Block) -> Result<ContentBlock, BedrockError> {
                 .map_err(setup)?,
         ),
     })
+}
+
+/// A cache point: everything before it may be read from Bedrock's prompt cache.
+pub(super) fn cache_point() -> Result<CachePointBlock, BedrockError> {
+    CachePointBlock::builder()
+        .r#type(CachePointType::Default)
+        .build()
+        .map_err(setup)
 }
 
 /// JSON as the SDK's document type.

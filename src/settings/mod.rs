@@ -224,6 +224,8 @@ pub struct BedrockSettings {
     pub history_token_budget: usize,
     pub reasoning_models: Vec<String>,
     pub default_thinking_budget: u32,
+    /// Parts of the ids of models that take prompt-cache points.
+    pub cache_models: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -514,6 +516,14 @@ impl BedrockSettings {
     /// Whether `model_id` is offered and can think before answering.
     pub fn can_think(&self, model_id: &str) -> bool {
         self.models.iter().any(|m| m.id == model_id && m.reasoning)
+    }
+
+    /// Whether requests to `model_id` mark their stable part for Bedrock's
+    /// prompt cache.
+    pub fn caches(&self, model_id: &str) -> bool {
+        self.cache_models
+            .iter()
+            .any(|part| !part.is_empty() && model_id.contains(part.as_str()))
     }
 
     /// Whether `model_id` is one of the offered models.

@@ -105,3 +105,97 @@ async fn the_usage_page_sums_the_stored_answers_and_agrees_with_the_budget() {
     let (_, theirs) = get_json_as(&signed_in("bob"), &app.url("/api/page/usage")).await;
     assert_eq!(theirs["today"]["answers"], 0, "{theirs}");
 }
+
+/// Prices per million of the default model (Leptos.toml), in billionths
+/// per token: input, output, cache read, cache write.
+const HAIKU_NANOS: [u64; 4] = [800, 4000, 80, 1000];
+
+#[tokio::test]
+async fn the_system_prompt_and_history_are_cached_once_and_then_read_at_the_cache_price() {
+    let system_prompt = vec!["rule"; 1200].join(" ");
+    let app = spawn_app_with(&[("BEDROCK_CHAT_BEDROCK_SYSTEM_PROMPT", &system_prompt)]).await;
+
+    let first = app.chat(None, "First question [sim tokens=3]").await;
+    let usage = usage_of(&first);
+    assert_eq!(
+        tokens(&usage, "cache_write_tokens"),
+        1200,
+        "the system prompt is written: {usage}"
+    );
+    assert_eq!(tokens(&usage, "cache_read_tokens"), 0);
+    // The simulator counts words: the four of the message.
+    assert_eq!(
+        tokens(&usage, "input_tokens"),
+        4,
+        "only the new message is plain input"
+    );
+    assert_eq!(app.sim.received().last().unwrap().cache_points.len(), 1);
+
+    let id = conversation_id(&first);
+    let second = app.chat(Some(&id), "Second question [sim tokens=3]").await;
+    let usage = usage_of(&second);
+    let (read, written) = (
+        tokens(&usage, "cache_read_tokens"),
+        tokens(&usage, "cache_write_tokens"),
+    );
+    assert_eq!(read, 1200, "the system prompt is read from the cache: {usage}");
+    assert!(written > 0, "the first exchange is written after it: {usage}");
+    assert_eq!(
+        app.sim.received().last().unwrap().cache_points.len(),
+        2,
+        "a point after the system prompt and one after the history"
+    );
+    let [input, output, cache_read, cache_write] = HAIKU_NANOS;
+    let expected = tokens(&usage, "input_tokens") * input
+        + tokens(&usage, "output_tokens") * output
+        + read * cache_read
+        + written * cache_write;
+    assert_eq!(tokens(&usage, "cost_nanos"), expected, "{usage}");
+
+    // Stored with the answer, as sent.
+    let (_, stored) = app.get_json(&format!("/api/conversations/{id}")).await;
+    assert_eq!(stored["messages"][3]["usage"]["cache_read_tokens"], 1200);
+}
+
+#[tokio::test]
+async fn a_model_that_takes_no_cache_points_gets_none_and_bedrock_refuses_them() {
+    const LLAMA: &str = "meta.llama3-70b-instruct-v1:0";
+    let system_prompt = vec!["rule"; 1200].join(" ");
+    let models = format!("{HAIKU},{LLAMA}");
+    let app = spawn_app_with(&[
+        ("BEDROCK_CHAT_BEDROCK_SYSTEM_PROMPT", &system_prompt),
+        ("BEDROCK_CHAT_BEDROCK_MODELS", &models),
+    ])
+    .await;
+    let response = app
+        .post_json(
+            "/api/chat/stream",
+            &serde_json::json!({ "content": "Hi [sim tokens=2]", "model_id": LLAMA }),
+        )
+        .await;
+    let events = read_events(response).await;
+    assert_eq!(names(&events).last(), Some(&"done"));
+    assert!(app.sim.received().last().unwrap().cache_points.is_empty());
+
+    // Misconfigured, the app would send them; the simulator refuses them
+    // as Bedrock does, and the user reads why.
+    let misconfigured = spawn_app_with(&[
+        ("BEDROCK_CHAT_BEDROCK_SYSTEM_PROMPT", &system_prompt),
+        ("BEDROCK_CHAT_BEDROCK_MODELS", &models),
+        ("BEDROCK_CHAT_BEDROCK_CACHE_MODELS", "meta.llama"),
+    ])
+    .await;
+    let response = misconfigured
+        .post_json(
+            "/api/chat/stream",
+            &serde_json::json!({ "content": "Hi", "model_id": LLAMA }),
+        )
+        .await;
+    let events = read_events(response).await;
+    let error = json(events.last().unwrap());
+    assert_eq!(error["code"], "model_rejected_input", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("prompt caching"),
+        "{error}"
+    );
+}

@@ -458,6 +458,7 @@ async fn the_simulator_refuses_the_histories_bedrock_refuses() {
             temperature: None,
             reasoning_budget: budget,
             tools,
+            cache: false,
         };
         let err = match bedrock.converse_stream(&input).await {
             Ok(_) => panic!("{wanted}: accepted"),

@@ -17,6 +17,7 @@
 //! ([`SimulatorHandle::streams_dropped`]): the response body carries a drop
 //! guard, and hyper drops the body when the connection dies.
 
+mod cache;
 mod directives;
 mod script;
 mod tools;
@@ -58,6 +59,8 @@ pub struct ReceivedRequest {
     pub tools: Option<Vec<String>>,
     /// `budget_tokens` when thinking was asked for.
     pub thinking_budget: Option<i64>,
+    /// Its cache points, in order.
+    pub cache_points: Vec<cache::CachePoint>,
 }
 
 /// A conversation message: its role, the concatenation of its text blocks,
@@ -126,6 +129,7 @@ struct Shared {
     request_ids: AtomicU64,
     /// How often each `times=N` fault has been served, by message text.
     faults_served: Mutex<std::collections::HashMap<String, u64>>,
+    prompt_cache: cache::PromptCache,
 }
 
 /// A running simulator. Clones share the same server.
@@ -195,6 +199,7 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<SimulatorHandle> {
     let shared = Arc::new(Shared {
         received: Mutex::default(),
         faults_served: Mutex::default(),
+        prompt_cache: Default::default(),
         streams_started: AtomicUsize::new(0),
         streams_dropped: watch::Sender::new(0),
         shutdown: watch::Sender::new(false),
@@ -246,6 +251,11 @@ fn router(shared: Arc<Shared>) -> Router {
 fn accept(shared: &Shared, model_id: &str, streaming: bool, body: &[u8]) -> Result<Plan, Box<Response>> {
     let (req, parsed) = wire::parse_request(model_id, streaming, body);
     let mut planned = parsed.and_then(|()| script::plan(&req));
+    if let Ok(plan) = &mut planned {
+        // Cached input is billed apart from the rest.
+        plan.cache = shared.prompt_cache.serve(&req.cache_points);
+        plan.input_tokens = (plan.input_tokens - plan.cache.read - plan.cache.written).max(0);
+    }
     if let (Ok(plan), Some(last)) = (&mut planned, req.messages.last()) {
         if let Some(times) = plan.fault_times {
             let mut served = lock(&shared.faults_served);
@@ -344,6 +354,7 @@ async fn converse(State(shared): State<Arc<Shared>>, Path(model_id): Path<String
         plan.stop_reason,
         plan.input_tokens,
         plan.output_tokens(),
+        plan.cache,
         started.elapsed().as_millis() as i64,
     );
     with_request_id(&shared, wire::json_body(&body))
@@ -505,7 +516,8 @@ fn event_stream(plan: Plan, started: Instant) -> impl Stream<Item = Result<Bytes
                 Phase::Metadata => {
                     p.phase = Phase::Done;
                     let latency = p.started.elapsed().as_millis() as i64;
-                    let frame = wire::metadata(p.plan.input_tokens, p.plan.output_tokens(), latency);
+                    let frame =
+                        wire::metadata(p.plan.input_tokens, p.plan.output_tokens(), p.plan.cache, latency);
                     return Some((Ok(frame), p));
                 }
                 Phase::Done => return None,

@@ -64,6 +64,8 @@ pub struct Plan {
     pub reasoning: Option<super::tools::PlannedReasoning>,
     /// Tool calls after the text (stop reason `tool_use`).
     pub tool_calls: Vec<super::tools::PlannedCall>,
+    /// What the prompt cache held of the request.
+    pub cache: super::cache::CacheUse,
 }
 
 impl Plan {
@@ -333,6 +335,7 @@ pub fn plan(req: &ReceivedRequest) -> Result<Plan, String> {
         fault_times: d.times,
         reasoning: round.reasoning,
         tool_calls: round.calls,
+        cache: Default::default(),
     })
 }
 
@@ -374,6 +377,7 @@ mod tests {
             temperature: Some(0.25),
             tools: None,
             thinking_budget: None,
+            cache_points: Vec::new(),
         }
     }
 

@@ -27,18 +27,23 @@ pub fn parse_request(model_id: &str, streaming: bool, body: &[u8]) -> (ReceivedR
         temperature: None,
         tools: None,
         thinking_budget: None,
+        cache_points: Vec::new(),
     };
     let value: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return (req, Err("request body must be a JSON object".into())),
         Err(e) => return (req, Err(format!("malformed request body: {e}"))),
     };
+    let mut prefix = super::cache::Prefix::new(model_id);
     if let Some(system) = value.get("system").and_then(Value::as_array) {
-        req.system = system
-            .iter()
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .map(str::to_string)
-            .collect();
+        for block in system {
+            if let Some(text) = block.get("text").and_then(Value::as_str) {
+                prefix.add(text);
+                req.system.push(text.to_string());
+            } else if block.get("cachePoint").is_some() {
+                prefix.point();
+            }
+        }
     }
     if let Some(messages) = value.get("messages").and_then(Value::as_array) {
         req.messages = messages
@@ -62,6 +67,25 @@ pub fn parse_request(model_id: &str, streaming: bool, body: &[u8]) -> (ReceivedR
                     .unwrap_or_default(),
             })
             .collect();
+    }
+    // A message is one part of the prefix; its cache point (at its end, as
+    // this app places them) comes after all of its text.
+    for (message, raw) in req.messages.iter().zip(
+        value
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten(),
+    ) {
+        prefix.add(&message.text);
+        let blocks = raw.get("content").and_then(Value::as_array).into_iter().flatten();
+        for _ in blocks.filter(|b| b.get("cachePoint").is_some()) {
+            prefix.point();
+        }
+    }
+    req.cache_points = prefix.points;
+    if let Some(refusal) = super::cache::refusal(model_id, &req.cache_points) {
+        return (req, Err(refusal));
     }
     if let Some(config) = value.get("toolConfig") {
         req.tools = Some(
@@ -208,23 +232,41 @@ pub fn message_stop(stop_reason: &str) -> Bytes {
     event_frame("messageStop", &json!({ "stopReason": stop_reason }))
 }
 
-fn usage(input: i32, output: i32) -> Value {
-    json!({ "inputTokens": input, "outputTokens": output, "totalTokens": input.saturating_add(output) })
+/// Bedrock's usage object; cache figures only when the request used the
+/// cache, as Bedrock reports them.
+fn usage(input: i32, output: i32, cache: super::cache::CacheUse) -> Value {
+    let total = input
+        .saturating_add(output)
+        .saturating_add(cache.read)
+        .saturating_add(cache.written);
+    let mut usage = json!({ "inputTokens": input, "outputTokens": output, "totalTokens": total });
+    if cache.read > 0 || cache.written > 0 {
+        usage["cacheReadInputTokens"] = cache.read.into();
+        usage["cacheWriteInputTokens"] = cache.written.into();
+    }
+    usage
 }
 
-pub fn metadata(input: i32, output: i32, latency_ms: i64) -> Bytes {
+pub fn metadata(input: i32, output: i32, cache: super::cache::CacheUse, latency_ms: i64) -> Bytes {
     event_frame(
         "metadata",
-        &json!({ "usage": usage(input, output), "metrics": { "latencyMs": latency_ms } }),
+        &json!({ "usage": usage(input, output, cache), "metrics": { "latencyMs": latency_ms } }),
     )
 }
 
 /// The JSON body of a non-streaming `converse` answer.
-pub fn converse_body(text: &str, stop_reason: &str, input: i32, output: i32, latency_ms: i64) -> Value {
+pub fn converse_body(
+    text: &str,
+    stop_reason: &str,
+    input: i32,
+    output: i32,
+    cache: super::cache::CacheUse,
+    latency_ms: i64,
+) -> Value {
     json!({
         "output": { "message": { "role": "assistant", "content": [ { "text": text } ] } },
         "stopReason": stop_reason,
-        "usage": usage(input, output),
+        "usage": usage(input, output, cache),
         "metrics": { "latencyMs": latency_ms },
     })
 }

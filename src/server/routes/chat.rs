@@ -479,6 +479,7 @@ fn model_input(
         },
         reasoning_budget,
         tools,
+        cache: bedrock.caches(&exchange.model_id),
     };
     (input, runner)
 }
@@ -554,13 +555,16 @@ pub async fn compat_chat(
         state.settings.limits.max_messages,
     );
     // The seed's client knows only text: no tools, no thinking.
-    let input = ConverseInput::text(
-        chat.model_id,
-        &bedrock.system_prompt,
-        model_turns(&turns, false),
-        bedrock.max_tokens,
-        bedrock.temperature,
-    );
+    let input = ConverseInput {
+        cache: bedrock.caches(chat.model_id),
+        ..ConverseInput::text(
+            chat.model_id,
+            &bedrock.system_prompt,
+            model_turns(&turns, false),
+            bedrock.max_tokens,
+            bedrock.temperature,
+        )
+    };
     let model = state.bedrock.converse_stream(&input).await?;
     let labels = AnswerLabels {
         owner_tag: state.identity.owner_tag(&owner),
