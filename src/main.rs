@@ -9,6 +9,7 @@ use bedrock_chat::{
     server::Application,
     settings::{LogFormat, Settings},
 };
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::{io::IsTerminal, net::SocketAddr};
 
 #[tokio::main]
@@ -28,21 +29,33 @@ async fn main() {
 }
 
 /// Logs go to standard output: text (coloured only in a terminal), or one
-/// JSON object per line. RUST_LOG sets the levels.
-fn init_logging(format: LogFormat) {
+/// JSON object per line. RUST_LOG sets the levels. With an OTLP endpoint
+/// configured, this crate's spans are also exported as traces (see
+/// `telemetry::traces`); the provider is returned to be flushed at exit.
+fn init_logging(format: LogFormat) -> Result<Option<SdkTracerProvider>, String> {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().with_current_span(false).init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
-        LogFormat::Auto => builder.with_ansi(std::io::stdout().is_terminal()).init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer();
+    let fmt = match format {
+        LogFormat::Json => fmt.json().with_current_span(false).boxed(),
+        LogFormat::Text => fmt.with_ansi(false).boxed(),
+        LogFormat::Auto => fmt.with_ansi(std::io::stdout().is_terminal()).boxed(),
+    };
+    let (traces, provider) = match bedrock_chat::telemetry::traces::otlp_layer()? {
+        Some((layer, provider)) => (Some(layer), Some(provider)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(traces)
+        .init();
+    Ok(provider)
 }
 
 async fn serve() -> Result<(), String> {
     let settings = Settings::load().map_err(|e| e.to_string())?;
-    init_logging(settings.log.format);
+    let traces = init_logging(settings.log.format)?;
     bedrock_chat::server::serve::raise_open_file_limit();
     let app = Application::build(settings)
         .await
@@ -57,11 +70,16 @@ async fn serve() -> Result<(), String> {
         "bedrock-chat listening on http://{} ({backend})",
         app.local_addr()
     );
-    app.run_until_stopped().await.map_err(|e| e.to_string())
+    let served = app.run_until_stopped().await.map_err(|e| e.to_string());
+    if let Some(provider) = traces {
+        // The last spans, before the process ends.
+        let _ = provider.shutdown();
+    }
+    served
 }
 
 async fn run_simulator(args: &[String]) -> Result<(), String> {
-    init_logging(LogFormat::Auto);
+    init_logging(LogFormat::Auto)?;
     let addr: SocketAddr = match args {
         [] => SocketAddr::from(([127, 0, 0, 1], 4010)),
         [flag, addr] if flag == "--addr" => addr.parse().map_err(|e| format!("--addr {addr:?}: {e}"))?,

@@ -6,7 +6,8 @@
 //! head: a streamed answer has its own line when it ends), the client's
 //! address, a one-way tag of the owner, the request id and, for errors, the
 //! error's code. The id is set as `X-Request-Id` and in every error body
-//! (see [`current_request_id`]).
+//! (see [`current_request_id`]). With traces on, the request's span is the
+//! root of its trace, and the request id is the trace id.
 
 use super::error::LoggedCode;
 use super::identity::{OwnerTag, Requester};
@@ -17,6 +18,7 @@ use axum::{
     response::Response,
 };
 use std::time::Instant;
+use tracing::Instrument;
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -36,14 +38,27 @@ fn new_request_id() -> String {
 /// Middleware: gives the request an id and logs it when answered.
 pub async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = new_request_id();
     let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    // The request's trace span (exported when traces are on: then its trace
+    // id is the request id, so an error body leads to its trace).
+    let span = tracing::info_span!(
+        "request",
+        http.request.method = %method,
+        http.route = route.as_deref().unwrap_or(""),
+        http.response.status_code = tracing::field::Empty,
+        request.id = tracing::field::Empty,
+    );
+    let id = crate::telemetry::traces::trace_id(&span).unwrap_or_else(new_request_id);
+    span.record("request.id", id.as_str());
+    let mut response = REQUEST_ID
+        .scope(id.clone(), next.run(request).instrument(span.clone()))
+        .await;
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     let route = route.unwrap_or_else(|| {
         // Static files and pages are answered by the fallback.
         if status == 404 {

@@ -308,3 +308,128 @@ fn the_dashboard_and_alerts_name_only_exported_metrics() {
     }
     assert!(named >= 15, "the files query the metrics ({named} names)");
 }
+
+/// What a small OTLP/HTTP (JSON) collector on loopback received: every
+/// span, flattened.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Collector {
+    async fn start() -> (Self, String) {
+        let collector = Self::default();
+        let spans = collector.spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let spans = spans.clone();
+                async move {
+                    let export: Value = serde_json::from_slice(&body).expect("OTLP JSON");
+                    let found = export["resourceSpans"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|r| r["scopeSpans"].as_array().into_iter().flatten())
+                        .flat_map(|s| s["spans"].as_array().into_iter().flatten())
+                        .cloned();
+                    spans.lock().unwrap().extend(found);
+                    axum::Json(serde_json::json!({}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (collector, url)
+    }
+
+    fn named(&self, name: &str) -> Vec<Value> {
+        let spans = self.spans.lock().unwrap();
+        spans.iter().filter(|s| s["name"] == name).cloned().collect()
+    }
+}
+
+/// A span attribute's value, as text (OTLP JSON writes integers as strings).
+fn attribute(span: &Value, key: &str) -> Option<String> {
+    let value = &span["attributes"].as_array()?.iter().find(|a| a["key"] == key)?["value"];
+    ["stringValue", "intValue", "boolValue", "doubleValue"]
+        .iter()
+        .find_map(|kind| value.get(*kind))
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+}
+
+/// With an OTLP endpoint set, an answer is traced: the request, the answer
+/// under it, and the Bedrock call under that with the model, tokens, time
+/// to first token and stop reason; an error body's request id is its trace
+/// id.
+#[tokio::test]
+async fn answers_are_traced_over_otlp() {
+    const MODEL: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
+    let (collector, endpoint) = Collector::start().await;
+    let db = Db::sqlite();
+    let server = ServerProcess::start(
+        &db,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let user = new_user();
+    let events = read_events(send_as(&user, &server.base, None, "Trace me [sim tokens=5]").await).await;
+    assert_eq!(names(&events).last(), Some(&"done"));
+    let refused = send_as(&user, &server.base, None, "   ").await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    let request_id = body["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(request_id.len(), 32, "a trace id: {request_id}");
+
+    let arrived = eventually(Duration::from_secs(10), || async {
+        !collector.named("bedrock.converse_stream").is_empty()
+            && collector
+                .named("request")
+                .iter()
+                .any(|s| s["traceId"] == request_id.as_str())
+    })
+    .await;
+    assert!(
+        arrived,
+        "spans reach the collector: {:?}",
+        collector.spans.lock().unwrap()
+    );
+
+    let call = collector.named("bedrock.converse_stream").remove(0);
+    assert_eq!(attribute(&call, "gen_ai.request.model").as_deref(), Some(MODEL));
+    assert_eq!(
+        attribute(&call, "gen_ai.usage.output_tokens").as_deref(),
+        Some("5")
+    );
+    assert!(attribute(&call, "gen_ai.usage.input_tokens").is_some());
+    assert!(attribute(&call, "time_to_first_token_ms").is_some());
+    assert_eq!(
+        attribute(&call, "gen_ai.response.finish_reasons").as_deref(),
+        Some("end_turn")
+    );
+    let answer = collector
+        .named("answer")
+        .into_iter()
+        .find(|a| a["spanId"] == call["parentSpanId"])
+        .expect("the call's parent is the answer");
+    assert_eq!(attribute(&answer, "answer.status").as_deref(), Some("complete"));
+    let request = collector
+        .named("request")
+        .into_iter()
+        .find(|r| r["spanId"] == answer["parentSpanId"])
+        .expect("the answer's parent is its request");
+    assert_eq!(
+        attribute(&request, "http.route").as_deref(),
+        Some("/api/chat/stream")
+    );
+    assert_eq!(request["traceId"], call["traceId"]);
+    let spans = collector.spans.lock().unwrap();
+    assert!(
+        !spans.iter().any(|s| s.to_string().contains("Trace me")),
+        "no user text in traces"
+    );
+}

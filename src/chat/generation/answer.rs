@@ -381,6 +381,11 @@ impl Generation {
             StreamEvent::Error(info) => info.code.as_str(),
             _ => stored_status.as_str(),
         };
+        match &terminal {
+            StreamEvent::Done(done) => labels.spans.record_stop(Some(&done.stop_reason), None),
+            StreamEvent::Error(info) => labels.spans.record_stop(None, Some(info.code.as_str())),
+            _ => {}
+        }
         self.push_last(frame(terminal));
         if let (Some(asked), MessageStatus::Stopped) = (self.stop_asked.get(), stored_status) {
             metrics::histogram!(crate::telemetry::STOP_LATENCY).record(asked.elapsed().as_secs_f64());

@@ -48,6 +48,7 @@ use std::{
     time::Duration,
 };
 use tokio_util::task::{task_tracker::TaskTrackerToken, TaskTracker};
+use tracing::Instrument;
 
 /// How long things last; from `[streams]` in Leptos.toml.
 #[derive(Debug, Clone, Copy)]
@@ -161,6 +162,72 @@ pub struct AnswerLabels {
     /// at this price.
     pub price: Option<crate::conversations::Price>,
     pub currency: String,
+    pub spans: AnswerSpans,
+}
+
+/// An answer's trace spans (exported when traces are on): the answer, a
+/// child of the request that began it, and the Bedrock call under it.
+#[derive(Debug, Clone)]
+pub struct AnswerSpans {
+    pub answer: tracing::Span,
+    pub bedrock: tracing::Span,
+}
+
+impl AnswerSpans {
+    pub fn new(model_id: &str, answer_id: &str) -> Self {
+        use tracing::field::Empty;
+        let answer = tracing::info_span!(
+            "answer",
+            answer.id = answer_id,
+            gen_ai.request.model = model_id,
+            answer.status = Empty,
+        );
+        let bedrock = tracing::info_span!(
+            parent: &answer,
+            "bedrock.converse_stream",
+            gen_ai.system = "aws.bedrock",
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = model_id,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            gen_ai.usage.cache_read_input_tokens = Empty,
+            gen_ai.usage.cache_write_input_tokens = Empty,
+            time_to_first_token_ms = Empty,
+            gen_ai.response.finish_reasons = Empty,
+            error.type = Empty,
+        );
+        Self { answer, bedrock }
+    }
+
+    /// Spans that record nothing (the compatibility endpoint's answers).
+    pub fn none() -> Self {
+        Self {
+            answer: tracing::Span::none(),
+            bedrock: tracing::Span::none(),
+        }
+    }
+
+    fn record_end(&self, status: &str, usage: &super::Usage, first_token_ms: Option<u64>) {
+        self.answer.record("answer.status", status);
+        let bedrock = &self.bedrock;
+        bedrock.record("gen_ai.usage.input_tokens", usage.input_tokens);
+        bedrock.record("gen_ai.usage.output_tokens", usage.output_tokens);
+        bedrock.record("gen_ai.usage.cache_read_input_tokens", usage.cache_read_tokens);
+        bedrock.record("gen_ai.usage.cache_write_input_tokens", usage.cache_write_tokens);
+        if let Some(ms) = first_token_ms {
+            bedrock.record("time_to_first_token_ms", ms);
+        }
+    }
+
+    /// The model's stop reason, or the code of the failure that ended it.
+    pub fn record_stop(&self, stop_reason: Option<&str>, error: Option<&str>) {
+        if let Some(reason) = stop_reason {
+            self.bedrock.record("gen_ai.response.finish_reasons", reason);
+        }
+        if let Some(code) = error {
+            self.bedrock.record("error.type", code);
+        }
+    }
 }
 
 impl AnswerLabels {
@@ -201,6 +268,7 @@ impl AnswerLabels {
             checkpoints,
             "answer finished"
         );
+        self.spans.record_end(status, &usage, first_token_ms);
         let model = self.model_id.clone();
         metrics::counter!(telemetry::ANSWERS, "model" => model.clone(), "status" => status.to_owned())
             .increment(1);
@@ -380,8 +448,9 @@ impl Generations {
             cluster: self.cluster.clone(),
             answer_id: answer_id.clone(),
         };
+        let span = labels.spans.answer.clone();
         tokio::spawn(async move {
-            task.run(model, recorder, abandon, labels).await;
+            task.run(model, recorder, abandon, labels).instrument(span).await;
             drop(reservation);
             tokio::time::sleep(this.timing.linger).await;
             this.live.lock().expect("generation map lock").remove(&answer_id);

@@ -4,7 +4,7 @@ use crate::{
     bedrock::{AnswerTools, ConverseInput, ToolLimits, ToolRunner},
     chat::{
         approvals::Approvals,
-        generation::{start_frame, AnswerLabels, Follow, Reservation},
+        generation::{start_frame, AnswerLabels, AnswerSpans, Follow, Reservation},
         record::{AnswerRecorder, AnswerRef},
         relay::{encode, relay, SeedFormat},
         turns::model_turns,
@@ -34,6 +34,7 @@ use axum::{
     response::Response,
 };
 use std::{sync::Arc, time::Instant};
+use tracing::Instrument;
 
 /// Longest title made from a first message, in characters.
 const AUTO_TITLE_CHARS: usize = 60;
@@ -215,11 +216,16 @@ async fn answer(
         model_id: exchange.model_id.clone(),
         price: state.settings.pricing.price_of(&exchange.model_id),
         currency: state.settings.pricing.currency.clone(),
+        spans: AnswerSpans::new(&exchange.model_id, &exchange.answer_id),
     };
     labels.count_started();
     let start = start_frame(started_event);
     let offered_tools = !input.tools.is_empty();
-    let mut model = state.bedrock.answer(input, runner).await;
+    let mut model = state
+        .bedrock
+        .answer(input, runner)
+        .instrument(labels.spans.bedrock.clone())
+        .await;
     if offered_tools && matches!(&model, Err(err) if err.refuses_tools()) {
         // The model takes no tools: it answers without them (its history's
         // tool calls as text).
@@ -247,6 +253,7 @@ async fn answer(
             // The message is stored and the client needs the conversation's
             // id, so even an error before the first token is an event.
             let info = ErrorInfo::from(err);
+            labels.spans.record_stop(None, Some(info.code.as_str()));
             let info = match recorder.finish(MessageStatus::Error, Some(info.clone())).await {
                 Ok(()) => info,
                 Err(storage) => ErrorInfo::from(storage),
@@ -573,6 +580,7 @@ pub async fn compat_chat(
         // The seed's format reads no usage: nothing to price.
         price: None,
         currency: state.settings.pricing.currency.clone(),
+        spans: AnswerSpans::none(),
     };
     labels.count_started();
     // The reservation lives as long as the stream (the limits and the

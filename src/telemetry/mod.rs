@@ -1,4 +1,5 @@
-//! What an operator sees across all answers: Prometheus metrics.
+//! What an operator sees across all answers: Prometheus metrics, and
+//! OpenTelemetry traces when an OTLP endpoint is configured ([`traces`]).
 //!
 //! Every layer records through the `metrics` facade, as it logs through
 //! `tracing`: the Bedrock layer its errors and retries, the generations
@@ -19,6 +20,8 @@
 //! * **One recorder per process.** Tests that start several applications in
 //!   one process share it; a test that counts exactly starts the server as
 //!   a process of its own.
+
+pub mod traces;
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
