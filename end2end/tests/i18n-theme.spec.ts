@@ -42,7 +42,7 @@ test.describe('a Korean browser', () => {
     await messageBox(page).press('Enter');
     const answer = page.locator('article.turn.assistant').first();
     await expect(answer).toHaveAttribute('data-status', 'complete');
-    await expect(answer.locator('.state.usage')).toHaveText(/^입력 \d+토큰 · 출력 5토큰 · .*초$/);
+    await expect(answer.locator('.state.usage')).toHaveText(/^입력 \d+토큰 · 출력 5토큰 · .*초 · \$0\.\d+$/);
     await expect(page.getByTestId('announcer')).toHaveText('답변이 완료됐어요.');
   });
 
