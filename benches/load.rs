@@ -256,6 +256,8 @@ struct StoreFigures {
     writes: f64,
     series: usize,
     metrics_bytes: usize,
+    /// Answers ended, as `/metrics` counts them.
+    answers: f64,
 }
 
 impl StoreFigures {
@@ -283,6 +285,11 @@ impl StoreFigures {
                 .filter(|l| !l.starts_with('#') && !l.is_empty())
                 .count(),
             metrics_bytes: text.len(),
+            answers: text
+                .lines()
+                .filter(|l| l.starts_with("bedrock_chat_answers_total{"))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum(),
         }
     }
 }
@@ -306,6 +313,60 @@ async fn one_at_a_time(db: &Db, simulator: &str, endpoint: Endpoint, label: &str
     let wall = started.elapsed().as_secs_f64() * 1e3 / ANSWERS as f64;
     let cpu = (cpu_seconds(&pid) - cpu_before) * 1e3 / ANSWERS as f64;
     println!("{label:<28} one at a time: {cpu:.2} ms of server CPU per one-token answer ({wall:.2} ms each, request to last byte)");
+}
+
+/// The size of `/metrics` after 10,000 answers (on every offered model,
+/// with errors and refusals among them): its series are bounded by the
+/// configuration, not by how many answers were written.
+async fn metrics_after_many_answers(db: &Db, simulator: &str) {
+    const ANSWERS: usize = 10_000;
+    const AT_ONCE: usize = 50;
+    const MODELS: [&str; 3] = [
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+        "us.amazon.nova-lite-v1:0",
+    ];
+    let server = start_server(db, simulator);
+    let http = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
+    let started = Instant::now();
+    let base = &server.base;
+    let before = StoreFigures::scrape(&http, base).await;
+    let answers = futures::stream::iter(0..ANSWERS)
+        .map(|n| {
+            let http = &http;
+            async move {
+                // One in fifty fails before its stream, as a throttled call does.
+                let fail = if n % 50 == 0 { " fail=validation" } else { "" };
+                let body = serde_json::json!({
+                    "content": format!("Many #{n} [sim tokens=1{fail}]"),
+                    "model_id": MODELS[n % MODELS.len()],
+                });
+                if let Ok(response) = http
+                    .post(format!("{base}/api/chat/stream"))
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    let _ = response.bytes().await;
+                }
+            }
+        })
+        .buffer_unordered(AT_ONCE);
+    tokio::time::timeout(LEVEL_LIMIT, answers.collect::<Vec<()>>())
+        .await
+        .expect("10,000 answers within the limit");
+    let after = StoreFigures::scrape(&http, base).await;
+    println!(
+        "{:<28} /metrics: {} series, {} bytes with no answer yet; {} series, {} bytes after {:.0} answers on {} models ({:.0} s)",
+        "cardinality",
+        before.series,
+        before.metrics_bytes,
+        after.series,
+        after.metrics_bytes,
+        after.answers,
+        MODELS.len(),
+        started.elapsed().as_secs_f64(),
+    );
 }
 
 async fn drain_one(http: &reqwest::Client, base: &str, endpoint: Endpoint, n: usize) {
@@ -337,6 +398,7 @@ async fn main() {
     let sqlite = Db::sqlite();
     one_at_a_time(&sqlite, &sim_url, Endpoint::Page, "page endpoint, SQLite").await;
     one_at_a_time(&sqlite, &sim_url, Endpoint::Compat, "compatibility endpoint").await;
+    metrics_after_many_answers(&sqlite, &sim_url).await;
     for &c in &levels {
         level(&sqlite, &sim_url, Endpoint::Page, c, "page endpoint, SQLite").await;
     }
