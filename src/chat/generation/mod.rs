@@ -151,7 +151,9 @@ impl Drop for Reservation {
     }
 }
 
-/// What an answer's log line says about it (never user text).
+/// What an answer is reported with (never user text): its log line, its
+/// figures in `/metrics`, its trace spans, and the price its usage is
+/// costed at.
 #[derive(Debug, Clone)]
 pub struct AnswerLabels {
     /// A hash of the owner, not the owner.

@@ -441,27 +441,22 @@ impl Store {
 
     /// What the owner used from `first_day` to `today` (UTC days since the
     /// epoch): the totals of `today`, of the whole range, and the range by
-    /// model (most expensive first). The currency is the caller's to fill.
+    /// model (most expensive first).
     pub async fn usage_report(&self, owner: &str, first_day: i64, today: i64) -> Result<UsageReport> {
-        let sum = |column: &str, when: &str| {
-            format!("CAST(COALESCE(SUM(CASE WHEN {when} THEN {column} END), 0) AS BIGINT) AS {column}")
-        };
-        let columns = |when: &str| {
-            [
-                "answers",
-                "input_tokens",
-                "output_tokens",
-                "cache_read_tokens",
-                "cache_write_tokens",
-                "cost_nanos",
-            ]
-            .map(|c| sum(c, when))
-            .join(", ")
-        };
+        // Sums as BIGINT: PostgreSQL's SUM of a BIGINT is NUMERIC.
+        let sums = [
+            "answers",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cost_nanos",
+        ]
+        .map(|column| format!("CAST(COALESCE(SUM({column}), 0) AS BIGINT) AS {column}"))
+        .join(", ");
         let by_model = sqlx::query(&format!(
-            "SELECT model_id, {} FROM owner_model_usage WHERE owner_id = $1 AND day >= $2 AND day <= $3 \
-             GROUP BY model_id ORDER BY cost_nanos DESC, model_id",
-            columns("TRUE")
+            "SELECT model_id, {sums} FROM owner_model_usage WHERE owner_id = $1 AND day >= $2 AND day <= $3 \
+             GROUP BY model_id ORDER BY cost_nanos DESC, model_id"
         ))
         .bind(owner)
         .bind(first_day)
@@ -469,8 +464,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let today_rows = sqlx::query(&format!(
-            "SELECT {} FROM owner_model_usage WHERE owner_id = $1 AND day = $2",
-            columns("TRUE")
+            "SELECT {sums} FROM owner_model_usage WHERE owner_id = $1 AND day = $2"
         ))
         .bind(owner)
         .bind(today)
