@@ -84,12 +84,7 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 
 /// The standalone simulator on a port of its own.
 fn start_simulator() -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_loopback_addr();
     let child = Command::new(env!("CARGO_BIN_EXE_bedrock-chat"))
         .args(["simulator", "--addr", &addr])
         .env("RUST_LOG", "warn")

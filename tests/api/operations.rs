@@ -264,12 +264,7 @@ async fn metrics_count_what_happened() {
 /// public one.
 #[tokio::test]
 async fn metrics_can_have_a_listener_of_their_own() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_loopback_addr();
     let app = spawn_app_with(&[("BEDROCK_CHAT_METRICS_LISTEN_ADDR", &addr)]).await;
     let probe = reqwest::Client::new();
     let public = probe.get(app.url("/metrics")).send().await.unwrap();

@@ -394,6 +394,16 @@ pub fn resident_kib() -> u64 {
 }
 
 /// The real server binary in a process of its own, so that it can be killed.
+/// A loopback address with a port nobody listens on now (for a process
+/// that binds it itself).
+pub fn free_loopback_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 pub struct ServerProcess {
     pub child: std::process::Child,
     pub base: String,
