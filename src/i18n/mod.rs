@@ -180,6 +180,8 @@ pub struct Strings {
     pub usage_cache_write: fn(u32) -> String,
     /// A conversation's answers: their tokens and, when priced, cost.
     pub conversation_total: fn(u64, Option<&str>) -> String,
+    /// The accessible name of a code block's Copy button.
+    pub copy_code: &'static str,
     // The usage page.
     pub usage_link: &'static str,
     pub usage_title: &'static str,
@@ -332,6 +334,7 @@ pub const EN: Strings = Strings {
         Some(cost) => format!("{tokens} tokens · {cost}"),
         None => format!("{tokens} tokens"),
     },
+    copy_code: "Copy code",
     usage_link: "Usage",
     usage_title: "Usage",
     usage_back: "Back to chat",
@@ -444,6 +447,7 @@ pub const KO: Strings = Strings {
         Some(cost) => format!("{tokens}토큰 · {cost}"),
         None => format!("{tokens}토큰"),
     },
+    copy_code: "코드 복사",
     usage_link: "사용량",
     usage_title: "사용량",
     usage_back: "채팅으로 돌아가기",

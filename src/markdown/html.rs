@@ -61,12 +61,17 @@ pub(super) fn lang_from_info(info: &str) -> Option<String> {
 }
 
 /// The code-block wrapper up to and including `<code …>`. The copy button relies on `<code>`
-/// holding exactly the code, so the label lives outside `<pre>`.
+/// holding exactly the code, so the label lives outside `<pre>`. The button's
+/// visible label is CSS (in the page's language; answers are the same HTML in
+/// every language); its accessible name is the page's `#copy-code-label`
+/// ([`COPY_LABEL_ID`]), which screen readers read and the page translates.
+pub const COPY_LABEL_ID: &str = "copy-code-label";
+
 pub(super) fn code_block_open(lang: Option<&str>) -> String {
     let mut out =
         String::from("<div class=\"code-block\"><div class=\"code-head\"><span class=\"code-lang\">");
     out.push_str(lang.unwrap_or("text"));
-    out.push_str("</span><button type=\"button\" class=\"copy-code\"></button></div><pre><code");
+    out.push_str("</span><button type=\"button\" class=\"copy-code\" aria-labelledby=\"copy-code-label\"></button></div><pre><code");
     if let Some(lang) = lang {
         out.push_str(" class=\"language-");
         out.push_str(lang);
@@ -432,7 +437,7 @@ mod tests {
         assert_eq!(
             render_block("```Rust\nlet x = 1;\n```"),
             "<div class=\"code-block\"><div class=\"code-head\"><span class=\"code-lang\">rust</span>\
-             <button type=\"button\" class=\"copy-code\"></button></div><pre><code class=\"language-rust\">\
+             <button type=\"button\" class=\"copy-code\" aria-labelledby=\"copy-code-label\"></button></div><pre><code class=\"language-rust\">\
              <span class=\"tok-kw\">let</span> x = <span class=\"tok-num\">1</span>;\n</code></pre></div>\n"
         );
         assert!(render_block("    <b>\n").contains("<span class=\"code-lang\">text</span>"));

@@ -33,7 +33,7 @@
 //!
 //! ```html
 //! <div class="code-block"><div class="code-head"><span class="code-lang">rust</span><button
-//! type="button" class="copy-code"></button></div><pre><code class="language-rust">…</code></pre></div>
+//! type="button" class="copy-code" aria-labelledby="copy-code-label"></button></div><pre><code class="language-rust">…</code></pre></div>
 //! ```
 //!
 //! where `<code>`'s textContent is exactly the code (for the `.copy-code` handler; the
@@ -56,6 +56,7 @@ mod stream;
 mod tests;
 
 pub use highlight::Highlighter;
+pub use html::COPY_LABEL_ID;
 pub use stream::{StreamRenderer, TailUpdate, Update};
 
 /// The whole answer's HTML: exactly what a [`StreamRenderer`]'s done-HTML is after pushing the

@@ -40,6 +40,7 @@ use transcript::TranscriptPane;
 pub fn ChatPage(page: PageConfig) -> impl IntoView {
     let session = ChatSession::new(&page);
     provide_context(session);
+    let i18n = crate::i18n::use_i18n();
     let settings_open = RwSignal::new(false);
     // Set once the page is interactive; end-to-end tests wait for it.
     let hydrated = RwSignal::new(false);
@@ -81,6 +82,8 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 <p class="visually-hidden" role="status" aria-live="polite" data-testid="announcer">
                     {move || session.announcement.get()}
                 </p>
+                // The accessible name of every code block's Copy button.
+                <span id=crate::markdown::COPY_LABEL_ID hidden>{move || i18n.t().copy_code}</span>
                 <TopBar page=page.clone() settings_open/>
                 <Show when=move || settings_open.get()>
                     <SettingsPanel

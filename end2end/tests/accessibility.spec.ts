@@ -1,0 +1,55 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Page } from '@playwright/test';
+import { test, expect, openChat, sendMessage } from './support';
+
+// axe-core, run in the page: WCAG 2.1 A and AA, and its best practices, on
+// the empty page, a streamed answer with code and a table, and the usage page,
+// in light and dark. (Issue 16 adds the settings panel, the editor and the
+// phone layout.)
+const AXE = fs.readFileSync(path.join(__dirname, '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+
+async function violations(page: Page): Promise<string[]> {
+  // Evaluated through the DevTools protocol, which the page's CSP does not govern.
+  await page.evaluate(AXE);
+  return page.evaluate(async () => {
+    const axe = (window as any).axe;
+    const results = await axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+    });
+    return results.violations.map(
+      (v: any) => `${v.id}: ${v.help} (${v.nodes.map((n: any) => n.target.join(' ')).join(', ')})`,
+    );
+  });
+}
+
+for (const scheme of ['light', 'dark'] as const) {
+  test.describe(`in the ${scheme} theme`, () => {
+    test.use({ colorScheme: scheme });
+
+    test('the empty chat page has no accessibility violations', async ({ page }) => {
+      await openChat(page);
+      expect(await violations(page)).toEqual([]);
+    });
+
+    test('a streamed answer with code and a table has none', async ({ page }) => {
+      const ui = await openChat(page);
+      await sendMessage(page, 'Show me everything [sim markdown=1500]');
+      await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete');
+      await expect(ui.answers.first().locator('pre code')).not.toHaveCount(0);
+      await expect(ui.answers.first().locator('table')).not.toHaveCount(0);
+      // Screen readers hear what the button's CSS label shows.
+      await expect(page.locator('.copy-code').first()).toHaveAccessibleName('Copy code');
+      expect(await violations(page)).toEqual([]);
+    });
+
+    test('the usage page has none', async ({ page }) => {
+      const ui = await openChat(page);
+      await sendMessage(page, 'Count me [sim tokens=3]');
+      await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete');
+      await page.getByRole('link', { name: 'Usage' }).click();
+      await expect(page.locator('.usage-period')).toHaveCount(2);
+      expect(await violations(page)).toEqual([]);
+    });
+  });
+}
