@@ -4,9 +4,9 @@ import type { Page } from '@playwright/test';
 import { test, expect, openChat, sendMessage } from './support';
 
 // axe-core, run in the page: WCAG 2.1 A and AA, and its best practices, on
-// the empty page, a streamed answer with code and a table, and the usage page,
-// in light and dark. (Issue 16 adds the settings panel, the editor and the
-// phone layout.)
+// the empty page, a streamed answer with code and a table, the settings panel
+// and the message editor, and the usage page, in light and dark. (The phone
+// layout is issue 16's.)
 const AXE = fs.readFileSync(path.join(__dirname, '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 
 async function violations(page: Page): Promise<string[]> {
@@ -40,6 +40,20 @@ for (const scheme of ['light', 'dark'] as const) {
       await expect(ui.answers.first().locator('table')).not.toHaveCount(0);
       // Screen readers hear what the button's CSS label shows.
       await expect(page.locator('.copy-code').first()).toHaveAccessibleName('Copy code');
+      expect(await violations(page)).toEqual([]);
+    });
+
+    test('the settings panel and the message editor have none', async ({ page }) => {
+      const ui = await openChat(page);
+      await sendMessage(page, 'Edit me [sim tokens=3]');
+      await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete');
+      await page.locator('button.settings-toggle').click();
+      await expect(page.locator('section.settings-panel')).toBeVisible();
+      expect(await violations(page)).toEqual([]);
+      const first = ui.users.first();
+      await first.hover();
+      await first.locator('button.edit-message').click();
+      await expect(first.locator('form.edit-form textarea')).toBeFocused();
       expect(await violations(page)).toEqual([]);
     });
 
