@@ -45,13 +45,18 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned());
     // The request's trace span (exported when traces are on: then its trace
     // id is the request id, so an error body leads to its trace).
-    let span = tracing::info_span!(
-        "request",
-        http.request.method = %method,
-        http.route = route.as_deref().unwrap_or(""),
-        http.response.status_code = tracing::field::Empty,
-        request.id = tracing::field::Empty,
-    );
+    // Made only when exported: every request, static files included, passes here.
+    let span = if crate::telemetry::traces::exporting() {
+        tracing::info_span!(
+            "request",
+            http.request.method = %method,
+            http.route = route.as_deref().unwrap_or(""),
+            http.response.status_code = tracing::field::Empty,
+            request.id = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
     let id = crate::telemetry::traces::trace_id(&span).unwrap_or_else(new_request_id);
     span.record("request.id", id.as_str());
     let mut response = REQUEST_ID

@@ -15,8 +15,18 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{trace::SdkTracerProvider, Resource};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::{Level, Subscriber};
 use tracing_subscriber::{filter::Targets, registry::LookupSpan, Layer};
+
+/// Set once an exporting layer is made: until then spans would be built
+/// for nobody, so the request and answer spans are not made at all.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (and so worth making).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// The exporting layer and its provider (to flush at exit), when an OTLP
 /// endpoint is configured.
@@ -43,6 +53,7 @@ where
     let layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("bedrock-chat"))
         .with_filter(Targets::new().with_target("bedrock_chat", Level::INFO));
+    EXPORTING.store(true, Ordering::Relaxed);
     Ok(Some((layer, provider)))
 }
 

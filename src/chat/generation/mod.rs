@@ -178,6 +178,9 @@ pub struct AnswerSpans {
 impl AnswerSpans {
     pub fn new(model_id: &str, answer_id: &str) -> Self {
         use tracing::field::Empty;
+        if !crate::telemetry::traces::exporting() {
+            return Self::none();
+        }
         let answer = tracing::info_span!(
             "answer",
             answer.id = answer_id,
