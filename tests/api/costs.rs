@@ -6,6 +6,11 @@ use crate::support::*;
 use serde_json::Value;
 
 const HAIKU: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
+/// The price the tests set (not Leptos.toml's defaults, which may change),
+/// and the same in billionths per token: input, output, cache read, cache
+/// write.
+const HAIKU_PRICE: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0|0.80|4.00|0.08|1.00";
+const HAIKU_NANOS: [u64; 4] = [800, 4000, 80, 1000];
 
 fn usage_of(events: &[bedrock_chat::sse::SseEvent]) -> Value {
     json(events.iter().find(|e| e.event == "usage").expect("a usage event"))
@@ -17,17 +22,12 @@ fn tokens(usage: &Value, key: &str) -> u64 {
 
 #[tokio::test]
 async fn an_answer_costs_its_tokens_at_the_configured_prices() {
-    let app = spawn_app_with(&[(
-        "BEDROCK_CHAT_PRICING_PRICES",
-        &format!("{HAIKU}|0.80|4.00|0.08|1.00"),
-    )])
-    .await;
+    let app = spawn_app_with(&[("BEDROCK_CHAT_PRICING_PRICES", HAIKU_PRICE)]).await;
     let events = app.chat(None, "What does this cost? [sim tokens=7]").await;
     let usage = usage_of(&events);
     let (input, output) = (tokens(&usage, "input_tokens"), tokens(&usage, "output_tokens"));
     assert!(input > 0 && output == 7, "{usage}");
-    // Per million tokens: 0.80 in, 4.00 out; in billionths, × 1000.
-    let expected = input * 800 + output * 4000;
+    let expected = input * HAIKU_NANOS[0] + output * HAIKU_NANOS[1];
     assert_eq!(usage["cost_nanos"], expected, "{usage}");
 
     let id = conversation_id(&events);
@@ -106,14 +106,14 @@ async fn the_usage_page_sums_the_stored_answers_and_agrees_with_the_budget() {
     assert_eq!(theirs["today"]["answers"], 0, "{theirs}");
 }
 
-/// Prices per million of the default model (Leptos.toml), in billionths
-/// per token: input, output, cache read, cache write.
-const HAIKU_NANOS: [u64; 4] = [800, 4000, 80, 1000];
-
 #[tokio::test]
 async fn the_system_prompt_and_history_are_cached_once_and_then_read_at_the_cache_price() {
     let system_prompt = vec!["rule"; 1200].join(" ");
-    let app = spawn_app_with(&[("BEDROCK_CHAT_BEDROCK_SYSTEM_PROMPT", &system_prompt)]).await;
+    let app = spawn_app_with(&[
+        ("BEDROCK_CHAT_BEDROCK_SYSTEM_PROMPT", &system_prompt),
+        ("BEDROCK_CHAT_PRICING_PRICES", HAIKU_PRICE),
+    ])
+    .await;
 
     let first = app.chat(None, "First question [sim tokens=3]").await;
     let usage = usage_of(&first);
