@@ -209,7 +209,7 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
         .filter(|o| o.error.is_none())
         .map(|o| o.duration_ms)
         .collect();
-    let store = StoreFigures::scrape(&http, &server.base).await;
+    let store = ServerFigures::scrape(&http, &server.base).await;
     let mut errors: std::collections::BTreeMap<&str, usize> = Default::default();
     for o in &outcomes {
         if let Some(e) = &o.error {
@@ -245,8 +245,8 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
     drop(server);
 }
 
-/// What the server's `/metrics` says of its store, and its own size.
-struct StoreFigures {
+/// What the server's `/metrics` says: its store's commits, the answers it ended, and its own size.
+struct ServerFigures {
     commits: f64,
     writes: f64,
     series: usize,
@@ -255,7 +255,7 @@ struct StoreFigures {
     answers: f64,
 }
 
-impl StoreFigures {
+impl ServerFigures {
     async fn scrape(http: &reqwest::Client, base: &str) -> Self {
         let text = match http.get(format!("{base}/metrics")).send().await {
             Ok(response) => response.text().await.unwrap_or_default(),
@@ -325,7 +325,7 @@ async fn metrics_after_many_answers(db: &Db, simulator: &str) {
     let http = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
     let started = Instant::now();
     let base = &server.base;
-    let before = StoreFigures::scrape(&http, base).await;
+    let before = ServerFigures::scrape(&http, base).await;
     let answers = futures::stream::iter(0..ANSWERS)
         .map(|n| {
             let http = &http;
@@ -350,7 +350,7 @@ async fn metrics_after_many_answers(db: &Db, simulator: &str) {
     tokio::time::timeout(LEVEL_LIMIT, answers.collect::<Vec<()>>())
         .await
         .expect("10,000 answers within the limit");
-    let after = StoreFigures::scrape(&http, base).await;
+    let after = ServerFigures::scrape(&http, base).await;
     println!(
         "{:<28} /metrics: {} series, {} bytes with no answer yet; {} series, {} bytes after {:.0} answers on {} models ({:.0} s)",
         "cardinality",
