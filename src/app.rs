@@ -3,6 +3,7 @@
 use crate::{
     chat::{page::ChatPage, ModelOption},
     conversations::usage_page::UsagePage,
+    early_input::EARLY_INPUT_SCRIPT,
     i18n::{use_i18n, I18n, Locale},
     preferences::THEME_SCRIPT,
 };
@@ -84,6 +85,9 @@ pub fn shell(options: LeptosOptions, page: PageConfig) -> impl IntoView {
                 <meta name="color-scheme" content="light dark"/>
                 // The stored colour theme, applied before the first paint.
                 <script inner_html=THEME_SCRIPT></script>
+                // Clicks and Enter made before the app is interactive are held
+                // and replayed after hydration.
+                <script inner_html=EARLY_INPUT_SCRIPT></script>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <script type="application/json" id=PAGE_CONFIG_ID inner_html=config_json></script>
                 <AutoReload options=options.clone()/>

@@ -27,6 +27,7 @@
 //! | [`markdown`] | both   | answers as safe HTML, rendered whole or block by block as they stream |
 //! | [`i18n`]    | both    | the UI's words in English and Korean; the request's locale    |
 //! | [`preferences`] | both | the language and colour-theme switches                      |
+//! | [`early_input`] | both | clicks and Enter made before hydration, held and replayed    |
 //! | [`telemetry`] | server | the metrics every layer records, and their one recorder     |
 
 // The chat page's statically typed view tree is deep; the release WASM build
@@ -36,6 +37,7 @@
 pub mod app;
 pub mod chat;
 pub mod conversations;
+pub mod early_input;
 pub mod errors;
 pub mod i18n;
 pub mod markdown;
@@ -65,4 +67,5 @@ pub fn hydrate() {
     console_error_panic_hook::set_once();
     let page = PageConfig::from_document();
     leptos::mount::hydrate_body(move || view! { <App page/> });
+    early_input::release();
 }

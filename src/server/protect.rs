@@ -51,27 +51,35 @@ pub fn page_policy(nonce: &str, reload_port: Option<u32>) -> String {
         .map(|port| format!(" ws://127.0.0.1:{port} ws://localhost:{port}"))
         .unwrap_or_default();
     format!(
-        "default-src 'self'; script-src 'self' 'nonce-{nonce}' '{theme}' 'wasm-unsafe-eval'; \
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' '{theme}' '{early_input}' 'wasm-unsafe-eval'; \
          style-src 'self'; img-src 'self' data:; connect-src 'self'{reload}; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-        theme = theme_script_hash()
+        theme = inline_script_hashes()[0],
+        early_input = inline_script_hashes()[1],
     )
 }
 
 /// Every other response's policy: it is not a page, so nothing may run.
 const NOT_A_PAGE_POLICY: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// `sha256-…` of the inline theme script, computed once.
-fn theme_script_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
+/// `sha256-…` of the page's two inline scripts (the theme, then the early
+/// input), computed once.
+fn inline_script_hashes() -> &'static [String; 2] {
+    static HASHES: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    HASHES.get_or_init(|| {
         use base64::Engine;
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(crate::preferences::THEME_SCRIPT.as_bytes());
-        format!(
-            "sha256-{}",
-            base64::engine::general_purpose::STANDARD.encode(digest)
-        )
+        [
+            crate::preferences::THEME_SCRIPT,
+            crate::early_input::EARLY_INPUT_SCRIPT,
+        ]
+        .map(|script| {
+            let digest = sha2::Sha256::digest(script.as_bytes());
+            format!(
+                "sha256-{}",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        })
     })
 }
 
@@ -203,14 +211,13 @@ mod tests {
     }
 
     #[test]
-    fn the_theme_script_hash_is_a_csp_source() {
-        let hash = theme_script_hash();
-        assert!(hash.starts_with("sha256-") && hash.len() == 7 + 44, "{hash}");
+    fn the_inline_script_hashes_are_csp_sources() {
         let policy = page_policy("abc", None);
-        assert!(
-            policy.contains("'nonce-abc'") && policy.contains(hash),
-            "{policy}"
-        );
+        assert!(policy.contains("'nonce-abc'"), "{policy}");
+        for hash in inline_script_hashes() {
+            assert!(hash.starts_with("sha256-") && hash.len() == 7 + 44, "{hash}");
+            assert!(policy.contains(&format!("'{hash}'")), "{policy}");
+        }
         assert!(!policy.contains("unsafe-inline"), "{policy}");
     }
 }

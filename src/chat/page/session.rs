@@ -176,7 +176,7 @@ impl ChatSession {
                     .map(|turn| turn.id)
             })
         });
-        let draft = RwSignal::new(String::new());
+        let draft = RwSignal::new(typed_before_hydration());
         let session = Self {
             route_id,
             on_screen,
@@ -556,4 +556,22 @@ impl ChatSession {
         self.page_owner
             .with_value(|owner| owner.with(|| Turn::new(id, m.role, m.content.clone(), &m.blocks, m.status)))
     }
+}
+
+/// Text typed into the server-rendered composer while the app was loading:
+/// hydration would otherwise replace it with an empty draft.
+fn typed_before_hydration() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        if let Some(text) = document()
+            .query_selector("form.composer textarea")
+            .ok()
+            .flatten()
+            .and_then(|el| el.dyn_into::<web_sys::HtmlTextAreaElement>().ok())
+        {
+            return text.value();
+        }
+    }
+    String::new()
 }
