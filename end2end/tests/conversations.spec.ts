@@ -282,7 +282,8 @@ test('renaming in place: Escape cancels, Enter saves, and the title lasts', asyn
   await expect(item.locator('a.conversation-link')).toHaveText(RENAMED);
   // The open conversation's header and document title follow.
   await expectTitle(page, RENAMED);
-  await expect(item.getByRole('button', { name: `Rename “${RENAMED}”` })).toBeVisible();
+  // The focus is where the user was: on the renamed item's Rename button.
+  await expect(item.getByRole('button', { name: `Rename “${RENAMED}”` })).toBeFocused();
   await expect(side.item(first).locator('a.conversation-link')).toHaveText(FIRST);
 
   // Stored: the API, a reload and the server-rendered page all have it.
@@ -351,6 +352,8 @@ test('deleting asks first; deleting the open conversation goes to a new chat', a
   await confirm.locator('button.confirm-delete').click();
   await expect(firstItem).toHaveCount(0);
   await expect(side.items).toHaveCount(1);
+  // The focus moves to the conversation that took its place in the list.
+  await expect(side.item(second).locator('a.conversation-link')).toBeFocused();
   await expect(page).toHaveURL(`/c/${second}`);
   await expectTranscript(page, [[SECOND, secondAnswer]]);
   expect((await page.request.get(`/api/conversations/${first}`)).status()).toBe(404);
@@ -363,6 +366,8 @@ test('deleting asks first; deleting the open conversation goes to a new chat', a
   await expect(page).toHaveURL('/');
   await expect(side.items).toHaveCount(0);
   await expect(side.note).toHaveText('Your conversations will appear here.');
+  // None is left: the focus goes to New chat.
+  await expect(side.newChat).toBeFocused();
   await expect(chat(page).turns).toHaveCount(0);
   await expect(page.locator('.empty-state')).toBeVisible();
   await expectTitle(page, null);

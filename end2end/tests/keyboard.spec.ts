@@ -61,3 +61,42 @@ test('Shift+Enter adds a line; Enter during IME composition does not send; Enter
   await expect(ui.input).toHaveValue('');
   await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
 });
+
+test('the controls are reached in reading order, and closing Settings returns the focus', async ({ page }) => {
+  await openChat(page);
+  // Tab from the top of the page: the sidebar, then the top bar, then the composer.
+  const order: string[] = [];
+  await page.locator('body').focus();
+  for (let i = 0; i < 12; i++) {
+    await page.keyboard.press('Tab');
+    order.push(
+      await page.evaluate(() => {
+        const el = document.activeElement as HTMLElement;
+        return el.getAttribute('aria-label') || el.getAttribute('name') || el.textContent!.trim();
+      }),
+    );
+  }
+  const at = (name: string) => order.indexOf(name);
+  for (const name of ['New chat', 'Usage', 'Language', 'Model', 'Settings', 'Message']) {
+    expect(order, `${name} is reached by Tab`).toContain(name);
+  }
+  expect(at('New chat')).toBeLessThan(at('Model'));
+  expect(at('Usage')).toBeLessThan(at('Model'));
+  expect(at('Model')).toBeLessThan(at('Settings'));
+  expect(at('Settings')).toBeLessThan(at('Message'));
+
+  // Esc in the panel closes it and gives the focus back to Settings.
+  const toggle = page.locator('button.settings-toggle');
+  await toggle.click();
+  const panel = page.locator('section.settings-panel');
+  await panel.locator('textarea[name="system_prompt"]').focus();
+  await page.keyboard.press('Escape');
+  await expect(panel).toHaveCount(0);
+  await expect(toggle).toBeFocused();
+  await expect(toggle).toHaveAttribute('aria-expanded', 'false');
+  // So does its Close button.
+  await toggle.click();
+  await panel.getByRole('button', { name: 'Close' }).click();
+  await expect(panel).toHaveCount(0);
+  await expect(toggle).toBeFocused();
+});

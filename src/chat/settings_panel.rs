@@ -9,7 +9,8 @@
 //! system prompt.
 
 use crate::{app::PageConfig, conversations::client, conversations::ConversationSettings, i18n::use_i18n};
-use leptos::{prelude::*, task::spawn_local};
+use leptos::{ev, prelude::*, task::spawn_local};
+use wasm_bindgen::JsCast;
 
 /// What the form says after Save.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,8 @@ pub fn SettingsPanel(
     conversation: Signal<Option<String>>,
     /// The model chosen in the top bar, stored along with the rest.
     model: RwSignal<String>,
+    /// Whether the panel is shown: Close and Esc set it to false.
+    open: RwSignal<bool>,
 ) -> impl IntoView {
     let i18n = use_i18n();
     let prompt = RwSignal::new(String::new());
@@ -134,7 +137,18 @@ pub fn SettingsPanel(
     let default_temperature = page.default_temperature.to_string();
     let default_max_tokens = page.default_max_tokens.to_string();
     view! {
-        <section class="settings-panel" id="conversation-settings" aria-label=move || i18n.t().settings_title>
+        <section
+            class="settings-panel"
+            id="conversation-settings"
+            aria-label=move || i18n.t().settings_title
+            // Esc closes the panel (and, handled, does not also stop the answer).
+            on:keydown=move |ev: ev::KeyboardEvent| {
+                if ev.key() == "Escape" {
+                    ev.prevent_default();
+                    close_panel(open);
+                }
+            }
+        >
             <form novalidate on:submit=move |ev| {
                 ev.prevent_default();
                 save();
@@ -243,6 +257,9 @@ pub fn SettingsPanel(
                     <button type="button" class="small reset-settings" on:click=move |_| reset()>
                         {move || i18n.t().settings_reset}
                     </button>
+                    <button type="button" class="small secondary close-settings" on:click=move |_| close_panel(open)>
+                        {move || i18n.t().settings_close}
+                    </button>
                     <p class="settings-status" role="status">
                         {move || match outcome.get() {
                             Some(Outcome::Saved(text)) => view! { <span class="ok">{text}</span> }.into_any(),
@@ -253,5 +270,20 @@ pub fn SettingsPanel(
                 </div>
             </form>
         </section>
+    }
+}
+
+/// Closes the panel and gives the focus back to the switch that leads to it:
+/// the top bar's Settings on wide screens, the menu button on phones (where
+/// the top bar's is hidden and the drawer holds one).
+fn close_panel(open: RwSignal<bool>) {
+    open.set(false);
+    let visible_switch = [".topbar .settings-toggle", ".topbar .menu-toggle"]
+        .into_iter()
+        .filter_map(|selector| document().query_selector(selector).ok().flatten())
+        .filter_map(|el| el.dyn_into::<web_sys::HtmlElement>().ok())
+        .find(|el| el.offset_parent().is_some());
+    if let Some(switch) = visible_switch {
+        let _ = switch.focus();
     }
 }

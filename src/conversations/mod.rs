@@ -6,7 +6,8 @@
 //!   trusted proxy header).
 //! * [`api`] (server): the JSON endpoints below.
 //! * [`history`] (server): what of a stored conversation is sent to the model.
-//! * [`sidebar`] (both): the list of conversations in the page.
+//! * [`sidebar`] (both): the list of conversations in the page (a drawer on
+//!   phones), and `conversation_item`, one conversation in it.
 //! * [`client`] (both): the page's calls: server functions to read, the API to change.
 //!
 //! # The API (all scoped to the caller; JSON)
@@ -29,6 +30,7 @@
 use crate::errors::{ErrorCode, ErrorInfo};
 use serde::{Deserialize, Serialize};
 
+mod conversation_item;
 pub mod sidebar;
 
 #[cfg(feature = "ssr")]

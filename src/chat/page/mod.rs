@@ -91,6 +91,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                         settings=session.settings
                         conversation=session.on_screen.into()
                         model=session.model
+                        open=settings_open
                     />
                 </Show>
                 <TranscriptPane/>
