@@ -81,7 +81,9 @@ pub fn shell(options: LeptosOptions, page: PageConfig) -> impl IntoView {
         <html lang=lang>
             <head>
                 <meta charset="utf-8"/>
-                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                // `resizes-content`: the on-screen keyboard shrinks the layout, so the
+                // composer (at the bottom of a full-height page) stays above it.
+                <meta name="viewport" content="width=device-width, initial-scale=1, interactive-widget=resizes-content"/>
                 <meta name="color-scheme" content="light dark"/>
                 // The stored colour theme, applied before the first paint.
                 <script inner_html=THEME_SCRIPT></script>

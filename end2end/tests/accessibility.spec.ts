@@ -5,8 +5,8 @@ import { test, expect, openChat, sendMessage } from './support';
 
 // axe-core, run in the page: WCAG 2.1 A and AA, and its best practices, on
 // the empty page, a streamed answer with code and a table, the settings panel
-// and the message editor, and the usage page, in light and dark. (The phone
-// layout is issue 16's.)
+// and the message editor, the usage page, and the phone layout with its
+// drawer closed and open, in light and dark.
 const AXE = fs.readFileSync(path.join(__dirname, '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 
 async function violations(page: Page): Promise<string[]> {
@@ -54,6 +54,17 @@ for (const scheme of ['light', 'dark'] as const) {
       await first.hover();
       await first.locator('button.edit-message').click();
       await expect(first.locator('form.edit-form textarea')).toBeFocused();
+      expect(await violations(page)).toEqual([]);
+    });
+
+    test('the phone layout has none, with the drawer closed and open', async ({ page }) => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      const ui = await openChat(page);
+      await sendMessage(page, 'On a phone [sim markdown=600]');
+      await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete');
+      expect(await violations(page)).toEqual([]);
+      await page.getByRole('button', { name: 'Open the menu' }).click();
+      await expect(page.locator('nav.sidebar')).toBeVisible();
       expect(await violations(page)).toEqual([]);
     });
 

@@ -96,6 +96,9 @@ impl Locale {
 pub struct Strings {
     // Sidebar.
     pub conversations_label: &'static str,
+    /// The phone layout's menu button, which opens the conversation drawer.
+    pub open_menu: &'static str,
+    pub close_menu: &'static str,
     pub new_chat: &'static str,
     pub loading_conversations: &'static str,
     pub no_conversations: &'static str,
@@ -263,6 +266,8 @@ fn tool_name_ko(name: &str) -> String {
 
 pub const EN: Strings = Strings {
     conversations_label: "Conversations",
+    open_menu: "Open the menu",
+    close_menu: "Close the menu",
     new_chat: "New chat",
     loading_conversations: "Loading conversations…",
     no_conversations: "Your conversations will appear here.",
@@ -378,6 +383,8 @@ pub const EN: Strings = Strings {
 
 pub const KO: Strings = Strings {
     conversations_label: "대화 목록",
+    open_menu: "메뉴 열기",
+    close_menu: "메뉴 닫기",
     new_chat: "새 채팅",
     loading_conversations: "대화 목록을 불러오는 중…",
     no_conversations: "대화를 시작하면 여기에 표시돼요.",

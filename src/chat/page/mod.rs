@@ -30,7 +30,10 @@ mod user_turn;
 pub use session::ChatSession;
 
 use super::settings_panel::SettingsPanel;
-use crate::{app::PageConfig, conversations::sidebar::Sidebar};
+use crate::{
+    app::PageConfig,
+    conversations::sidebar::{drawer_is_open, Sidebar},
+};
 use composer::Composer;
 use leptos::{ev, prelude::*};
 use topbar::TopBar;
@@ -50,7 +53,12 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
     // marks the event handled.
     Effect::new(move |_| {
         let handle = window_event_listener(ev::keydown, move |ev| {
-            if ev.key() == "Escape" && !ev.default_prevented() && session.streaming.get_untracked() {
+            // (Esc with the phone's drawer open closes the drawer only.)
+            if ev.key() == "Escape"
+                && !ev.default_prevented()
+                && session.streaming.get_untracked()
+                && !drawer_is_open()
+            {
                 session.stop();
             }
         });
@@ -77,6 +85,7 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 editing=session.list_editing
                 on_renamed
                 max_title_chars=page.max_title_chars
+                settings_open
             />
             <main class="chat" data-hydrated=move || hydrated.get().to_string()>
                 <p class="visually-hidden" role="status" aria-live="polite" data-testid="announcer">

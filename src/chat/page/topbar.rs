@@ -1,9 +1,15 @@
 //! The bar above the transcript: the conversation's title, what its answers
 //! used and cost, the model picker, the settings switch and, offline, the
-//! demo badge.
+//! demo badge. On phones it is one row: the menu button (which opens the
+//! conversation drawer, where Settings then lives), the title, a compact
+//! model picker and the badge.
 
 use super::ChatSession;
-use crate::{app::PageConfig, conversations::format_cost, i18n::use_i18n};
+use crate::{
+    app::PageConfig,
+    conversations::{format_cost, sidebar::DRAWER_ID},
+    i18n::use_i18n,
+};
 use leptos::prelude::*;
 
 #[component]
@@ -14,6 +20,17 @@ pub fn TopBar(page: PageConfig, settings_open: RwSignal<bool>) -> impl IntoView 
     let default_model = page.default_model.clone();
     view! {
         <header class="topbar">
+            // Phones only (the style sheet hides it on wider screens). A
+            // popover button: it works before the page has hydrated.
+            <button
+                type="button"
+                class="icon menu-toggle"
+                popovertarget=DRAWER_ID
+                aria-label=move || i18n.t().open_menu
+                title=move || i18n.t().open_menu
+            >
+                <span aria-hidden="true">"☰"</span>
+            </button>
             <h1 class="conversation-title">
                 // `show` sets the title when the transcript renders, after
                 // this header: until then (on the server, while hydrating)
