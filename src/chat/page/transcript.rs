@@ -2,6 +2,15 @@
 //! the newest text while it grows, with a button back to it once the user
 //! has scrolled away.
 //!
+//! Pinning: the server-rendered page is a `column-reverse` box, which opens
+//! at the newest text with no script. Once hydrated, the box is an ordinary
+//! column whose scroll position the page keeps at the bottom while the user
+//! follows: with `column-reverse`, each line added at the bottom moves
+//! everything above it, and the browser's paint work per frame grew with
+//! the length of the conversation; in normal flow only the scroll offset
+//! changes. A `ResizeObserver` scrolls after the layout and before the paint
+//! of the frame that grew, so nothing jumps.
+//!
 //! It is a keyed list, so adding a turn never re-renders earlier ones. User
 //! messages are inserted as text; model output only as the markdown
 //! module's escaped, sanitised HTML.
@@ -18,6 +27,7 @@ use crate::{
     i18n::{use_i18n, Strings},
 };
 use leptos::{html, prelude::*};
+use wasm_bindgen::{closure::Closure, JsCast};
 
 /// How far above the newest text (in CSS pixels) counts as "scrolled up".
 const JUMP_THRESHOLD_PX: i32 = 80;
@@ -31,10 +41,30 @@ pub fn TranscriptPane() -> impl IntoView {
     let conversation = session.conversation;
     let turns = session.turns;
     let transcript = NodeRef::<html::Section>::new();
+    let inner = NodeRef::<html::Div>::new();
     let scrolled_up = RwSignal::new(false);
+    // Whether the view follows the newest text; the user leaves it by
+    // scrolling up, and comes back by scrolling down or Jump to latest.
+    let following = StoredValue::new(true);
+    let to_bottom = move || {
+        if let Some(el) = transcript.get_untracked() {
+            el.set_scroll_top(el.scroll_height());
+        }
+    };
+    Effect::new(move |_| {
+        let (Some(section), Some(inner)) = (transcript.get(), inner.get()) else {
+            return;
+        };
+        pin_to_bottom(&section, &inner, following);
+    });
+    // A new turn (a message sent, a conversation opened) brings the view to it.
+    Effect::new(move |_| {
+        turns.with(Vec::len);
+        following.set_value(true);
+        scrolled_up.set(false);
+        to_bottom();
+    });
     view! {
-        // column-reverse keeps the view pinned to the newest text while it
-        // grows, with no script, and leaves it alone once the user scrolls up.
         <div class="transcript-wrap">
             <section
                 class="transcript"
@@ -42,14 +72,14 @@ pub fn TranscriptPane() -> impl IntoView {
                 node_ref=transcript
                 on:click=move |ev| clipboard::copy_code_on_click(&ev)
                 on:scroll=move |_| {
-                    // In a column-reverse box, 0 is the bottom and scrolling
-                    // up goes negative.
                     if let Some(el) = transcript.get_untracked() {
-                        scrolled_up.set(el.scroll_top() < -JUMP_THRESHOLD_PX);
+                        let below = distance_to_bottom(&el);
+                        following.set_value(below <= JUMP_THRESHOLD_PX);
+                        scrolled_up.set(below > JUMP_THRESHOLD_PX);
                     }
                 }
             >
-                <div class="transcript-inner">
+                <div class="transcript-inner" node_ref=inner>
                     <Transition fallback=move || view! { <p class="loading">{move || i18n.t().loading_conversation}</p> }>
                         {move || Suspend::new(async move {
                             let error = session.show(conversation.await);
@@ -63,10 +93,9 @@ pub fn TranscriptPane() -> impl IntoView {
                     type="button"
                     class="jump-to-latest"
                     on:click=move |_| {
-                        if let Some(el) = transcript.get_untracked() {
-                            el.set_scroll_top(0);
-                        }
+                        following.set_value(true);
                         scrolled_up.set(false);
+                        to_bottom();
                     }
                 >
                     {move || i18n.t().jump_to_latest}
@@ -74,6 +103,41 @@ pub fn TranscriptPane() -> impl IntoView {
             </Show>
         </div>
     }
+}
+
+/// How far the newest text is below the view, in CSS pixels. Before
+/// hydration's switch the box is `column-reverse`, where 0 is the bottom and
+/// scrolling up goes negative.
+fn distance_to_bottom(el: &web_sys::HtmlElement) -> i32 {
+    if el.class_list().contains("pinned-by-script") {
+        el.scroll_height() - el.scroll_top() - el.client_height()
+    } else {
+        -el.scroll_top()
+    }
+}
+
+/// Turns the server's `column-reverse` box into a normal column kept at the
+/// bottom by script (see the module's notes), where the view was; then
+/// follows the newest text whenever the content or the box changes size.
+fn pin_to_bottom(section: &web_sys::HtmlElement, inner: &web_sys::HtmlElement, following: StoredValue<bool>) {
+    let below = distance_to_bottom(section);
+    let _ = section.class_list().add_1("pinned-by-script");
+    section.set_scroll_top(section.scroll_height() - section.client_height() - below);
+    let scroller = section.clone();
+    let on_resize = Closure::<dyn FnMut()>::new(move || {
+        if following.try_get_value().unwrap_or(false) {
+            scroller.set_scroll_top(scroller.scroll_height());
+        }
+    });
+    let Ok(observer) = web_sys::ResizeObserver::new(on_resize.as_ref().unchecked_ref()) else {
+        return;
+    };
+    // Owned by the observer from now on (a JS function that lives as long as it).
+    on_resize.forget();
+    observer.observe(inner);
+    observer.observe(section);
+    let observer = send_wrapper::SendWrapper::new(observer);
+    on_cleanup(move || observer.disconnect());
 }
 
 /// The turns on screen, or why the conversation could not be shown.
