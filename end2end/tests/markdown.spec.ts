@@ -33,7 +33,13 @@ const MARKDOWN = [
 /** An element's markup without comment nodes: Leptos leaves an empty marker
  * comment (`<!---->`) in elements it creates in the browser, which is not
  * content. */
-const markupOf = (el: Element) => el.innerHTML.replace(/<!--[^]*?-->/g, '');
+// The markup of the blocks, without comments, and without the groups a
+// streamed answer's blocks are put in (`.md-group`, for layout only).
+const markupOf = (el: Element) => {
+  const copy = el.cloneNode(true) as Element;
+  copy.querySelectorAll(':scope > .md-group').forEach((group) => group.replaceWith(...group.childNodes));
+  return copy.innerHTML.replace(/<!--[^]*?-->/g, '');
+};
 
 test('Markdown streamed in tiny pieces ends identical to the same Markdown rendered at once', async ({ page }) => {
   const ui = await openChat(page);

@@ -101,12 +101,16 @@ test('Regenerate writes a new answer to the last message, with the model now cho
   expect(await textOf(ui.answers.nth(1))).toBe(
     `model=${NOVA} | system=You are a helpful assistant. Answer in the language the user writes in. | temperature=0.70 | max_tokens=1024 | messages=1`,
   );
-  // Only the newest answer offers it; both answers are kept after a reload.
+  // Only the newest answer offers it; both answers are kept after a reload,
+  // the earlier one shown quieter.
   await expect(regenerate).toHaveCount(1);
+  await expect(ui.answers.first()).toHaveClass(/\bsuperseded\b/);
+  await expect(ui.answers.nth(1)).not.toHaveClass(/\bsuperseded\b/);
   await expect(ui.answers.nth(1).locator('button.regenerate')).toHaveCount(1);
   await page.reload();
   await expect(ui.main).toHaveAttribute('data-hydrated', 'true');
   await expect(ui.answers).toHaveCount(2);
+  await expect(ui.answers.first()).toHaveClass(/\bsuperseded\b/);
   await expect(page.locator('select[aria-label="Model"]')).toHaveValue(NOVA);
 });
 

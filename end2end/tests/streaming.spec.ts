@@ -72,3 +72,43 @@ test('the answer streams in, completes with the exact text, and the conversation
   expect(await textOf(answer)).toBe(final1);
   await expect(ui.turns).toHaveCount(4);
 });
+
+test('deltas that arrive within one frame are drawn in one update, and long answers are grouped', async ({ page }) => {
+  const ui = await openChat(page);
+  // Count the redraws of the unfinished block per animation frame.
+  await page.evaluate(() => {
+    const w = window as unknown as { __frame: number; __drawsPerFrame: Map<number, number> };
+    w.__frame = 0;
+    w.__drawsPerFrame = new Map();
+    const tick = () => {
+      w.__frame += 1;
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if ((r.target as Element).classList?.contains('md-tail')) {
+          w.__drawsPerFrame.set(w.__frame, (w.__drawsPerFrame.get(w.__frame) ?? 0) + 1);
+        }
+      }
+    }).observe(document.querySelector('.transcript')!, { childList: true, subtree: true });
+  });
+  // 40 paragraphs, one word every millisecond: several deltas per frame.
+  await sendMessage(page, 'Write a lot. [sim markdown=6000 chunk=4 delay_ms=1]');
+  const answer = ui.answers.first();
+  await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  const draws = await page.evaluate(() => [
+    ...(window as unknown as { __drawsPerFrame: Map<number, number> }).__drawsPerFrame.values(),
+  ]);
+  expect(draws.length).toBeGreaterThan(3);
+  // One redraw per frame, but for the frame the answer ended in (its last
+  // delta, then the end).
+  expect(draws.filter((n) => n > 1).length).toBeLessThanOrEqual(1);
+
+  // Finished blocks were put in groups of at most 16.
+  const groups = answer.locator('.md-done > .md-group');
+  expect(await groups.count()).toBeGreaterThan(1);
+  for (const size of await groups.evaluateAll((els) => els.map((el) => el.childElementCount))) {
+    expect(size).toBeLessThanOrEqual(16);
+  }
+});

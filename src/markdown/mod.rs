@@ -20,14 +20,16 @@
 //! <div class="md-done">…</div><div class="md-tail">…</div>
 //! ```
 //!
-//! - [`Update::done`] is appended to `md-done` (`insertAdjacentHTML("beforeend", …)`).
+//! - [`Update::done`] is appended to `md-done` (`insertAdjacentHTML("beforeend", …)`); the
+//!   page puts it in groups of a few blocks (`<div class="md-group">`), which layout skips
+//!   while out of view.
 //! - [`TailUpdate::Html`] replaces the innerHTML of `md-tail`.
 //! - [`TailUpdate::CodeLines`] applies to the open code block in `md-tail`: `finished` is
 //!   inserted before its `<span class="code-partial">` (the last child of `<code>`) and the
 //!   span's innerHTML becomes `partial`.
 //!
-//! After [`StreamRenderer::finish`], `md-done` holds exactly `render(full_text)` and `md-tail`
-//! is empty. The server renders a stored answer as `render(text)` inside `md-done`.
+//! After [`StreamRenderer::finish`], `md-done` holds exactly `render(full_text)` (in those
+//! groups) and `md-tail` is empty. The server renders a stored answer as `render(text)` inside `md-done`.
 //!
 //! Code blocks render as
 //!

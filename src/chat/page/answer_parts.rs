@@ -14,6 +14,9 @@ use crate::{
 };
 use leptos::{html, prelude::*};
 
+/// How many finished blocks of a streaming answer share one `.md-group`.
+const BLOCKS_PER_GROUP: u32 = 16;
+
 /// One part of an answer. Every field is a reactive handle, so parts are `Copy`.
 #[derive(Clone, Copy)]
 pub enum Part {
@@ -41,6 +44,10 @@ pub struct TextPart {
     markdown: StoredValue<Option<StreamRenderer>>,
     /// Whether the text is complete (stored, or its stream moved on).
     finished: StoredValue<bool>,
+    /// Deltas received since the last frame, drawn together at the next one.
+    pending: StoredValue<String>,
+    /// Whether a frame has been asked for to draw `pending`.
+    frame_requested: StoredValue<bool>,
     body: NodeRef<html::Div>,
 }
 
@@ -51,13 +58,40 @@ impl TextPart {
             text: StoredValue::new(text),
             markdown: StoredValue::new(None),
             finished: StoredValue::new(finished),
+            pending: StoredValue::new(String::new()),
+            frame_requested: StoredValue::new(false),
             body: NodeRef::new(),
         }
     }
 
+    /// Adds a delta. It is drawn at the next animation frame, together with
+    /// every other delta that arrives before it: the screen cannot show more
+    /// often than that, and one Markdown pass and one DOM update per frame
+    /// cost what one per delta did (a fast model sends several per frame).
+    /// The first delta is not delayed: nothing it changes is painted before
+    /// that frame anyway.
     pub fn push(self, delta: &str) {
         self.text.update_value(|text| text.push_str(delta));
-        self.render_delta(delta);
+        if self.body.get_untracked().is_none() {
+            return;
+        }
+        self.pending.update_value(|pending| pending.push_str(delta));
+        if !self.frame_requested.get_value() {
+            self.frame_requested.set_value(true);
+            request_animation_frame(move || self.draw_pending());
+        }
+    }
+
+    /// Draws the deltas held for this frame. The part may be gone by then
+    /// (the user switched conversations): then there is nothing to draw.
+    fn draw_pending(self) {
+        let Some(pending) = self.pending.try_update_value(std::mem::take) else {
+            return;
+        };
+        self.frame_requested.set_value(false);
+        if !pending.is_empty() {
+            self.render_delta(&pending);
+        }
     }
 
     /// Renders a delta into the element. Until the element exists (the page
@@ -82,6 +116,8 @@ impl TextPart {
         if self.body.get_untracked().is_none() {
             return;
         }
+        // What waits for the next frame comes before the end.
+        self.draw_pending();
         if self.markdown.with_value(Option::is_none) {
             self.render_delta("");
         }
@@ -93,6 +129,11 @@ impl TextPart {
 
     /// Applies a Markdown update: finished blocks are appended to
     /// `.md-done`, the unfinished one redrawn in `.md-tail`.
+    ///
+    /// Finished blocks go into groups of [`BLOCKS_PER_GROUP`]
+    /// (`.md-done > .md-group`), each skipped by layout and paint while out
+    /// of view: a frame that adds a block then visits a group's blocks and
+    /// the groups, not every block of a long answer.
     fn paint(self, update: Option<MarkdownUpdate>) {
         let (Some(update), Some(body)) = (update, self.body.get_untracked()) else {
             return;
@@ -101,7 +142,18 @@ impl TextPart {
             return;
         };
         if !update.done.is_empty() {
-            let _ = done.insert_adjacent_html("beforeend", &update.done);
+            let group = done
+                .last_element_child()
+                .filter(|group| group.child_element_count() < BLOCKS_PER_GROUP)
+                .or_else(|| {
+                    let group = document().create_element("div").ok()?;
+                    group.set_class_name("md-group");
+                    done.append_child(&group).ok()?;
+                    Some(group)
+                });
+            if let Some(group) = group {
+                let _ = group.insert_adjacent_html("beforeend", &update.done);
+            }
         }
         match update.tail {
             TailUpdate::Unchanged => {}
@@ -235,6 +287,8 @@ pub fn stored_parts(text: &str, blocks: &[AnswerBlock], mut key: impl FnMut() ->
     let mut parts: Vec<Part> = Vec::with_capacity(blocks.len());
     for block in blocks {
         match block {
+            // An answer that failed before any text shows no empty box.
+            AnswerBlock::Text { text } if text.is_empty() => {}
             AnswerBlock::Text { text } => parts.push(Part::Text(TextPart::new(key(), text.clone(), true))),
             AnswerBlock::Reasoning { text, redacted } => {
                 // Readable and encrypted thinking in a row share a section.

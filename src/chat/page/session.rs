@@ -263,6 +263,11 @@ impl ChatSession {
                 turn
             })
             .collect();
+        for pair in list.windows(2) {
+            if pair[0].role == Role::Assistant && pair[1].role == Role::Assistant {
+                pair[0].superseded.set(true);
+            }
+        }
         if let (Some(&turn), Some(stored)) = (list.last(), found.messages.last()) {
             if stored.role == Role::Assistant && stored.status == MessageStatus::Streaming {
                 // Following opens a connection, which only the browser does:
@@ -345,7 +350,12 @@ impl ChatSession {
             return;
         }
         let reply = self.new_turn(Role::Assistant, String::new(), MessageStatus::Streaming);
-        self.turns.update(|t| t.push(reply));
+        self.turns.update(|t| {
+            if let Some(last) = t.last().filter(|last| last.role == Role::Assistant) {
+                last.superseded.set(true);
+            }
+            t.push(reply)
+        });
         let opening = Opening::Regenerate {
             conversation_id,
             model_id: Some(self.model.get_untracked()),

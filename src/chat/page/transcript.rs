@@ -180,7 +180,7 @@ fn TurnView(turn: Turn) -> impl IntoView {
         }
     };
     view! {
-        <article class=class data-status=move || turn.status.get().as_str()>
+        <article class=class class:superseded=move || turn.superseded.get() data-status=move || turn.status.get().as_str()>
             <div class="who">{move || who(i18n.t())}</div>
             {body}
             {match turn.role {

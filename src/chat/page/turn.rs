@@ -39,6 +39,9 @@ pub struct Turn {
     pub timing: RwSignal<(Option<u64>, Option<u64>)>,
     /// A user message's text element.
     pub body: NodeRef<html::Div>,
+    /// An answer that a regenerated answer to the same message follows:
+    /// kept, but shown quieter.
+    pub superseded: RwSignal<bool>,
 }
 
 impl Turn {
@@ -66,6 +69,7 @@ impl Turn {
             reconnecting: RwSignal::new(false),
             timing: RwSignal::new((None, None)),
             body: NodeRef::new(),
+            superseded: RwSignal::new(false),
         }
     }
 
@@ -109,6 +113,8 @@ impl Turn {
 
     pub fn apply(self, event: StreamEvent) {
         match event {
+            // (An empty delta would make an empty text box.)
+            StreamEvent::Delta(delta) if delta.text.is_empty() => {}
             StreamEvent::Delta(delta) => {
                 self.text.update_value(|text| text.push_str(&delta.text));
                 let text = match self.last_part() {
