@@ -66,6 +66,7 @@ pub fn hydrate() {
 
     console_error_panic_hook::set_once();
     let page = PageConfig::from_document();
+    early_input::hydrating();
     leptos::mount::hydrate_body(move || view! { <App page/> });
     early_input::release();
 }

@@ -328,11 +328,15 @@ pub fn AnswerParts(parts: RwSignal<Vec<Part>>) -> impl IntoView {
     }
 }
 
-/// Text: a finished part rendered whole; one being written starts empty and
-/// is drawn from all its text so far at its next delta.
+/// Text: a finished part rendered whole (by the server, or here when shown
+/// after the page loaded); one being written starts empty and is drawn from
+/// all its text so far at its next delta.
 #[component]
 fn TextPartView(part: TextPart) -> impl IntoView {
-    let rendered = if part.finished.get_value() {
+    // While hydrating, the element already holds the server's rendering,
+    // which `inner_html` leaves in place: rendering again would only cost
+    // time (seconds for a long conversation on a slow phone).
+    let rendered = if part.finished.get_value() && !crate::early_input::is_hydrating() {
         part.text.with_value(|text| markdown::render(text))
     } else {
         String::new()
