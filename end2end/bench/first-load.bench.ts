@@ -49,11 +49,15 @@ async function milestones(page: Page) {
 }
 
 test('bundle sizes', async () => {
-  const lines = ['bundle (target/site/pkg), raw and gzipped -9:'];
+  const lines = ['bundle (target/site/pkg): raw, gzip -9, and the brotli file served when the browser takes it:'];
   for (const file of fs.readdirSync(PKG).filter((f) => /\.(wasm|js|css)$/.test(f)).sort()) {
     const bytes = fs.readFileSync(path.join(PKG, file));
     const gz = zlib.gzipSync(bytes, { level: 9 }).length;
-    lines.push(`  ${file.padEnd(28)} ${kb(bytes.length).padStart(10)}  ${kb(gz).padStart(9)} gz  (${gz} B)`);
+    const brFile = path.join(PKG, `${file}.br`);
+    const br = fs.existsSync(brFile) ? kb(fs.statSync(brFile).size) : 'none';
+    lines.push(
+      `  ${file.padEnd(28)} ${kb(bytes.length).padStart(10)}  ${kb(gz).padStart(9)} gz (${gz} B)  ${br.padStart(9)} br`,
+    );
   }
   console.log(lines.join('\n'));
 });
@@ -68,6 +72,10 @@ test('first load to interactive on Fast 3G with a 4× slower CPU', async ({ page
   await cdp.send('Emulation.setCPUThrottlingRate', { rate: CPU_SLOWDOWN });
   const paints: number[] = [];
   const interactive: number[] = [];
+  let wasmEncoding = '';
+  page.on('response', (r) => {
+    if (r.url().endsWith('.wasm')) wasmEncoding = r.headers()['content-encoding'] ?? 'identity';
+  });
   for (let run = 0; run < RUNS; run++) {
     await page.goto('/', { waitUntil: 'commit', timeout: 60_000 });
     const m = await milestones(page);
@@ -78,7 +86,8 @@ test('first load to interactive on Fast 3G with a 4× slower CPU', async ({ page
   const ms = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' / ');
   console.log(
     [
-      `first load, Fast 3G + ${CPU_SLOWDOWN}× CPU, cache off (${RUNS} runs, ms from navigation start):`,
+      `first load, Fast 3G + ${CPU_SLOWDOWN}× CPU, cache off, WASM served as ${wasmEncoding} ` +
+        `(${RUNS} runs, ms from navigation start):`,
       `  first contentful paint  median ${median(paints).toFixed(0)} ms  (${ms(paints)})`,
       `  interactive (hydrated)  median ${median(interactive).toFixed(0)} ms  (${ms(interactive)})`,
     ].join('\n'),
