@@ -3,7 +3,7 @@
 // and a model picked are all carried out once the page is interactive.
 // The WASM is held back by the test until the input has been made.
 
-import type { Page } from '@playwright/test';
+import { test as plain, type Page } from '@playwright/test';
 import { test, expect, chat, selectedModel } from './support';
 
 /** Holds the WASM download until the returned function is called. */
@@ -38,6 +38,8 @@ test('a message sent with Enter before hydration is sent once the page is intera
   await expect(ui.users.first()).toContainText('Sent while loading');
   await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete');
   await expect(ui.input).toHaveValue('');
+  // A slow load is not a failed one.
+  await expect(page.locator('.load-failed')).toHaveCount(0);
 });
 
 test('a click on Send before hydration is not lost, nor is the text typed', async ({ page }) => {
@@ -71,4 +73,18 @@ test('a model picked and Settings clicked before hydration take effect after it'
   await ui.input.press('Enter');
   await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete');
   await expect(ui.answers.first()).toContainText(`model=${other}`);
+});
+
+// Without the error-watching fixture: a WASM that cannot load is an uncaught
+// rejection in the page, which is the point here.
+plain('when the app cannot load, the page says so instead of holding clicks', async ({ page }) => {
+  await page.route('**/pkg/*.wasm', (route) => route.abort('failed'));
+  await page.goto('/', { waitUntil: 'domcontentloaded' });
+  const alert = page.getByRole('alert');
+  await expect(alert).toHaveText('The page could not finish loading. Reload it to try again.');
+  const ui = chat(page);
+  await ui.input.fill('Nothing will send this');
+  await ui.send.click();
+  await expect(ui.send).not.toHaveAttribute('data-queued');
+  await expect(ui.main).not.toHaveAttribute('data-hydrated', 'true');
 });
