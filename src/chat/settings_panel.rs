@@ -131,8 +131,6 @@ pub fn SettingsPanel(
         })
     };
 
-    let offered_tools = page.tools.clone();
-    let tool_list = page.tools.clone();
     let default_prompt = page.default_system_prompt.clone();
     let default_temperature = page.default_temperature.to_string();
     let default_max_tokens = page.default_max_tokens.to_string();
@@ -194,82 +192,115 @@ pub fn SettingsPanel(
                         />
                     </label>
                 </div>
-                <Show when=move || !offered_tools.is_empty()>
-                    <fieldset class="field tools-field">
-                        <legend>{move || i18n.t().tools_label}</legend>
-                        {tool_list.iter().map(|name| {
-                            let name = name.clone();
-                            let checked_name = name.clone();
-                            let toggled_name = name.clone();
-                            view! {
-                                <label class="check">
-                                    <input
-                                        type="checkbox"
-                                        name="tools"
-                                        value=name.clone()
-                                        prop:checked=move || tools_on.with(|on| on.contains(&checked_name))
-                                        on:change=move |ev| {
-                                            let on = event_target_checked(&ev);
-                                            tools_on.update(|list| {
-                                                list.retain(|n| n != &toggled_name);
-                                                if on {
-                                                    list.push(toggled_name.clone());
-                                                }
-                                            });
-                                        }
-                                    />
-                                    <span>{move || (i18n.t().tool_name)(&name)}</span>
-                                </label>
-                            }
-                        }).collect_view()}
-                    </fieldset>
-                </Show>
+                <ToolChoices offered=page.tools.clone() tools_on/>
                 <Show when=move || can_think.get()>
-                    <div class="field-row thinking-field">
-                        <label class="check">
-                            <input
-                                type="checkbox"
-                                name="thinking"
-                                prop:checked=move || thinking.get()
-                                on:change=move |ev| thinking.set(event_target_checked(&ev))
-                            />
-                            <span>{move || i18n.t().thinking_switch}</span>
-                        </label>
-                        <label class="field">
-                            <span>{move || i18n.t().thinking_budget}</span>
-                            <input
-                                name="thinking_budget"
-                                type="number"
-                                min="1024"
-                                step="256"
-                                inputmode="numeric"
-                                placeholder=default_budget.to_string()
-                                prop:disabled=move || !thinking.get()
-                                prop:value=move || budget.get()
-                                on:input=move |ev| budget.set(event_target_value(&ev))
-                            />
-                            <small>{move || i18n.t().thinking_hint}</small>
-                        </label>
-                    </div>
+                    <ThinkingFields thinking budget default_budget/>
                 </Show>
-                <div class="settings-actions">
-                    <button type="submit" class="save-settings">{move || i18n.t().settings_save}</button>
-                    <button type="button" class="small reset-settings" on:click=move |_| reset()>
-                        {move || i18n.t().settings_reset}
-                    </button>
-                    <button type="button" class="small secondary close-settings" on:click=move |_| close_panel(open)>
-                        {move || i18n.t().settings_close}
-                    </button>
-                    <p class="settings-status" role="status">
-                        {move || match outcome.get() {
-                            Some(Outcome::Saved(text)) => view! { <span class="ok">{text}</span> }.into_any(),
-                            Some(Outcome::Refused(text)) => view! { <span class="error">{text}</span> }.into_any(),
-                            None => ().into_any(),
-                        }}
-                    </p>
-                </div>
+                <SettingsActions outcome on_reset=Callback::new(move |()| reset()) open/>
             </form>
         </section>
+    }
+}
+
+/// The tools the model may call in this conversation, one switch each.
+#[component]
+fn ToolChoices(offered: Vec<String>, tools_on: RwSignal<Vec<String>>) -> impl IntoView {
+    let i18n = use_i18n();
+    (!offered.is_empty()).then(|| {
+        view! {
+            <fieldset class="field tools-field">
+                <legend>{move || i18n.t().tools_label}</legend>
+                {offered
+                    .into_iter()
+                    .map(|name| {
+                        let checked_name = name.clone();
+                        let toggled_name = name.clone();
+                        view! {
+                            <label class="check">
+                                <input
+                                    type="checkbox"
+                                    name="tools"
+                                    value=name.clone()
+                                    prop:checked=move || tools_on.with(|on| on.contains(&checked_name))
+                                    on:change=move |ev| {
+                                        let on = event_target_checked(&ev);
+                                        tools_on.update(|list| {
+                                            list.retain(|n| n != &toggled_name);
+                                            if on {
+                                                list.push(toggled_name.clone());
+                                            }
+                                        });
+                                    }
+                                />
+                                <span>{move || (i18n.t().tool_name)(&name)}</span>
+                            </label>
+                        }
+                    })
+                    .collect_view()}
+            </fieldset>
+        }
+    })
+}
+
+/// Thinking on or off, and its token budget (for models that can think).
+#[component]
+fn ThinkingFields(thinking: RwSignal<bool>, budget: RwSignal<String>, default_budget: u32) -> impl IntoView {
+    let i18n = use_i18n();
+    view! {
+        <div class="field-row thinking-field">
+            <label class="check">
+                <input
+                    type="checkbox"
+                    name="thinking"
+                    prop:checked=move || thinking.get()
+                    on:change=move |ev| thinking.set(event_target_checked(&ev))
+                />
+                <span>{move || i18n.t().thinking_switch}</span>
+            </label>
+            <label class="field">
+                <span>{move || i18n.t().thinking_budget}</span>
+                <input
+                    name="thinking_budget"
+                    type="number"
+                    min="1024"
+                    step="256"
+                    inputmode="numeric"
+                    placeholder=default_budget.to_string()
+                    prop:disabled=move || !thinking.get()
+                    prop:value=move || budget.get()
+                    on:input=move |ev| budget.set(event_target_value(&ev))
+                />
+                <small>{move || i18n.t().thinking_hint}</small>
+            </label>
+        </div>
+    }
+}
+
+/// Save, Use defaults, Close, and what the last save came to.
+#[component]
+fn SettingsActions(
+    outcome: RwSignal<Option<Outcome>>,
+    on_reset: Callback<()>,
+    open: RwSignal<bool>,
+) -> impl IntoView {
+    let i18n = use_i18n();
+    view! {
+        <div class="settings-actions">
+            <button type="submit" class="save-settings">{move || i18n.t().settings_save}</button>
+            <button type="button" class="small reset-settings" on:click=move |_| on_reset.run(())>
+                {move || i18n.t().settings_reset}
+            </button>
+            <button type="button" class="small secondary close-settings" on:click=move |_| close_panel(open)>
+                {move || i18n.t().settings_close}
+            </button>
+            <p class="settings-status" role="status">
+                {move || match outcome.get() {
+                    Some(Outcome::Saved(text)) => view! { <span class="ok">{text}</span> }.into_any(),
+                    Some(Outcome::Refused(text)) => view! { <span class="error">{text}</span> }.into_any(),
+                    None => ().into_any(),
+                }}
+            </p>
+        </div>
     }
 }
 
