@@ -49,7 +49,7 @@ pub fn Sidebar(
     settings_open: RwSignal<bool>,
 ) -> impl IntoView {
     let i18n = use_i18n();
-    let focus_after = RwSignal::new(None::<(u64, FocusTarget)>);
+    let focus_after = RwSignal::new(FocusAfter::None);
     let new_chat = NodeRef::<html::A>::new();
     // A delete that leaves no conversation sends the focus to New chat,
     // which a reload does not replace.
