@@ -552,6 +552,10 @@ async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) ->
 
 /// Inserts the user's message and an empty answer (status `streaming`)
 /// after the conversation's last message; returns their ids.
+///
+/// One statement, the place included: every statement is a round trip to
+/// the database (on SQLite, to its connection's thread), and starting an
+/// answer is on the way to its first token.
 async fn insert_question_and_answer(
     conn: &mut sqlx::AnyConnection,
     conversation_id: &str,
@@ -559,35 +563,26 @@ async fn insert_question_and_answer(
     model_id: &str,
     now: i64,
 ) -> Result<(String, String)> {
-    let position = next_position(&mut *conn, conversation_id).await?;
     let user_message_id = new_id();
     let answer_id = new_id();
-    for (id, position, role, content, status, model) in [
-        (&user_message_id, position, "user", text, "complete", None),
-        (
-            &answer_id,
-            position + 1,
-            "assistant",
-            "",
-            "streaming",
-            Some(model_id),
-        ),
-    ] {
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(id)
-        .bind(conversation_id)
-        .bind(position)
-        .bind(role)
-        .bind(content)
-        .bind(status)
-        .bind(model)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
+    // The SELECT reads the table it inserts into, so both databases read
+    // the last place before either row is written.
+    sqlx::query(
+        "WITH last AS (SELECT COALESCE(MAX(position), 0) AS n FROM messages \
+                       WHERE conversation_id = $2) \
+         INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
+         SELECT $1, $2, n + 1, 'user', $3, 'complete', NULL, $4 FROM last \
+         UNION ALL \
+         SELECT $5, $2, n + 2, 'assistant', '', 'streaming', $6, $4 FROM last",
+    )
+    .bind(&user_message_id)
+    .bind(conversation_id)
+    .bind(text)
+    .bind(now)
+    .bind(&answer_id)
+    .bind(model_id)
+    .execute(&mut *conn)
+    .await?;
     Ok((user_message_id, answer_id))
 }
 

@@ -219,7 +219,9 @@ impl Store {
                 Backend::Postgres => 20,
             });
         let options = match backend {
-            Backend::Sqlite => options.after_connect(|conn, _| {
+            // An embedded database's connection cannot have gone away: no
+            // ping (a round trip to its thread) before every transaction.
+            Backend::Sqlite => options.test_before_acquire(false).after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets pages be read while an answer is written;
                     // synchronous=FULL makes every commit durable (fsync).
