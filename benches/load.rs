@@ -17,6 +17,8 @@
 //! and first-token overhead are the figures that matter.
 //!
 //! Run with `./dev bench` (or `cargo bench --features ssr --bench load`).
+//! `LOAD_LEVELS="1000,9000"` picks the levels and `LOAD_PARTS="postgres"`
+//! the parts (see `main`); `LOAD_SERVER_ENV` adds server settings.
 
 // The integration tests' own helpers: a bench is a crate of its own, and
 // Cargo has no dev-only library target to share them through.
@@ -136,7 +138,11 @@ async fn one(http: &reqwest::Client, base: &str, endpoint: Endpoint, n: usize) -
     let response = match request.send().await {
         Ok(r) if r.status().is_success() => r,
         Ok(r) => {
-            outcome.error = Some(format!("HTTP {}", r.status().as_u16()));
+            // The status and our error code: "HTTP 503 storage_unavailable".
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            let code = body["error"]["code"].as_str().unwrap_or("");
+            outcome.error = Some(format!("HTTP {status} {code}").trim_end().to_owned());
             return outcome;
         }
         Err(e) => {
@@ -389,28 +395,42 @@ async fn main() {
         Ok(list) => list.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
         Err(_) => LEVELS.to_vec(),
     };
+    // `LOAD_PARTS="sqlite,compat"` runs only those parts: single (one
+    // answer at a time), cardinality, sqlite, postgres, compat.
+    let parts = std::env::var("LOAD_PARTS").unwrap_or_default();
+    let runs = |part: &str| parts.is_empty() || parts.split(',').any(|p| p.trim() == part);
     let (mut simulator, sim_url) = start_simulator();
     let sqlite = Db::sqlite();
-    one_at_a_time(&sqlite, &sim_url, Endpoint::Page, "page endpoint, SQLite").await;
-    one_at_a_time(&sqlite, &sim_url, Endpoint::Compat, "compatibility endpoint").await;
-    metrics_after_many_answers(&sqlite, &sim_url).await;
-    for &c in &levels {
-        level(&sqlite, &sim_url, Endpoint::Page, c, "page endpoint, SQLite").await;
+    if runs("single") {
+        one_at_a_time(&sqlite, &sim_url, Endpoint::Page, "page endpoint, SQLite").await;
+        one_at_a_time(&sqlite, &sim_url, Endpoint::Compat, "compatibility endpoint").await;
     }
-    if let Some(postgres) = Db::postgres().await {
+    if runs("cardinality") {
+        metrics_after_many_answers(&sqlite, &sim_url).await;
+    }
+    if runs("sqlite") {
         for &c in &levels {
-            level(
-                &postgres,
-                &sim_url,
-                Endpoint::Page,
-                c,
-                "page endpoint, PostgreSQL",
-            )
-            .await;
+            level(&sqlite, &sim_url, Endpoint::Page, c, "page endpoint, SQLite").await;
         }
     }
-    for &c in &levels {
-        level(&sqlite, &sim_url, Endpoint::Compat, c, "compatibility endpoint").await;
+    if runs("postgres") {
+        if let Some(postgres) = Db::postgres().await {
+            for &c in &levels {
+                level(
+                    &postgres,
+                    &sim_url,
+                    Endpoint::Page,
+                    c,
+                    "page endpoint, PostgreSQL",
+                )
+                .await;
+            }
+        }
+    }
+    if runs("compat") {
+        for &c in &levels {
+            level(&sqlite, &sim_url, Endpoint::Compat, c, "compatibility endpoint").await;
+        }
     }
     let _ = simulator.kill();
     let _ = simulator.wait();
