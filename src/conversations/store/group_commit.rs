@@ -13,6 +13,10 @@
 //! * Each write runs in a savepoint of the batch's transaction: one that
 //!   fails (a busy conversation, a missing one) is rolled back alone and its
 //!   caller gets its own error; the others go on.
+//! * One owner's writes go to one lane (PostgreSQL has several): every row
+//!   a write locks is its owner's (the owner, its conversations, its
+//!   usage), so two lanes never wait on each other. (When one person's
+//!   messages were in two lanes at once, PostgreSQL found deadlocks.)
 //! * A caller hears back only once the batch has committed (or failed to):
 //!   nothing is reported stored before it is durable.
 
@@ -23,15 +27,16 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
     Arc,
 };
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 /// The most writes one transaction carries.
 const MAX_BATCH: usize = 256;
 
-/// Queues writes for the committing tasks; cheap to clone.
+/// Queues writes for the committing lanes; cheap to clone.
 #[derive(Clone)]
 pub(super) struct Committer {
-    queue: mpsc::UnboundedSender<Write>,
+    /// One queue per lane.
+    lanes: Arc<[mpsc::UnboundedSender<Write>]>,
     figures: Arc<Figures>,
 }
 
@@ -108,21 +113,23 @@ impl Committer {
     /// batch took a quarter of a second). The lane ends when the last
     /// [`Committer`] is dropped.
     pub(super) fn start(store: Store, lanes: usize) -> Self {
-        let (queue, queued) = mpsc::unbounded_channel();
-        let queued = Arc::new(Mutex::new(queued));
         let figures = Arc::new(Figures::default());
-        for lane in 0..lanes.max(1) {
-            let (store, queued, figures) = (store.clone(), queued.clone(), figures.clone());
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the store's committing thread");
-            std::thread::Builder::new()
-                .name(format!("store-commit-{lane}"))
-                .spawn(move || runtime.block_on(run(store, queued, figures)))
-                .expect("the store's committing thread starts");
-        }
-        Self { queue, figures }
+        let lanes = (0..lanes.max(1))
+            .map(|lane| {
+                let (queue, queued) = mpsc::unbounded_channel();
+                let (store, figures) = (store.clone(), figures.clone());
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the store's committing thread");
+                std::thread::Builder::new()
+                    .name(format!("store-commit-{lane}"))
+                    .spawn(move || runtime.block_on(run(store, queued, figures)))
+                    .expect("the store's committing thread starts");
+                queue
+            })
+            .collect();
+        Self { lanes, figures }
     }
 
     /// Transactions committed so far, and the writes they carried.
@@ -135,13 +142,13 @@ impl Committer {
 
     pub(super) async fn begin(&self, new: &NewExchange<'_>) -> Result<Exchange> {
         let (reply, replied) = oneshot::channel();
-        self.send(Write::Begin(Box::new(OwnedExchange::of(new)), reply))?;
+        self.send(new.owner, Write::Begin(Box::new(OwnedExchange::of(new)), reply))?;
         replied.await.map_err(|_| stopped())?
     }
 
     pub(super) async fn finish(&self, answer: &FinishedAnswer) -> Result<()> {
         let (reply, replied) = oneshot::channel();
-        self.send(Write::Finish(Box::new(answer.clone()), reply))?;
+        self.send(&answer.owner, Write::Finish(Box::new(answer.clone()), reply))?;
         replied.await.map_err(|_| stopped())?
     }
 
@@ -157,12 +164,17 @@ impl Committer {
             content: content.to_owned(),
             blocks: blocks.to_vec(),
         };
-        self.send(Write::Checkpoint(Box::new(checkpoint), reply))?;
+        // Only SQLite checkpoints through group commit, and it has one lane.
+        self.send(answer_id, Write::Checkpoint(Box::new(checkpoint), reply))?;
         replied.await.map_err(|_| stopped())?
     }
 
-    fn send(&self, write: Write) -> Result<()> {
-        self.queue.send(write).map_err(|_| stopped())
+    /// Queues `write` on the lane of `key` (its owner).
+    fn send(&self, key: &str, write: Write) -> Result<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        let lane = &self.lanes[hash as usize % self.lanes.len()];
+        lane.send(write).map_err(|_| stopped())
     }
 }
 
@@ -173,22 +185,15 @@ fn stopped() -> StoreError {
     )
 }
 
-async fn run(store: Store, queued: Arc<Mutex<mpsc::UnboundedReceiver<Write>>>, figures: Arc<Figures>) {
-    loop {
-        let batch = {
-            let mut queued = queued.lock().await;
-            let Some(first) = queued.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queued.try_recv() {
-                    Ok(write) => batch.push(write),
-                    Err(_) => break,
-                }
+async fn run(store: Store, mut queued: mpsc::UnboundedReceiver<Write>, figures: Arc<Figures>) {
+    while let Some(first) = queued.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queued.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
             }
-            batch
-        };
+        }
         let writes = batch.len() as u64;
         if commit(&store, batch).await {
             figures.transactions.fetch_add(1, Ordering::Relaxed);
