@@ -34,6 +34,7 @@ both_backends!(
     every_ending_of_an_answer_is_stored,
     a_conversation_takes_one_answer_at_a_time,
     a_burst_of_messages_is_stored_each_on_its_own,
+    first_messages_at_once_are_written_together,
     the_conversation_page_is_server_rendered_with_its_transcript,
     a_killed_server_loses_nothing_and_restarts_cleanly,
     each_conversation_keeps_its_own_model_and_settings,
@@ -353,8 +354,108 @@ async fn a_burst_of_messages_is_stored_each_on_its_own(db: Db) {
     let (status, list) = app.get_json("/api/conversations").await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().unwrap().len(), 0, "the strays stored nothing");
-    if let Some((transactions, writes)) = app.store.group_commit_figures() {
-        println!("group commit: {writes} writes in {transactions} transactions");
+    if let Some(figures) = app.store.group_commit_figures() {
+        println!("group commit: {figures:?}");
+    }
+}
+
+/// A hundred and forty first messages reach the store at once (one person
+/// sends a hundred, forty others one each): under group commit they are
+/// written as sets, and each is stored as one written alone would be,
+/// ready for the next turn.
+async fn first_messages_at_once_are_written_together(db: Db) {
+    use bedrock_chat::conversations::store::{ModelChoice, NewExchange, StoreErrorKind};
+    let app = spawn_app_on(db, &[]).await;
+    let bedrock = &app.settings.bedrock;
+    let model = ModelChoice {
+        requested: None,
+        offered: &bedrock.models,
+        default: &bedrock.default_model,
+    };
+    // One person's writes share a lane (PostgreSQL has several), so that
+    // person's hundred fill sets whatever the lanes.
+    let busy = "anon:burst-busy".to_owned();
+    let sends: Vec<(String, String)> = (0..100)
+        .map(|n| (busy.clone(), format!("First message {n}")))
+        .chain((0..40).map(|n| (format!("anon:burst-{n}"), format!("Hello from {n}"))))
+        .collect();
+    let before = app.store.group_commit_figures().expect("group commit is on");
+    // Polled together, so they are queued faster than they commit: at most
+    // a few batches, one of them with a full set.
+    let begun = futures::future::join_all(sends.iter().map(|(owner, text)| {
+        app.store.begin_exchange(NewExchange {
+            owner,
+            conversation_id: None,
+            title: text,
+            text,
+            model,
+            settings: None,
+        })
+    }))
+    .await;
+    let after = app.store.group_commit_figures().unwrap();
+    assert!(
+        after.begun_together > before.begun_together,
+        "some of them were written as sets: {before:?} then {after:?}"
+    );
+    let mut ids = std::collections::HashSet::new();
+    for ((owner, text), exchange) in sends.iter().zip(begun) {
+        let exchange = exchange.expect("each is stored");
+        assert!(exchange.created && exchange.earlier.is_empty());
+        assert!(
+            ids.insert(exchange.conversation.id.clone()),
+            "one conversation each"
+        );
+        let stored = app.store.get(owner, &exchange.conversation.id).await.unwrap();
+        assert_eq!(stored.summary.title, *text);
+        assert_eq!(
+            stored.settings.model_id.as_deref(),
+            Some(bedrock.default_model.as_str())
+        );
+        let messages: Vec<_> = stored
+            .messages
+            .iter()
+            .map(|m| (m.id.as_str(), m.content.as_str(), m.status.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (exchange.user_message_id.as_str(), text.as_str(), "complete"),
+                (exchange.answer_id.as_str(), "", "streaming"),
+            ]
+        );
+        // Nobody else sees it.
+        let stranger = app.store.get("anon:stranger", &exchange.conversation.id).await;
+        assert_eq!(stranger.unwrap_err().kind, StoreErrorKind::NotFound);
+    }
+    assert_eq!(app.store.list(&busy, 200).await.unwrap().len(), 100);
+    assert_eq!(app.store.list("anon:burst-0", 10).await.unwrap().len(), 1);
+
+    // The next message in one of them: while instances share the database
+    // the answer still being written holds its lease (taken with the set);
+    // otherwise the store takes it after the first turn, in order.
+    let (owner, text) = &sends[0];
+    let first = app.store.list(owner, 200).await.unwrap();
+    let conversation = first.iter().find(|c| c.title == *text).unwrap();
+    let next = app
+        .store
+        .begin_exchange(NewExchange {
+            owner,
+            conversation_id: Some(&conversation.id),
+            title: "",
+            text: "And then?",
+            model,
+            settings: None,
+        })
+        .await;
+    if app.store.backend() == bedrock_chat::conversations::store::Backend::Postgres {
+        assert_eq!(next.unwrap_err().kind, StoreErrorKind::Busy);
+    } else {
+        let next = next.expect("the next turn");
+        assert_eq!(next.earlier.len(), 2);
+        let stored = app.store.get(owner, &conversation.id).await.unwrap();
+        let contents: Vec<_> = stored.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, [text.as_str(), "", "And then?", ""]);
     }
 }
 

@@ -12,6 +12,23 @@ use crate::{
     conversations::{AnswerBlock, ConversationSettings, ConversationSummary, MessageStatus, StoredMessage},
 };
 
+impl NewExchange<'_> {
+    /// The conversation this exchange starts (it names none), its settings
+    /// and the model that answers.
+    pub(super) fn fresh_conversation(&self, now: i64) -> (ConversationSummary, ConversationSettings, String) {
+        let summary = ConversationSummary {
+            id: new_id(),
+            title: self.title.to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut settings = self.settings.cloned().unwrap_or_default();
+        let model_id = self.model.resolve(settings.model_id.as_deref());
+        settings.model_id = Some(model_id.clone());
+        (summary, settings, model_id)
+    }
+}
+
 impl Store {
     /// Commits the user's message and an empty answer (status `streaming`)
     /// in one transaction, creating the conversation when asked to (shared
@@ -52,15 +69,7 @@ impl Store {
                 (summary, false, earlier, settings, model_id)
             }
             None => {
-                let summary = ConversationSummary {
-                    id: new_id(),
-                    title: new.title.to_owned(),
-                    created_at: now,
-                    updated_at: now,
-                };
-                let mut settings = new.settings.cloned().unwrap_or_default();
-                let model_id = new.model.resolve(settings.model_id.as_deref());
-                settings.model_id = Some(model_id.clone());
+                let (summary, settings, model_id) = new.fresh_conversation(now);
                 sqlx::query(
                     "INSERT INTO conversations (id, owner_id, title, created_at, updated_at, settings) \
                      VALUES ($1, $2, $3, $4, $5, $6)",

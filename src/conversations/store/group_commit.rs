@@ -12,7 +12,10 @@
 //!   [`MAX_BATCH`]): no timer, so a lone write waits for nobody.
 //! * Each write runs in a savepoint of the batch's transaction: one that
 //!   fails (a busy conversation, a missing one) is rolled back alone and its
-//!   caller gets its own error; the others go on.
+//!   caller gets its own error; the others go on. The first messages of new
+//!   conversations go in sets of [`TOGETHER`], a savepoint per set
+//!   (`new_conversations`), and are written one by one again if it fails.
+//!   A lone write needs none.
 //! * One owner's writes go to one lane (PostgreSQL has several): every row
 //!   a write locks is its owner's (the owner, its conversations, its
 //!   usage), so two lanes never wait on each other. (When one person's
@@ -32,6 +35,12 @@ use tokio::sync::{mpsc, oneshot};
 /// The most writes one transaction carries.
 const MAX_BATCH: usize = 256;
 
+/// New conversations written as one set. Always this many, so that each
+/// statement is prepared once and then found in the connection's cache:
+/// sets of every size a batch happened to hold (up to 256) were slower
+/// than one by one, and sets of 8 slower than 32 (`./dev bench`, load).
+const TOGETHER: usize = 32;
+
 /// Queues writes for the committing lanes; cheap to clone.
 #[derive(Clone)]
 pub(super) struct Committer {
@@ -43,8 +52,30 @@ pub(super) struct Committer {
 /// Transactions committed and the writes they carried (for figures).
 #[derive(Default)]
 pub(super) struct Figures {
-    pub transactions: AtomicU64,
-    pub writes: AtomicU64,
+    transactions: AtomicU64,
+    writes: AtomicU64,
+    begun_together: AtomicU64,
+}
+
+impl Figures {
+    /// Counts a committed batch of `writes`, `together` of them new
+    /// conversations written as sets.
+    fn committed(&self, writes: usize, together: usize) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes as u64, Ordering::Relaxed);
+        self.begun_together.fetch_add(together as u64, Ordering::Relaxed);
+    }
+}
+
+/// What group commit has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitFigures {
+    /// Transactions committed.
+    pub transactions: u64,
+    /// Writes they carried.
+    pub writes: u64,
+    /// New conversations among them written as sets (`new_conversations`).
+    pub begun_together: u64,
 }
 
 enum Write {
@@ -132,12 +163,12 @@ impl Committer {
         Self { lanes, figures }
     }
 
-    /// Transactions committed so far, and the writes they carried.
-    pub(super) fn figures(&self) -> (u64, u64) {
-        (
-            self.figures.transactions.load(Ordering::Relaxed),
-            self.figures.writes.load(Ordering::Relaxed),
-        )
+    pub(super) fn figures(&self) -> GroupCommitFigures {
+        GroupCommitFigures {
+            transactions: self.figures.transactions.load(Ordering::Relaxed),
+            writes: self.figures.writes.load(Ordering::Relaxed),
+            begun_together: self.figures.begun_together.load(Ordering::Relaxed),
+        }
     }
 
     pub(super) async fn begin(&self, new: &NewExchange<'_>) -> Result<Exchange> {
@@ -194,11 +225,7 @@ async fn run(store: Store, mut queued: mpsc::UnboundedReceiver<Write>, figures: 
                 Err(_) => break,
             }
         }
-        let writes = batch.len() as u64;
-        if commit(&store, batch).await {
-            figures.transactions.fetch_add(1, Ordering::Relaxed);
-            figures.writes.fetch_add(writes, Ordering::Relaxed);
-        }
+        commit(&store, batch, &figures).await;
     }
 }
 
@@ -264,8 +291,9 @@ impl Write {
     }
 }
 
-/// Runs a batch in one transaction; true when it committed.
-async fn commit(store: &Store, mut batch: Vec<Write>) -> bool {
+/// Runs a batch in one transaction, and counts it if it committed.
+async fn commit(store: &Store, mut batch: Vec<Write>, figures: &Figures) {
+    let writes = batch.len();
     let mut tx = match store.pool.begin().await {
         Ok(tx) => tx,
         Err(err) => {
@@ -273,7 +301,7 @@ async fn commit(store: &Store, mut batch: Vec<Write>) -> bool {
             for write in batch {
                 write.failed(err.clone()).send(None);
             }
-            return false;
+            return;
         }
     };
     // A lone write (no burst) needs no savepoint: its failure is the
@@ -284,15 +312,40 @@ async fn commit(store: &Store, mut batch: Vec<Write>) -> bool {
             // Its own error is what it hears, whatever the rollback says.
             let _ = tx.rollback().await;
             reply.send(None);
-            return false;
+            return;
         }
         let failed = tx.commit().await.err().map(StoreError::from);
-        let committed = failed.is_none();
+        if failed.is_none() {
+            figures.committed(1, 0);
+        }
         reply.send(failed.as_ref());
-        return committed;
+        return;
     }
     let mut replies = Vec::with_capacity(batch.len());
-    for write in batch {
+    let (fresh, mut one_by_one): (Vec<Write>, Vec<Write>) = batch
+        .into_iter()
+        .partition(|write| matches!(write, Write::Begin(new, _) if new.conversation_id.is_none()));
+    // First messages of new conversations (most of a burst): in sets of
+    // `TOGETHER`, the rest one by one.
+    let mut together = 0;
+    let mut fresh = fresh.into_iter();
+    while store.writes_new_conversations_together() {
+        let set: Vec<Write> = fresh.by_ref().take(TOGETHER).collect();
+        if set.len() < TOGETHER {
+            one_by_one.extend(set);
+            break;
+        }
+        match begin_together(store, &mut tx, set).await {
+            Ok(begun) => {
+                together += begun.len();
+                replies.extend(begun);
+            }
+            // Each on its own, so that a failure is only its own.
+            Err(set) => one_by_one.extend(set),
+        }
+    }
+    one_by_one.extend(fresh);
+    for write in one_by_one {
         // Each write in a savepoint of its own: its failure is its own.
         let mut savepoint = match tx.begin().await {
             Ok(savepoint) => savepoint,
@@ -316,9 +369,51 @@ async fn commit(store: &Store, mut batch: Vec<Write>) -> bool {
         }
     }
     let failed = tx.commit().await.err().map(StoreError::from);
-    let committed = failed.is_none();
+    if failed.is_none() {
+        figures.committed(writes, together);
+    }
     for reply in replies {
         reply.send(failed.as_ref());
     }
-    committed
+}
+
+/// Begins `fresh` (new conversations only) in one savepoint of `tx`; gives
+/// them back when that fails.
+async fn begin_together(
+    store: &Store,
+    tx: &mut sqlx::AnyConnection,
+    fresh: Vec<Write>,
+) -> std::result::Result<Vec<Reply>, Vec<Write>> {
+    let Ok(mut savepoint) = tx.begin().await else {
+        return Err(fresh);
+    };
+    let written = {
+        let news: Vec<NewExchange<'_>> = fresh
+            .iter()
+            .filter_map(|write| match write {
+                Write::Begin(new, _) => Some(new.as_new()),
+                _ => None,
+            })
+            .collect();
+        store.new_conversations_on(&mut savepoint, &news).await
+    };
+    let exchanges = match written {
+        Ok(exchanges) => exchanges,
+        Err(err) => {
+            tracing::debug!(error = %err, "new conversations written one by one");
+            let _ = savepoint.rollback().await;
+            return Err(fresh);
+        }
+    };
+    if savepoint.commit().await.is_err() {
+        return Err(fresh);
+    }
+    Ok(fresh
+        .into_iter()
+        .zip(exchanges)
+        .filter_map(|(write, exchange)| match write {
+            Write::Begin(_, reply) => Some(Reply::Begin(reply, Box::new(Ok(exchange)))),
+            _ => None,
+        })
+        .collect())
 }

@@ -27,17 +27,20 @@
 //! under a burst the commits of many answers are one (`group_commit`).
 //!
 //! The parts: `error` (the one error type), `schema` (migrations),
-//! `exchange` (the transactions that start and end an answer), `rows` (row
+//! `exchange` (the transactions that start and end an answer),
+//! `new_conversations` (many first messages written as sets), `rows` (row
 //! mapping and shared reads); this file holds the types and the plain reads
 //! and writes.
 
 mod error;
 mod exchange;
 mod group_commit;
+mod new_conversations;
 mod rows;
 mod schema;
 
 pub use error::{StoreError, StoreErrorKind};
+pub use group_commit::GroupCommitFigures;
 
 use super::{Conversation, ConversationSettings, ConversationSummary, MessageStatus, StoredMessage};
 use crate::{
@@ -275,7 +278,7 @@ impl Store {
 
     /// Under group commit: the transactions committed so far and the writes
     /// they carried (for figures).
-    pub fn group_commit_figures(&self) -> Option<(u64, u64)> {
+    pub fn group_commit_figures(&self) -> Option<GroupCommitFigures> {
         self.committer.as_ref().map(|c| c.figures())
     }
 

@@ -89,9 +89,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     };
     metrics::gauge!(crate::telemetry::ANSWERS_IN_PROGRESS).set(state.generations.running() as f64);
     metrics::gauge!(crate::telemetry::LISTENERS).set(state.generations.listeners() as f64);
-    if let Some((commits, writes)) = state.store.group_commit_figures() {
-        metrics::counter!(crate::telemetry::STORE_COMMITS).absolute(commits);
-        metrics::counter!(crate::telemetry::STORE_WRITES).absolute(writes);
+    if let Some(figures) = state.store.group_commit_figures() {
+        metrics::counter!(crate::telemetry::STORE_COMMITS).absolute(figures.transactions);
+        metrics::counter!(crate::telemetry::STORE_WRITES).absolute(figures.writes);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
