@@ -236,17 +236,18 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
     );
     let store_line = if store.commits > 0.0 {
         format!(
-            "store: {:.0} commits ({:.0}/s over the level) carrying {:.1} writes each",
+            "store: {:.0} commits ({:.0}/s over the level) carrying {:.1} writes each; storing a message took {:.1} ms on average",
             store.commits,
             store.commits / wall,
-            store.writes / store.commits
+            store.writes / store.commits,
+            store.begin_mean * 1e3,
         )
     } else {
         "store: not used".to_owned()
     };
     println!(
-        "{:<28}          {store_line} | /metrics after {c} answers: {} series, {} bytes",
-        "", store.series, store.metrics_bytes,
+        "{:<28}          {store_line} | first token by the server's clock: {:.1} ms after the request on average | /metrics after {c} answers: {} series, {} bytes",
+        "", store.first_token_mean * 1e3, store.series, store.metrics_bytes,
     );
     drop(server);
 }
@@ -259,6 +260,11 @@ struct ServerFigures {
     metrics_bytes: usize,
     /// Answers ended, as `/metrics` counts them.
     answers: f64,
+    /// Mean seconds to store a new message (`begin_exchange`), queue included.
+    begin_mean: f64,
+    /// Mean seconds from the handler's start to the first token, as the
+    /// server measures it (the model's own 100 ms included).
+    first_token_mean: f64,
 }
 
 impl ServerFigures {
@@ -278,6 +284,13 @@ impl ServerFigures {
                 })
                 .unwrap_or(0.0)
         };
+        // Summed over every label set (e.g. every model).
+        let sum_of = |prefix: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum()
+        };
         Self {
             commits: value("bedrock_chat_store_commits_total"),
             writes: value("bedrock_chat_store_grouped_writes_total"),
@@ -286,6 +299,13 @@ impl ServerFigures {
                 .filter(|l| !l.starts_with('#') && !l.is_empty())
                 .count(),
             metrics_bytes: text.len(),
+            begin_mean: value(
+                "bedrock_chat_store_operation_duration_seconds_sum{operation=\"begin_exchange\"}",
+            ) / value(
+                "bedrock_chat_store_operation_duration_seconds_count{operation=\"begin_exchange\"}",
+            ),
+            first_token_mean: sum_of("bedrock_chat_time_to_first_token_seconds_sum{")
+                / sum_of("bedrock_chat_time_to_first_token_seconds_count{"),
             answers: text
                 .lines()
                 .filter(|l| l.starts_with("bedrock_chat_answers_total{"))
