@@ -182,11 +182,12 @@ impl AnswerRecorder {
         self.written_since_checkpoint = 0;
         self.checkpoint_count += 1;
         let store = self.store.clone();
+        let owner = self.answer.owner.clone();
         let id = self.answer.answer_id.clone();
         let content = self.answer.content.clone();
         let blocks = self.answer.blocks.clone();
         self.checkpoint = Some(runtime.spawn(async move {
-            if let Err(err) = store.checkpoint(&id, &content, &blocks).await {
+            if let Err(err) = store.checkpoint(&owner, &id, &content, &blocks).await {
                 // The next checkpoint, or the final save, writes it again.
                 tracing::warn!(error = %err, answer = %id, "could not checkpoint an answer");
             }

@@ -4,7 +4,7 @@
 use super::{
     new_id, now_ms,
     rows::{messages_of, owned_conversation, scalar_i64},
-    settings_json, Backend, Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError,
+    settings_json, Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError,
     StoreErrorKind,
 };
 use crate::{
@@ -423,16 +423,21 @@ impl Store {
         Ok(rebuilt.rows_affected() + kept.rows_affected() > 0)
     }
 
-    /// Saves the text (and parts) of an answer still being written. A no-op
-    /// once the answer is stored (its row is no longer `streaming`).
-    /// Shares a transaction with other writes under group commit on SQLite
-    /// (one writer, so one fsync for many). PostgreSQL's committing lanes
-    /// run side by side, and long batches holding many answers' rows would
-    /// deadlock one another: there each checkpoint is a statement of its own.
-    pub async fn checkpoint(&self, answer_id: &str, content: &str, blocks: &[AnswerBlock]) -> Result<()> {
+    /// Saves the text (and parts) of `owner`'s answer still being written.
+    /// A no-op once the answer is stored (its row is no longer `streaming`).
+    /// Shares a transaction with other writes under group commit (in the
+    /// owner's lane, so lanes never hold each other's rows): thousands of
+    /// answers checkpointing on their own took every pooled connection.
+    pub async fn checkpoint(
+        &self,
+        owner: &str,
+        answer_id: &str,
+        content: &str,
+        blocks: &[AnswerBlock],
+    ) -> Result<()> {
         crate::telemetry::time_store("checkpoint", async {
-            if let (Some(committer), Backend::Sqlite) = (&self.committer, self.backend) {
-                return committer.checkpoint(answer_id, content, blocks).await;
+            if let Some(committer) = &self.committer {
+                return committer.checkpoint(owner, answer_id, content, blocks).await;
             }
             self.checkpoint_on(&mut *self.pool.acquire().await?, answer_id, content, blocks)
                 .await

@@ -185,6 +185,7 @@ impl Committer {
 
     pub(super) async fn checkpoint(
         &self,
+        owner: &str,
         answer_id: &str,
         content: &str,
         blocks: &[AnswerBlock],
@@ -195,8 +196,7 @@ impl Committer {
             content: content.to_owned(),
             blocks: blocks.to_vec(),
         };
-        // Only SQLite checkpoints through group commit, and it has one lane.
-        self.send(answer_id, Write::Checkpoint(Box::new(checkpoint), reply))?;
+        self.send(owner, Write::Checkpoint(Box::new(checkpoint), reply))?;
         replied.await.map_err(|_| stopped())?
     }
 
