@@ -70,9 +70,11 @@ export default defineConfig({
       BEDROCK_CHAT_IDENTITY_COOKIE_SECRET: '',
       BEDROCK_CHAT_SERVER_SITE_ADDR: `127.0.0.1:${PORT}`,
       // The suite sends hundreds of messages from one address within
-      // minutes; the per-owner caps keep their defaults (defences.spec.ts
-      // checks one of them).
+      // minutes, and one conversation of 130 messages (conversations.spec.ts);
+      // the cap on answers being written at once keeps its default
+      // (defences.spec.ts checks it).
       BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_ADDRESS: '100000',
+      BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER: '100000',
       BEDROCK_CHAT_LIMITS_NEW_OWNERS_PER_ADDRESS_PER_HOUR: '100000',
       // tools.spec.ts: one tool that waits for Approve / Deny.
       BEDROCK_CHAT_TOOLS_REQUIRES_APPROVAL: 'search_conversations',

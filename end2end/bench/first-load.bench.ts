@@ -22,6 +22,8 @@ const FAST_3G = {
 };
 const CPU_SLOWDOWN = 4;
 const LONG_EXCHANGES = 500;
+/** Messages a page opens with (`TRANSCRIPT_PAGE` in src/conversations/mod.rs). */
+const TRANSCRIPT_PAGE = 100;
 
 const kb = (bytes: number) => `${(bytes / 1000).toFixed(1)} KB`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -118,16 +120,27 @@ test('opening a 1,000-message conversation', async ({ page }) => {
   for (let run = 0; run < RUNS; run++) {
     await page.goto(`/c/${id}`, { waitUntil: 'commit' });
     const m = await milestones(page);
-    await expect(page.locator('article.turn')).toHaveCount(2 * LONG_EXCHANGES);
+    await expect(page.locator('article.turn')).toHaveCount(TRANSCRIPT_PAGE);
     interactive.push(m.interactive);
     paints.push(m.contentfulPaint);
   }
+  // The page before the newest, on demand.
+  const shown: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    await page.goto(`/c/${id}`);
+    await expect(page.locator('main.chat')).toHaveAttribute('data-hydrated', 'true');
+    const started = Date.now();
+    await page.getByRole('button', { name: /earlier messages/ }).click();
+    await expect(page.locator('article.turn')).toHaveCount(2 * TRANSCRIPT_PAGE);
+    shown.push(Date.now() - started);
+  }
   console.log(
     [
-      `a ${2 * LONG_EXCHANGES}-message conversation: page ${kb(html.length)} ` +
+      `a ${2 * LONG_EXCHANGES}-message conversation (opens at its newest ${TRANSCRIPT_PAGE}): page ${kb(html.length)} ` +
         `(${kb(zlib.gzipSync(html).length)} gz) (${RUNS} runs, no throttling):`,
       `  first contentful paint  median ${median(paints).toFixed(0)} ms`,
       `  interactive (hydrated)  median ${median(interactive).toFixed(0)} ms`,
+      `  the ${TRANSCRIPT_PAGE} before them on screen  median ${median(shown).toFixed(0)} ms after the click`,
     ].join('\n'),
   );
 });

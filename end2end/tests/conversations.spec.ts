@@ -530,3 +530,45 @@ test('an open rename form survives the list being refreshed by an answer ending'
   await input.press('Enter');
   await expect(item.locator('a.conversation-link')).toHaveText('Half-typed title');
 });
+
+test('a long conversation opens at its newest messages and shows earlier ones on demand', async ({ page }) => {
+  test.setTimeout(120_000);
+  const errors = watchErrors(page);
+  await page.goto('/');
+  // 65 exchanges: 130 messages, of which the page opens with the newest 100.
+  let id: string | undefined;
+  for (let n = 0; n < 65; n++) {
+    const response = await page.request.post('/api/chat/stream', {
+      data: { content: `Turn ${n} [sim tokens=1]`, ...(id ? { conversation_id: id } : {}) },
+      headers: { accept: 'text/event-stream' },
+    });
+    expect(response.status()).toBe(200);
+    const body = await response.text();
+    id ??= body.match(/"conversation_id":"([0-9a-f-]{36})"/)![1];
+  }
+  const ui = await openChat(page, `/c/${id}`);
+  await expect(ui.turns).toHaveCount(100);
+  await expect(ui.turns.first()).toContainText('Turn 15 [sim tokens=1]');
+  const total = await page.locator('.conversation-total').textContent();
+  const button = page.getByRole('button', { name: 'Show 30 earlier messages' });
+  await button.scrollIntoViewIfNeeded();
+  const reading = ui.turns.filter({ hasText: 'Turn 15 [sim tokens=1]' });
+  const before = (await reading.boundingBox())!.y;
+
+  await button.click();
+  await expect(ui.turns).toHaveCount(130);
+  await expect(button).toHaveCount(0);
+  // The turn being read stays where it was; the older ones are above it.
+  await expect.poll(async () => Math.abs((await reading.boundingBox())!.y - before)).toBeLessThan(2);
+  await expect(ui.turns.first()).toContainText('Turn 0 [sim tokens=1]');
+  // The focus was on the button that went away: it is on the transcript.
+  expect(await page.evaluate(() => document.activeElement?.matches('section.transcript'))).toBe(true);
+  // The conversation's total counted the older answers all along.
+  await expect(page.locator('.conversation-total')).toHaveText(total!);
+  // A new message still follows the newest text.
+  await sendMessage(page, 'And one more [sim tokens=3]');
+  await expect(ui.turns).toHaveCount(132);
+  await expect(ui.answers.last()).toHaveAttribute('data-status', 'complete');
+  await expect(ui.answers.last()).toBeInViewport();
+  expect(errors).toEqual([]);
+});

@@ -34,10 +34,32 @@ pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ErrorInfo>
 pub async fn get_conversation(id: String) -> Result<Conversation, ErrorInfo> {
     let (store, owner) = rendering::scope()?;
     let id = super::ConversationId::parse(&id).map_err(rendering::fail)?;
-    store
+    let conversation = store
         .get(owner.as_str(), id.as_str())
         .await
-        .map_err(rendering::fail)
+        .map_err(rendering::fail)?;
+    Ok(conversation
+        .page_before(None)
+        .expect("the newest page always exists"))
+}
+
+/// The page of one of the caller's conversations before its message
+/// `before` (the oldest on screen): "Show earlier messages".
+#[server(prefix = "/api/page", endpoint = "earlier", input = GetUrl)]
+pub async fn earlier_messages(id: String, before: String) -> Result<Conversation, ErrorInfo> {
+    let (store, owner) = rendering::scope()?;
+    let id = super::ConversationId::parse(&id).map_err(rendering::fail)?;
+    let conversation = store
+        .get(owner.as_str(), id.as_str())
+        .await
+        .map_err(rendering::fail)?;
+    conversation.page_before(Some(&before)).ok_or_else(|| {
+        rendering::fail(ErrorInfo::new(
+            ErrorCode::MessageNotFound,
+            "That message is not in this conversation any more. Reload the page to see it as it is now.",
+            false,
+        ))
+    })
 }
 
 /// What the caller used today and this month (UTC), by model: the same

@@ -192,7 +192,8 @@ pub struct ConversationSettings {
     pub thinking_budget: Option<u32>,
 }
 
-/// One conversation with its whole transcript, oldest message first.
+/// One conversation with its transcript, oldest message first: all of it
+/// from the API; for the page, a page of it ([`Conversation::page_before`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     #[serde(flatten)]
@@ -200,6 +201,54 @@ pub struct Conversation {
     #[serde(default)]
     pub settings: ConversationSettings,
     pub messages: Vec<StoredMessage>,
+    /// Messages older than `messages`, left out of this page.
+    #[serde(default, skip_serializing_if = "LeftOut::is_empty")]
+    pub earlier: LeftOut,
+}
+
+/// How many messages were left out of a page, and what their answers used
+/// (so that the conversation's total still counts them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub messages: usize,
+    pub tokens: u64,
+    /// Of the answers whose model had a price.
+    pub cost_nanos: Option<u64>,
+}
+
+impl LeftOut {
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+}
+
+/// Messages a page of a transcript holds: a long conversation opens at its
+/// newest, and the page renders and hydrates no more than this many turns
+/// (a 1,000-message page took 0.4 s to hydrate, and carried the transcript
+/// twice, as HTML and as data). Older ones load on demand.
+pub const TRANSCRIPT_PAGE: usize = 100;
+
+impl Conversation {
+    /// The newest [`TRANSCRIPT_PAGE`] messages before the message `before`
+    /// (before none: the newest of all), the older ones counted in
+    /// `earlier`. `None` when `before` is not one of its messages.
+    pub fn page_before(mut self, before: Option<&str>) -> Option<Self> {
+        let end = match before {
+            Some(id) => self.messages.iter().position(|m| m.id == id)?,
+            None => self.messages.len(),
+        };
+        self.messages.truncate(end);
+        let start = end.saturating_sub(TRANSCRIPT_PAGE);
+        let page = self.messages.split_off(start);
+        let left_out = std::mem::replace(&mut self.messages, page);
+        let (tokens, cost_nanos) = usage::totals(left_out.iter().filter_map(|m| m.usage)).unwrap_or_default();
+        self.earlier = LeftOut {
+            messages: left_out.len(),
+            tokens,
+            cost_nanos,
+        };
+        Some(self)
+    }
 }
 
 /// What `POST /api/conversations/{id}/edit` takes: the user message to

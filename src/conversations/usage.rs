@@ -109,6 +109,25 @@ pub fn format_cost(nanos: u64, currency: &str) -> String {
     }
 }
 
+/// Tokens of every kind used by `usages`, and their cost when any was
+/// priced; `None` when there is no usage at all.
+pub fn totals(usages: impl Iterator<Item = Usage>) -> Option<(u64, Option<u64>)> {
+    let mut any = false;
+    let mut tokens = 0_u64;
+    let mut cost: Option<u64> = None;
+    for usage in usages {
+        any = true;
+        tokens += u64::from(usage.input_tokens)
+            + u64::from(usage.output_tokens)
+            + u64::from(usage.cache_read_tokens)
+            + u64::from(usage.cache_write_tokens);
+        if let Some(nanos) = usage.cost_nanos {
+            cost = Some(cost.unwrap_or(0) + nanos);
+        }
+    }
+    any.then_some((tokens, cost))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

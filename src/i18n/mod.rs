@@ -125,6 +125,10 @@ pub struct Strings {
     pub transcript_label: &'static str,
     pub loading_conversation: &'static str,
     pub jump_to_latest: &'static str,
+    /// The button above a long conversation's first loaded turn.
+    pub show_earlier: fn(usize) -> String,
+    pub loading_earlier: &'static str,
+    pub earlier_failed: &'static str,
     pub start_new_chat: &'static str,
     pub empty_state: &'static str,
     pub you: &'static str,
@@ -291,6 +295,15 @@ pub const EN: Strings = Strings {
     transcript_label: "Conversation",
     loading_conversation: "Loading the conversation…",
     jump_to_latest: "↓ Jump to latest",
+    show_earlier: |n| {
+        if n == 1 {
+            "Show 1 earlier message".to_owned()
+        } else {
+            format!("Show {n} earlier messages")
+        }
+    },
+    loading_earlier: "Loading earlier messages…",
+    earlier_failed: "Earlier messages could not be loaded. Try again.",
     start_new_chat: "Start a new chat",
     empty_state: "Ask anything. Answers appear as they are written.",
     you: "You",
@@ -408,6 +421,9 @@ pub const KO: Strings = Strings {
     transcript_label: "대화",
     loading_conversation: "대화를 불러오는 중…",
     jump_to_latest: "↓ 최신 답변으로 이동",
+    show_earlier: |n| format!("이전 메시지 {n}개 보기"),
+    loading_earlier: "이전 메시지를 불러오는 중…",
+    earlier_failed: "이전 메시지를 불러오지 못했습니다. 다시 시도해 주세요.",
     start_new_chat: "새 채팅 시작하기",
     empty_state: "무엇이든 물어보세요. 답변은 작성되는 대로 바로 보여 드려요.",
     you: "나",

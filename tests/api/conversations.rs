@@ -35,6 +35,7 @@ both_backends!(
     a_conversation_takes_one_answer_at_a_time,
     a_burst_of_messages_is_stored_each_on_its_own,
     first_messages_at_once_are_written_together,
+    a_long_conversation_opens_at_its_newest_page,
     the_conversation_page_is_server_rendered_with_its_transcript,
     a_killed_server_loses_nothing_and_restarts_cleanly,
     each_conversation_keeps_its_own_model_and_settings,
@@ -457,6 +458,93 @@ async fn first_messages_at_once_are_written_together(db: Db) {
         let contents: Vec<_> = stored.messages.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(contents, [text.as_str(), "", "And then?", ""]);
     }
+}
+
+/// A conversation of 130 messages opens at its newest 100, rendered and
+/// sent to the page once; the 30 before load on demand. Its total still
+/// counts every answer, and the API still gives the whole transcript.
+async fn a_long_conversation_opens_at_its_newest_page(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let id = conversation_id(&app.chat(None, "Turn 0 [sim tokens=1]").await);
+    for n in 1..65 {
+        app.chat(Some(&id), &format!("Turn {n} [sim tokens=1]")).await;
+    }
+    let (status, whole) = app.get_json(&conversation_path(&id)).await;
+    assert_eq!(status, 200);
+    let all = whole["messages"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 130);
+    assert!(whole.get("earlier").is_none(), "the API leaves nothing out");
+    let tokens = |messages: &[Value]| -> u64 {
+        messages
+            .iter()
+            .filter_map(|m| m.get("usage"))
+            .map(|u| {
+                [
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                ]
+                .iter()
+                .map(|k| u[*k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+            })
+            .sum()
+    };
+
+    let (status, newest) = app.get_json(&format!("/api/page/conversation?id={id}")).await;
+    assert_eq!(status, 200, "{newest}");
+    let page = newest["messages"].as_array().unwrap();
+    assert_eq!(page.len(), 100);
+    assert_eq!(page[0]["id"], all[30]["id"]);
+    assert_eq!(page[0]["content"], "Turn 15 [sim tokens=1]");
+    assert_eq!(newest["earlier"]["messages"], 30);
+    assert_eq!(newest["earlier"]["tokens"].as_u64(), Some(tokens(&all[..30])));
+    assert!(tokens(&all[..30]) > 0);
+
+    let before = page[0]["id"].as_str().unwrap();
+    let (status, older) = app
+        .get_json(&format!("/api/page/earlier?id={id}&before={before}"))
+        .await;
+    assert_eq!(status, 200, "{older}");
+    assert_eq!(older["messages"].as_array().unwrap()[..], all[..30]);
+    assert!(older.get("earlier").is_none(), "nothing before the first page");
+
+    // A message not in it, and someone else asking: not found, in words.
+    let stray = bedrock_chat::conversations::store::new_id();
+    let (status, refused) = app
+        .get_json(&format!("/api/page/earlier?id={id}&before={stray}"))
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        refused.to_string().contains("not in this conversation"),
+        "{refused}"
+    );
+    let (status, _) = get_json_as(
+        &new_user(),
+        &app.url(&format!("/api/page/earlier?id={id}&before={before}")),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The server-rendered page: the newest 100 turns and the button.
+    let html = app
+        .http
+        .get(app.url(&format!("/c/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let turns =
+        html.matches(r#"class="turn user""#).count() + html.matches(r#"class="turn assistant""#).count();
+    assert_eq!(turns, 100);
+    assert!(html.contains("Show 30 earlier messages"));
+    assert!(
+        !html.contains("Turn 14 [sim tokens=1]"),
+        "older turns are not sent"
+    );
 }
 
 async fn the_conversation_page_is_server_rendered_with_its_transcript(db: Db) {

@@ -13,6 +13,7 @@
 //! | [`turn`]          | one message; a streaming answer drawn block by block      |
 //! | [`topbar`]        | title, model picker, settings switch, demo badge          |
 //! | [`transcript`]    | the scrolling list of turns                               |
+//! | [`earlier`]       | Show earlier messages, above a long conversation's turns  |
 //! | [`user_turn`]     | a user message, its editor and Edit button                |
 //! | [`answer_footer`] | an answer's state, usage, Retry and Regenerate            |
 //! | [`composer`]      | the message box, Send and Stop; Enter and IME handling    |
@@ -20,6 +21,7 @@
 mod answer_footer;
 mod answer_parts;
 mod composer;
+mod earlier;
 mod session;
 mod tool_card;
 mod topbar;

@@ -16,8 +16,8 @@ use crate::{
         ErrorInfo, Role, SendRequest, Started, StreamEnd, StreamEvent,
     },
     conversations::{
-        client, id_from_path, page_path, Conversation, ConversationSettings, ConversationSummary,
-        EditRequest, MessageStatus, StoredMessage, Usage,
+        client, id_from_path, page_path, usage, Conversation, ConversationSettings, ConversationSummary,
+        EditRequest, LeftOut, MessageStatus, StoredMessage,
     },
     i18n::{use_i18n, I18n},
 };
@@ -70,6 +70,8 @@ pub struct ChatSession {
     /// it (and lose what was typed), so reloads wait until it is closed.
     pub list_editing: RwSignal<Option<String>>,
     pub turns: RwSignal<Vec<Turn>>,
+    /// The messages older than the first turn, not loaded yet.
+    pub earlier: RwSignal<LeftOut>,
     /// The composer's text.
     pub draft: RwSignal<String>,
     pub model: RwSignal<String>,
@@ -105,25 +107,23 @@ pub struct ChatSession {
 
 impl ChatSession {
     /// The conversation's answers so far: their tokens, and their cost when
-    /// any was priced.
+    /// any was priced (the answers not loaded yet included).
     pub fn totals(&self) -> Option<(u64, Option<u64>)> {
-        self.turns.with(|turns| {
-            let usages: Vec<Usage> = turns.iter().filter_map(|t| t.usage.get()).collect();
-            if usages.is_empty() {
-                return None;
-            }
-            let tokens = usages
-                .iter()
-                .map(|u| {
-                    u64::from(u.input_tokens)
-                        + u64::from(u.output_tokens)
-                        + u64::from(u.cache_read_tokens)
-                        + u64::from(u.cache_write_tokens)
-                })
-                .sum();
-            let priced: Vec<u64> = usages.iter().filter_map(|u| u.cost_nanos).collect();
-            Some((tokens, (!priced.is_empty()).then(|| priced.iter().sum())))
-        })
+        let on_screen = self
+            .turns
+            .with(|turns| usage::totals(turns.iter().filter_map(|t| t.usage.get())));
+        let earlier = self.earlier.get();
+        match (on_screen, earlier.tokens > 0 || earlier.cost_nanos.is_some()) {
+            (totals, false) => totals,
+            (None, true) => Some((earlier.tokens, earlier.cost_nanos)),
+            (Some((tokens, cost)), true) => Some((
+                tokens + earlier.tokens,
+                match (cost, earlier.cost_nanos) {
+                    (None, None) => None,
+                    (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+                },
+            )),
+        }
     }
 
     /// The session of the page being built; call once, in the page component.
@@ -186,6 +186,7 @@ impl ChatSession {
             list_version,
             list_editing,
             turns,
+            earlier: RwSignal::new(LeftOut::default()),
             draft,
             model: RwSignal::new(page.default_model.clone()),
             currency: StoredValue::new(page.currency.clone()),
@@ -241,33 +242,12 @@ impl ChatSession {
             self.on_screen.set(None);
             self.title.set(None);
             self.turns.set(Vec::new());
+            self.earlier.set(LeftOut::default());
             self.settings.set(ConversationSettings::default());
             return error;
         };
-        let list: Vec<Turn> = found
-            .messages
-            .iter()
-            .map(|m| {
-                // An answer still being written is followed from its first
-                // event, which rebuilds it: it starts empty, not with its
-                // last checkpoint.
-                let turn = if m.status == MessageStatus::Streaming {
-                    self.new_turn(m.role, String::new(), MessageStatus::Streaming)
-                } else {
-                    self.stored_turn(m)
-                };
-                turn.message_id.set_value(Some(m.id.clone()));
-                turn.usage.set(m.usage);
-                turn.error.set(m.error.clone());
-                turn.timing.set((m.first_token_ms, m.duration_ms));
-                turn
-            })
-            .collect();
-        for pair in list.windows(2) {
-            if pair[0].role == Role::Assistant && pair[1].role == Role::Assistant {
-                pair[0].superseded.set(true);
-            }
-        }
+        let list = self.turns_of(&found.messages);
+        mark_superseded(&list);
         if let (Some(&turn), Some(stored)) = (list.last(), found.messages.last()) {
             if stored.role == Role::Assistant && stored.status == MessageStatus::Streaming {
                 // Following opens a connection, which only the browser does:
@@ -292,8 +272,51 @@ impl ChatSession {
         self.settings.set(found.settings.clone());
         self.on_screen.set(Some(found.summary.id));
         self.title.set(Some(found.summary.title));
+        self.earlier.set(found.earlier);
         self.turns.set(list);
         None
+    }
+
+    /// Puts an earlier page of the conversation on screen, above the turns
+    /// already there (unless another conversation is on screen by now).
+    pub fn show_earlier(self, page: Conversation) {
+        if self.on_screen.get_untracked().as_deref() != Some(page.summary.id.as_str()) {
+            return;
+        }
+        let older = self.turns_of(&page.messages);
+        self.turns.update(|turns| {
+            turns.splice(0..0, older);
+            mark_superseded(turns);
+        });
+        self.earlier.set(page.earlier);
+    }
+
+    /// The first turn's stored message: where the earlier page ends.
+    pub fn first_message_id(self) -> Option<String> {
+        self.turns
+            .with_untracked(|turns| turns.first().and_then(|turn| turn.message_id.get_value()))
+    }
+
+    /// Turns for stored messages.
+    fn turns_of(self, messages: &[StoredMessage]) -> Vec<Turn> {
+        messages
+            .iter()
+            .map(|m| {
+                // An answer still being written is followed from its first
+                // event, which rebuilds it: it starts empty, not with its
+                // last checkpoint.
+                let turn = if m.status == MessageStatus::Streaming {
+                    self.new_turn(m.role, String::new(), MessageStatus::Streaming)
+                } else {
+                    self.stored_turn(m)
+                };
+                turn.message_id.set_value(Some(m.id.clone()));
+                turn.usage.set(m.usage);
+                turn.error.set(m.error.clone());
+                turn.timing.set((m.first_token_ms, m.duration_ms));
+                turn
+            })
+            .collect()
     }
 
     /// Sends the composer's text as a new message and streams its answer.
@@ -584,4 +607,13 @@ fn typed_before_hydration() -> String {
         }
     }
     String::new()
+}
+
+/// An answer followed by another answer (Retry, Regenerate) is superseded.
+fn mark_superseded(turns: &[Turn]) {
+    for pair in turns.windows(2) {
+        if pair[0].role == Role::Assistant && pair[1].role == Role::Assistant {
+            pair[0].superseded.set(true);
+        }
+    }
 }

@@ -18,6 +18,7 @@
 use super::{
     answer_footer::AnswerFooter,
     answer_parts::AnswerParts,
+    earlier::EarlierMessages,
     turn::Turn,
     user_turn::{UserFooter, UserText},
     ChatSession,
@@ -46,6 +47,9 @@ pub fn TranscriptPane() -> impl IntoView {
     // Whether the view follows the newest text; the user leaves it by
     // scrolling up, and comes back by scrolling down or Jump to latest.
     let following = StoredValue::new(true);
+    // The last scroll offset: the user leaves the newest text by scrolling
+    // up, not when it grows below the view.
+    let last_top = StoredValue::new(0);
     let to_bottom = move || {
         if let Some(el) = transcript.get_untracked() {
             el.set_scroll_top(el.scroll_height());
@@ -57,9 +61,11 @@ pub fn TranscriptPane() -> impl IntoView {
         };
         pin_to_bottom(&section, &inner, following);
     });
-    // A new turn (a message sent, a conversation opened) brings the view to it.
+    // A new turn (a message sent, a conversation opened) brings the view to
+    // it; earlier turns put above do not.
+    let newest = Memo::new(move |_| turns.with(|t| t.last().map(|turn| turn.id)));
     Effect::new(move |_| {
-        turns.with(Vec::len);
+        let _newest = newest.get();
         following.set_value(true);
         scrolled_up.set(false);
         to_bottom();
@@ -68,14 +74,26 @@ pub fn TranscriptPane() -> impl IntoView {
         <div class="transcript-wrap">
             <section
                 class="transcript"
+                // Focus goes here when the button it was on goes away.
+                tabindex="-1"
                 aria-label=move || i18n.t().transcript_label
                 node_ref=transcript
                 on:click=move |ev| clipboard::copy_code_on_click(&ev)
                 on:scroll=move |_| {
-                    if let Some(el) = transcript.get_untracked() {
-                        let below = distance_to_bottom(&el);
-                        following.set_value(below <= JUMP_THRESHOLD_PX);
-                        scrolled_up.set(below > JUMP_THRESHOLD_PX);
+                    let Some(el) = transcript.get_untracked() else { return };
+                    let top = el.scroll_top();
+                    let went_up = top < last_top.get_value();
+                    last_top.set_value(top);
+                    if distance_to_bottom(&el) <= JUMP_THRESHOLD_PX {
+                        following.set_value(true);
+                        scrolled_up.set(false);
+                    } else if went_up {
+                        following.set_value(false);
+                        scrolled_up.set(true);
+                    } else if following.get_value() {
+                        // Only the text grew below a view that follows it
+                        // (turns laid out after the scroll): keep up.
+                        to_bottom();
                     }
                 }
             >
@@ -158,6 +176,7 @@ fn Transcript(turns: RwSignal<Vec<Turn>>, error: Option<ErrorInfo>) -> impl Into
         <Show when=move || !has_error && turns.with(Vec::is_empty)>
             <p class="empty-state">{move || i18n.t().empty_state}</p>
         </Show>
+        <EarlierMessages/>
         <For each=move || turns.get() key=|turn| turn.id children=move |turn| view! { <TurnView turn/> }/>
     }
 }

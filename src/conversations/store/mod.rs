@@ -329,6 +329,7 @@ impl Store {
                 summary,
                 settings,
                 messages,
+                earlier: Default::default(),
             })
         })
         .await
