@@ -47,9 +47,10 @@ pub fn TranscriptPane() -> impl IntoView {
     // Whether the view follows the newest text; the user leaves it by
     // scrolling up, and comes back by scrolling down or Jump to latest.
     let following = StoredValue::new(true);
-    // The last scroll offset: the user leaves the newest text by scrolling
-    // up, not when it grows below the view.
-    let last_top = StoredValue::new(0);
+    // The last scroll offset and distance to the bottom: the user leaves
+    // the newest text by scrolling up, not when text grows below the view
+    // or turns above it are laid out.
+    let last_scroll = StoredValue::new((0, 0));
     let to_bottom = move || {
         if let Some(el) = transcript.get_untracked() {
             el.set_scroll_top(el.scroll_height());
@@ -81,10 +82,14 @@ pub fn TranscriptPane() -> impl IntoView {
                 on:click=move |ev| clipboard::copy_code_on_click(&ev)
                 on:scroll=move |_| {
                     let Some(el) = transcript.get_untracked() else { return };
-                    let top = el.scroll_top();
-                    let went_up = top < last_top.get_value();
-                    last_top.set_value(top);
-                    if distance_to_bottom(&el) <= JUMP_THRESHOLD_PX {
+                    let (top, below) = (el.scroll_top(), distance_to_bottom(&el));
+                    let (last_top, last_below) = last_scroll.get_value();
+                    last_scroll.set_value((top, below));
+                    // Up, and further from the bottom: the user's doing.
+                    // (Turns above laid out smaller move the view up as much
+                    // as the bottom: the browser keeping the text in place.)
+                    let went_up = top < last_top && below > last_below;
+                    if below <= JUMP_THRESHOLD_PX {
                         following.set_value(true);
                         scrolled_up.set(false);
                     } else if went_up {
