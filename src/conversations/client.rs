@@ -28,16 +28,12 @@ pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ErrorInfo>
         .map_err(ErrorInfo::from)
 }
 
-/// One of the caller's conversations, with its messages. Someone else's is
-/// not found, exactly as a missing one.
+/// One of the caller's conversations as the page opens it: its newest
+/// [`super::TRANSCRIPT_PAGE`] messages. Someone else's is not found, exactly
+/// as a missing one.
 #[server(prefix = "/api/page", endpoint = "conversation", input = GetUrl)]
 pub async fn get_conversation(id: String) -> Result<Conversation, ErrorInfo> {
-    let (store, owner) = rendering::scope()?;
-    let id = super::ConversationId::parse(&id).map_err(rendering::fail)?;
-    let conversation = store
-        .get(owner.as_str(), id.as_str())
-        .await
-        .map_err(rendering::fail)?;
+    let conversation = rendering::whole_conversation(&id).await?;
     Ok(conversation
         .page_before(None)
         .expect("the newest page always exists"))
@@ -47,12 +43,7 @@ pub async fn get_conversation(id: String) -> Result<Conversation, ErrorInfo> {
 /// `before` (the oldest on screen): "Show earlier messages".
 #[server(prefix = "/api/page", endpoint = "earlier", input = GetUrl)]
 pub async fn earlier_messages(id: String, before: String) -> Result<Conversation, ErrorInfo> {
-    let (store, owner) = rendering::scope()?;
-    let id = super::ConversationId::parse(&id).map_err(rendering::fail)?;
-    let conversation = store
-        .get(owner.as_str(), id.as_str())
-        .await
-        .map_err(rendering::fail)?;
+    let conversation = rendering::whole_conversation(&id).await?;
     conversation.page_before(Some(&before)).ok_or_else(|| {
         rendering::fail(ErrorInfo::new(
             ErrorCode::MessageNotFound,
@@ -78,7 +69,7 @@ pub async fn usage_report() -> Result<super::UsageReport, ErrorInfo> {
 #[cfg(feature = "ssr")]
 mod rendering {
     use crate::{
-        conversations::{store::Store, Owner},
+        conversations::{store::Store, Conversation, ConversationId, Owner},
         errors::{ErrorCode, ErrorInfo},
     };
     use axum::http::{request::Parts, StatusCode};
@@ -96,6 +87,14 @@ mod rendering {
                 false,
             )),
         }
+    }
+
+    /// One of the caller's conversations with all its messages; someone
+    /// else's is not found, exactly as a missing one.
+    pub async fn whole_conversation(id: &str) -> Result<Conversation, ErrorInfo> {
+        let (store, owner) = scope()?;
+        let id = ConversationId::parse(id).map_err(fail)?;
+        store.get(owner.as_str(), id.as_str()).await.map_err(fail)
     }
 
     /// Passes an error's HTTP status on to the response (the page being
