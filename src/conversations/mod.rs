@@ -220,6 +220,12 @@ impl LeftOut {
     pub fn is_empty(&self) -> bool {
         self.messages == 0
     }
+
+    /// Their tokens and cost, as [`usage::totals`] adds them; `None` when
+    /// no answer among them has a usage.
+    pub fn totals(&self) -> Option<(u64, Option<u64>)> {
+        (self.tokens > 0 || self.cost_nanos.is_some()).then_some((self.tokens, self.cost_nanos))
+    }
 }
 
 /// Messages a page of a transcript holds: a long conversation opens at its
@@ -241,7 +247,13 @@ impl Conversation {
         let start = end.saturating_sub(TRANSCRIPT_PAGE);
         let page = self.messages.split_off(start);
         let left_out = std::mem::replace(&mut self.messages, page);
-        let (tokens, cost_nanos) = usage::totals(left_out.iter().filter_map(|m| m.usage)).unwrap_or_default();
+        let (tokens, cost_nanos) = usage::totals(
+            left_out
+                .iter()
+                .filter_map(|m| m.usage)
+                .map(|u| u.tokens_and_cost()),
+        )
+        .unwrap_or_default();
         self.earlier = LeftOut {
             messages: left_out.len(),
             tokens,

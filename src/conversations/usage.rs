@@ -109,28 +109,53 @@ pub fn format_cost(nanos: u64, currency: &str) -> String {
     }
 }
 
-/// Tokens of every kind used by `usages`, and their cost when any was
-/// priced; `None` when there is no usage at all.
-pub fn totals(usages: impl Iterator<Item = Usage>) -> Option<(u64, Option<u64>)> {
-    let mut any = false;
-    let mut tokens = 0_u64;
-    let mut cost: Option<u64> = None;
-    for usage in usages {
-        any = true;
-        tokens += u64::from(usage.input_tokens)
-            + u64::from(usage.output_tokens)
-            + u64::from(usage.cache_read_tokens)
-            + u64::from(usage.cache_write_tokens);
-        if let Some(nanos) = usage.cost_nanos {
-            cost = Some(cost.unwrap_or(0) + nanos);
-        }
+impl Usage {
+    /// Tokens of every kind, and the cost when the model had a price: what
+    /// [`totals`] adds up.
+    pub fn tokens_and_cost(&self) -> (u64, Option<u64>) {
+        let tokens = u64::from(self.input_tokens)
+            + u64::from(self.output_tokens)
+            + u64::from(self.cache_read_tokens)
+            + u64::from(self.cache_write_tokens);
+        (tokens, self.cost_nanos)
     }
-    any.then_some((tokens, cost))
+}
+
+/// Tokens and costs added up, the cost only over what was priced; `None`
+/// when there is nothing to add.
+pub fn totals(parts: impl Iterator<Item = (u64, Option<u64>)>) -> Option<(u64, Option<u64>)> {
+    parts.fold(None, |sum, (tokens, cost)| {
+        let (sum_tokens, sum_cost) = sum.unwrap_or((0, None));
+        let cost = match (sum_cost, cost) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        Some((sum_tokens + tokens, cost))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_add_tokens_and_only_the_costs_there_are() {
+        assert_eq!(totals(std::iter::empty()), None);
+        assert_eq!(totals([(10, None), (5, None)].into_iter()), Some((15, None)));
+        assert_eq!(
+            totals([(10, None), (5, Some(7)), (1, Some(3))].into_iter()),
+            Some((16, Some(10)))
+        );
+        let usage = Usage {
+            input_tokens: 1,
+            output_tokens: 2,
+            cache_read_tokens: 3,
+            cache_write_tokens: 4,
+            cost_nanos: Some(9),
+            ..Usage::default()
+        };
+        assert_eq!(usage.tokens_and_cost(), (10, Some(9)));
+    }
 
     #[test]
     fn a_cost_is_tokens_times_the_price_per_million() {

@@ -109,21 +109,14 @@ impl ChatSession {
     /// The conversation's answers so far: their tokens, and their cost when
     /// any was priced (the answers not loaded yet included).
     pub fn totals(&self) -> Option<(u64, Option<u64>)> {
-        let on_screen = self
-            .turns
-            .with(|turns| usage::totals(turns.iter().filter_map(|t| t.usage.get())));
-        let earlier = self.earlier.get();
-        match (on_screen, earlier.tokens > 0 || earlier.cost_nanos.is_some()) {
-            (totals, false) => totals,
-            (None, true) => Some((earlier.tokens, earlier.cost_nanos)),
-            (Some((tokens, cost)), true) => Some((
-                tokens + earlier.tokens,
-                match (cost, earlier.cost_nanos) {
-                    (None, None) => None,
-                    (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-                },
-            )),
-        }
+        let earlier = self.earlier.with(LeftOut::totals);
+        self.turns.with(|turns| {
+            let on_screen = turns
+                .iter()
+                .filter_map(|t| t.usage.get())
+                .map(|u| u.tokens_and_cost());
+            usage::totals(on_screen.chain(earlier))
+        })
     }
 
     /// The session of the page being built; call once, in the page component.
