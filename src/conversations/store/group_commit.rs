@@ -271,9 +271,7 @@ impl Write {
             Write::Finish(_, reply) | Write::Checkpoint(_, reply) => Reply::Written(reply, Err(err)),
         }
     }
-}
 
-impl Write {
     /// Runs the write on `conn` (a transaction or a savepoint of one).
     async fn run_on(self, store: &Store, conn: &mut sqlx::AnyConnection) -> Reply {
         match self {
@@ -322,29 +320,31 @@ async fn commit(store: &Store, mut batch: Vec<Write>, figures: &Figures) {
         return;
     }
     let mut replies = Vec::with_capacity(batch.len());
-    let (fresh, mut one_by_one): (Vec<Write>, Vec<Write>) = batch
-        .into_iter()
-        .partition(|write| matches!(write, Write::Begin(new, _) if new.conversation_id.is_none()));
     // First messages of new conversations (most of a burst): in sets of
     // `TOGETHER`, the rest one by one.
-    let mut together = 0;
-    let mut fresh = fresh.into_iter();
-    while store.writes_new_conversations_together() {
-        let set: Vec<Write> = fresh.by_ref().take(TOGETHER).collect();
-        if set.len() < TOGETHER {
-            one_by_one.extend(set);
-            break;
-        }
-        match begin_together(store, &mut tx, set).await {
-            Ok(begun) => {
-                together += begun.len();
-                replies.extend(begun);
-            }
-            // Each on its own, so that a failure is only its own.
-            Err(set) => one_by_one.extend(set),
+    let mut fresh: Vec<FirstMessage> = Vec::new();
+    let mut one_by_one: Vec<Write> = Vec::new();
+    for write in batch {
+        match write {
+            Write::Begin(new, reply) if new.conversation_id.is_none() => fresh.push((new, reply)),
+            other => one_by_one.push(other),
         }
     }
-    one_by_one.extend(fresh);
+    let mut together = 0;
+    if store.writes_new_conversations_together() {
+        while fresh.len() >= TOGETHER {
+            let set: Vec<FirstMessage> = fresh.drain(..TOGETHER).collect();
+            match begin_together(store, &mut tx, set).await {
+                Ok(begun) => {
+                    together += begun.len();
+                    replies.extend(begun);
+                }
+                // Each on its own, so that a failure is only its own.
+                Err(set) => fresh_one_by_one(&mut one_by_one, set),
+            }
+        }
+    }
+    fresh_one_by_one(&mut one_by_one, fresh);
     for write in one_by_one {
         // Each write in a savepoint of its own: its failure is its own.
         let mut savepoint = match tx.begin().await {
@@ -377,43 +377,37 @@ async fn commit(store: &Store, mut batch: Vec<Write>, figures: &Figures) {
     }
 }
 
-/// Begins `fresh` (new conversations only) in one savepoint of `tx`; gives
-/// them back when that fails.
+/// A new conversation's first message, waiting to be written.
+type FirstMessage = (Box<OwnedExchange>, oneshot::Sender<Result<Exchange>>);
+
+fn fresh_one_by_one(one_by_one: &mut Vec<Write>, fresh: Vec<FirstMessage>) {
+    one_by_one.extend(fresh.into_iter().map(|(new, reply)| Write::Begin(new, reply)));
+}
+
+/// Begins `set` in one savepoint of `tx`; gives it back when that fails.
 async fn begin_together(
     store: &Store,
     tx: &mut sqlx::AnyConnection,
-    fresh: Vec<Write>,
-) -> std::result::Result<Vec<Reply>, Vec<Write>> {
+    set: Vec<FirstMessage>,
+) -> std::result::Result<Vec<Reply>, Vec<FirstMessage>> {
     let Ok(mut savepoint) = tx.begin().await else {
-        return Err(fresh);
+        return Err(set);
     };
-    let written = {
-        let news: Vec<NewExchange<'_>> = fresh
-            .iter()
-            .filter_map(|write| match write {
-                Write::Begin(new, _) => Some(new.as_new()),
-                _ => None,
-            })
-            .collect();
-        store.new_conversations_on(&mut savepoint, &news).await
-    };
-    let exchanges = match written {
+    let news: Vec<NewExchange<'_>> = set.iter().map(|(new, _)| new.as_new()).collect();
+    let exchanges = match store.new_conversations_on(&mut savepoint, &news).await {
         Ok(exchanges) => exchanges,
         Err(err) => {
             tracing::debug!(error = %err, "new conversations written one by one");
             let _ = savepoint.rollback().await;
-            return Err(fresh);
+            return Err(set);
         }
     };
     if savepoint.commit().await.is_err() {
-        return Err(fresh);
+        return Err(set);
     }
-    Ok(fresh
+    Ok(set
         .into_iter()
         .zip(exchanges)
-        .filter_map(|(write, exchange)| match write {
-            Write::Begin(_, reply) => Some(Reply::Begin(reply, Box::new(Ok(exchange)))),
-            _ => None,
-        })
+        .map(|((_, reply), exchange)| Reply::Begin(reply, Box::new(Ok(exchange))))
         .collect())
 }
