@@ -284,7 +284,7 @@ impl ServerFigures {
                 })
                 .unwrap_or(0.0)
         };
-        // Summed over every label set (e.g. every model).
+        // Summed over every label set that starts so (e.g. every model).
         let sum_of = |prefix: &str| -> f64 {
             text.lines()
                 .filter(|l| l.starts_with(prefix))
@@ -299,9 +299,9 @@ impl ServerFigures {
                 .filter(|l| !l.starts_with('#') && !l.is_empty())
                 .count(),
             metrics_bytes: text.len(),
-            begin_mean: value(
+            begin_mean: sum_of(
                 "bedrock_chat_store_operation_duration_seconds_sum{operation=\"begin_exchange\"}",
-            ) / value(
+            ) / sum_of(
                 "bedrock_chat_store_operation_duration_seconds_count{operation=\"begin_exchange\"}",
             ),
             first_token_mean: sum_of("bedrock_chat_time_to_first_token_seconds_sum{")
