@@ -33,9 +33,8 @@ pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ErrorInfo>
 /// as a missing one.
 #[server(prefix = "/api/page", endpoint = "conversation", input = GetUrl)]
 pub async fn get_conversation(id: String) -> Result<Conversation, ErrorInfo> {
-    let conversation = rendering::whole_conversation(&id).await?;
-    Ok(conversation
-        .page_before(None)
+    Ok(rendering::page_of(&id, None)
+        .await?
         .expect("the newest page always exists"))
 }
 
@@ -43,8 +42,7 @@ pub async fn get_conversation(id: String) -> Result<Conversation, ErrorInfo> {
 /// `before` (the oldest on screen): "Show earlier messages".
 #[server(prefix = "/api/page", endpoint = "earlier", input = GetUrl)]
 pub async fn earlier_messages(id: String, before: String) -> Result<Conversation, ErrorInfo> {
-    let conversation = rendering::whole_conversation(&id).await?;
-    conversation.page_before(Some(&before)).ok_or_else(|| {
+    rendering::page_of(&id, Some(&before)).await?.ok_or_else(|| {
         rendering::fail(ErrorInfo::new(
             ErrorCode::MessageNotFound,
             "That message is not in this conversation any more. Reload the page to see it as it is now.",
@@ -69,7 +67,7 @@ pub async fn usage_report() -> Result<super::UsageReport, ErrorInfo> {
 #[cfg(feature = "ssr")]
 mod rendering {
     use crate::{
-        conversations::{store::Store, Conversation, ConversationId, Owner},
+        conversations::{store::Store, Conversation, ConversationId, Owner, TRANSCRIPT_PAGE},
         errors::{ErrorCode, ErrorInfo},
     };
     use axum::http::{request::Parts, StatusCode};
@@ -89,12 +87,16 @@ mod rendering {
         }
     }
 
-    /// One of the caller's conversations with all its messages; someone
-    /// else's is not found, exactly as a missing one.
-    pub async fn whole_conversation(id: &str) -> Result<Conversation, ErrorInfo> {
+    /// One of the caller's conversations as a page of [`TRANSCRIPT_PAGE`]
+    /// messages before `before` (`None` when that is not one of its
+    /// messages); someone else's is not found, exactly as a missing one.
+    pub async fn page_of(id: &str, before: Option<&str>) -> Result<Option<Conversation>, ErrorInfo> {
         let (store, owner) = scope()?;
         let id = ConversationId::parse(id).map_err(fail)?;
-        store.get(owner.as_str(), id.as_str()).await.map_err(fail)
+        store
+            .page(owner.as_str(), id.as_str(), before, TRANSCRIPT_PAGE)
+            .await
+            .map_err(fail)
     }
 
     /// Passes an error's HTTP status on to the response (the page being

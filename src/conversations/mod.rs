@@ -193,7 +193,7 @@ pub struct ConversationSettings {
 }
 
 /// One conversation with its transcript, oldest message first: all of it
-/// from the API; for the page, a page of it ([`Conversation::page_before`]).
+/// from the API; for the page, a page of it ([`store::Store::page`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     #[serde(flatten)]
@@ -231,37 +231,9 @@ impl LeftOut {
 /// Messages a page of a transcript holds: a long conversation opens at its
 /// newest, and the page renders and hydrates no more than this many turns
 /// (a 1,000-message page took 0.4 s to hydrate, and carried the transcript
-/// twice, as HTML and as data). Older ones load on demand.
+/// twice, as HTML and as data). Older ones load on demand; the store
+/// reads only the page ([`store::Store::page`]).
 pub const TRANSCRIPT_PAGE: usize = 100;
-
-impl Conversation {
-    /// The newest [`TRANSCRIPT_PAGE`] messages before the message `before`
-    /// (before none: the newest of all), the older ones counted in
-    /// `earlier`. `None` when `before` is not one of its messages.
-    pub fn page_before(mut self, before: Option<&str>) -> Option<Self> {
-        let end = match before {
-            Some(id) => self.messages.iter().position(|m| m.id == id)?,
-            None => self.messages.len(),
-        };
-        self.messages.truncate(end);
-        let start = end.saturating_sub(TRANSCRIPT_PAGE);
-        let page = self.messages.split_off(start);
-        let left_out = std::mem::replace(&mut self.messages, page);
-        let (tokens, cost_nanos) = usage::totals(
-            left_out
-                .iter()
-                .filter_map(|m| m.usage)
-                .map(|u| u.tokens_and_cost()),
-        )
-        .unwrap_or_default();
-        self.earlier = LeftOut {
-            messages: left_out.len(),
-            tokens,
-            cost_nanos,
-        };
-        Some(self)
-    }
-}
 
 /// What `POST /api/conversations/{id}/edit` takes: the user message to
 /// rewrite, its new text, and optionally another model.

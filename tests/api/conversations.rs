@@ -501,6 +501,12 @@ async fn a_long_conversation_opens_at_its_newest_page(db: Db) {
     assert_eq!(newest["earlier"]["messages"], 30);
     assert_eq!(newest["earlier"]["tokens"].as_u64(), Some(tokens(&all[..30])));
     assert!(tokens(&all[..30]) > 0);
+    let cost: u64 = all[..30]
+        .iter()
+        .filter_map(|m| m["usage"]["cost_nanos"].as_u64())
+        .sum();
+    assert!(cost > 0, "the default model has a price");
+    assert_eq!(newest["earlier"]["cost_nanos"].as_u64(), Some(cost));
 
     let before = page[0]["id"].as_str().unwrap();
     let (status, older) = app

@@ -71,7 +71,7 @@ pub(super) fn summary_from_row(row: &AnyRow) -> Result<ConversationSummary> {
     })
 }
 
-fn message_from_row(row: &AnyRow) -> Result<StoredMessage> {
+pub(super) fn message_from_row(row: &AnyRow) -> Result<StoredMessage> {
     let corrupt =
         |what: &str, value: &str| StoreError::new(StoreErrorKind::Internal, format!("bad {what} {value:?}"));
     let role: String = row.try_get("role")?;
