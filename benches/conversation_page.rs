@@ -3,7 +3,10 @@
 //! (a) Server-side rendering of `/c/{id}` for a conversation of 200 messages
 //!     (100 exchanges), built through the real HTTP API by one owner (a
 //!     client with a cookie jar), then fetched in full again and again.
-//! (b) What the store writes per answer: on PostgreSQL the transactions
+//! (b) The same conversation grown to 1,000 messages: the page's server
+//!     function for its newest page and for the page before it (what the
+//!     browser fetches when it opens it and on "Show earlier messages").
+//! (c) What the store writes per answer: on PostgreSQL the transactions
 //!     committed (`pg_stat_database`), the write transactions (transaction
 //!     ids used) and, when `pg_stat_statements` is loaded, the statements run;
 //!     on SQLite the commits and pages appended to the write-ahead log.
@@ -38,6 +41,8 @@ const EXCHANGES: usize = 100;
 /// Answers whose writes are counted: the 2nd to the 21st (the first one
 /// creates the conversation, which is not the common case).
 const COUNTED_ANSWERS: usize = 20;
+/// Exchanges the conversation grows to for (b).
+const LONG_EXCHANGES: usize = 500;
 const WARMUPS: usize = 5;
 const RUNS: usize = 30;
 /// Nor may the whole benchmark.
@@ -178,6 +183,32 @@ async fn bench(db: Db) {
         gzipped.len(),
         gzip_time.as_secs_f64() * 1e3
     );
+
+    // (b) Grown long: the newest page and the one before it.
+    for i in EXCHANGES + 1..=LONG_EXCHANGES {
+        exchange(&app, Some(&id), &format!("Turn {i} [sim tokens=1]")).await;
+    }
+    let newest = format!("/api/page/conversation?id={id}");
+    let (_, body) = page(&app, &newest, false).await;
+    let first: serde_json::Value = serde_json::from_slice(&body).expect("a page is JSON");
+    let oldest_shown = first["messages"][0]["id"]
+        .as_str()
+        .expect("the page has messages");
+    let earlier = format!("/api/page/earlier?id={id}&before={oldest_shown}");
+    for (what, path) in [("newest page", &newest), ("page before it", &earlier)] {
+        let mut times = Vec::with_capacity(RUNS);
+        for _ in 0..WARMUPS {
+            page(&app, path, false).await;
+        }
+        for _ in 0..RUNS {
+            times.push(page(&app, path, false).await.0.as_secs_f64() * 1e3);
+        }
+        let (median, p90, min) = stats(times);
+        println!(
+            "  {} messages, {what} (GET /api/page/…): median {median:.2} ms, p90 {p90:.2} ms, min {min:.2} ms",
+            LONG_EXCHANGES * 2
+        );
+    }
     for line in writes {
         println!("{line}");
     }
