@@ -531,13 +531,15 @@ test('an open rename form survives the list being refreshed by an answer ending'
   await expect(item.locator('a.conversation-link')).toHaveText('Half-typed title');
 });
 
-test('a long conversation opens at its newest messages and shows earlier ones on demand', async ({ page }) => {
-  test.setTimeout(120_000);
+test('a long conversation opens at its newest messages; scrolling up, then the button, shows earlier ones', async ({ page }) => {
+  test.setTimeout(150_000);
   const errors = watchErrors(page);
   await page.goto('/');
-  // 65 exchanges: 130 messages, of which the page opens with the newest 100.
+  // 115 exchanges: 230 messages. The page opens with the newest 100; the
+  // 100 before them load as the user scrolls up to them, the last 30 by
+  // the button.
   let id: string | undefined;
-  for (let n = 0; n < 65; n++) {
+  for (let n = 0; n < 115; n++) {
     const response = await page.request.post('/api/chat/stream', {
       data: { content: `Turn ${n} [sim tokens=1]`, ...(id ? { conversation_id: id } : {}) },
       headers: { accept: 'text/event-stream' },
@@ -548,26 +550,50 @@ test('a long conversation opens at its newest messages and shows earlier ones on
   }
   const ui = await openChat(page, `/c/${id}`);
   await expect(ui.turns).toHaveCount(100);
-  await expect(ui.turns.first()).toContainText('Turn 15 [sim tokens=1]');
+  await expect(ui.turns.first()).toContainText('Turn 65 [sim tokens=1]');
+  await expect(page.getByRole('button', { name: 'Show 130 earlier messages' })).toBeAttached();
   const total = await page.locator('.conversation-total').textContent();
+  // Opening at the bottom loads nothing more.
+  await page.waitForTimeout(500);
+  await expect(ui.turns).toHaveCount(100);
+
+  // Scrolling up with the wheel, a page at a time, until the page before
+  // comes on its own.
+  const transcript = page.locator('section.transcript');
+  await transcript.hover();
+  await expect
+    .poll(
+      async () => {
+        await page.mouse.wheel(0, -1500);
+        return ui.turns.count();
+      },
+      { timeout: 30_000 },
+    )
+    .toBe(200);
+  await expect(ui.turns.first()).toContainText('Turn 15 [sim tokens=1]');
+  // The view did not jump to the top: the older turns are above it, and the
+  // focus stayed where it was.
+  expect(await transcript.evaluate((el) => el.scrollTop)).toBeGreaterThan(1000);
+  expect(await page.evaluate(() => document.activeElement?.matches('section.transcript, body'))).toBe(true);
+
+  // The rest by keyboard. Focus brings the button into view, which may load
+  // them already; either way the turn read stays in place.
   const button = page.getByRole('button', { name: 'Show 30 earlier messages' });
-  await button.scrollIntoViewIfNeeded();
+  await button.focus();
   const reading = ui.turns.filter({ hasText: 'Turn 15 [sim tokens=1]' });
   const before = (await reading.boundingBox())!.y;
-
-  await button.click();
-  await expect(ui.turns).toHaveCount(130);
+  await page.keyboard.press('Enter');
+  await expect(ui.turns).toHaveCount(230);
   await expect(button).toHaveCount(0);
-  // The turn being read stays where it was; the older ones are above it.
   await expect.poll(async () => Math.abs((await reading.boundingBox())!.y - before)).toBeLessThan(2);
   await expect(ui.turns.first()).toContainText('Turn 0 [sim tokens=1]');
   // The focus was on the button that went away: it is on the transcript.
-  expect(await page.evaluate(() => document.activeElement?.matches('section.transcript'))).toBe(true);
+  await expect.poll(() => page.evaluate(() => document.activeElement?.matches('section.transcript'))).toBe(true);
   // The conversation's total counted the older answers all along.
   await expect(page.locator('.conversation-total')).toHaveText(total!);
   // A new message still follows the newest text.
   await sendMessage(page, 'And one more [sim tokens=3]');
-  await expect(ui.turns).toHaveCount(132);
+  await expect(ui.turns).toHaveCount(232);
   await expect(ui.answers.last()).toHaveAttribute('data-status', 'complete');
   await expect(ui.answers.last()).toBeInViewport();
   expect(errors).toEqual([]);

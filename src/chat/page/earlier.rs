@@ -1,21 +1,45 @@
 //! "Show earlier messages": a long conversation opens at its newest page
-//! ([`crate::conversations::TRANSCRIPT_PAGE`] messages); this button, above
-//! the first turn, puts the page before it on screen.
+//! ([`crate::conversations::TRANSCRIPT_PAGE`] messages); the page before it
+//! comes on screen when the user scrolls up to the oldest turn shown, or
+//! presses this button above it (which keyboards and screen readers use, and
+//! which stays as the way to try again after a failure).
 //!
 //! The view stays where it was: the turns the user was reading keep their
 //! place on screen, and the older ones are above them, to scroll up to.
 
 use super::ChatSession;
 use crate::{conversations::client, i18n::use_i18n};
-use leptos::{prelude::*, task::spawn_local};
+use leptos::{html, prelude::*, task::spawn_local};
+use send_wrapper::SendWrapper;
+use wasm_bindgen::{closure::Closure, JsCast};
+
+/// How close (CSS pixels) the button may come to the top of the view
+/// before the page above it loads: soon enough that a user scrolling up
+/// rarely waits at the top.
+const PRELOAD_MARGIN: &str = "600px 0px 0px 0px";
 
 #[component]
-pub fn EarlierMessages() -> impl IntoView {
+pub fn EarlierMessages(
+    /// The user scrolled up from the newest text. Only then does the button
+    /// coming near load the page above: a conversation short enough to show
+    /// the button at once does not load everything on opening.
+    scrolled_up: Signal<bool>,
+) -> impl IntoView {
     let session = expect_context::<ChatSession>();
     let i18n = use_i18n();
     let loading = RwSignal::new(false);
     let failed = RwSignal::new(false);
-    let load = move |_| {
+    // Pages loaded: each one watches the button anew (see below).
+    let loaded = RwSignal::new(0_u32);
+    let load = move |asked: bool| {
+        // After a failure, only the button tries again; a press that lands
+        // as the last page arrives asks for nothing.
+        if loading.get_untracked()
+            || (failed.get_untracked() && !asked)
+            || session.earlier.with_untracked(|e| e.is_empty())
+        {
+            return;
+        }
         let (Some(id), Some(before)) = (session.on_screen.get_untracked(), session.first_message_id()) else {
             return;
         };
@@ -27,16 +51,35 @@ pub fn EarlierMessages() -> impl IntoView {
                     let keep = KeptView::measure();
                     session.show_earlier(page);
                     keep.restore_after_render();
+                    loaded.update(|n| *n += 1);
                 }
                 Err(_) => failed.set(true),
             }
             loading.set(false);
         });
     };
+    let button = NodeRef::<html::Button>::new();
+    // A new observer reports at once whether the button is near: after a
+    // page too short to push it away, the next one loads too.
+    Effect::new(move |_| {
+        loaded.track();
+        let user_scrolled = scrolled_up.get();
+        if let Some(button) = button.get() {
+            if user_scrolled {
+                load_when_near(&button, move || load(false));
+            }
+        }
+    });
     view! {
         <Show when=move || !session.earlier.with(|e| e.is_empty())>
             <div class="earlier">
-                <button type="button" class="load-earlier" on:click=load disabled=move || loading.get()>
+                <button
+                    type="button"
+                    class="load-earlier"
+                    node_ref=button
+                    on:click=move |_| load(true)
+                    disabled=move || loading.get()
+                >
                     {move || {
                         if loading.get() {
                             i18n.t().loading_earlier.to_owned()
@@ -51,6 +94,39 @@ pub fn EarlierMessages() -> impl IntoView {
             </div>
         </Show>
     }
+}
+
+/// Calls `near` whenever `button` comes within [`PRELOAD_MARGIN`] of the top
+/// of the transcript's view (and once at the start if it is already), until
+/// the reactive scope this runs in is cleaned up. An `IntersectionObserver`
+/// rather than a scroll handler: the browser reports it off the scrolling
+/// path, once per crossing. (`leptos-use` has one too; it would be the
+/// client's only use of that crate.)
+fn load_when_near(button: &web_sys::HtmlButtonElement, near: impl Fn() + 'static) {
+    let Some(scroller) = button.closest("section.transcript").ok().flatten() else {
+        return;
+    };
+    let on_change = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {
+        let is_near = entries
+            .iter()
+            .filter_map(|entry| entry.dyn_into::<web_sys::IntersectionObserverEntry>().ok())
+            .any(|entry| entry.is_intersecting());
+        if is_near {
+            near();
+        }
+    });
+    let options = web_sys::IntersectionObserverInit::new();
+    options.set_root(Some(&scroller));
+    options.set_root_margin(PRELOAD_MARGIN);
+    let Ok(observer) =
+        web_sys::IntersectionObserver::new_with_options(on_change.as_ref().unchecked_ref(), &options)
+    else {
+        return;
+    };
+    observer.observe(button);
+    // The callback lives exactly as long as its observer.
+    let owned = SendWrapper::new((observer, on_change));
+    on_cleanup(move || owned.take().0.disconnect());
 }
 
 /// Where the first turn on screen was, kept while turns are added above it:
@@ -93,12 +169,18 @@ impl KeptView {
     fn restore_after_render(self) {
         #[cfg(feature = "hydrate")]
         if let Some((scroller, first, top)) = self.kept {
-            let focus_lost = document()
-                .active_element()
-                .is_none_or(|active| !scroller.contains(Some(&active)));
-            if focus_lost {
-                let _ = scroller.focus();
-            }
+            let focus_target = scroller.clone();
+            request_animation_frame(move || {
+                // The button it was on is gone (nothing left to load): the
+                // focus would fall to the page's body. Anywhere else, as
+                // when scrolling loaded the page, it stays.
+                let dropped = document()
+                    .active_element()
+                    .is_none_or(|active| active.tag_name() == "BODY");
+                if dropped {
+                    let _ = focus_target.focus();
+                }
+            });
             hold(scroller, first, top, HOLD_FRAMES);
         }
     }

@@ -106,7 +106,7 @@ pub fn TranscriptPane() -> impl IntoView {
                     <Transition fallback=move || view! { <p class="loading">{move || i18n.t().loading_conversation}</p> }>
                         {move || Suspend::new(async move {
                             let error = session.show(conversation.await);
-                            view! { <Transcript turns error/> }
+                            view! { <Transcript turns error scrolled_up=scrolled_up.into()/> }
                         })}
                     </Transition>
                 </div>
@@ -165,7 +165,11 @@ fn pin_to_bottom(section: &web_sys::HtmlElement, inner: &web_sys::HtmlElement, f
 
 /// The turns on screen, or why the conversation could not be shown.
 #[component]
-fn Transcript(turns: RwSignal<Vec<Turn>>, error: Option<ErrorInfo>) -> impl IntoView {
+fn Transcript(
+    turns: RwSignal<Vec<Turn>>,
+    error: Option<ErrorInfo>,
+    scrolled_up: Signal<bool>,
+) -> impl IntoView {
     let i18n = use_i18n();
     let has_error = error.is_some();
     view! {
@@ -181,7 +185,7 @@ fn Transcript(turns: RwSignal<Vec<Turn>>, error: Option<ErrorInfo>) -> impl Into
         <Show when=move || !has_error && turns.with(Vec::is_empty)>
             <p class="empty-state">{move || i18n.t().empty_state}</p>
         </Show>
-        <EarlierMessages/>
+        <EarlierMessages scrolled_up/>
         <For each=move || turns.get() key=|turn| turn.id children=move |turn| view! { <TurnView turn/> }/>
     }
 }
