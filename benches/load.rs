@@ -10,7 +10,10 @@
 //! second and writes per commit (group commit), and the size of `/metrics`
 //! itself (its series stay bounded however many answers were written). Levels: C = 100, 1,000, 3,000, on the page's endpoint (SQLite,
 //! and PostgreSQL when `TEST_POSTGRES_URL` is set) and on the compatibility
-//! endpoint. Every level is bounded in count and time.
+//! endpoint. Every level is bounded in count and time. The `followups` part
+//! plays the more common burst: C people who each already have a
+//! conversation (made beforehand, not measured) send their next message in
+//! it at once.
 //!
 //! The simulator and this generator share the machine with the server, so
 //! stream duration at 1,000 and more is bounded by the box: CPU per event
@@ -43,6 +46,9 @@ const LEVEL_LIMIT: Duration = Duration::from_secs(180);
 enum Endpoint {
     /// `POST /api/chat/stream`: stores the message first, then the answer.
     Page,
+    /// The same, each in a conversation of its own that already has an
+    /// exchange.
+    PageFollowUp,
     /// `POST /api/chat`: the seed's format; nothing stored.
     Compat,
 }
@@ -119,13 +125,72 @@ fn start_server(db: &Db, simulator: &str) -> ServerProcess {
     ServerProcess::start(db, &env)
 }
 
-async fn one(http: &reqwest::Client, base: &str, endpoint: Endpoint, n: usize) -> Outcome {
+/// Someone with a conversation: their cookie and its id.
+struct Existing {
+    cookie: String,
+    conversation_id: String,
+}
+
+/// A conversation of one exchange for each of `c` new people, made `AT_ONCE`
+/// at a time (not measured).
+async fn existing_conversations(http: &reqwest::Client, base: &str, c: usize) -> Vec<Existing> {
+    const AT_ONCE: usize = 50;
+    let made = futures::stream::iter(0..c)
+        .map(|n| async move {
+            let response = http
+                .post(format!("{base}/api/chat/stream"))
+                .json(&serde_json::json!({ "content": format!("Hello #{n} [sim tokens=1]") }))
+                .send()
+                .await
+                .expect("the first message is answered");
+            assert!(response.status().is_success(), "{}", response.status());
+            let cookie = response
+                .headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let body = response.bytes().await.expect("the first answer is read");
+            let mut conversation_id = None;
+            bedrock_chat::sse::Parser::new().feed(&body, |e| {
+                if conversation_id.is_none() {
+                    conversation_id = serde_json::from_str::<serde_json::Value>(&e.data)
+                        .ok()
+                        .and_then(|v| v["conversation_id"].as_str().map(str::to_owned));
+                }
+            });
+            Existing {
+                cookie,
+                conversation_id: conversation_id.expect("the stream names its conversation"),
+            }
+        })
+        .buffer_unordered(AT_ONCE);
+    tokio::time::timeout(LEVEL_LIMIT, made.collect())
+        .await
+        .expect("the conversations are made within the limit")
+}
+
+async fn one(
+    http: &reqwest::Client,
+    base: &str,
+    endpoint: Endpoint,
+    n: usize,
+    existing: Option<&Existing>,
+) -> Outcome {
     let sent = Instant::now();
-    let request = match endpoint {
-        Endpoint::Page => http
+    let request = match (endpoint, existing) {
+        (Endpoint::PageFollowUp, Some(existing)) => http
+            .post(format!("{base}/api/chat/stream"))
+            .header(reqwest::header::COOKIE, &existing.cookie)
+            .json(&serde_json::json!({
+                "content": format!("{PROMPT} #{n}"),
+                "conversation_id": existing.conversation_id,
+            })),
+        (Endpoint::Page | Endpoint::PageFollowUp, _) => http
             .post(format!("{base}/api/chat/stream"))
             .json(&serde_json::json!({ "content": format!("{PROMPT} #{n}") })),
-        Endpoint::Compat => http.post(format!("{base}/api/chat")).json(&serde_json::json!({
+        (Endpoint::Compat, _) => http.post(format!("{base}/api/chat")).json(&serde_json::json!({
             "messages": [{ "role": "user", "content": format!("{PROMPT} #{n}") }]
         })),
     };
@@ -164,7 +229,7 @@ async fn one(http: &reqwest::Client, base: &str, endpoint: Endpoint, n: usize) -
         parser.feed(&chunk, |e| {
             outcome.events += 1;
             let is_text = match endpoint {
-                Endpoint::Page => e.event == "delta",
+                Endpoint::Page | Endpoint::PageFollowUp => e.event == "delta",
                 Endpoint::Compat => e.data.contains("\"content\":\"") && !e.data.contains("\"content\":\"\""),
             };
             if is_text && outcome.first_delta_ms.is_none() {
@@ -189,14 +254,20 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
         .timeout(LEVEL_LIMIT)
         .build()
         .unwrap();
+    let base = server.base.clone();
+    let existing = match endpoint {
+        Endpoint::PageFollowUp => existing_conversations(&http, &base, c).await,
+        _ => Vec::new(),
+    };
+    // Measured from here; the commits of the conversations made are not.
+    let made = ServerFigures::scrape(&http, &base).await;
     let cpu_before = cpu_seconds(&pid_text);
     let own_before = cpu_seconds("self");
     let idle_rss = rss_mib(pid, "VmRSS:");
     let started = Instant::now();
-    let base = server.base.clone();
     let runs = (0..c).map(|n| {
-        let (http, base) = (&http, &base);
-        async move { one(http, base, endpoint, n).await }
+        let (http, base, existing) = (&http, &base, existing.get(n));
+        async move { one(http, base, endpoint, n, existing).await }
     });
     let outcomes = tokio::time::timeout(LEVEL_LIMIT, futures::future::join_all(runs))
         .await
@@ -215,7 +286,7 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
         .filter(|o| o.error.is_none())
         .map(|o| o.duration_ms)
         .collect();
-    let store = ServerFigures::scrape(&http, &server.base).await;
+    let store = ServerFigures::scrape(&http, &server.base).await.since(&made);
     let mut errors: std::collections::BTreeMap<&str, usize> = Default::default();
     for o in &outcomes {
         if let Some(e) = &o.error {
@@ -240,14 +311,14 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
             store.commits,
             store.commits / wall,
             store.writes / store.commits,
-            store.begin_mean * 1e3,
+            store.begin_mean() * 1e3,
         )
     } else {
         "store: not used".to_owned()
     };
     println!(
         "{:<28}          {store_line} | first token by the server's clock: {:.1} ms after the request on average | /metrics after {c} answers: {} series, {} bytes",
-        "", store.first_token_mean * 1e3, store.series, store.metrics_bytes,
+        "", store.first_token_mean() * 1e3, store.series, store.metrics_bytes,
     );
     drop(server);
 }
@@ -260,14 +331,41 @@ struct ServerFigures {
     metrics_bytes: usize,
     /// Answers ended, as `/metrics` counts them.
     answers: f64,
-    /// Mean seconds to store a new message (`begin_exchange`), queue included.
-    begin_mean: f64,
-    /// Mean seconds from the handler's start to the first token, as the
-    /// server measures it (the model's own 100 ms included).
-    first_token_mean: f64,
+    /// Seconds spent storing new messages (`begin_exchange`, queue
+    /// included), and how many.
+    begin_sum: f64,
+    begin_count: f64,
+    /// Seconds from the handler's start to the first token, as the server
+    /// measures it (the model's own 100 ms included), and how many.
+    first_token_sum: f64,
+    first_token_count: f64,
 }
 
 impl ServerFigures {
+    /// What happened after `before`.
+    fn since(self, before: &Self) -> Self {
+        Self {
+            commits: self.commits - before.commits,
+            writes: self.writes - before.writes,
+            answers: self.answers - before.answers,
+            begin_sum: self.begin_sum - before.begin_sum,
+            begin_count: self.begin_count - before.begin_count,
+            first_token_sum: self.first_token_sum - before.first_token_sum,
+            first_token_count: self.first_token_count - before.first_token_count,
+            ..self
+        }
+    }
+
+    /// Mean seconds to store a new message.
+    fn begin_mean(&self) -> f64 {
+        self.begin_sum / self.begin_count
+    }
+
+    /// Mean seconds to the first token, by the server's clock.
+    fn first_token_mean(&self) -> f64 {
+        self.first_token_sum / self.first_token_count
+    }
+
     async fn scrape(http: &reqwest::Client, base: &str) -> Self {
         let text = match http.get(format!("{base}/metrics")).send().await {
             Ok(response) => response.text().await.unwrap_or_default(),
@@ -299,13 +397,14 @@ impl ServerFigures {
                 .filter(|l| !l.starts_with('#') && !l.is_empty())
                 .count(),
             metrics_bytes: text.len(),
-            begin_mean: sum_of(
+            begin_sum: sum_of(
                 "bedrock_chat_store_operation_duration_seconds_sum{operation=\"begin_exchange\"}",
-            ) / sum_of(
+            ),
+            begin_count: sum_of(
                 "bedrock_chat_store_operation_duration_seconds_count{operation=\"begin_exchange\"}",
             ),
-            first_token_mean: sum_of("bedrock_chat_time_to_first_token_seconds_sum{")
-                / sum_of("bedrock_chat_time_to_first_token_seconds_count{"),
+            first_token_sum: sum_of("bedrock_chat_time_to_first_token_seconds_sum{"),
+            first_token_count: sum_of("bedrock_chat_time_to_first_token_seconds_count{"),
             answers: text
                 .lines()
                 .filter(|l| l.starts_with("bedrock_chat_answers_total{"))
@@ -393,7 +492,7 @@ async fn metrics_after_many_answers(db: &Db, simulator: &str) {
 async fn drain_one(http: &reqwest::Client, base: &str, endpoint: Endpoint, n: usize) {
     let prompt = format!("One [sim tokens=1] #{n}");
     let request = match endpoint {
-        Endpoint::Page => http
+        Endpoint::Page | Endpoint::PageFollowUp => http
             .post(format!("{base}/api/chat/stream"))
             .json(&serde_json::json!({ "content": prompt })),
         Endpoint::Compat => http
@@ -416,7 +515,7 @@ async fn main() {
         Err(_) => LEVELS.to_vec(),
     };
     // `LOAD_PARTS="sqlite,compat"` runs only those parts: single (one
-    // answer at a time), cardinality, sqlite, postgres, compat.
+    // answer at a time), cardinality, sqlite, postgres, followups, compat.
     let parts = std::env::var("LOAD_PARTS").unwrap_or_default();
     let runs = |part: &str| parts.is_empty() || parts.split(',').any(|p| p.trim() == part);
     let (mut simulator, sim_url) = start_simulator();
@@ -442,6 +541,30 @@ async fn main() {
                     Endpoint::Page,
                     c,
                     "page endpoint, PostgreSQL",
+                )
+                .await;
+            }
+        }
+    }
+    if runs("followups") {
+        for &c in &levels {
+            level(
+                &sqlite,
+                &sim_url,
+                Endpoint::PageFollowUp,
+                c,
+                "next message, SQLite",
+            )
+            .await;
+        }
+        if let Some(postgres) = Db::postgres().await {
+            for &c in &levels {
+                level(
+                    &postgres,
+                    &sim_url,
+                    Endpoint::PageFollowUp,
+                    c,
+                    "next message, PostgreSQL",
                 )
                 .await;
             }
