@@ -3,7 +3,7 @@
 
 use super::{
     new_id, now_ms,
-    rows::{messages_of, owned_conversation, scalar_i64},
+    rows::{conversation_from_rows, messages_of, scalar_i64, CONVERSATION_COLUMNS},
     settings_json, Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError,
     StoreErrorKind,
 };
@@ -54,12 +54,16 @@ impl Store {
     ) -> Result<Exchange> {
         let now = now_ms();
         // A write first, so SQLite takes its write lock now rather than
-        // failing to upgrade a read lock later in the transaction.
-        sqlx::query("INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(new.owner)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // failing to upgrade a read lock later in the transaction. (An
+        // existing conversation's owner is stored already, and opening it
+        // writes first.)
+        if new.conversation_id.is_none() {
+            sqlx::query("INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(new.owner)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
 
         let (conversation, created, earlier, settings, model_id) = match new.conversation_id {
             Some(id) => {
@@ -469,21 +473,6 @@ fn blocks_json(blocks: &[AnswerBlock]) -> Option<String> {
         .then(|| serde_json::to_string(blocks).expect("answer blocks serialise"))
 }
 
-/// Marks the owner's conversation as active now: the write that starts a
-/// transaction (see `begin_exchange`), and the ownership check.
-async fn touch_owned(conn: &mut sqlx::AnyConnection, owner: &str, id: &str, now: i64) -> Result<()> {
-    let touched = sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND owner_id = $3")
-        .bind(now)
-        .bind(id)
-        .bind(owner)
-        .execute(&mut *conn)
-        .await?;
-    if touched.rows_affected() == 0 {
-        return Err(StoreError::not_found());
-    }
-    Ok(())
-}
-
 /// Opens one of the owner's conversations for a new answer, in `conn`'s
 /// transaction: marks it active now (the write first, so SQLite takes its
 /// write lock at once; see `begin_exchange`), and reads its settings and
@@ -496,8 +485,17 @@ async fn open_for_answer(
     id: &str,
     now: i64,
 ) -> Result<(ConversationSummary, ConversationSettings, Vec<StoredMessage>)> {
-    touch_owned(&mut *conn, owner, id, now).await?;
-    let (summary, settings) = owned_conversation(&mut *conn, owner, id).await?;
+    // Marked active and read in one round trip.
+    let rows = sqlx::query(&format!(
+        "UPDATE conversations SET updated_at = $1 WHERE id = $2 AND owner_id = $3 \
+         RETURNING {CONVERSATION_COLUMNS}"
+    ))
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (summary, settings) = conversation_from_rows(&rows)?;
     let mut messages = messages_of(&mut *conn, id).await?;
     settle_orphans(&mut *conn, id, &mut messages).await?;
     Ok((summary, settings, messages))

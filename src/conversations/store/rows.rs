@@ -16,26 +16,34 @@ pub(super) async fn owned_conversation(
     owner: &str,
     id: &str,
 ) -> Result<(ConversationSummary, ConversationSettings)> {
-    let row = sqlx::query(
-        "SELECT id, title, created_at, updated_at, settings FROM conversations WHERE id = $1 AND owner_id = $2",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND owner_id = $2"
+    ))
     .bind(id)
     .bind(owner)
     .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .next()
-    .ok_or_else(StoreError::not_found)?;
+    .await?;
+    conversation_from_rows(&rows)
+}
+
+/// What [`conversation_from_rows`] reads.
+pub(super) const CONVERSATION_COLUMNS: &str = "id, title, created_at, updated_at, settings";
+
+/// The one conversation in `rows` ([`CONVERSATION_COLUMNS`]) with its
+/// settings; none is not found.
+pub(super) fn conversation_from_rows(rows: &[AnyRow]) -> Result<(ConversationSummary, ConversationSettings)> {
+    let row = rows.first().ok_or_else(StoreError::not_found)?;
     let settings = match row.try_get::<Option<String>, _>("settings")? {
         // Written by this store only, so unreadable JSON is corruption;
         // the defaults are the safe reading of it.
         Some(json) => serde_json::from_str(&json).unwrap_or_else(|err| {
+            let id = row.try_get::<String, _>("id").unwrap_or_default();
             tracing::warn!(conversation = id, %err, "unreadable conversation settings; using defaults");
             ConversationSettings::default()
         }),
         None => ConversationSettings::default(),
     };
-    Ok((summary_from_row(&row)?, settings))
+    Ok((summary_from_row(row)?, settings))
 }
 
 pub(super) async fn messages_of(
