@@ -363,7 +363,8 @@ async fn a_burst_of_messages_is_stored_each_on_its_own(db: Db) {
 /// A hundred and forty first messages reach the store at once (one person
 /// sends a hundred, forty others one each): under group commit they are
 /// written as sets, and each is stored as one written alone would be,
-/// ready for the next turn.
+/// ready for the next turn. Five messages naming conversations that do not
+/// exist come with them and are refused alone.
 async fn first_messages_at_once_are_written_together(db: Db) {
     use bedrock_chat::conversations::store::{ModelChoice, NewExchange, StoreErrorKind};
     let app = spawn_app_on(db, &[]).await;
@@ -383,17 +384,34 @@ async fn first_messages_at_once_are_written_together(db: Db) {
     let before = app.store.group_commit_figures().expect("group commit is on");
     // Polled together, so they are queued faster than they commit: at most
     // a few batches, one of them with a full set.
-    let begun = futures::future::join_all(sends.iter().map(|(owner, text)| {
-        app.store.begin_exchange(NewExchange {
-            owner,
-            conversation_id: None,
-            title: text,
-            text,
-            model,
-            settings: None,
-        })
-    }))
-    .await;
+    let missing: Vec<String> = (0..5)
+        .map(|_| bedrock_chat::conversations::store::new_id())
+        .collect();
+    let (begun, strays) = futures::join!(
+        futures::future::join_all(sends.iter().map(|(owner, text)| {
+            app.store.begin_exchange(NewExchange {
+                owner,
+                conversation_id: None,
+                title: text,
+                text,
+                model,
+                settings: None,
+            })
+        })),
+        futures::future::join_all(missing.iter().map(|id| {
+            app.store.begin_exchange(NewExchange {
+                owner: &busy,
+                conversation_id: Some(id),
+                title: "Stray",
+                text: "Stray",
+                model,
+                settings: None,
+            })
+        }))
+    );
+    for stray in strays {
+        assert_eq!(stray.unwrap_err().kind, StoreErrorKind::NotFound);
+    }
     let after = app.store.group_commit_figures().unwrap();
     assert!(
         after.begun_together > before.begun_together,

@@ -10,12 +10,15 @@
 //! Invariants:
 //! * A batch is whatever queued while the previous one committed (at most
 //!   [`MAX_BATCH`]): no timer, so a lone write waits for nobody.
-//! * Each write runs in a savepoint of the batch's transaction: one that
-//!   fails (a busy conversation, a missing one) is rolled back alone and its
-//!   caller gets its own error; the others go on. The first messages of new
-//!   conversations go in sets of [`TOGETHER`], a savepoint per set
-//!   (`new_conversations`), and are written one by one again if it fails.
-//!   A lone write needs none.
+//! * A write that fails (a busy conversation, a missing one) fails alone:
+//!   its caller gets its own error and the others go on. A batch is first
+//!   run as it comes, with no savepoint per write (two round trips fewer
+//!   each, on the way to first tokens); should a write fail, that
+//!   transaction is rolled back and the batch run again with a savepoint
+//!   per write, rolled back alone when it fails.
+//! * The first messages of new conversations go in sets of [`TOGETHER`]
+//!   (`new_conversations`); with savepoints, a savepoint per set, and one
+//!   by one again if it fails.
 //! * One owner's writes go to one lane (PostgreSQL has several): every row
 //!   a write locks is its owner's (the owner, its conversations, its
 //!   usage), so two lanes never wait on each other. (When one person's
@@ -264,6 +267,40 @@ impl Reply {
 }
 
 impl Write {
+    /// The first message of a new conversation, as [`NewExchange`].
+    fn first_message(&self) -> Option<NewExchange<'_>> {
+        match self {
+            Write::Begin(new, _) if new.conversation_id.is_none() => Some(new.as_new()),
+            _ => None,
+        }
+    }
+
+    /// Runs the write on `conn` keeping it, to be told later or run again:
+    /// the exchange begun, if it begins one.
+    async fn attempt(&self, store: &Store, conn: &mut sqlx::AnyConnection) -> Result<Option<Exchange>> {
+        match self {
+            Write::Begin(new, _) => store.exchange_on(conn, &new.as_new()).await.map(Some),
+            Write::Finish(answer, _) => store.finish_on(conn, answer).await.map(|()| None),
+            Write::Checkpoint(c, _) => store
+                .checkpoint_on(conn, &c.answer_id, &c.content, &c.blocks)
+                .await
+                .map(|()| None),
+        }
+    }
+
+    /// The reply of a write that [`Write::attempt`] ran.
+    fn succeeded(self, begun: Option<Exchange>) -> Reply {
+        match self {
+            Write::Begin(_, reply) => Reply::Begin(
+                reply,
+                Box::new(begun.ok_or_else(|| {
+                    StoreError::new(super::StoreErrorKind::Internal, "a begun exchange went missing")
+                })),
+            ),
+            Write::Finish(_, reply) | Write::Checkpoint(_, reply) => Reply::Written(reply, Ok(())),
+        }
+    }
+
     /// The reply of a write that could not be run.
     fn failed(self, err: StoreError) -> Reply {
         match self {
@@ -290,7 +327,86 @@ impl Write {
 }
 
 /// Runs a batch in one transaction, and counts it if it committed.
-async fn commit(store: &Store, mut batch: Vec<Write>, figures: &Figures) {
+async fn commit(store: &Store, batch: Vec<Write>, figures: &Figures) {
+    if let Err(batch) = without_savepoints(store, batch, figures).await {
+        with_savepoints(store, batch, figures).await;
+    }
+}
+
+/// Runs a batch in one transaction with no savepoint per write (a lone
+/// write never needs one). Gives the batch back, rolled back, when a write
+/// fails: run with savepoints, its failure is then its own.
+async fn without_savepoints(
+    store: &Store,
+    batch: Vec<Write>,
+    figures: &Figures,
+) -> std::result::Result<(), Vec<Write>> {
+    let Ok(mut tx) = store.pool.begin().await else {
+        return Err(batch);
+    };
+    let writes = batch.len();
+    let (fresh, rest): (Vec<Write>, Vec<Write>) = batch
+        .into_iter()
+        .partition(|write| write.first_message().is_some());
+    let mut begun: Vec<Option<Exchange>> = Vec::with_capacity(writes);
+    let mut together = 0;
+    let mut failed = false;
+    let in_sets = if store.writes_new_conversations_together() {
+        fresh.len() / TOGETHER * TOGETHER
+    } else {
+        0
+    };
+    for set in fresh[..in_sets].chunks(TOGETHER) {
+        let news: Vec<NewExchange<'_>> = set.iter().filter_map(Write::first_message).collect();
+        match store.new_conversations_on(&mut tx, &news).await {
+            Ok(exchanges) => {
+                together += exchanges.len();
+                begun.extend(exchanges.into_iter().map(Some));
+            }
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    let mut lone_error = None;
+    if !failed {
+        for write in fresh[in_sets..].iter().chain(&rest) {
+            match write.attempt(store, &mut tx).await {
+                Ok(exchange) => begun.push(exchange),
+                Err(err) => {
+                    failed = true;
+                    lone_error = (writes == 1).then_some(err);
+                    break;
+                }
+            }
+        }
+    }
+    let mut batch = fresh.into_iter().chain(rest);
+    if failed {
+        let _ = tx.rollback().await;
+        return match (lone_error, batch.next()) {
+            // Alone, its error is its own, whatever the rollback says.
+            (Some(err), Some(write)) => {
+                write.failed(err).send(None);
+                Ok(())
+            }
+            (_, first) => Err(first.into_iter().chain(batch).collect()),
+        };
+    }
+    let failed = tx.commit().await.err().map(StoreError::from);
+    if failed.is_none() {
+        figures.committed(writes, together);
+    }
+    for (write, exchange) in batch.zip(begun) {
+        write.succeeded(exchange).send(failed.as_ref());
+    }
+    Ok(())
+}
+
+/// Runs a batch in one transaction, each write (or set of first messages)
+/// in a savepoint of its own, rolled back alone when it fails.
+async fn with_savepoints(store: &Store, batch: Vec<Write>, figures: &Figures) {
     let writes = batch.len();
     let mut tx = match store.pool.begin().await {
         Ok(tx) => tx,
@@ -302,23 +418,6 @@ async fn commit(store: &Store, mut batch: Vec<Write>, figures: &Figures) {
             return;
         }
     };
-    // A lone write (no burst) needs no savepoint: its failure is the
-    // transaction's. Two statements fewer on the way to its first token.
-    if batch.len() == 1 {
-        let reply = batch.pop().expect("one write").run_on(store, &mut tx).await;
-        if !reply.is_ok() {
-            // Its own error is what it hears, whatever the rollback says.
-            let _ = tx.rollback().await;
-            reply.send(None);
-            return;
-        }
-        let failed = tx.commit().await.err().map(StoreError::from);
-        if failed.is_none() {
-            figures.committed(1, 0);
-        }
-        reply.send(failed.as_ref());
-        return;
-    }
     let mut replies = Vec::with_capacity(batch.len());
     // First messages of new conversations (most of a burst): in sets of
     // `TOGETHER`, the rest one by one.
