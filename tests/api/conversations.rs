@@ -35,6 +35,7 @@ both_backends!(
     a_conversation_takes_one_answer_at_a_time,
     a_burst_of_messages_is_stored_each_on_its_own,
     first_messages_at_once_are_written_together,
+    next_messages_at_once_are_written_together,
     a_long_conversation_opens_at_its_newest_page,
     the_conversation_page_is_server_rendered_with_its_transcript,
     a_killed_server_loses_nothing_and_restarts_cleanly,
@@ -475,6 +476,145 @@ async fn first_messages_at_once_are_written_together(db: Db) {
         let stored = app.store.get(owner, &conversation.id).await.unwrap();
         let contents: Vec<_> = stored.messages.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(contents, [text.as_str(), "", "And then?", ""]);
+    }
+}
+
+/// One person goes on with forty conversations at once (one of them
+/// edited, so replaced messages hold its first places): under group commit
+/// the next messages are written as sets, and each is stored as one
+/// written alone would be, after everything before it.
+async fn next_messages_at_once_are_written_together(db: Db) {
+    use bedrock_chat::conversations::{
+        store::{FinishedAnswer, ModelChoice, NewExchange, StoreErrorKind},
+        MessageStatus,
+    };
+    let app = spawn_app_on(db, &[]).await;
+    let bedrock = &app.settings.bedrock;
+    let model = ModelChoice {
+        requested: None,
+        offered: &bedrock.models,
+        default: &bedrock.default_model,
+    };
+    let owner = "anon:goes-on";
+    let finish = |conversation_id: String, answer_id: String, content: String| FinishedAnswer {
+        owner: owner.to_owned(),
+        day: 0,
+        answer_id,
+        conversation_id,
+        content,
+        blocks: Vec::new(),
+        status: MessageStatus::Complete,
+        usage: None,
+        first_token_ms: None,
+        duration_ms: 1,
+        error: None,
+    };
+    let mut conversations = Vec::new();
+    for n in 0..40 {
+        let text = format!("Question {n}");
+        let first = app
+            .store
+            .begin_exchange(NewExchange {
+                owner,
+                conversation_id: None,
+                title: &text,
+                text: &text,
+                model,
+                settings: None,
+            })
+            .await
+            .unwrap();
+        let id = first.conversation.id.clone();
+        app.store
+            .finish_answer(&finish(id.clone(), first.answer_id, format!("Answer {n}")))
+            .await
+            .unwrap();
+        conversations.push((id, first.user_message_id, text));
+    }
+    // One edited: its first two places are taken by replaced rows. (In the
+    // middle, where the sets are.)
+    const EDITED: usize = 20;
+    let (edited, question, _) = &conversations[EDITED];
+    let rewritten = app
+        .store
+        .begin_edit(owner, edited, question, "Question, rewritten", model)
+        .await
+        .unwrap();
+    app.store
+        .finish_answer(&finish(
+            edited.clone(),
+            rewritten.answer_id,
+            "Answer, again".into(),
+        ))
+        .await
+        .unwrap();
+    conversations[EDITED].2 = "Question, rewritten".into();
+
+    let before = app.store.group_commit_figures().expect("group commit is on");
+    let nexts: Vec<String> = (0..40).map(|n| format!("And then {n}?")).collect();
+    let begun = futures::future::join_all(conversations.iter().zip(&nexts).map(|((id, _, _), text)| {
+        app.store.begin_exchange(NewExchange {
+            owner,
+            conversation_id: Some(id),
+            title: "",
+            text,
+            model,
+            settings: None,
+        })
+    }))
+    .await;
+    let after = app.store.group_commit_figures().unwrap();
+    assert!(
+        after.begun_together >= before.begun_together + 32,
+        "a set of them was written together: {before:?} then {after:?}"
+    );
+    for (n, (((id, _, question), text), exchange)) in conversations.iter().zip(&nexts).zip(begun).enumerate()
+    {
+        let exchange = exchange.expect("each is stored");
+        assert!(!exchange.created);
+        assert_eq!(exchange.conversation.id, *id);
+        assert_eq!(exchange.model_id, bedrock.default_model);
+        let answer = if n == EDITED {
+            "Answer, again".to_owned()
+        } else {
+            format!("Answer {n}")
+        };
+        let earlier: Vec<_> = exchange.earlier.iter().map(|m| m.content.clone()).collect();
+        assert_eq!(earlier, [question.clone(), answer.clone()], "conversation {n}");
+        let stored = app.store.get(owner, id).await.unwrap();
+        let messages: Vec<_> = stored
+            .messages
+            .iter()
+            .map(|m| (m.id.as_str(), m.content.as_str(), m.status.as_str()))
+            .collect();
+        assert_eq!(
+            messages[2..],
+            [
+                (exchange.user_message_id.as_str(), text.as_str(), "complete"),
+                (exchange.answer_id.as_str(), "", "streaming"),
+            ],
+            "conversation {n}"
+        );
+        assert_eq!(messages.len(), 4, "conversation {n}");
+        // Nobody else sees it.
+        let stranger = app.store.get("anon:stranger", id).await;
+        assert_eq!(stranger.unwrap_err().kind, StoreErrorKind::NotFound);
+    }
+    // While instances share the database, each answer being written holds
+    // its lease, taken with the set.
+    if app.store.backend() == bedrock_chat::conversations::store::Backend::Postgres {
+        let again = app
+            .store
+            .begin_exchange(NewExchange {
+                owner,
+                conversation_id: Some(&conversations[1].0),
+                title: "",
+                text: "Too soon",
+                model,
+                settings: None,
+            })
+            .await;
+        assert_eq!(again.unwrap_err().kind, StoreErrorKind::Busy);
     }
 }
 

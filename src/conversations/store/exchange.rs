@@ -504,7 +504,7 @@ async fn open_for_answer(
 /// The model that answers now. The conversation remembers it, with the rest
 /// of `settings`, for the next message; the row is only written when that
 /// changes what it `stored`.
-async fn remember_settings(
+pub(super) async fn remember_settings(
     conn: &mut sqlx::AnyConnection,
     conversation_id: &str,
     stored: &ConversationSettings,

@@ -16,9 +16,11 @@
 //!   each, on the way to first tokens); should a write fail, that
 //!   transaction is rolled back and the batch run again with a savepoint
 //!   per write, rolled back alone when it fails.
-//! * The first messages of new conversations go in sets of [`TOGETHER`]
-//!   (`new_conversations`); with savepoints, a savepoint per set, and one
-//!   by one again if it fails.
+//! * Messages go in sets of [`TOGETHER`] when nothing needs checking per
+//!   owner: first messages of new conversations (`new_conversations`;
+//!   with savepoints, a savepoint per set, and one by one again if it
+//!   fails) and, without savepoints, next messages in conversations people
+//!   have (`next_messages`).
 //! * One owner's writes go to one lane (PostgreSQL has several): every row
 //!   a write locks is its owner's (the owner, its conversations, its
 //!   usage), so two lanes never wait on each other. (When one person's
@@ -38,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 /// The most writes one transaction carries.
 const MAX_BATCH: usize = 256;
 
-/// New conversations written as one set. Always this many, so that each
+/// Messages written as one set. Always this many, so that each
 /// statement is prepared once and then found in the connection's cache:
 /// sets of every size a batch happened to hold (up to 256) were slower
 /// than one by one, and sets of 8 slower than 32 (`./dev bench`, load).
@@ -61,8 +63,8 @@ pub(super) struct Figures {
 }
 
 impl Figures {
-    /// Counts a committed batch of `writes`, `together` of them new
-    /// conversations written as sets.
+    /// Counts a committed batch of `writes`, `together` of them messages
+    /// written as sets.
     fn committed(&self, writes: usize, together: usize) {
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(writes as u64, Ordering::Relaxed);
@@ -77,7 +79,8 @@ pub struct GroupCommitFigures {
     pub transactions: u64,
     /// Writes they carried.
     pub writes: u64,
-    /// New conversations among them written as sets (`new_conversations`).
+    /// Messages among them written as sets (`new_conversations`,
+    /// `next_messages`).
     pub begun_together: u64,
 }
 
@@ -275,6 +278,14 @@ impl Write {
         }
     }
 
+    /// The next message in a conversation its owner has, as [`NewExchange`].
+    fn next_message(&self) -> Option<NewExchange<'_>> {
+        match self {
+            Write::Begin(new, _) if new.conversation_id.is_some() => Some(new.as_new()),
+            _ => None,
+        }
+    }
+
     /// Runs the write on `conn` keeping it, to be told later or run again:
     /// the exchange begun, if it begins one.
     async fn attempt(&self, store: &Store, conn: &mut sqlx::AnyConnection) -> Result<Option<Exchange>> {
@@ -345,49 +356,62 @@ async fn without_savepoints(
         return Err(batch);
     };
     let writes = batch.len();
+    // First messages, then next messages, then the rest: the messages in
+    // sets of `TOGETHER` where they may be, each kind from its front.
     let (fresh, rest): (Vec<Write>, Vec<Write>) = batch
         .into_iter()
         .partition(|write| write.first_message().is_some());
+    let (next, rest): (Vec<Write>, Vec<Write>) =
+        rest.into_iter().partition(|write| write.next_message().is_some());
+    let in_sets = |writes: &[Write]| {
+        if store.writes_new_conversations_together() {
+            writes.len() / TOGETHER * TOGETHER
+        } else {
+            0
+        }
+    };
+    let (fresh_in_sets, next_in_sets) = (in_sets(&fresh), in_sets(&next));
     let mut begun: Vec<Option<Exchange>> = Vec::with_capacity(writes);
     let mut together = 0;
-    let mut failed = false;
-    let in_sets = if store.writes_new_conversations_together() {
-        fresh.len() / TOGETHER * TOGETHER
-    } else {
-        0
-    };
-    for set in fresh[..in_sets].chunks(TOGETHER) {
-        let news: Vec<NewExchange<'_>> = set.iter().filter_map(Write::first_message).collect();
-        match store.new_conversations_on(&mut tx, &news).await {
-            Ok(exchanges) => {
-                together += exchanges.len();
-                begun.extend(exchanges.into_iter().map(Some));
-            }
-            Err(_) => {
-                failed = true;
-                break;
-            }
+    // The error of the write that failed; none for a set.
+    let ran: std::result::Result<(), Option<StoreError>> = async {
+        for set in fresh[..fresh_in_sets].chunks(TOGETHER) {
+            let news: Vec<NewExchange<'_>> = set.iter().filter_map(Write::first_message).collect();
+            let exchanges = store
+                .new_conversations_on(&mut tx, &news)
+                .await
+                .map_err(|_| None)?;
+            together += exchanges.len();
+            begun.extend(exchanges.into_iter().map(Some));
         }
-    }
-    let mut lone_error = None;
-    if !failed {
-        for write in fresh[in_sets..].iter().chain(&rest) {
-            match write.attempt(store, &mut tx).await {
-                Ok(exchange) => begun.push(exchange),
-                Err(err) => {
-                    failed = true;
-                    lone_error = (writes == 1).then_some(err);
-                    break;
-                }
-            }
+        attempt_each(store, &mut tx, &fresh[fresh_in_sets..], &mut begun)
+            .await
+            .map_err(Some)?;
+        for set in next[..next_in_sets].chunks(TOGETHER) {
+            let news: Vec<NewExchange<'_>> = set.iter().filter_map(Write::next_message).collect();
+            let exchanges = store.next_messages_on(&mut tx, &news).await.map_err(|err| {
+                tracing::debug!(error = %err, "next messages written one by one");
+                None
+            })?;
+            together += exchanges.len();
+            begun.extend(exchanges.into_iter().map(Some));
         }
+        attempt_each(
+            store,
+            &mut tx,
+            next[next_in_sets..].iter().chain(&rest),
+            &mut begun,
+        )
+        .await
+        .map_err(Some)
     }
-    let mut batch = fresh.into_iter().chain(rest);
-    if failed {
+    .await;
+    let mut batch = fresh.into_iter().chain(next).chain(rest);
+    if let Err(err) = ran {
         let _ = tx.rollback().await;
-        return match (lone_error, batch.next()) {
+        return match (err, batch.next()) {
             // Alone, its error is its own, whatever the rollback says.
-            (Some(err), Some(write)) => {
+            (Some(err), Some(write)) if writes == 1 => {
                 write.failed(err).send(None);
                 Ok(())
             }
@@ -400,6 +424,20 @@ async fn without_savepoints(
     }
     for (write, exchange) in batch.zip(begun) {
         write.succeeded(exchange).send(failed.as_ref());
+    }
+    Ok(())
+}
+
+/// Runs `writes` one after another on `tx`, each exchange begun onto
+/// `begun`; stops at the first that fails, with its error.
+async fn attempt_each<'a>(
+    store: &Store,
+    tx: &mut sqlx::AnyConnection,
+    writes: impl IntoIterator<Item = &'a Write>,
+    begun: &mut Vec<Option<Exchange>>,
+) -> Result<()> {
+    for write in writes {
+        begun.push(write.attempt(store, tx).await?);
     }
     Ok(())
 }

@@ -36,6 +36,7 @@ mod error;
 mod exchange;
 mod group_commit;
 mod new_conversations;
+mod next_messages;
 mod pages;
 mod rows;
 mod schema;

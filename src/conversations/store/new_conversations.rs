@@ -145,7 +145,7 @@ impl Store {
 
 /// `count` rows of `width` numbered parameters (`$1` on), each written
 /// by `row` from its parameters' names.
-fn rows(count: usize, width: usize, row: impl Fn(&[String]) -> String) -> String {
+pub(super) fn rows(count: usize, width: usize, row: impl Fn(&[String]) -> String) -> String {
     (0..count)
         .map(|r| {
             let params: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
@@ -156,7 +156,7 @@ fn rows(count: usize, width: usize, row: impl Fn(&[String]) -> String) -> String
 }
 
 /// `($1, $2, …)`.
-fn plain(params: &[String]) -> String {
+pub(super) fn plain(params: &[String]) -> String {
     format!("({})", params.join(", "))
 }
 

@@ -1,0 +1,200 @@
+//! Many next messages at once, each in a conversation its owner already
+//! has, written as sets.
+//!
+//! Most of a burst of people pressing Enter is people going on with a
+//! conversation. One by one, each is three round trips in the committing
+//! lane (the conversation marked active and read, its history read, the
+//! message and its empty answer inserted); a set of them is four or five
+//! statements in all (`group_commit::TOGETHER`).
+//!
+//! Invariants:
+//! * The rows are exactly those [`Store::exchange_on`] writes for each
+//!   exchange: the conversation marked active, the question and its empty
+//!   `streaming` answer after every place taken (replaced messages
+//!   included), the settings row only when they change, the lease when
+//!   instances share the database. Each exchange's `earlier` is its current
+//!   history, as one written alone reads it.
+//! * A set that is anything but the plain case fails whole, and the caller
+//!   writes its exchanges one by one, where every case is handled and every
+//!   failure is the exchange's own: a conversation missing or someone
+//!   else's, one named twice, a row left `streaming` to settle, an answer
+//!   another instance is writing (a lease).
+//! * Only when nothing needs checking per owner
+//!   ([`Store::writes_new_conversations_together`]).
+
+use super::{
+    exchange::remember_settings,
+    new_conversations::{plain, rows},
+    new_id, now_ms,
+    rows::{conversation_from_rows, message_from_row, CONVERSATION_COLUMNS},
+    Exchange, NewExchange, Result, Store, StoreError, StoreErrorKind, MESSAGE_COLUMNS, PG_NOW_MS,
+};
+use crate::conversations::{MessageStatus, StoredMessage};
+use sqlx::Row;
+use std::collections::HashMap;
+
+impl Store {
+    /// Commits, in `conn`'s transaction, each exchange's question and empty
+    /// answer in the conversation it names; fails whole unless every one is
+    /// the plain case (see the module's notes).
+    pub(super) async fn next_messages_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        news: &[NewExchange<'_>],
+    ) -> Result<Vec<Exchange>> {
+        let ids: Vec<&str> = news.iter().filter_map(|new| new.conversation_id).collect();
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if ids.len() != news.len() || distinct.len() != ids.len() {
+            return Err(not_plain("a conversation named twice, or none"));
+        }
+        let now = now_ms();
+
+        // Marked active and read, the owner checked: a write first, so that
+        // SQLite takes its write lock at once.
+        let sql = format!(
+            "UPDATE conversations SET updated_at = $1 WHERE {} RETURNING {CONVERSATION_COLUMNS}",
+            (0..news.len())
+                .map(|i| format!("(id = ${} AND owner_id = ${})", 2 * i + 2, 2 * i + 3))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for (new, id) in news.iter().zip(&ids) {
+            query = query.bind(*id).bind(new.owner);
+        }
+        let mut conversations = HashMap::with_capacity(news.len());
+        for row in query.fetch_all(&mut *conn).await? {
+            let id: String = row.try_get("id")?;
+            conversations.insert(id, conversation_from_rows(std::slice::from_ref(&row))?);
+        }
+        if conversations.len() != news.len() {
+            return Err(not_plain("a conversation missing or someone else's"));
+        }
+
+        // Every message of every one: the current ones are its history, and
+        // the replaced ones still hold their places.
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS}, conversation_id, position, replaced_at FROM messages \
+             WHERE conversation_id IN ({}) ORDER BY position",
+            (1..=news.len())
+                .map(|p| format!("${p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let mut histories: HashMap<String, (Vec<StoredMessage>, i64)> = HashMap::with_capacity(news.len());
+        for row in query.fetch_all(&mut *conn).await? {
+            let (history, last) = histories.entry(row.try_get("conversation_id")?).or_default();
+            *last = (*last).max(row.try_get("position")?);
+            if row.try_get::<Option<i64>, _>("replaced_at")?.is_none() {
+                history.push(message_from_row(&row)?);
+            }
+        }
+        if histories
+            .values()
+            .flat_map(|(history, _)| history)
+            .any(|m| m.status == MessageStatus::Streaming)
+        {
+            return Err(not_plain("a row left streaming"));
+        }
+
+        if self.leases.is_some() {
+            let sql = format!(
+                "SELECT conversation_id FROM answer_leases WHERE conversation_id IN ({})",
+                (1..=news.len())
+                    .map(|p| format!("${p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in &ids {
+                query = query.bind(*id);
+            }
+            if !query.fetch_all(&mut *conn).await?.is_empty() {
+                return Err(not_plain("an answer under a lease"));
+            }
+        }
+
+        let mut exchanges = Vec::with_capacity(news.len());
+        for new in news {
+            let id = new.conversation_id.expect("checked above");
+            let (summary, stored) = conversations.remove(id).expect("checked above");
+            let (earlier, last) = histories.remove(id).unwrap_or_default();
+            let mut settings = new.settings.cloned().unwrap_or_else(|| stored.clone());
+            let model_id = remember_settings(&mut *conn, id, &stored, &mut settings, new.model).await?;
+            exchanges.push((
+                Exchange {
+                    conversation: summary,
+                    settings,
+                    model_id,
+                    created: false,
+                    user_message_id: new_id(),
+                    user_text: new.text.to_owned(),
+                    answer_id: new_id(),
+                    earlier,
+                },
+                last,
+            ));
+        }
+
+        let sql = format!(
+            "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
+             VALUES {}",
+            rows(news.len() * 2, 8, plain)
+        );
+        let mut query = sqlx::query(&sql);
+        for (exchange, last) in &exchanges {
+            let conversation_id = &exchange.conversation.id;
+            query = query
+                .bind(exchange.user_message_id.clone())
+                .bind(conversation_id.clone())
+                .bind(last + 1)
+                .bind("user")
+                .bind(exchange.user_text.clone())
+                .bind("complete")
+                .bind(None::<String>)
+                .bind(now)
+                .bind(exchange.answer_id.clone())
+                .bind(conversation_id.clone())
+                .bind(last + 2)
+                .bind("assistant")
+                .bind("")
+                .bind("streaming")
+                .bind(Some(exchange.model_id.clone()))
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+
+        if let Some(policy) = &self.leases {
+            let sql = format!(
+                "INSERT INTO answer_leases (answer_id, conversation_id, owner_id, instance_id, expires_at) \
+                 VALUES {}",
+                rows(news.len(), 5, |p| format!(
+                    "({}, {}, {}, {}, {PG_NOW_MS} + {})",
+                    p[0], p[1], p[2], p[3], p[4]
+                ))
+            );
+            let mut query = sqlx::query(&sql);
+            for (new, (exchange, _)) in news.iter().zip(&exchanges) {
+                query = query
+                    .bind(exchange.answer_id.clone())
+                    .bind(exchange.conversation.id.clone())
+                    .bind(new.owner.to_owned())
+                    .bind(policy.instance_id.clone())
+                    .bind(policy.ttl_ms);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(exchanges.into_iter().map(|(exchange, _)| exchange).collect())
+    }
+}
+
+/// Why a set goes back to be written one by one.
+fn not_plain(why: &str) -> StoreError {
+    StoreError::new(StoreErrorKind::Internal, format!("written one by one: {why}"))
+}
