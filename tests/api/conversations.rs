@@ -479,10 +479,12 @@ async fn first_messages_at_once_are_written_together(db: Db) {
     }
 }
 
-/// One person goes on with forty conversations at once (one of them
+/// One person goes on with a hundred conversations at once (one of them
 /// edited, so replaced messages hold its first places): under group commit
 /// the next messages are written as sets, and each is stored as one
-/// written alone would be, after everything before it.
+/// written alone would be, after everything before it. (A hundred, so that
+/// however the committing lane splits them into batches, one batch holds a
+/// set.)
 async fn next_messages_at_once_are_written_together(db: Db) {
     use bedrock_chat::conversations::{
         store::{FinishedAnswer, ModelChoice, NewExchange, StoreErrorKind},
@@ -510,7 +512,7 @@ async fn next_messages_at_once_are_written_together(db: Db) {
         error: None,
     };
     let mut conversations = Vec::new();
-    for n in 0..40 {
+    for n in 0..100 {
         let text = format!("Question {n}");
         let first = app
             .store
@@ -551,7 +553,7 @@ async fn next_messages_at_once_are_written_together(db: Db) {
     conversations[EDITED].2 = "Question, rewritten".into();
 
     let before = app.store.group_commit_figures().expect("group commit is on");
-    let nexts: Vec<String> = (0..40).map(|n| format!("And then {n}?")).collect();
+    let nexts: Vec<String> = (0..100).map(|n| format!("And then {n}?")).collect();
     let begun = futures::future::join_all(conversations.iter().zip(&nexts).map(|((id, _, _), text)| {
         app.store.begin_exchange(NewExchange {
             owner,
