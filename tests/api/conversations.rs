@@ -1060,6 +1060,7 @@ async fn editing_a_message_replaces_the_turns_after_it_and_keeps_them_stored(db:
     let second_id = stored["messages"][2]["id"].as_str().unwrap().to_owned();
 
     let edit_path = format!("{}/edit", conversation_path(&id));
+    let committed = app.store.group_commit_figures().map(|f| f.writes);
     let response = app
         .post_json(
             &edit_path,
@@ -1070,6 +1071,13 @@ async fn editing_a_message_replaces_the_turns_after_it_and_keeps_them_stored(db:
     let events = read_events(response).await;
     assert_eq!(names(&events).first(), Some(&"start"));
     assert_eq!(names(&events).last(), Some(&"done"));
+    if let Some(before) = committed {
+        let after = app.store.group_commit_figures().unwrap().writes;
+        assert!(
+            after >= before + 2,
+            "the edit and its answer's end are both group-committed: {before} then {after}"
+        );
+    }
     // The model saw the history up to the edited message, then the new text.
     let sent = app.sim.received().last().unwrap().messages.clone();
     let texts: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();

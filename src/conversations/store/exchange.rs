@@ -4,8 +4,8 @@
 use super::{
     new_id, now_ms,
     rows::{conversation_from_rows, messages_of, scalar_i64, CONVERSATION_COLUMNS},
-    settings_json, Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError,
-    StoreErrorKind,
+    settings_json, Edit, Exchange, FinishedAnswer, ModelChoice, NewExchange, Regeneration, Result, Store,
+    StoreError, StoreErrorKind,
 };
 use crate::{
     conversations::Role,
@@ -118,10 +118,38 @@ impl Store {
         text: &str,
         model: ModelChoice<'_>,
     ) -> Result<Exchange> {
+        let edit = Edit {
+            owner,
+            conversation_id,
+            message_id,
+            text,
+            model,
+        };
+        crate::telemetry::time_store("begin_edit", async {
+            if let Some(committer) = &self.committer {
+                return committer.edit(&edit).await;
+            }
+            let mut tx = self.pool.begin().await?;
+            let exchange = self.edit_on(&mut tx, &edit).await?;
+            tx.commit().await?;
+            Ok(exchange)
+        })
+        .await
+    }
+
+    /// [`Store::begin_edit`] in `conn`'s transaction (shared with other
+    /// writes under group commit).
+    pub(super) async fn edit_on(&self, tx: &mut sqlx::AnyConnection, edit: &Edit<'_>) -> Result<Exchange> {
+        let Edit {
+            owner,
+            conversation_id,
+            message_id,
+            text,
+            model,
+        } = *edit;
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
         let (conversation, stored, mut messages) =
-            open_for_answer(&mut tx, owner, conversation_id, now).await?;
+            open_for_answer(&mut *tx, owner, conversation_id, now).await?;
         let at = messages
             .iter()
             .position(|m| m.id == message_id && m.role == Role::User)
@@ -142,12 +170,11 @@ impl Store {
         .await?;
         messages.truncate(at);
         let mut settings = stored.clone();
-        let model_id = remember_settings(&mut tx, conversation_id, &stored, &mut settings, model).await?;
+        let model_id = remember_settings(&mut *tx, conversation_id, &stored, &mut settings, model).await?;
         let (user_message_id, answer_id) =
-            insert_question_and_answer(&mut tx, conversation_id, text, &model_id, now).await?;
-        self.take_lease(&mut tx, owner, conversation_id, &answer_id)
+            insert_question_and_answer(&mut *tx, conversation_id, text, &model_id, now).await?;
+        self.take_lease(&mut *tx, owner, conversation_id, &answer_id)
             .await?;
-        tx.commit().await?;
         Ok(Exchange {
             conversation,
             settings,
@@ -170,10 +197,38 @@ impl Store {
         conversation_id: &str,
         model: ModelChoice<'_>,
     ) -> Result<Exchange> {
+        let retry = Regeneration {
+            owner,
+            conversation_id,
+            model,
+        };
+        crate::telemetry::time_store("begin_regeneration", async {
+            if let Some(committer) = &self.committer {
+                return committer.regenerate(&retry).await;
+            }
+            let mut tx = self.pool.begin().await?;
+            let exchange = self.regeneration_on(&mut tx, &retry).await?;
+            tx.commit().await?;
+            Ok(exchange)
+        })
+        .await
+    }
+
+    /// [`Store::begin_regeneration`] in `conn`'s transaction (shared with
+    /// other writes under group commit).
+    pub(super) async fn regeneration_on(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        retry: &Regeneration<'_>,
+    ) -> Result<Exchange> {
+        let Regeneration {
+            owner,
+            conversation_id,
+            model,
+        } = *retry;
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
         let (conversation, stored, mut messages) =
-            open_for_answer(&mut tx, owner, conversation_id, now).await?;
+            open_for_answer(&mut *tx, owner, conversation_id, now).await?;
         match messages.last() {
             Some(last) if last.role == Role::Assistant => {}
             _ => {
@@ -183,10 +238,15 @@ impl Store {
                 ))
             }
         }
-        let position = next_position(&mut tx, conversation_id).await?;
+        // The user message being answered, and what came before it.
+        let user_at = messages
+            .iter()
+            .rposition(|m| m.role == Role::User)
+            .ok_or_else(|| StoreError::new(StoreErrorKind::NothingToRetry, "no user message to answer"))?;
+        let position = next_position(&mut *tx, conversation_id).await?;
         let answer_id = new_id();
         let mut settings = stored.clone();
-        let model_id = remember_settings(&mut tx, conversation_id, &stored, &mut settings, model).await?;
+        let model_id = remember_settings(&mut *tx, conversation_id, &stored, &mut settings, model).await?;
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
              VALUES ($1, $2, $3, 'assistant', '', 'streaming', $4, $5)",
@@ -198,14 +258,8 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        self.take_lease(&mut tx, owner, conversation_id, &answer_id)
+        self.take_lease(&mut *tx, owner, conversation_id, &answer_id)
             .await?;
-        tx.commit().await?;
-        // The user message being answered, and what came before it.
-        let user_at = messages
-            .iter()
-            .rposition(|m| m.role == Role::User)
-            .ok_or_else(|| StoreError::new(StoreErrorKind::NothingToRetry, "no user message to answer"))?;
         messages.truncate(user_at + 1);
         let user = messages.pop().expect("the user message is there");
         Ok(Exchange {

@@ -1,6 +1,6 @@
-//! Group commit: the writes that start and end answers (and their
-//! checkpoints), when they come at once, share one transaction and so one
-//! fsync.
+//! Group commit: the writes that start answers (a message, an edit, a
+//! regeneration) and end them (and their checkpoints), when they come at
+//! once, share one transaction and so one fsync.
 //!
 //! A burst of people pressing Enter costs two durable commits each (the
 //! message before the model is called, the answer when it ends). One by
@@ -28,7 +28,9 @@
 //! * A caller hears back only once the batch has committed (or failed to):
 //!   nothing is reported stored before it is durable.
 
-use super::{Exchange, FinishedAnswer, ModelChoice, NewExchange, Result, Store, StoreError};
+use super::{
+    Edit, Exchange, FinishedAnswer, ModelChoice, NewExchange, Regeneration, Result, Store, StoreError,
+};
 use crate::conversations::{AnswerBlock, ConversationSettings, ModelOption};
 use sqlx::Connection;
 use std::sync::{
@@ -86,6 +88,8 @@ pub struct GroupCommitFigures {
 
 enum Write {
     Begin(Box<OwnedExchange>, oneshot::Sender<Result<Exchange>>),
+    Edit(Box<OwnedEdit>, oneshot::Sender<Result<Exchange>>),
+    Regenerate(Box<OwnedRegeneration>, oneshot::Sender<Result<Exchange>>),
     Finish(Box<FinishedAnswer>, oneshot::Sender<Result<()>>),
     Checkpoint(Box<Checkpoint>, oneshot::Sender<Result<()>>),
 }
@@ -97,15 +101,38 @@ struct Checkpoint {
     blocks: Vec<AnswerBlock>,
 }
 
+/// A [`ModelChoice`] that can wait in a queue.
+struct OwnedModelChoice {
+    requested: Option<String>,
+    offered: Vec<ModelOption>,
+    default: String,
+}
+
+impl OwnedModelChoice {
+    fn of(model: &ModelChoice<'_>) -> Self {
+        Self {
+            requested: model.requested.map(str::to_owned),
+            offered: model.offered.to_vec(),
+            default: model.default.to_owned(),
+        }
+    }
+
+    fn as_choice(&self) -> ModelChoice<'_> {
+        ModelChoice {
+            requested: self.requested.as_deref(),
+            offered: &self.offered,
+            default: &self.default,
+        }
+    }
+}
+
 /// A [`NewExchange`] that can wait in a queue.
 struct OwnedExchange {
     owner: String,
     conversation_id: Option<String>,
     title: String,
     text: String,
-    requested: Option<String>,
-    offered: Vec<ModelOption>,
-    default: String,
+    model: OwnedModelChoice,
     settings: Option<ConversationSettings>,
 }
 
@@ -116,9 +143,7 @@ impl OwnedExchange {
             conversation_id: new.conversation_id.map(str::to_owned),
             title: new.title.to_owned(),
             text: new.text.to_owned(),
-            requested: new.model.requested.map(str::to_owned),
-            offered: new.model.offered.to_vec(),
-            default: new.model.default.to_owned(),
+            model: OwnedModelChoice::of(&new.model),
             settings: new.settings.cloned(),
         }
     }
@@ -129,12 +154,64 @@ impl OwnedExchange {
             conversation_id: self.conversation_id.as_deref(),
             title: &self.title,
             text: &self.text,
-            model: ModelChoice {
-                requested: self.requested.as_deref(),
-                offered: &self.offered,
-                default: &self.default,
-            },
+            model: self.model.as_choice(),
             settings: self.settings.as_ref(),
+        }
+    }
+}
+
+/// An [`Edit`] that can wait in a queue.
+struct OwnedEdit {
+    owner: String,
+    conversation_id: String,
+    message_id: String,
+    text: String,
+    model: OwnedModelChoice,
+}
+
+impl OwnedEdit {
+    fn of(edit: &Edit<'_>) -> Self {
+        Self {
+            owner: edit.owner.to_owned(),
+            conversation_id: edit.conversation_id.to_owned(),
+            message_id: edit.message_id.to_owned(),
+            text: edit.text.to_owned(),
+            model: OwnedModelChoice::of(&edit.model),
+        }
+    }
+
+    fn as_edit(&self) -> Edit<'_> {
+        Edit {
+            owner: &self.owner,
+            conversation_id: &self.conversation_id,
+            message_id: &self.message_id,
+            text: &self.text,
+            model: self.model.as_choice(),
+        }
+    }
+}
+
+/// A [`Regeneration`] that can wait in a queue.
+struct OwnedRegeneration {
+    owner: String,
+    conversation_id: String,
+    model: OwnedModelChoice,
+}
+
+impl OwnedRegeneration {
+    fn of(retry: &Regeneration<'_>) -> Self {
+        Self {
+            owner: retry.owner.to_owned(),
+            conversation_id: retry.conversation_id.to_owned(),
+            model: OwnedModelChoice::of(&retry.model),
+        }
+    }
+
+    fn as_regeneration(&self) -> Regeneration<'_> {
+        Regeneration {
+            owner: &self.owner,
+            conversation_id: &self.conversation_id,
+            model: self.model.as_choice(),
         }
     }
 }
@@ -180,6 +257,19 @@ impl Committer {
     pub(super) async fn begin(&self, new: &NewExchange<'_>) -> Result<Exchange> {
         let (reply, replied) = oneshot::channel();
         self.send(new.owner, Write::Begin(Box::new(OwnedExchange::of(new)), reply))?;
+        replied.await.map_err(|_| stopped())?
+    }
+
+    pub(super) async fn edit(&self, edit: &Edit<'_>) -> Result<Exchange> {
+        let (reply, replied) = oneshot::channel();
+        self.send(edit.owner, Write::Edit(Box::new(OwnedEdit::of(edit)), reply))?;
+        replied.await.map_err(|_| stopped())?
+    }
+
+    pub(super) async fn regenerate(&self, retry: &Regeneration<'_>) -> Result<Exchange> {
+        let (reply, replied) = oneshot::channel();
+        let write = Write::Regenerate(Box::new(OwnedRegeneration::of(retry)), reply);
+        self.send(retry.owner, write)?;
         replied.await.map_err(|_| stopped())?
     }
 
@@ -291,6 +381,11 @@ impl Write {
     async fn attempt(&self, store: &Store, conn: &mut sqlx::AnyConnection) -> Result<Option<Exchange>> {
         match self {
             Write::Begin(new, _) => store.exchange_on(conn, &new.as_new()).await.map(Some),
+            Write::Edit(edit, _) => store.edit_on(conn, &edit.as_edit()).await.map(Some),
+            Write::Regenerate(retry, _) => store
+                .regeneration_on(conn, &retry.as_regeneration())
+                .await
+                .map(Some),
             Write::Finish(answer, _) => store.finish_on(conn, answer).await.map(|()| None),
             Write::Checkpoint(c, _) => store
                 .checkpoint_on(conn, &c.answer_id, &c.content, &c.blocks)
@@ -302,7 +397,7 @@ impl Write {
     /// The reply of a write that [`Write::attempt`] ran.
     fn succeeded(self, begun: Option<Exchange>) -> Reply {
         match self {
-            Write::Begin(_, reply) => Reply::Begin(
+            Write::Begin(_, reply) | Write::Edit(_, reply) | Write::Regenerate(_, reply) => Reply::Begin(
                 reply,
                 Box::new(begun.ok_or_else(|| {
                     StoreError::new(super::StoreErrorKind::Internal, "a begun exchange went missing")
@@ -315,7 +410,9 @@ impl Write {
     /// The reply of a write that could not be run.
     fn failed(self, err: StoreError) -> Reply {
         match self {
-            Write::Begin(_, reply) => Reply::Begin(reply, Box::new(Err(err))),
+            Write::Begin(_, reply) | Write::Edit(_, reply) | Write::Regenerate(_, reply) => {
+                Reply::Begin(reply, Box::new(Err(err)))
+            }
             Write::Finish(_, reply) | Write::Checkpoint(_, reply) => Reply::Written(reply, Err(err)),
         }
     }
@@ -326,6 +423,13 @@ impl Write {
             Write::Begin(new, reply) => {
                 Reply::Begin(reply, Box::new(store.exchange_on(conn, &new.as_new()).await))
             }
+            Write::Edit(edit, reply) => {
+                Reply::Begin(reply, Box::new(store.edit_on(conn, &edit.as_edit()).await))
+            }
+            Write::Regenerate(retry, reply) => Reply::Begin(
+                reply,
+                Box::new(store.regeneration_on(conn, &retry.as_regeneration()).await),
+            ),
             Write::Finish(answer, reply) => Reply::Written(reply, store.finish_on(conn, &answer).await),
             Write::Checkpoint(c, reply) => Reply::Written(
                 reply,

@@ -119,6 +119,25 @@ pub struct NewExchange<'a> {
     pub settings: Option<&'a ConversationSettings>,
 }
 
+/// An edit and resend ([`Store::begin_edit`]): the user message
+/// `message_id` rewritten as `text`.
+#[derive(Debug, Clone, Copy)]
+pub struct Edit<'a> {
+    pub owner: &'a str,
+    pub conversation_id: &'a str,
+    pub message_id: &'a str,
+    pub text: &'a str,
+    pub model: ModelChoice<'a>,
+}
+
+/// A new answer to the last user message ([`Store::begin_regeneration`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Regeneration<'a> {
+    pub owner: &'a str,
+    pub conversation_id: &'a str,
+    pub model: ModelChoice<'a>,
+}
+
 /// Which model answers: the one the request asked for (already checked),
 /// else the one the conversation last used while it is still offered, else
 /// the default.
