@@ -620,6 +620,61 @@ async fn next_messages_at_once_are_written_together(db: Db) {
     }
 }
 
+/// Instances sharing PostgreSQL cap each owner's answers being written at
+/// once: a burst within the cap is still written as sets; one that would
+/// pass it is written one by one, and exactly the answers past the cap are
+/// refused, each on its own.
+#[tokio::test]
+async fn sets_count_against_the_per_owner_caps_of_instances() {
+    use bedrock_chat::conversations::store::{ModelChoice, NewExchange, StoreErrorKind};
+    let Some(db) = Db::postgres().await else { return };
+    let app = spawn_app_on(
+        db,
+        &[
+            ("BEDROCK_CHAT_LIMITS_MAX_CONCURRENT_ANSWERS_PER_OWNER", "150"),
+            ("BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER", "1000"),
+        ],
+    )
+    .await;
+    let bedrock = &app.settings.bedrock;
+    let model = ModelChoice {
+        requested: None,
+        offered: &bedrock.models,
+        default: &bedrock.default_model,
+    };
+    let owner = "anon:capped";
+    let texts: Vec<String> = (0..100).map(|n| format!("Message {n}")).collect();
+    let burst = || {
+        futures::future::join_all(texts.iter().map(|text| {
+            app.store.begin_exchange(NewExchange {
+                owner,
+                conversation_id: None,
+                title: text,
+                text,
+                model,
+                settings: None,
+            })
+        }))
+    };
+    let before = app.store.group_commit_figures().expect("group commit is on");
+    let first = burst().await;
+    let after = app.store.group_commit_figures().unwrap();
+    assert!(first.iter().all(Result::is_ok), "100 of a cap of 150");
+    assert!(
+        after.begun_together >= before.begun_together + 32,
+        "within the cap, sets: {before:?} then {after:?}"
+    );
+    // A hundred more while the first hundred are still being written.
+    let second = burst().await;
+    let refused: Vec<_> = second.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(second.len() - refused.len(), 50, "up to the cap");
+    assert_eq!(refused.len(), 50);
+    assert!(
+        refused.iter().all(|e| e.kind == StoreErrorKind::OwnerAtLimit),
+        "{refused:?}"
+    );
+}
+
 /// A conversation of 130 messages opens at its newest 100, rendered and
 /// sent to the page once; the 30 before load on demand. Its total still
 /// counts every answer, and the API still gives the whole transcript.

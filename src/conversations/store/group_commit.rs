@@ -16,11 +16,11 @@
 //!   each, on the way to first tokens); should a write fail, that
 //!   transaction is rolled back and the batch run again with a savepoint
 //!   per write, rolled back alone when it fails.
-//! * Messages go in sets of [`TOGETHER`] when nothing needs checking per
-//!   owner: first messages of new conversations (`new_conversations`;
-//!   with savepoints, a savepoint per set, and one by one again if it
-//!   fails) and, without savepoints, next messages in conversations people
-//!   have (`next_messages`).
+//! * Messages go in sets of [`TOGETHER`]: first messages of new
+//!   conversations (`new_conversations`; with savepoints, a savepoint per
+//!   set, and one by one again if it fails) and, without savepoints, next
+//!   messages in conversations people have (`next_messages`). Several
+//!   instances' per-owner caps are counted per set (`set_caps`).
 //! * One owner's writes go to one lane (PostgreSQL has several): every row
 //!   a write locks is its owner's (the owner, its conversations, its
 //!   usage), so two lanes never wait on each other. (When one person's
@@ -467,13 +467,7 @@ async fn without_savepoints(
         .partition(|write| write.first_message().is_some());
     let (next, rest): (Vec<Write>, Vec<Write>) =
         rest.into_iter().partition(|write| write.next_message().is_some());
-    let in_sets = |writes: &[Write]| {
-        if store.writes_new_conversations_together() {
-            writes.len() / TOGETHER * TOGETHER
-        } else {
-            0
-        }
-    };
+    let in_sets = |writes: &[Write]| writes.len() / TOGETHER * TOGETHER;
     let (fresh_in_sets, next_in_sets) = (in_sets(&fresh), in_sets(&next));
     let mut begun: Vec<Option<Exchange>> = Vec::with_capacity(writes);
     let mut together = 0;
@@ -572,17 +566,15 @@ async fn with_savepoints(store: &Store, batch: Vec<Write>, figures: &Figures) {
         }
     }
     let mut together = 0;
-    if store.writes_new_conversations_together() {
-        while fresh.len() >= TOGETHER {
-            let set: Vec<FirstMessage> = fresh.drain(..TOGETHER).collect();
-            match begin_together(store, &mut tx, set).await {
-                Ok(begun) => {
-                    together += begun.len();
-                    replies.extend(begun);
-                }
-                // Each on its own, so that a failure is only its own.
-                Err(set) => fresh_one_by_one(&mut one_by_one, set),
+    while fresh.len() >= TOGETHER {
+        let set: Vec<FirstMessage> = fresh.drain(..TOGETHER).collect();
+        match begin_together(store, &mut tx, set).await {
+            Ok(begun) => {
+                together += begun.len();
+                replies.extend(begun);
             }
+            // Each on its own, so that a failure is only its own.
+            Err(set) => fresh_one_by_one(&mut one_by_one, set),
         }
     }
     fresh_one_by_one(&mut one_by_one, fresh);

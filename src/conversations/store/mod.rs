@@ -40,6 +40,7 @@ mod next_messages;
 mod pages;
 mod rows;
 mod schema;
+mod set_caps;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use group_commit::GroupCommitFigures;

@@ -16,21 +16,13 @@
 //! * The caller runs this in a savepoint and, when it fails, writes the
 //!   exchanges one by one, so that a failure stays with the exchange whose
 //!   it is.
-//! * Only when nothing needs checking per owner: with several instances
-//!   and per-owner caps on answers, each exchange takes its lease alone
-//!   ([`Store::writes_new_conversations_together`]).
+//! * With several instances, the set's answers are counted against their
+//!   owners' caps together (`set_caps`); a set that would pass one is
+//!   written one by one, where each gets its own refusal.
 
 use super::{new_id, now_ms, settings_json, Exchange, NewExchange, Result, Store, PG_NOW_MS};
 
 impl Store {
-    /// Whether [`Store::new_conversations_on`] may write new conversations
-    /// together: no per-owner count to take for each.
-    pub(super) fn writes_new_conversations_together(&self) -> bool {
-        self.leases
-            .as_ref()
-            .is_none_or(|policy| policy.per_owner == 0 && policy.per_owner_per_minute == 0)
-    }
-
     /// Commits, in `conn`'s transaction, each exchange's new conversation,
     /// its user message and its empty answer. Every exchange names no
     /// conversation.
@@ -119,7 +111,10 @@ impl Store {
         query.execute(&mut *conn).await?;
 
         if let Some(policy) = &self.leases {
-            // A new conversation has no lease yet: none to check.
+            // A new conversation has no lease yet: none to check. Its owner
+            // may have others.
+            let owners: Vec<&str> = news.iter().map(|new| new.owner).collect();
+            self.count_set_against_caps(conn, &owners).await?;
             let sql = format!(
                 "INSERT INTO answer_leases (answer_id, conversation_id, owner_id, instance_id, expires_at) \
                  VALUES {}",

@@ -18,9 +18,8 @@
 //!   writes its exchanges one by one, where every case is handled and every
 //!   failure is the exchange's own: a conversation missing or someone
 //!   else's, one named twice, a row left `streaming` to settle, an answer
-//!   another instance is writing (a lease).
-//! * Only when nothing needs checking per owner
-//!   ([`Store::writes_new_conversations_together`]).
+//!   another instance is writing (a lease), an owner that would pass a
+//!   cap of several instances (`set_caps`).
 
 use super::{
     exchange::remember_settings,
@@ -118,6 +117,8 @@ impl Store {
             if !query.fetch_all(&mut *conn).await?.is_empty() {
                 return Err(not_plain("an answer under a lease"));
             }
+            let owners: Vec<&str> = news.iter().map(|new| new.owner).collect();
+            self.count_set_against_caps(conn, &owners).await?;
         }
 
         let mut exchanges = Vec::with_capacity(news.len());
