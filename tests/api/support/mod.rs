@@ -395,13 +395,29 @@ pub fn resident_kib() -> u64 {
 
 /// The real server binary in a process of its own, so that it can be killed.
 /// A loopback address with a port nobody listens on now (for a process
-/// that binds it itself).
+/// that binds it itself). Below the kernel's ephemeral range: a port that
+/// `bind(0)` handed out and gave back could be taken, before the caller
+/// binds it, by any of the other tests' outgoing connections (this one
+/// was, once, in CI).
 pub fn free_loopback_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port();
-    format!("127.0.0.1:{port}")
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (20_000_u16, ephemeral_from.max(20_001));
+    // A different start for each call, so that parallel tests rarely try
+    // the same port; each is checked by binding it.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    let span = u32::from(high - low);
+    (0..span)
+        .map(|i| low + ((seed.wrapping_add(i * 7919)) % span) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .map(|port| format!("127.0.0.1:{port}"))
+        .expect("a free loopback port below the ephemeral range")
 }
 
 pub struct ServerProcess {
