@@ -82,60 +82,97 @@ impl Store {
         }
         query.execute(&mut *conn).await?;
 
-        let sql = format!(
-            "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
-             VALUES {}",
-            rows(news.len() * 2, 8, plain)
-        );
-        let mut query = sqlx::query(&sql);
-        for exchange in &exchanges {
-            let conversation_id = &exchange.conversation.id;
-            query = query
-                .bind(exchange.user_message_id.clone())
-                .bind(conversation_id.clone())
-                .bind(1_i64)
-                .bind("user")
-                .bind(exchange.user_text.clone())
-                .bind("complete")
-                .bind(None::<String>)
-                .bind(now)
-                .bind(exchange.answer_id.clone())
-                .bind(conversation_id.clone())
-                .bind(2_i64)
-                .bind("assistant")
-                .bind("")
-                .bind("streaming")
-                .bind(Some(exchange.model_id.clone()))
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
+        let firsts: Vec<(&Exchange, i64)> = exchanges.iter().map(|exchange| (exchange, 0)).collect();
+        insert_questions_and_answers(conn, &firsts, now).await?;
 
-        if let Some(policy) = &self.leases {
+        if self.leases.is_some() {
             // A new conversation has no lease yet: none to check. Its owner
             // may have others.
             let owners: Vec<&str> = news.iter().map(|new| new.owner).collect();
             self.count_set_against_caps(conn, &owners).await?;
-            let sql = format!(
-                "INSERT INTO answer_leases (answer_id, conversation_id, owner_id, instance_id, expires_at) \
-                 VALUES {}",
-                rows(news.len(), 5, |p| format!(
-                    "({}, {}, {}, {}, {PG_NOW_MS} + {})",
-                    p[0], p[1], p[2], p[3], p[4]
-                ))
-            );
-            let mut query = sqlx::query(&sql);
-            for (new, exchange) in news.iter().zip(&exchanges) {
-                query = query
-                    .bind(exchange.answer_id.clone())
-                    .bind(exchange.conversation.id.clone())
-                    .bind(new.owner.to_owned())
-                    .bind(policy.instance_id.clone())
-                    .bind(policy.ttl_ms);
-            }
-            query.execute(&mut *conn).await?;
+            self.insert_leases(conn, &owners, &exchanges).await?;
         }
         Ok(exchanges)
     }
+}
+
+/// Inserts each exchange's question and its empty `streaming` answer in
+/// the two places after `last`, the last place its conversation holds.
+pub(super) async fn insert_questions_and_answers(
+    conn: &mut sqlx::AnyConnection,
+    exchanges: &[(&Exchange, i64)],
+    now: i64,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
+         VALUES {}",
+        rows(exchanges.len() * 2, 8, plain)
+    );
+    let mut query = sqlx::query(&sql);
+    for (exchange, last) in exchanges {
+        let conversation_id = &exchange.conversation.id;
+        query = query
+            .bind(exchange.user_message_id.clone())
+            .bind(conversation_id.clone())
+            .bind(last + 1)
+            .bind("user")
+            .bind(exchange.user_text.clone())
+            .bind("complete")
+            .bind(None::<String>)
+            .bind(now)
+            .bind(exchange.answer_id.clone())
+            .bind(conversation_id.clone())
+            .bind(last + 2)
+            .bind("assistant")
+            .bind("")
+            .bind("streaming")
+            .bind(Some(exchange.model_id.clone()))
+            .bind(now);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+impl Store {
+    /// Takes a lease for each exchange's answer, for its owner (`owners`,
+    /// in the same order), when instances share the database.
+    pub(super) async fn insert_leases(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        owners: &[&str],
+        exchanges: &[Exchange],
+    ) -> Result<()> {
+        let Some(policy) = &self.leases else {
+            return Ok(());
+        };
+        let sql = format!(
+            "INSERT INTO answer_leases (answer_id, conversation_id, owner_id, instance_id, expires_at) \
+             VALUES {}",
+            rows(exchanges.len(), 5, |p| format!(
+                "({}, {}, {}, {}, {PG_NOW_MS} + {})",
+                p[0], p[1], p[2], p[3], p[4]
+            ))
+        );
+        let mut query = sqlx::query(&sql);
+        for (owner, exchange) in owners.iter().zip(exchanges) {
+            query = query
+                .bind(exchange.answer_id.clone())
+                .bind(exchange.conversation.id.clone())
+                .bind(owner.to_string())
+                .bind(policy.instance_id.clone())
+                .bind(policy.ttl_ms);
+        }
+        query.execute(&mut *conn).await?;
+        Ok(())
+    }
+}
+
+/// `$from, $from+1, …`: `count` numbered parameters, for `IN (…)`.
+pub(super) fn parameters(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|p| format!("${p}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `count` rows of `width` numbered parameters (`$1` on), each written

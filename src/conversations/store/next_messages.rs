@@ -23,10 +23,10 @@
 
 use super::{
     exchange::remember_settings,
-    new_conversations::{plain, rows},
+    new_conversations::{insert_questions_and_answers, parameters},
     new_id, now_ms,
     rows::{conversation_from_rows, message_from_row, CONVERSATION_COLUMNS},
-    Exchange, NewExchange, Result, Store, StoreError, StoreErrorKind, MESSAGE_COLUMNS, PG_NOW_MS,
+    Exchange, NewExchange, Result, Store, StoreError, StoreErrorKind, MESSAGE_COLUMNS,
 };
 use crate::conversations::{MessageStatus, StoredMessage};
 use sqlx::Row;
@@ -77,10 +77,7 @@ impl Store {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS}, conversation_id, position, replaced_at FROM messages \
              WHERE conversation_id IN ({}) ORDER BY position",
-            (1..=news.len())
-                .map(|p| format!("${p}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            parameters(1, news.len())
         );
         let mut query = sqlx::query(&sql);
         for id in &ids {
@@ -105,10 +102,7 @@ impl Store {
         if self.leases.is_some() {
             let sql = format!(
                 "SELECT conversation_id FROM answer_leases WHERE conversation_id IN ({})",
-                (1..=news.len())
-                    .map(|p| format!("${p}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                parameters(1, news.len())
             );
             let mut query = sqlx::query(&sql);
             for id in &ids {
@@ -143,55 +137,15 @@ impl Store {
             ));
         }
 
-        let sql = format!(
-            "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
-             VALUES {}",
-            rows(news.len() * 2, 8, plain)
-        );
-        let mut query = sqlx::query(&sql);
-        for (exchange, last) in &exchanges {
-            let conversation_id = &exchange.conversation.id;
-            query = query
-                .bind(exchange.user_message_id.clone())
-                .bind(conversation_id.clone())
-                .bind(last + 1)
-                .bind("user")
-                .bind(exchange.user_text.clone())
-                .bind("complete")
-                .bind(None::<String>)
-                .bind(now)
-                .bind(exchange.answer_id.clone())
-                .bind(conversation_id.clone())
-                .bind(last + 2)
-                .bind("assistant")
-                .bind("")
-                .bind("streaming")
-                .bind(Some(exchange.model_id.clone()))
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
-
-        if let Some(policy) = &self.leases {
-            let sql = format!(
-                "INSERT INTO answer_leases (answer_id, conversation_id, owner_id, instance_id, expires_at) \
-                 VALUES {}",
-                rows(news.len(), 5, |p| format!(
-                    "({}, {}, {}, {}, {PG_NOW_MS} + {})",
-                    p[0], p[1], p[2], p[3], p[4]
-                ))
-            );
-            let mut query = sqlx::query(&sql);
-            for (new, (exchange, _)) in news.iter().zip(&exchanges) {
-                query = query
-                    .bind(exchange.answer_id.clone())
-                    .bind(exchange.conversation.id.clone())
-                    .bind(new.owner.to_owned())
-                    .bind(policy.instance_id.clone())
-                    .bind(policy.ttl_ms);
-            }
-            query.execute(&mut *conn).await?;
-        }
-        Ok(exchanges.into_iter().map(|(exchange, _)| exchange).collect())
+        let placed: Vec<(&Exchange, i64)> = exchanges
+            .iter()
+            .map(|(exchange, last)| (exchange, *last))
+            .collect();
+        insert_questions_and_answers(conn, &placed, now).await?;
+        let exchanges: Vec<Exchange> = exchanges.into_iter().map(|(exchange, _)| exchange).collect();
+        let owners: Vec<&str> = news.iter().map(|new| new.owner).collect();
+        self.insert_leases(conn, &owners, &exchanges).await?;
+        Ok(exchanges)
     }
 }
 

@@ -10,7 +10,7 @@
 //! * A set that would take any owner past a cap fails whole: written one by
 //!   one, each exchange then gets its own refusal, exactly as when alone.
 
-use super::{Result, Store, StoreError, StoreErrorKind, PG_NOW_MS};
+use super::{new_conversations::parameters, Result, Store, StoreError, StoreErrorKind, PG_NOW_MS};
 use sqlx::Row;
 use std::collections::BTreeMap;
 
@@ -30,12 +30,7 @@ impl Store {
         for owner in owners {
             *answers.entry(owner).or_default() += 1;
         }
-        let list = |from: usize| {
-            (from..from + answers.len())
-                .map(|p| format!("${p}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let list = |from: usize| parameters(from, answers.len());
         if policy.per_owner > 0 {
             let sql = format!(
                 "SELECT id FROM owners WHERE id IN ({}) ORDER BY id FOR UPDATE",
