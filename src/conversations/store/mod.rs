@@ -27,14 +27,19 @@
 //! under a burst the commits of many answers are one (`group_commit`).
 //!
 //! The parts: `error` (the one error type), `schema` (migrations),
-//! `exchange` (the transactions that start and end an answer),
-//! `new_conversations` (many first messages written as sets), `rows` (row
-//! mapping and shared reads); this file holds the types and the plain reads
-//! and writes.
+//! `exchange` (the transactions that start an answer), `answer_end`
+//! (checkpoints and the final save), `leases` (one answer's lease),
+//! `group_commit` (writes that come at once share a transaction),
+//! `new_conversations` and `next_messages` (many first and next messages
+//! written as sets), `set_caps` (a set's per-owner caps), `pages` (a page
+//! of a long conversation), `rows` (row mapping and shared reads); this
+//! file holds the types and the plain reads and writes.
 
+mod answer_end;
 mod error;
 mod exchange;
 mod group_commit;
+mod leases;
 mod new_conversations;
 mod next_messages;
 mod pages;

@@ -1,0 +1,188 @@
+//! The writes that keep and end an answer: its checkpoints while it is
+//! written, the final save with the owner's usage, and the settling of one
+//! whose instance died.
+
+use super::{now_ms, FinishedAnswer, Result, Store};
+use crate::conversations::AnswerBlock;
+
+impl Store {
+    /// Writes the answer as it ended, and drops its lease. One transaction
+    /// (shared with other writes under group commit).
+    pub async fn finish_answer(&self, answer: &FinishedAnswer) -> Result<()> {
+        crate::telemetry::time_store("finish_answer", async {
+            if let Some(committer) = &self.committer {
+                return committer.finish(answer).await;
+            }
+            let mut tx = self.pool.begin().await?;
+            self.finish_on(&mut tx, answer).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// [`Store::finish_answer`]'s writes, in `tx`'s transaction.
+    pub(super) async fn finish_on(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        answer: &FinishedAnswer,
+    ) -> Result<()> {
+        let now = now_ms();
+        let usage = answer.usage;
+        sqlx::query(
+            "UPDATE messages SET content = $1, status = $2, input_tokens = $3, output_tokens = $4, \
+             total_tokens = $5, latency_ms = $6, first_token_ms = $7, duration_ms = $8, \
+             error_code = $9, error_message = $10, error_retryable = $11, blocks = $13, \
+             cache_read_tokens = $14, cache_write_tokens = $15, cost_nanos = $16 WHERE id = $12",
+        )
+        .bind(&answer.content)
+        .bind(answer.status.as_str())
+        .bind(usage.map(|u| i64::from(u.input_tokens)))
+        .bind(usage.map(|u| i64::from(u.output_tokens)))
+        .bind(usage.map(|u| i64::from(u.total_tokens)))
+        .bind(usage.map(|u| u.latency_ms as i64))
+        .bind(answer.first_token_ms.map(|ms| ms as i64))
+        .bind(answer.duration_ms as i64)
+        .bind(answer.error.as_ref().map(|e| e.code.as_str()))
+        .bind(answer.error.as_ref().map(|e| e.message.clone()))
+        .bind(answer.error.as_ref().map(|e| i64::from(e.retryable)))
+        .bind(&answer.answer_id)
+        .bind(blocks_json(&answer.blocks))
+        .bind(usage.map(|u| i64::from(u.cache_read_tokens)))
+        .bind(usage.map(|u| i64::from(u.cache_write_tokens)))
+        .bind(usage.and_then(|u| u.cost_nanos).map(nanos_to_i64))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&answer.conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        // Stored is no longer being written: the conversation takes the
+        // next answer, on any instance, as soon as `done` is sent.
+        if self.leases.is_some() {
+            sqlx::query("DELETE FROM answer_leases WHERE answer_id = $1")
+                .bind(&answer.answer_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(usage) = usage {
+            sqlx::query(
+                "INSERT INTO owner_usage (owner_id, day, input_tokens, output_tokens, answers) \
+                 VALUES ($1, $2, $3, $4, 1) ON CONFLICT (owner_id, day) DO UPDATE SET \
+                 input_tokens = owner_usage.input_tokens + excluded.input_tokens, \
+                 output_tokens = owner_usage.output_tokens + excluded.output_tokens, \
+                 answers = owner_usage.answers + 1",
+            )
+            .bind(&answer.owner)
+            .bind(answer.day)
+            .bind(i64::from(usage.input_tokens))
+            .bind(i64::from(usage.output_tokens))
+            .execute(&mut *tx)
+            .await?;
+            // The same figures by model, for the usage page.
+            sqlx::query(
+                "INSERT INTO owner_model_usage (owner_id, day, model_id, answers, input_tokens, \
+                 output_tokens, cache_read_tokens, cache_write_tokens, cost_nanos) \
+                 SELECT $1, $2, COALESCE(model_id, ''), 1, $3, $4, $5, $6, $7 FROM messages WHERE id = $8 \
+                 ON CONFLICT (owner_id, day, model_id) DO UPDATE SET \
+                 answers = owner_model_usage.answers + 1, \
+                 input_tokens = owner_model_usage.input_tokens + excluded.input_tokens, \
+                 output_tokens = owner_model_usage.output_tokens + excluded.output_tokens, \
+                 cache_read_tokens = owner_model_usage.cache_read_tokens + excluded.cache_read_tokens, \
+                 cache_write_tokens = owner_model_usage.cache_write_tokens + excluded.cache_write_tokens, \
+                 cost_nanos = owner_model_usage.cost_nanos + excluded.cost_nanos",
+            )
+            .bind(&answer.owner)
+            .bind(answer.day)
+            .bind(i64::from(usage.input_tokens))
+            .bind(i64::from(usage.output_tokens))
+            .bind(i64::from(usage.cache_read_tokens))
+            .bind(i64::from(usage.cache_write_tokens))
+            .bind(nanos_to_i64(usage.cost_nanos.unwrap_or(0)))
+            .bind(&answer.answer_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Stores an answer whose instance died (its lease expired) as
+    /// `interrupted`, with `rebuilt` (its text and parts from the events the
+    /// instance had written) unless the last checkpoint holds more. False
+    /// when the answer was no longer `streaming`.
+    pub async fn settle_abandoned(
+        &self,
+        answer_id: &str,
+        content: &str,
+        blocks: &[AnswerBlock],
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let rebuilt = sqlx::query(
+            "UPDATE messages SET content = $1, blocks = $2, status = 'interrupted' \
+             WHERE id = $3 AND status = 'streaming' AND LENGTH(content) <= LENGTH($1)",
+        )
+        .bind(content)
+        .bind(blocks_json(blocks))
+        .bind(answer_id)
+        .execute(&mut *tx)
+        .await?;
+        let kept =
+            sqlx::query("UPDATE messages SET status = 'interrupted' WHERE id = $1 AND status = 'streaming'")
+                .bind(answer_id)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(rebuilt.rows_affected() + kept.rows_affected() > 0)
+    }
+
+    /// Saves the text (and parts) of `owner`'s answer still being written.
+    /// A no-op once the answer is stored (its row is no longer `streaming`).
+    /// Shares a transaction with other writes under group commit (in the
+    /// owner's lane, so lanes never hold each other's rows): thousands of
+    /// answers checkpointing on their own took every pooled connection.
+    pub async fn checkpoint(
+        &self,
+        owner: &str,
+        answer_id: &str,
+        content: &str,
+        blocks: &[AnswerBlock],
+    ) -> Result<()> {
+        crate::telemetry::time_store("checkpoint", async {
+            if let Some(committer) = &self.committer {
+                return committer.checkpoint(owner, answer_id, content, blocks).await;
+            }
+            self.checkpoint_on(&mut *self.pool.acquire().await?, answer_id, content, blocks)
+                .await
+        })
+        .await
+    }
+
+    /// [`Store::checkpoint`]'s write, on `conn`.
+    pub(super) async fn checkpoint_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        answer_id: &str,
+        content: &str,
+        blocks: &[AnswerBlock],
+    ) -> Result<()> {
+        sqlx::query("UPDATE messages SET content = $1, blocks = $2 WHERE id = $3 AND status = 'streaming'")
+            .bind(content)
+            .bind(blocks_json(blocks))
+            .bind(answer_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The `blocks` column: NULL for an answer of text only.
+fn blocks_json(blocks: &[AnswerBlock]) -> Option<String> {
+    crate::conversations::blocks::has_more_than_text(blocks)
+        .then(|| serde_json::to_string(blocks).expect("answer blocks serialise"))
+}
+
+/// A cost in a BIGINT column (no bill reaches 9.2 billion units).
+fn nanos_to_i64(nanos: u64) -> i64 {
+    i64::try_from(nanos).unwrap_or(i64::MAX)
+}
