@@ -367,14 +367,10 @@ async fn a_burst_of_messages_is_stored_each_on_its_own(db: Db) {
 /// ready for the next turn. Five messages naming conversations that do not
 /// exist come with them and are refused alone.
 async fn first_messages_at_once_are_written_together(db: Db) {
-    use bedrock_chat::conversations::store::{ModelChoice, NewExchange, StoreErrorKind};
+    use bedrock_chat::conversations::store::{NewExchange, StoreErrorKind};
     let app = spawn_app_on(db, &[]).await;
     let bedrock = &app.settings.bedrock;
-    let model = ModelChoice {
-        requested: None,
-        offered: &bedrock.models,
-        default: &bedrock.default_model,
-    };
+    let model = app.default_model_choice();
     // One person's writes share a lane (PostgreSQL has several), so that
     // person's hundred fill sets whatever the lanes.
     let busy = "anon:burst-busy".to_owned();
@@ -487,16 +483,12 @@ async fn first_messages_at_once_are_written_together(db: Db) {
 /// set.)
 async fn next_messages_at_once_are_written_together(db: Db) {
     use bedrock_chat::conversations::{
-        store::{FinishedAnswer, ModelChoice, NewExchange, StoreErrorKind},
+        store::{FinishedAnswer, NewExchange, StoreErrorKind},
         MessageStatus,
     };
     let app = spawn_app_on(db, &[]).await;
     let bedrock = &app.settings.bedrock;
-    let model = ModelChoice {
-        requested: None,
-        offered: &bedrock.models,
-        default: &bedrock.default_model,
-    };
+    let model = app.default_model_choice();
     let owner = "anon:goes-on";
     let finish = |conversation_id: String, answer_id: String, content: String| FinishedAnswer {
         owner: owner.to_owned(),
@@ -626,7 +618,7 @@ async fn next_messages_at_once_are_written_together(db: Db) {
 /// refused, each on its own.
 #[tokio::test]
 async fn sets_count_against_the_per_owner_caps_of_instances() {
-    use bedrock_chat::conversations::store::{ModelChoice, NewExchange, StoreErrorKind};
+    use bedrock_chat::conversations::store::{NewExchange, StoreErrorKind};
     let Some(db) = Db::postgres().await else { return };
     let app = spawn_app_on(
         db,
@@ -636,12 +628,7 @@ async fn sets_count_against_the_per_owner_caps_of_instances() {
         ],
     )
     .await;
-    let bedrock = &app.settings.bedrock;
-    let model = ModelChoice {
-        requested: None,
-        offered: &bedrock.models,
-        default: &bedrock.default_model,
-    };
+    let model = app.default_model_choice();
     let owner = "anon:capped";
     let texts: Vec<String> = (0..100).map(|n| format!("Message {n}")).collect();
     let burst = || {

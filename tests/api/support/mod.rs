@@ -239,6 +239,16 @@ pub fn new_user() -> reqwest::Client {
 }
 
 impl TestApp {
+    /// The model choice a message sent with no model makes: the default
+    /// among the offered ones (for tests that call the store directly).
+    pub fn default_model_choice(&self) -> bedrock_chat::conversations::store::ModelChoice<'_> {
+        bedrock_chat::conversations::store::ModelChoice {
+            requested: None,
+            offered: &self.settings.bedrock.models,
+            default: &self.settings.bedrock.default_model,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
