@@ -72,11 +72,15 @@ impl Store {
             return Err(not_plain("a conversation missing or someone else's"));
         }
 
-        // Every message of every one: the current ones are its history, and
-        // the replaced ones still hold their places.
+        // The current messages of every one are its history. Replaced ones
+        // still hold their places, but only the last place matters: that row
+        // is read too, even if replaced (the unique index on
+        // `(conversation_id, position)` finds it), the others are not.
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS}, conversation_id, position, replaced_at FROM messages \
-             WHERE conversation_id IN ({}) ORDER BY position",
+             WHERE conversation_id IN ({}) AND (replaced_at IS NULL OR position = \
+             (SELECT MAX(position) FROM messages AS later WHERE later.conversation_id = messages.conversation_id)) \
+             ORDER BY position",
             parameters(1, news.len())
         );
         let mut query = sqlx::query(&sql);
