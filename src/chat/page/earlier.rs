@@ -29,8 +29,6 @@ pub fn EarlierMessages(
     let i18n = use_i18n();
     let loading = RwSignal::new(false);
     let failed = RwSignal::new(false);
-    // Pages loaded: each one watches the button anew (see below).
-    let loaded = RwSignal::new(0_u32);
     let load = move |asked: bool| {
         // After a failure, only the button tries again; a press that lands
         // as the last page arrives asks for nothing.
@@ -51,7 +49,6 @@ pub fn EarlierMessages(
                     let keep = KeptView::measure();
                     session.show_earlier(page);
                     keep.restore_after_render();
-                    loaded.update(|n| *n += 1);
                 }
                 Err(_) => failed.set(true),
             }
@@ -59,10 +56,11 @@ pub fn EarlierMessages(
         });
     };
     let button = NodeRef::<html::Button>::new();
-    // A new observer reports at once whether the button is near: after a
-    // page too short to push it away, the next one loads too.
+    // Each page shown sets `earlier` and so makes a new observer, which
+    // reports at once whether the button is near: after a page too short to
+    // push it away, the next one loads too.
     Effect::new(move |_| {
-        loaded.track();
+        session.earlier.track();
         let user_scrolled = scrolled_up.get();
         if let Some(button) = button.get() {
             if user_scrolled {
