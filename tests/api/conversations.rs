@@ -36,6 +36,7 @@ both_backends!(
     a_burst_of_messages_is_stored_each_on_its_own,
     first_messages_at_once_are_written_together,
     next_messages_at_once_are_written_together,
+    answers_ending_at_once_are_written_together,
     a_long_conversation_opens_at_its_newest_page,
     the_conversation_page_is_server_rendered_with_its_transcript,
     a_killed_server_loses_nothing_and_restarts_cleanly,
@@ -609,6 +610,170 @@ async fn next_messages_at_once_are_written_together(db: Db) {
             })
             .await;
         assert_eq!(again.unwrap_err().kind, StoreErrorKind::Busy);
+    }
+}
+
+/// A hundred answers of two people end at once: under group commit their
+/// ends are written as sets, each message as it ended (text, status,
+/// usage, error, parts), and each person's usage is added to once per
+/// answer that has some, by day and by model.
+async fn answers_ending_at_once_are_written_together(db: Db) {
+    use bedrock_chat::{
+        conversations::{
+            store::{FinishedAnswer, NewExchange},
+            usage::Usage,
+            AnswerBlock, MessageStatus,
+        },
+        errors::{ErrorCode, ErrorInfo},
+    };
+    let app = spawn_app_on(db, &[]).await;
+    let model = app.default_model_choice();
+    let owners = ["anon:ends-a", "anon:ends-b"];
+    let mut begun = Vec::new();
+    for n in 0..100 {
+        let text = format!("Question {n}");
+        let exchange = app
+            .store
+            .begin_exchange(NewExchange {
+                owner: owners[n % 2],
+                conversation_id: None,
+                title: &text,
+                text: &text,
+                model,
+                settings: None,
+            })
+            .await
+            .unwrap();
+        begun.push(exchange);
+    }
+    let day = 20_000;
+    // Every tenth ends in an error with no usage; every fifth after the
+    // first has parts beyond its text.
+    let ending = |n: usize, exchange: &bedrock_chat::conversations::store::Exchange| {
+        let failed = n.is_multiple_of(10);
+        FinishedAnswer {
+            owner: owners[n % 2].to_owned(),
+            day,
+            answer_id: exchange.answer_id.clone(),
+            conversation_id: exchange.conversation.id.clone(),
+            content: format!("Answer {n}"),
+            blocks: if n % 5 == 1 {
+                vec![
+                    AnswerBlock::Reasoning {
+                        text: format!("Thought {n}"),
+                        redacted: false,
+                    },
+                    AnswerBlock::Text {
+                        text: format!("Answer {n}"),
+                    },
+                ]
+            } else {
+                Vec::new()
+            },
+            status: if failed {
+                MessageStatus::Error
+            } else {
+                MessageStatus::Complete
+            },
+            usage: (!failed).then(|| Usage {
+                input_tokens: 10 + n as u32,
+                output_tokens: 2 * n as u32,
+                total_tokens: 10 + 3 * n as u32,
+                latency_ms: 5,
+                cache_read_tokens: n as u32 % 3,
+                cache_write_tokens: 1,
+                cost_nanos: Some(1_000 * n as u64),
+            }),
+            first_token_ms: Some(n as u64),
+            duration_ms: 100 + n as u64,
+            error: failed.then(|| ErrorInfo::new(ErrorCode::Throttled, format!("Too busy {n}"), true)),
+        }
+    };
+    let endings: Vec<FinishedAnswer> = begun.iter().enumerate().map(|(n, e)| ending(n, e)).collect();
+
+    let before = app.store.group_commit_figures().expect("group commit is on");
+    let finished =
+        futures::future::join_all(endings.iter().map(|answer| app.store.finish_answer(answer))).await;
+    let after = app.store.group_commit_figures().unwrap();
+    assert!(finished.iter().all(Result::is_ok), "{finished:?}");
+    assert!(
+        after.finished_together >= before.finished_together + 32,
+        "a set of them was written together: {before:?} then {after:?}"
+    );
+
+    for (n, (exchange, ending)) in begun.iter().zip(&endings).enumerate() {
+        let stored = app
+            .store
+            .get(&ending.owner, &exchange.conversation.id)
+            .await
+            .unwrap();
+        let answer = stored.messages.last().unwrap();
+        assert_eq!(answer.id, exchange.answer_id, "conversation {n}");
+        assert_eq!(answer.content, ending.content, "conversation {n}");
+        assert_eq!(answer.status, ending.status, "conversation {n}");
+        assert_eq!(answer.usage, ending.usage, "conversation {n}");
+        assert_eq!(answer.error, ending.error, "conversation {n}");
+        assert_eq!(answer.blocks, ending.blocks, "conversation {n}");
+        assert_eq!(answer.first_token_ms, ending.first_token_ms, "conversation {n}");
+        assert_eq!(answer.duration_ms, Some(ending.duration_ms), "conversation {n}");
+        // The conversation takes its next message: nothing left streaming
+        // or leased.
+        let next = app
+            .store
+            .begin_exchange(NewExchange {
+                owner: &ending.owner,
+                conversation_id: Some(&exchange.conversation.id),
+                title: "",
+                text: "And then?",
+                model,
+                settings: None,
+            })
+            .await;
+        assert!(next.is_ok(), "conversation {n}: {next:?}");
+    }
+    for (o, owner) in owners.iter().enumerate() {
+        let mine: Vec<&Usage> = endings
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % 2 == o)
+            .filter_map(|(_, e)| e.usage.as_ref())
+            .collect();
+        let report = app.store.usage_report(owner, day, day).await.unwrap();
+        assert_eq!(report.today.answers, mine.len() as u64, "{owner}");
+        let sum = |f: fn(&Usage) -> u64| mine.iter().map(|u| f(u)).sum::<u64>();
+        assert_eq!(
+            report.today.input_tokens,
+            sum(|u| u.input_tokens.into()),
+            "{owner}"
+        );
+        assert_eq!(
+            report.today.output_tokens,
+            sum(|u| u.output_tokens.into()),
+            "{owner}"
+        );
+        assert_eq!(
+            report.today.cache_read_tokens,
+            sum(|u| u.cache_read_tokens.into()),
+            "{owner}"
+        );
+        assert_eq!(
+            report.today.cache_write_tokens,
+            sum(|u| u.cache_write_tokens.into()),
+            "{owner}"
+        );
+        assert_eq!(
+            report.today.cost_nanos,
+            sum(|u| u.cost_nanos.unwrap_or(0)),
+            "{owner}"
+        );
+        assert_eq!(report.by_model.len(), 1, "{owner}: {report:?}");
+        // The daily budget's figures agree with the usage page's.
+        let standing = app.store.owner_standing(owner, day).await.unwrap();
+        assert_eq!(
+            standing.tokens_today,
+            report.today.input_tokens + report.today.output_tokens,
+            "{owner}"
+        );
     }
 }
 

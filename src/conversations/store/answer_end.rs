@@ -177,12 +177,12 @@ impl Store {
 }
 
 /// The `blocks` column: NULL for an answer of text only.
-fn blocks_json(blocks: &[AnswerBlock]) -> Option<String> {
+pub(super) fn blocks_json(blocks: &[AnswerBlock]) -> Option<String> {
     crate::conversations::blocks::has_more_than_text(blocks)
         .then(|| serde_json::to_string(blocks).expect("answer blocks serialise"))
 }
 
 /// A cost in a BIGINT column (no bill reaches 9.2 billion units).
-fn nanos_to_i64(nanos: u64) -> i64 {
+pub(super) fn nanos_to_i64(nanos: u64) -> i64 {
     i64::try_from(nanos).unwrap_or(i64::MAX)
 }

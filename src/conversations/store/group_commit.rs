@@ -19,8 +19,9 @@
 //! * Messages go in sets of [`TOGETHER`]: first messages of new
 //!   conversations (`new_conversations`; with savepoints, a savepoint per
 //!   set, and one by one again if it fails) and, without savepoints, next
-//!   messages in conversations people have (`next_messages`). Several
-//!   instances' per-owner caps are counted per set (`set_caps`).
+//!   messages in conversations people have (`next_messages`) and answers'
+//!   ends (`finishes`). Several instances' per-owner caps are counted per
+//!   set (`set_caps`).
 //! * One owner's writes go to one lane (PostgreSQL has several): every row
 //!   a write locks is its owner's (the owner, its conversations, its
 //!   usage), so two lanes never wait on each other. (When one person's
@@ -62,16 +63,29 @@ pub(super) struct Figures {
     transactions: AtomicU64,
     writes: AtomicU64,
     begun_together: AtomicU64,
+    finished_together: AtomicU64,
 }
 
 impl Figures {
-    /// Counts a committed batch of `writes`, `together` of them messages
+    /// Counts a committed batch of `writes`, of which `together` were
     /// written as sets.
-    fn committed(&self, writes: usize, together: usize) {
+    fn committed(&self, writes: usize, together: Together) {
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(writes as u64, Ordering::Relaxed);
-        self.begun_together.fetch_add(together as u64, Ordering::Relaxed);
+        self.begun_together
+            .fetch_add(together.begun as u64, Ordering::Relaxed);
+        self.finished_together
+            .fetch_add(together.finished as u64, Ordering::Relaxed);
     }
+}
+
+/// Writes of one batch that went in sets.
+#[derive(Default, Clone, Copy)]
+struct Together {
+    /// Messages (first and next).
+    begun: usize,
+    /// Answers' ends.
+    finished: usize,
 }
 
 /// What group commit has done so far.
@@ -84,6 +98,8 @@ pub struct GroupCommitFigures {
     /// Messages among them written as sets (`new_conversations`,
     /// `next_messages`).
     pub begun_together: u64,
+    /// Answers' ends among them written as sets (`finishes`).
+    pub finished_together: u64,
 }
 
 enum Write {
@@ -251,6 +267,7 @@ impl Committer {
             transactions: self.figures.transactions.load(Ordering::Relaxed),
             writes: self.figures.writes.load(Ordering::Relaxed),
             begun_together: self.figures.begun_together.load(Ordering::Relaxed),
+            finished_together: self.figures.finished_together.load(Ordering::Relaxed),
         }
     }
 
@@ -376,6 +393,14 @@ impl Write {
         }
     }
 
+    /// The end of an answer, as [`FinishedAnswer`].
+    fn finished_answer(&self) -> Option<&FinishedAnswer> {
+        match self {
+            Write::Finish(answer, _) => Some(answer),
+            _ => None,
+        }
+    }
+
     /// Runs the write on `conn` keeping it, to be told later or run again:
     /// the exchange begun, if it begins one.
     async fn attempt(&self, store: &Store, conn: &mut sqlx::AnyConnection) -> Result<Option<Exchange>> {
@@ -460,17 +485,21 @@ async fn without_savepoints(
         return Err(batch);
     };
     let writes = batch.len();
-    // First messages, then next messages, then the rest: the messages in
-    // sets of `TOGETHER` where they may be, each kind from its front.
+    // First messages, then next messages, then answers' ends, then the
+    // rest: each kind in sets of `TOGETHER` from its front, where it may
+    // be. (A checkpoint run after its answer's end changes nothing.)
     let (fresh, rest): (Vec<Write>, Vec<Write>) = batch
         .into_iter()
         .partition(|write| write.first_message().is_some());
     let (next, rest): (Vec<Write>, Vec<Write>) =
         rest.into_iter().partition(|write| write.next_message().is_some());
+    let (ends, rest): (Vec<Write>, Vec<Write>) = rest
+        .into_iter()
+        .partition(|write| write.finished_answer().is_some());
     let in_sets = |writes: &[Write]| writes.len() / TOGETHER * TOGETHER;
-    let (fresh_in_sets, next_in_sets) = (in_sets(&fresh), in_sets(&next));
+    let (fresh_in_sets, next_in_sets, ends_in_sets) = (in_sets(&fresh), in_sets(&next), in_sets(&ends));
     let mut begun: Vec<Option<Exchange>> = Vec::with_capacity(writes);
-    let mut together = 0;
+    let mut together = Together::default();
     // The error of the write that failed; none for a set.
     let ran: std::result::Result<(), Option<StoreError>> = async {
         for set in fresh[..fresh_in_sets].chunks(TOGETHER) {
@@ -479,7 +508,7 @@ async fn without_savepoints(
                 .new_conversations_on(&mut tx, &news)
                 .await
                 .map_err(|_| None)?;
-            together += exchanges.len();
+            together.begun += exchanges.len();
             begun.extend(exchanges.into_iter().map(Some));
         }
         attempt_each(store, &mut tx, &fresh[fresh_in_sets..], &mut begun)
@@ -491,20 +520,32 @@ async fn without_savepoints(
                 tracing::debug!(error = %err, "next messages written one by one");
                 None
             })?;
-            together += exchanges.len();
+            together.begun += exchanges.len();
             begun.extend(exchanges.into_iter().map(Some));
+        }
+        attempt_each(store, &mut tx, &next[next_in_sets..], &mut begun)
+            .await
+            .map_err(Some)?;
+        for set in ends[..ends_in_sets].chunks(TOGETHER) {
+            let answers: Vec<&FinishedAnswer> = set.iter().filter_map(Write::finished_answer).collect();
+            store.finishes_on(&mut tx, &answers).await.map_err(|err| {
+                tracing::debug!(error = %err, "answers' ends written one by one");
+                None
+            })?;
+            together.finished += answers.len();
+            begun.extend(answers.iter().map(|_| None));
         }
         attempt_each(
             store,
             &mut tx,
-            next[next_in_sets..].iter().chain(&rest),
+            ends[ends_in_sets..].iter().chain(&rest),
             &mut begun,
         )
         .await
         .map_err(Some)
     }
     .await;
-    let mut batch = fresh.into_iter().chain(next).chain(rest);
+    let mut batch = fresh.into_iter().chain(next).chain(ends).chain(rest);
     if let Err(err) = ran {
         let _ = tx.rollback().await;
         return match (err, batch.next()) {
@@ -565,12 +606,12 @@ async fn with_savepoints(store: &Store, batch: Vec<Write>, figures: &Figures) {
             other => one_by_one.push(other),
         }
     }
-    let mut together = 0;
+    let mut together = Together::default();
     while fresh.len() >= TOGETHER {
         let set: Vec<FirstMessage> = fresh.drain(..TOGETHER).collect();
         match begin_together(store, &mut tx, set).await {
             Ok(begun) => {
-                together += begun.len();
+                together.begun += begun.len();
                 replies.extend(begun);
             }
             // Each on its own, so that a failure is only its own.

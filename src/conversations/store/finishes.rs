@@ -1,0 +1,161 @@
+//! Many answers ending at once, written as sets.
+//!
+//! Answers begun in a burst end in a burst: 1,000 people who pressed Enter
+//! in the same second get their last tokens within a second of each other.
+//! One by one, an answer's end is four or five statements (the message, its
+//! conversation, the lease, the owner's usage by day and by model), each a
+//! round trip in the committing lane, the same lane the next burst of
+//! messages waits in. A set of them is five statements in all.
+//!
+//! Invariants:
+//! * The rows are exactly those [`Store::finish_on`] writes for each
+//!   answer: the message as it ended (a missing one is no error, as there),
+//!   its conversation's time, its lease dropped, and, for an answer with
+//!   usage, the owner's day and day-by-model figures added to (once per
+//!   answer, however many of a set share an owner, a day or a model).
+//! * A set names each answer once; one named twice fails the set, and the
+//!   caller writes the answers one by one.
+//! * Every statement has the same shape for a set of the same size (an
+//!   answer without usage is filtered out in SQL, not left out of the
+//!   statement), so each is prepared once per connection.
+
+use super::{
+    answer_end::{blocks_json, nanos_to_i64},
+    new_conversations::{parameters, plain, rows},
+    now_ms, FinishedAnswer, Result, Store, StoreError, StoreErrorKind,
+};
+
+impl Store {
+    /// Writes, in `conn`'s transaction, each answer as it ended.
+    pub(super) async fn finishes_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        answers: &[&FinishedAnswer],
+    ) -> Result<()> {
+        let mut ids: Vec<&str> = answers.iter().map(|a| a.answer_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != answers.len() {
+            return Err(StoreError::new(
+                StoreErrorKind::Internal,
+                "written one by one: an answer named twice",
+            ));
+        }
+        let now = now_ms();
+
+        // The messages, from one row of values each. (`columnN` is what
+        // both SQLite and PostgreSQL name the columns of a `VALUES` list.)
+        let sql = format!(
+            "UPDATE messages SET content = v.column2, status = v.column3, input_tokens = v.column4, \
+             output_tokens = v.column5, total_tokens = v.column6, latency_ms = v.column7, \
+             first_token_ms = v.column8, duration_ms = v.column9, error_code = v.column10, \
+             error_message = v.column11, error_retryable = v.column12, blocks = v.column13, \
+             cache_read_tokens = v.column14, cache_write_tokens = v.column15, cost_nanos = v.column16 \
+             FROM (VALUES {}) AS v WHERE messages.id = v.column1",
+            rows(answers.len(), 16, plain)
+        );
+        let mut query = sqlx::query(&sql);
+        for answer in answers {
+            let usage = answer.usage;
+            let error = answer.error.as_ref();
+            query = query
+                .bind(&answer.answer_id)
+                .bind(&answer.content)
+                .bind(answer.status.as_str())
+                .bind(usage.map(|u| i64::from(u.input_tokens)))
+                .bind(usage.map(|u| i64::from(u.output_tokens)))
+                .bind(usage.map(|u| i64::from(u.total_tokens)))
+                .bind(usage.map(|u| u.latency_ms as i64))
+                .bind(answer.first_token_ms.map(|ms| ms as i64))
+                .bind(answer.duration_ms as i64)
+                .bind(error.map(|e| e.code.as_str()))
+                .bind(error.map(|e| e.message.clone()))
+                .bind(error.map(|e| i64::from(e.retryable)))
+                .bind(blocks_json(&answer.blocks))
+                .bind(usage.map(|u| i64::from(u.cache_read_tokens)))
+                .bind(usage.map(|u| i64::from(u.cache_write_tokens)))
+                .bind(usage.and_then(|u| u.cost_nanos).map(nanos_to_i64));
+        }
+        query.execute(&mut *conn).await?;
+
+        let sql = format!(
+            "UPDATE conversations SET updated_at = $1 WHERE id IN ({})",
+            parameters(2, answers.len())
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for answer in answers {
+            query = query.bind(&answer.conversation_id);
+        }
+        query.execute(&mut *conn).await?;
+
+        // No longer being written: each conversation takes its next answer,
+        // on any instance, as soon as `done` is sent.
+        if self.leases.is_some() {
+            let sql = format!(
+                "DELETE FROM answer_leases WHERE answer_id IN ({})",
+                parameters(1, answers.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for answer in answers {
+                query = query.bind(&answer.answer_id);
+            }
+            query.execute(&mut *conn).await?;
+        }
+
+        // The owners' days, summed per owner and day in SQL: one upsert may
+        // not touch a row twice.
+        let sql = format!(
+            "INSERT INTO owner_usage (owner_id, day, input_tokens, output_tokens, answers) \
+             SELECT v.column1, v.column2, SUM(v.column3), SUM(v.column4), COUNT(*) \
+             FROM (VALUES {}) AS v WHERE v.column3 IS NOT NULL GROUP BY v.column1, v.column2 \
+             ON CONFLICT (owner_id, day) DO UPDATE SET \
+             input_tokens = owner_usage.input_tokens + excluded.input_tokens, \
+             output_tokens = owner_usage.output_tokens + excluded.output_tokens, \
+             answers = owner_usage.answers + excluded.answers",
+            rows(answers.len(), 4, plain)
+        );
+        let mut query = sqlx::query(&sql);
+        for answer in answers {
+            let usage = answer.usage;
+            query = query
+                .bind(&answer.owner)
+                .bind(answer.day)
+                .bind(usage.map(|u| i64::from(u.input_tokens)))
+                .bind(usage.map(|u| i64::from(u.output_tokens)));
+        }
+        query.execute(&mut *conn).await?;
+
+        // The same by model, each answer's model read from its message.
+        let sql = format!(
+            "INSERT INTO owner_model_usage (owner_id, day, model_id, answers, input_tokens, \
+             output_tokens, cache_read_tokens, cache_write_tokens, cost_nanos) \
+             SELECT v.column2, v.column3, COALESCE(m.model_id, ''), COUNT(*), SUM(v.column4), \
+             SUM(v.column5), SUM(v.column6), SUM(v.column7), SUM(v.column8) \
+             FROM (VALUES {}) AS v JOIN messages AS m ON m.id = v.column1 \
+             WHERE v.column4 IS NOT NULL GROUP BY v.column2, v.column3, COALESCE(m.model_id, '') \
+             ON CONFLICT (owner_id, day, model_id) DO UPDATE SET \
+             answers = owner_model_usage.answers + excluded.answers, \
+             input_tokens = owner_model_usage.input_tokens + excluded.input_tokens, \
+             output_tokens = owner_model_usage.output_tokens + excluded.output_tokens, \
+             cache_read_tokens = owner_model_usage.cache_read_tokens + excluded.cache_read_tokens, \
+             cache_write_tokens = owner_model_usage.cache_write_tokens + excluded.cache_write_tokens, \
+             cost_nanos = owner_model_usage.cost_nanos + excluded.cost_nanos",
+            rows(answers.len(), 8, plain)
+        );
+        let mut query = sqlx::query(&sql);
+        for answer in answers {
+            let usage = answer.usage;
+            query = query
+                .bind(&answer.answer_id)
+                .bind(&answer.owner)
+                .bind(answer.day)
+                .bind(usage.map(|u| i64::from(u.input_tokens)))
+                .bind(usage.map(|u| i64::from(u.output_tokens)))
+                .bind(usage.map(|u| i64::from(u.cache_read_tokens)))
+                .bind(usage.map(|u| i64::from(u.cache_write_tokens)))
+                .bind(usage.map(|u| nanos_to_i64(u.cost_nanos.unwrap_or(0))));
+        }
+        query.execute(&mut *conn).await?;
+        Ok(())
+    }
+}
