@@ -307,11 +307,12 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
     );
     let store_line = if store.commits > 0.0 {
         format!(
-            "store: {:.0} commits ({:.0}/s over the level) carrying {:.1} writes each; storing a message took {:.1} ms on average",
+            "store: {:.0} commits ({:.0}/s over the level) carrying {:.1} writes each; storing a message took {:.1} ms on average, an answer's end {:.1} ms",
             store.commits,
             store.commits / wall,
             store.writes / store.commits,
             store.begin_mean() * 1e3,
+            store.finish_mean() * 1e3,
         )
     } else {
         "store: not used".to_owned()
@@ -335,6 +336,9 @@ struct ServerFigures {
     /// included), and how many.
     begin_sum: f64,
     begin_count: f64,
+    /// The same for answers' ends (`finish_answer`).
+    finish_sum: f64,
+    finish_count: f64,
     /// Seconds from the handler's start to the first token, as the server
     /// measures it (the model's own 100 ms included), and how many.
     first_token_sum: f64,
@@ -350,6 +354,8 @@ impl ServerFigures {
             answers: self.answers - before.answers,
             begin_sum: self.begin_sum - before.begin_sum,
             begin_count: self.begin_count - before.begin_count,
+            finish_sum: self.finish_sum - before.finish_sum,
+            finish_count: self.finish_count - before.finish_count,
             first_token_sum: self.first_token_sum - before.first_token_sum,
             first_token_count: self.first_token_count - before.first_token_count,
             ..self
@@ -359,6 +365,11 @@ impl ServerFigures {
     /// Mean seconds to store a new message.
     fn begin_mean(&self) -> f64 {
         self.begin_sum / self.begin_count
+    }
+
+    /// Mean seconds to store an answer's end.
+    fn finish_mean(&self) -> f64 {
+        self.finish_sum / self.finish_count
     }
 
     /// Mean seconds to the first token, by the server's clock.
@@ -402,6 +413,12 @@ impl ServerFigures {
             ),
             begin_count: sum_of(
                 "bedrock_chat_store_operation_duration_seconds_count{operation=\"begin_exchange\"}",
+            ),
+            finish_sum: sum_of(
+                "bedrock_chat_store_operation_duration_seconds_sum{operation=\"finish_answer\"}",
+            ),
+            finish_count: sum_of(
+                "bedrock_chat_store_operation_duration_seconds_count{operation=\"finish_answer\"}",
             ),
             first_token_sum: sum_of("bedrock_chat_time_to_first_token_seconds_sum{"),
             first_token_count: sum_of("bedrock_chat_time_to_first_token_seconds_count{"),
