@@ -207,6 +207,57 @@ async fn another_instance_refuses_a_second_answer_in_a_busy_conversation() {
     assert_eq!(read_events(next).await.last().unwrap().event, "done");
 }
 
+/// An instance renews its leases while another transaction holds one of
+/// them, as a committing lane that ends that answer does: it passes over
+/// that one instead of waiting for it. (Waiting, with the rest locked, it
+/// deadlocked with lanes that went on to another of its leases.)
+#[tokio::test]
+async fn lease_renewal_passes_over_a_lease_a_transaction_holds() {
+    use sqlx::Connection;
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let Db::Postgres { url, .. } = &db else {
+        unreachable!("a PostgreSQL database")
+    };
+    // Renewed every 2 s: the held lease is not allowed to lapse while held.
+    let lease = [("BEDROCK_CHAT_STREAMS_LEASE_SECS", "6")];
+    let instance = start_instance(&db, &lease).await.expect("instance starts");
+    let http = new_user();
+    let long = "Long [sim tokens=1000 delay_ms=15]";
+    let (_reading_held, head) = first_events(&http, &instance.base, None, long, 1).await;
+    let held = answer_id(&head);
+    let (_reading_other, head) = first_events(&http, &instance.base, None, long, 1).await;
+    let other = answer_id(&head);
+
+    let mut reader = sqlx::PgConnection::connect(url).await.unwrap();
+    let mut expiry = async |answer: &str| -> i64 {
+        sqlx::query_scalar("SELECT expires_at FROM answer_leases WHERE answer_id = $1")
+            .bind(answer)
+            .fetch_one(&mut reader)
+            .await
+            .expect("the answer is leased")
+    };
+    let mut holder = sqlx::PgConnection::connect(url).await.unwrap();
+    let mut holding = holder.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM answer_leases WHERE answer_id = $1 FOR UPDATE")
+        .bind(&held)
+        .execute(&mut *holding)
+        .await
+        .unwrap();
+    let before = expiry(&other).await;
+    let deadline = Instant::now() + Duration::from_millis(3_500);
+    let renewed = loop {
+        let now = expiry(&other).await;
+        if now > before || Instant::now() > deadline {
+            break now > before;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    holding.rollback().await.unwrap();
+    assert!(renewed, "the other lease was renewed while one was held");
+}
+
 /// SIGKILL the instance writing an answer: within the lease plus 2 s another
 /// instance stores it `interrupted` with the text its events held, and a
 /// follower on that instance gets the end of its stream.

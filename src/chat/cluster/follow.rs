@@ -87,8 +87,11 @@ impl Cluster {
         if answer_ids.is_empty() {
             return Ok(());
         }
+        // Passing over leases a transaction holds, as the renewal does (see
+        // `upkeep::renew`): they are marked on the next tick.
         sqlx::query(&format!(
-            "UPDATE answer_leases SET followed_at = {PG_NOW_MS} WHERE answer_id = ANY($1)"
+            "UPDATE answer_leases SET followed_at = {PG_NOW_MS} WHERE answer_id IN \
+             (SELECT answer_id FROM answer_leases WHERE answer_id = ANY($1) FOR UPDATE SKIP LOCKED)"
         ))
         .bind(answer_ids)
         .execute(self.pool())

@@ -64,8 +64,15 @@ pub(super) async fn run(cluster: Cluster) {
 
 async fn renew(cluster: &Cluster) -> Result<(), sqlx::Error> {
     let lease_ms = cluster.timing().lease.as_millis() as i64;
+    // Passing over the leases a transaction holds (`SKIP LOCKED`): a
+    // committing lane that ends answers holds their leases, deleting them,
+    // and may go on to another of this instance's; waiting for it while
+    // holding the rest deadlocked with it, and PostgreSQL ended one of the
+    // two after a second. A lease passed over is being ended, or is renewed
+    // on the next round (every third of a lease).
     sqlx::query(&format!(
-        "UPDATE answer_leases SET expires_at = {PG_NOW_MS} + $2 WHERE instance_id = $1"
+        "UPDATE answer_leases SET expires_at = {PG_NOW_MS} + $2 WHERE answer_id IN \
+         (SELECT answer_id FROM answer_leases WHERE instance_id = $1 FOR UPDATE SKIP LOCKED)"
     ))
     .bind(cluster.instance_id())
     .bind(lease_ms)
