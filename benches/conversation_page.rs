@@ -10,6 +10,10 @@
 //!     committed (`pg_stat_database`), the write transactions (transaction
 //!     ids used) and, when `pg_stat_statements` is loaded, the statements run;
 //!     on SQLite the commits and pages appended to the write-ahead log.
+//! (d) A burst through the store: [`BURST`] people each start a
+//!     conversation at the same moment, then all their answers end at the
+//!     same moment; with group commit (writes in sets) and without it (a
+//!     transaction each): the time to store them all, and the commits.
 //!
 //! SQLite always (a temp dir); PostgreSQL too when `TEST_POSTGRES_URL` names
 //! an admin URL (a fresh database is created on it and dropped afterwards).
@@ -28,6 +32,7 @@
 #[path = "../tests/api/support/mod.rs"]
 mod support;
 
+use bedrock_chat::conversations::store::GroupCommitFigures;
 use sqlx::{Connection, PgConnection};
 use std::{
     collections::HashMap,
@@ -45,6 +50,8 @@ const COUNTED_ANSWERS: usize = 20;
 const LONG_EXCHANGES: usize = 500;
 const WARMUPS: usize = 5;
 const RUNS: usize = 30;
+/// People in the store burst of (d).
+const BURST: usize = 1_000;
 /// Nor may the whole benchmark.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 /// A PostgreSQL backend publishes its transaction counts at most 10 s after
@@ -69,6 +76,126 @@ async fn run() {
     match Db::postgres().await {
         Some(db) => bench(db).await,
         None => println!("\nPostgreSQL: skipped (TEST_POSTGRES_URL is not set; ./dev bench sets it)"),
+    }
+    println!("\nstore burst: {BURST} people start a conversation at once, then their answers end at once");
+    for group_commit in [false, true] {
+        burst(Db::sqlite(), group_commit).await;
+        if let Some(db) = Db::postgres().await {
+            burst(db, group_commit).await;
+        }
+    }
+}
+
+/// (d) [`BURST`] first messages stored at once through the store itself,
+/// then their answers' ends at once.
+async fn burst(db: Db, group_commit: bool) {
+    use bedrock_chat::conversations::{
+        store::{FinishedAnswer, NewExchange},
+        usage::Usage,
+        MessageStatus,
+    };
+    let name = label(&db);
+    let app = spawn_app_on(
+        db,
+        &[(
+            "BEDROCK_CHAT_STORAGE_GROUP_COMMIT",
+            if group_commit { "true" } else { "false" },
+        )],
+    )
+    .await;
+    let model = app.default_model_choice();
+    let people: Vec<(String, String)> = (0..BURST)
+        .map(|n| (format!("anon:burst-{n}"), message(n)))
+        .collect();
+    let figures = || app.store.group_commit_figures();
+
+    let before = figures();
+    let started = Instant::now();
+    let begun = futures::future::join_all(people.iter().map(|(owner, text)| {
+        app.store.begin_exchange(NewExchange {
+            owner,
+            conversation_id: None,
+            title: text,
+            text,
+            model,
+            settings: None,
+        })
+    }))
+    .await;
+    let begin_time = started.elapsed();
+    let begin_figures = figures();
+    let begin_failed = begun.iter().filter(|r| r.is_err()).count();
+
+    let content = "An answer of a few paragraphs, as a model writes them. ".repeat(20);
+    let ends: Vec<FinishedAnswer> = begun
+        .iter()
+        .zip(&people)
+        .filter_map(|(exchange, (owner, _))| {
+            let exchange = exchange.as_ref().ok()?;
+            Some(FinishedAnswer {
+                owner: owner.clone(),
+                day: 20_000,
+                answer_id: exchange.answer_id.clone(),
+                conversation_id: exchange.conversation.id.clone(),
+                content: content.clone(),
+                blocks: Vec::new(),
+                status: MessageStatus::Complete,
+                usage: Some(Usage {
+                    input_tokens: 40,
+                    output_tokens: 200,
+                    total_tokens: 240,
+                    latency_ms: 2_000,
+                    cache_read_tokens: 0,
+                    cache_write_tokens: 0,
+                    cost_nanos: Some(1_000_000),
+                }),
+                first_token_ms: Some(300),
+                duration_ms: 2_000,
+                error: None,
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let finished = futures::future::join_all(ends.iter().map(|end| app.store.finish_answer(end))).await;
+    let finish_time = started.elapsed();
+    let finish_figures = figures();
+    let finish_failed = finished.iter().filter(|r| r.is_err()).count();
+
+    let how = if group_commit {
+        "group commit"
+    } else {
+        "a transaction each"
+    };
+    let commits = |from: Option<GroupCommitFigures>,
+                   to: Option<GroupCommitFigures>,
+                   together: fn(&GroupCommitFigures) -> u64| {
+        match (from, to) {
+            (Some(from), Some(to)) => format!(
+                ", {} commits, {} in sets",
+                to.transactions - from.transactions,
+                together(&to) - together(&from)
+            ),
+            _ => String::new(),
+        }
+    };
+    println!(
+        "  {name}, {how}: first messages {:.0} ms ({:.0}/s{}{}); ends {:.0} ms ({:.0}/s{}{})",
+        begin_time.as_secs_f64() * 1e3,
+        BURST as f64 / begin_time.as_secs_f64(),
+        commits(before, begin_figures, |f| f.begun_together),
+        failed_note(begin_failed),
+        finish_time.as_secs_f64() * 1e3,
+        ends.len() as f64 / finish_time.as_secs_f64(),
+        commits(begin_figures, finish_figures, |f| f.finished_together),
+        failed_note(finish_failed),
+    );
+}
+
+fn failed_note(failed: usize) -> String {
+    if failed == 0 {
+        String::new()
+    } else {
+        format!(", {failed} failed")
     }
 }
 
