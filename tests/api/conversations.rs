@@ -37,6 +37,7 @@ both_backends!(
     first_messages_at_once_are_written_together,
     next_messages_at_once_are_written_together,
     answers_ending_at_once_are_written_together,
+    checkpoints_at_once_are_written_together,
     a_long_conversation_opens_at_its_newest_page,
     the_conversation_page_is_server_rendered_with_its_transcript,
     a_killed_server_loses_nothing_and_restarts_cleanly,
@@ -774,6 +775,98 @@ async fn answers_ending_at_once_are_written_together(db: Db) {
             report.today.input_tokens + report.today.output_tokens,
             "{owner}"
         );
+    }
+}
+
+/// A hundred answers being written save their text at once (as answers
+/// begun together do, a few seconds in): under group commit the
+/// checkpoints are written as sets, each answer gets its own text and
+/// parts, and an answer that has ended keeps its final text.
+async fn checkpoints_at_once_are_written_together(db: Db) {
+    use bedrock_chat::conversations::{
+        store::{FinishedAnswer, NewExchange},
+        AnswerBlock, MessageStatus,
+    };
+    let app = spawn_app_on(db, &[]).await;
+    let model = app.default_model_choice();
+    let owner = "anon:saves";
+    let mut begun = Vec::new();
+    for n in 0..100 {
+        let text = format!("Question {n}");
+        let exchange = app
+            .store
+            .begin_exchange(NewExchange {
+                owner,
+                conversation_id: None,
+                title: &text,
+                text: &text,
+                model,
+                settings: None,
+            })
+            .await
+            .unwrap();
+        begun.push(exchange);
+    }
+    // Every tenth has ended already.
+    let ended = |n: usize| n.is_multiple_of(10);
+    for (n, exchange) in begun.iter().enumerate().filter(|(n, _)| ended(*n)) {
+        let end = FinishedAnswer {
+            owner: owner.to_owned(),
+            day: 0,
+            answer_id: exchange.answer_id.clone(),
+            conversation_id: exchange.conversation.id.clone(),
+            content: format!("Final {n}"),
+            blocks: Vec::new(),
+            status: MessageStatus::Complete,
+            usage: None,
+            first_token_ms: None,
+            duration_ms: 1,
+            error: None,
+        };
+        app.store.finish_answer(&end).await.unwrap();
+    }
+    let blocks = |n: usize| {
+        if n % 5 == 1 {
+            vec![
+                AnswerBlock::Reasoning {
+                    text: format!("Thinking {n}"),
+                    redacted: false,
+                },
+                AnswerBlock::Text {
+                    text: format!("Partial {n}"),
+                },
+            ]
+        } else {
+            Vec::new()
+        }
+    };
+    let parts: Vec<(String, Vec<AnswerBlock>)> =
+        (0..100).map(|n| (format!("Partial {n}"), blocks(n))).collect();
+
+    let before = app.store.group_commit_figures().expect("group commit is on");
+    let saved =
+        futures::future::join_all(begun.iter().zip(&parts).map(|(exchange, (text, blocks))| {
+            app.store.checkpoint(owner, &exchange.answer_id, text, blocks)
+        }))
+        .await;
+    let after = app.store.group_commit_figures().unwrap();
+    assert!(saved.iter().all(Result::is_ok), "{saved:?}");
+    assert!(
+        after.checkpointed_together >= before.checkpointed_together + 32,
+        "a set of them was written together: {before:?} then {after:?}"
+    );
+    for (n, (exchange, (text, blocks))) in begun.iter().zip(&parts).enumerate() {
+        let stored = app.store.get(owner, &exchange.conversation.id).await.unwrap();
+        let answer = stored.messages.last().unwrap();
+        assert_eq!(answer.id, exchange.answer_id);
+        if ended(n) {
+            assert_eq!(answer.content, format!("Final {n}"));
+            assert_eq!(answer.status, MessageStatus::Complete);
+        } else {
+            assert_eq!(&answer.content, text, "answer {n}");
+            assert_eq!(&answer.blocks, blocks, "answer {n}");
+            assert_eq!(answer.status, MessageStatus::Streaming, "answer {n}");
+        }
     }
 }
 

@@ -1,11 +1,14 @@
-//! Many answers ending at once, written as sets.
+//! Many answers ending, or saving their text so far, at once, written as
+//! sets.
 //!
 //! Answers begun in a burst end in a burst: 1,000 people who pressed Enter
-//! in the same second get their last tokens within a second of each other.
-//! One by one, an answer's end is four or five statements (the message, its
-//! conversation, the lease, the owner's usage by day and by model), each a
-//! round trip in the committing lane, the same lane the next burst of
-//! messages waits in. A set of them is five statements in all.
+//! in the same second get their last tokens within a second of each other,
+//! and their answers save their text (checkpoints) at the same moments
+//! while they are written. One by one, an answer's end is four or five
+//! statements (the message, its conversation, the lease, the owner's usage
+//! by day and by model), each a round trip in the committing lane, the same
+//! lane the next burst of messages waits in. A set of them is five
+//! statements in all; a set of checkpoints, one.
 //!
 //! Invariants:
 //! * The rows are exactly those [`Store::finish_on`] writes for each
@@ -13,6 +16,9 @@
 //!   its conversation's time, its lease dropped, and, for an answer with
 //!   usage, the owner's day and day-by-model figures added to (once per
 //!   answer, however many of a set share an owner, a day or a model).
+//! * A checkpoint changes only an answer still `streaming`, as
+//!   [`Store::checkpoint_on`]: one run after its answer's end changes
+//!   nothing.
 //! * A set names each answer once; one named twice fails the set, and the
 //!   caller writes the answers one by one.
 //! * Every statement has the same shape for a set of the same size (an
@@ -24,23 +30,47 @@ use super::{
     new_conversations::{parameters, plain, rows},
     now_ms, FinishedAnswer, Result, Store, StoreError, StoreErrorKind,
 };
+use crate::conversations::AnswerBlock;
+
+/// An answer's text (and parts) so far, to be saved.
+pub(super) struct Checkpoint {
+    pub answer_id: String,
+    pub content: String,
+    pub blocks: Vec<AnswerBlock>,
+}
 
 impl Store {
+    /// Saves, in `conn`'s transaction, the text so far of each answer still
+    /// being written.
+    pub(super) async fn checkpoints_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        checkpoints: &[&Checkpoint],
+    ) -> Result<()> {
+        each_once(checkpoints.iter().map(|c| c.answer_id.as_str()))?;
+        let sql = format!(
+            "UPDATE messages SET content = v.column2, blocks = v.column3 FROM (VALUES {}) AS v \
+             WHERE messages.id = v.column1 AND messages.status = 'streaming'",
+            rows(checkpoints.len(), 3, plain)
+        );
+        let mut query = sqlx::query(&sql);
+        for checkpoint in checkpoints {
+            query = query
+                .bind(&checkpoint.answer_id)
+                .bind(&checkpoint.content)
+                .bind(blocks_json(&checkpoint.blocks));
+        }
+        query.execute(&mut *conn).await?;
+        Ok(())
+    }
+
     /// Writes, in `conn`'s transaction, each answer as it ended.
     pub(super) async fn finishes_on(
         &self,
         conn: &mut sqlx::AnyConnection,
         answers: &[&FinishedAnswer],
     ) -> Result<()> {
-        let mut ids: Vec<&str> = answers.iter().map(|a| a.answer_id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.len() != answers.len() {
-            return Err(StoreError::new(
-                StoreErrorKind::Internal,
-                "written one by one: an answer named twice",
-            ));
-        }
+        each_once(answers.iter().map(|a| a.answer_id.as_str()))?;
         let now = now_ms();
 
         // The messages, from one row of values each. (`columnN` is what
@@ -158,4 +188,19 @@ impl Store {
         query.execute(&mut *conn).await?;
         Ok(())
     }
+}
+
+/// Fails unless every answer is named once.
+fn each_once<'a>(answer_ids: impl ExactSizeIterator<Item = &'a str>) -> Result<()> {
+    let named = answer_ids.len();
+    let mut ids: Vec<&str> = answer_ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() != named {
+        return Err(StoreError::new(
+            StoreErrorKind::Internal,
+            "written one by one: an answer named twice",
+        ));
+    }
+    Ok(())
 }

@@ -19,8 +19,8 @@
 //! * Messages go in sets of [`TOGETHER`]: first messages of new
 //!   conversations (`new_conversations`; with savepoints, a savepoint per
 //!   set, and one by one again if it fails) and, without savepoints, next
-//!   messages in conversations people have (`next_messages`) and answers'
-//!   ends (`finishes`). Several instances' per-owner caps are counted per
+//!   messages in conversations people have (`next_messages`), answers'
+//!   ends and their checkpoints (`finishes`). Several instances' per-owner caps are counted per
 //!   set (`set_caps`).
 //! * One owner's writes go to one lane (PostgreSQL has several): every row
 //!   a write locks is its owner's (the owner, its conversations, its
@@ -30,7 +30,8 @@
 //!   nothing is reported stored before it is durable.
 
 use super::{
-    Edit, Exchange, FinishedAnswer, ModelChoice, NewExchange, Regeneration, Result, Store, StoreError,
+    finishes::Checkpoint, Edit, Exchange, FinishedAnswer, ModelChoice, NewExchange, Regeneration, Result,
+    Store, StoreError,
 };
 use crate::conversations::{AnswerBlock, ConversationSettings, ModelOption};
 use sqlx::Connection;
@@ -64,6 +65,7 @@ pub(super) struct Figures {
     writes: AtomicU64,
     begun_together: AtomicU64,
     finished_together: AtomicU64,
+    checkpointed_together: AtomicU64,
 }
 
 impl Figures {
@@ -76,6 +78,8 @@ impl Figures {
             .fetch_add(together.begun as u64, Ordering::Relaxed);
         self.finished_together
             .fetch_add(together.finished as u64, Ordering::Relaxed);
+        self.checkpointed_together
+            .fetch_add(together.checkpointed as u64, Ordering::Relaxed);
     }
 }
 
@@ -86,6 +90,8 @@ struct Together {
     begun: usize,
     /// Answers' ends.
     finished: usize,
+    /// Checkpoints.
+    checkpointed: usize,
 }
 
 /// What group commit has done so far.
@@ -100,6 +106,8 @@ pub struct GroupCommitFigures {
     pub begun_together: u64,
     /// Answers' ends among them written as sets (`finishes`).
     pub finished_together: u64,
+    /// Checkpoints among them written as sets (`finishes`).
+    pub checkpointed_together: u64,
 }
 
 enum Write {
@@ -108,13 +116,6 @@ enum Write {
     Regenerate(Box<OwnedRegeneration>, oneshot::Sender<Result<Exchange>>),
     Finish(Box<FinishedAnswer>, oneshot::Sender<Result<()>>),
     Checkpoint(Box<Checkpoint>, oneshot::Sender<Result<()>>),
-}
-
-/// The text so far of an answer being written.
-struct Checkpoint {
-    answer_id: String,
-    content: String,
-    blocks: Vec<AnswerBlock>,
 }
 
 /// A [`ModelChoice`] that can wait in a queue.
@@ -268,6 +269,7 @@ impl Committer {
             writes: self.figures.writes.load(Ordering::Relaxed),
             begun_together: self.figures.begun_together.load(Ordering::Relaxed),
             finished_together: self.figures.finished_together.load(Ordering::Relaxed),
+            checkpointed_together: self.figures.checkpointed_together.load(Ordering::Relaxed),
         }
     }
 
@@ -401,6 +403,14 @@ impl Write {
         }
     }
 
+    /// A checkpoint of an answer being written.
+    fn checkpoint(&self) -> Option<&Checkpoint> {
+        match self {
+            Write::Checkpoint(checkpoint, _) => Some(checkpoint),
+            _ => None,
+        }
+    }
+
     /// Runs the write on `conn` keeping it, to be told later or run again:
     /// the exchange begun, if it begins one.
     async fn attempt(&self, store: &Store, conn: &mut sqlx::AnyConnection) -> Result<Option<Exchange>> {
@@ -485,9 +495,10 @@ async fn without_savepoints(
         return Err(batch);
     };
     let writes = batch.len();
-    // First messages, then next messages, then answers' ends, then the
-    // rest: each kind in sets of `TOGETHER` from its front, where it may
-    // be. (A checkpoint run after its answer's end changes nothing.)
+    // First messages, then next messages, then answers' ends, then
+    // checkpoints, then the rest: each kind in sets of `TOGETHER` from its
+    // front, where it may be. (A checkpoint run after its answer's end
+    // changes nothing.)
     let (fresh, rest): (Vec<Write>, Vec<Write>) = batch
         .into_iter()
         .partition(|write| write.first_message().is_some());
@@ -496,8 +507,11 @@ async fn without_savepoints(
     let (ends, rest): (Vec<Write>, Vec<Write>) = rest
         .into_iter()
         .partition(|write| write.finished_answer().is_some());
+    let (saves, rest): (Vec<Write>, Vec<Write>) =
+        rest.into_iter().partition(|write| write.checkpoint().is_some());
     let in_sets = |writes: &[Write]| writes.len() / TOGETHER * TOGETHER;
-    let (fresh_in_sets, next_in_sets, ends_in_sets) = (in_sets(&fresh), in_sets(&next), in_sets(&ends));
+    let (fresh_in_sets, next_in_sets) = (in_sets(&fresh), in_sets(&next));
+    let (ends_in_sets, saves_in_sets) = (in_sets(&ends), in_sets(&saves));
     let mut begun: Vec<Option<Exchange>> = Vec::with_capacity(writes);
     let mut together = Together::default();
     // The error of the write that failed; none for a set.
@@ -535,17 +549,29 @@ async fn without_savepoints(
             together.finished += answers.len();
             begun.extend(answers.iter().map(|_| None));
         }
+        attempt_each(store, &mut tx, &ends[ends_in_sets..], &mut begun)
+            .await
+            .map_err(Some)?;
+        for set in saves[..saves_in_sets].chunks(TOGETHER) {
+            let checkpoints: Vec<&Checkpoint> = set.iter().filter_map(Write::checkpoint).collect();
+            store.checkpoints_on(&mut tx, &checkpoints).await.map_err(|err| {
+                tracing::debug!(error = %err, "checkpoints written one by one");
+                None
+            })?;
+            together.checkpointed += checkpoints.len();
+            begun.extend(checkpoints.iter().map(|_| None));
+        }
         attempt_each(
             store,
             &mut tx,
-            ends[ends_in_sets..].iter().chain(&rest),
+            saves[saves_in_sets..].iter().chain(&rest),
             &mut begun,
         )
         .await
         .map_err(Some)
     }
     .await;
-    let mut batch = fresh.into_iter().chain(next).chain(ends).chain(rest);
+    let mut batch = fresh.into_iter().chain(next).chain(ends).chain(saves).chain(rest);
     if let Err(err) = ran {
         let _ = tx.rollback().await;
         return match (err, batch.next()) {
