@@ -11,7 +11,8 @@
 //!     ids used) and, when `pg_stat_statements` is loaded, the statements run;
 //!     on SQLite the commits and pages appended to the write-ahead log.
 //! (d) A burst through the store: [`BURST`] people each start a
-//!     conversation at the same moment, then all their answers end at the
+//!     conversation at the same moment, then all their answers save their
+//!     text so far (a checkpoint) at the same moment, then all end at the
 //!     same moment; with group commit (writes in sets) and without it (a
 //!     transaction each): the time to store them all, and the commits.
 //!
@@ -77,7 +78,9 @@ async fn run() {
         Some(db) => bench(db).await,
         None => println!("\nPostgreSQL: skipped (TEST_POSTGRES_URL is not set; ./dev bench sets it)"),
     }
-    println!("\nstore burst: {BURST} people start a conversation at once, then their answers end at once");
+    println!(
+        "\nstore burst: {BURST} people start a conversation at once, then their answers save their text at once, then end at once"
+    );
     for group_commit in [false, true] {
         burst(Db::sqlite(), group_commit).await;
         if let Some(db) = Db::postgres().await {
@@ -127,6 +130,25 @@ async fn burst(db: Db, group_commit: bool) {
     let begin_failed = begun.iter().filter(|r| r.is_err()).count();
 
     let content = "An answer of a few paragraphs, as a model writes them. ".repeat(20);
+    let answers: Vec<(&str, &str)> = begun
+        .iter()
+        .zip(&people)
+        .filter_map(|(exchange, (owner, _))| {
+            Some((owner.as_str(), exchange.as_ref().ok()?.answer_id.as_str()))
+        })
+        .collect();
+    let half = &content[..content.len() / 2];
+    let started = Instant::now();
+    let saved = futures::future::join_all(
+        answers
+            .iter()
+            .map(|(owner, answer)| app.store.checkpoint(owner, answer, half, &[])),
+    )
+    .await;
+    let save_time = started.elapsed();
+    let save_figures = figures();
+    let save_failed = saved.iter().filter(|r| r.is_err()).count();
+
     let ends: Vec<FinishedAnswer> = begun
         .iter()
         .zip(&people)
@@ -179,14 +201,18 @@ async fn burst(db: Db, group_commit: bool) {
         }
     };
     println!(
-        "  {name}, {how}: first messages {:.0} ms ({:.0}/s{}{}); ends {:.0} ms ({:.0}/s{}{})",
+        "  {name}, {how}: first messages {:.0} ms ({:.0}/s{}{}); checkpoints {:.0} ms ({:.0}/s{}{}); ends {:.0} ms ({:.0}/s{}{})",
         begin_time.as_secs_f64() * 1e3,
         BURST as f64 / begin_time.as_secs_f64(),
         commits(before, begin_figures, |f| f.begun_together),
         failed_note(begin_failed),
+        save_time.as_secs_f64() * 1e3,
+        answers.len() as f64 / save_time.as_secs_f64(),
+        commits(begin_figures, save_figures, |f| f.checkpointed_together),
+        failed_note(save_failed),
         finish_time.as_secs_f64() * 1e3,
         ends.len() as f64 / finish_time.as_secs_f64(),
-        commits(begin_figures, finish_figures, |f| f.finished_together),
+        commits(save_figures, finish_figures, |f| f.finished_together),
         failed_note(finish_failed),
     );
 }
