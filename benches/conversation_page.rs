@@ -92,11 +92,7 @@ async fn run() {
 /// (d) [`BURST`] first messages stored at once through the store itself,
 /// then their answers' ends at once.
 async fn burst(db: Db, group_commit: bool) {
-    use bedrock_chat::conversations::{
-        store::{FinishedAnswer, NewExchange},
-        usage::Usage,
-        MessageStatus,
-    };
+    use bedrock_chat::conversations::{store::FinishedAnswer, usage::Usage, MessageStatus};
     let name = label(&db);
     let app = spawn_app_on(
         db,
@@ -106,7 +102,6 @@ async fn burst(db: Db, group_commit: bool) {
         )],
     )
     .await;
-    let model = app.default_model_choice();
     let people: Vec<(String, String)> = (0..BURST)
         .map(|n| (format!("anon:burst-{n}"), message(n)))
         .collect();
@@ -114,17 +109,8 @@ async fn burst(db: Db, group_commit: bool) {
 
     let before = figures();
     let started = Instant::now();
-    let begun = futures::future::join_all(people.iter().map(|(owner, text)| {
-        app.store.begin_exchange(NewExchange {
-            owner,
-            conversation_id: None,
-            title: text,
-            text,
-            model,
-            settings: None,
-        })
-    }))
-    .await;
+    let begun =
+        futures::future::join_all(people.iter().map(|(owner, text)| app.first_message(owner, text))).await;
     let begin_time = started.elapsed();
     let begin_figures = figures();
     let begin_failed = begun.iter().filter(|r| r.is_err()).count();

@@ -387,16 +387,7 @@ async fn first_messages_at_once_are_written_together(db: Db) {
         .map(|_| bedrock_chat::conversations::store::new_id())
         .collect();
     let (begun, strays) = futures::join!(
-        futures::future::join_all(sends.iter().map(|(owner, text)| {
-            app.store.begin_exchange(NewExchange {
-                owner,
-                conversation_id: None,
-                title: text,
-                text,
-                model,
-                settings: None,
-            })
-        })),
+        futures::future::join_all(sends.iter().map(|(owner, text)| app.first_message(owner, text))),
         futures::future::join_all(missing.iter().map(|id| {
             app.store.begin_exchange(NewExchange {
                 owner: &busy,
@@ -508,18 +499,7 @@ async fn next_messages_at_once_are_written_together(db: Db) {
     let mut conversations = Vec::new();
     for n in 0..100 {
         let text = format!("Question {n}");
-        let first = app
-            .store
-            .begin_exchange(NewExchange {
-                owner,
-                conversation_id: None,
-                title: &text,
-                text: &text,
-                model,
-                settings: None,
-            })
-            .await
-            .unwrap();
+        let first = app.first_message(owner, &text).await.unwrap();
         let id = first.conversation.id.clone();
         app.store
             .finish_answer(&finish(id.clone(), first.answer_id, format!("Answer {n}")))
@@ -633,18 +613,7 @@ async fn answers_ending_at_once_are_written_together(db: Db) {
     let mut begun = Vec::new();
     for n in 0..100 {
         let text = format!("Question {n}");
-        let exchange = app
-            .store
-            .begin_exchange(NewExchange {
-                owner: owners[n % 2],
-                conversation_id: None,
-                title: &text,
-                text: &text,
-                model,
-                settings: None,
-            })
-            .await
-            .unwrap();
+        let exchange = app.first_message(owners[n % 2], &text).await.unwrap();
         begun.push(exchange);
     }
     let day = 20_000;
@@ -783,28 +752,13 @@ async fn answers_ending_at_once_are_written_together(db: Db) {
 /// checkpoints are written as sets, each answer gets its own text and
 /// parts, and an answer that has ended keeps its final text.
 async fn checkpoints_at_once_are_written_together(db: Db) {
-    use bedrock_chat::conversations::{
-        store::{FinishedAnswer, NewExchange},
-        AnswerBlock, MessageStatus,
-    };
+    use bedrock_chat::conversations::{store::FinishedAnswer, AnswerBlock, MessageStatus};
     let app = spawn_app_on(db, &[]).await;
-    let model = app.default_model_choice();
     let owner = "anon:saves";
     let mut begun = Vec::new();
     for n in 0..100 {
         let text = format!("Question {n}");
-        let exchange = app
-            .store
-            .begin_exchange(NewExchange {
-                owner,
-                conversation_id: None,
-                title: &text,
-                text: &text,
-                model,
-                settings: None,
-            })
-            .await
-            .unwrap();
+        let exchange = app.first_message(owner, &text).await.unwrap();
         begun.push(exchange);
     }
     // Every tenth has ended already.
@@ -876,7 +830,7 @@ async fn checkpoints_at_once_are_written_together(db: Db) {
 /// refused, each on its own.
 #[tokio::test]
 async fn sets_count_against_the_per_owner_caps_of_instances() {
-    use bedrock_chat::conversations::store::{NewExchange, StoreErrorKind};
+    use bedrock_chat::conversations::store::StoreErrorKind;
     let Some(db) = Db::postgres().await else { return };
     let app = spawn_app_on(
         db,
@@ -886,21 +840,9 @@ async fn sets_count_against_the_per_owner_caps_of_instances() {
         ],
     )
     .await;
-    let model = app.default_model_choice();
     let owner = "anon:capped";
     let texts: Vec<String> = (0..100).map(|n| format!("Message {n}")).collect();
-    let burst = || {
-        futures::future::join_all(texts.iter().map(|text| {
-            app.store.begin_exchange(NewExchange {
-                owner,
-                conversation_id: None,
-                title: text,
-                text,
-                model,
-                settings: None,
-            })
-        }))
-    };
+    let burst = || futures::future::join_all(texts.iter().map(|text| app.first_message(owner, text)));
     let before = app.store.group_commit_figures().expect("group commit is on");
     let first = burst().await;
     let after = app.store.group_commit_figures().unwrap();

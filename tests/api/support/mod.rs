@@ -249,6 +249,29 @@ impl TestApp {
         }
     }
 
+    /// Stores `owner`'s `text` as the first message of a new conversation,
+    /// straight through the store (for tests of the store's own writes).
+    pub fn first_message<'a>(
+        &'a self,
+        owner: &'a str,
+        text: &'a str,
+    ) -> impl std::future::Future<
+        Output = Result<
+            bedrock_chat::conversations::store::Exchange,
+            bedrock_chat::conversations::store::StoreError,
+        >,
+    > + 'a {
+        self.store
+            .begin_exchange(bedrock_chat::conversations::store::NewExchange {
+                owner,
+                conversation_id: None,
+                title: text,
+                text,
+                model: self.default_model_choice(),
+                settings: None,
+            })
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
