@@ -594,10 +594,13 @@ async fn next_messages_at_once_are_written_together(db: Db) {
     }
 }
 
-/// A hundred answers of two people end at once: under group commit their
+/// Two hundred answers of two people end at once: under group commit their
 /// ends are written as sets, each message as it ended (text, status,
 /// usage, error, parts), and each person's usage is added to once per
-/// answer that has some, by day and by model.
+/// answer that has some, by day and by model. (A hundred each: on
+/// PostgreSQL the two may be in two committing lanes, and each lane needs
+/// enough that however it splits them into batches, one batch holds a
+/// set.)
 async fn answers_ending_at_once_are_written_together(db: Db) {
     use bedrock_chat::{
         conversations::{
@@ -611,7 +614,7 @@ async fn answers_ending_at_once_are_written_together(db: Db) {
     let model = app.default_model_choice();
     let owners = ["anon:ends-a", "anon:ends-b"];
     let mut begun = Vec::new();
-    for n in 0..100 {
+    for n in 0..200 {
         let text = format!("Question {n}");
         let exchange = app.first_message(owners[n % 2], &text).await.unwrap();
         begun.push(exchange);
