@@ -4,6 +4,7 @@
 
 use super::{now_ms, FinishedAnswer, Result, Store};
 use crate::conversations::AnswerBlock;
+use std::sync::LazyLock;
 
 impl Store {
     /// Writes the answer as it ended, and drops its lease. One transaction
@@ -29,30 +30,15 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let usage = answer.usage;
-        sqlx::query(
-            "UPDATE messages SET content = $1, status = $2, input_tokens = $3, output_tokens = $4, \
-             total_tokens = $5, latency_ms = $6, first_token_ms = $7, duration_ms = $8, \
-             error_code = $9, error_message = $10, error_retryable = $11, blocks = $13, \
-             cache_read_tokens = $14, cache_write_tokens = $15, cost_nanos = $16 WHERE id = $12",
-        )
-        .bind(&answer.content)
-        .bind(answer.status.as_str())
-        .bind(usage.map(|u| i64::from(u.input_tokens)))
-        .bind(usage.map(|u| i64::from(u.output_tokens)))
-        .bind(usage.map(|u| i64::from(u.total_tokens)))
-        .bind(usage.map(|u| u.latency_ms as i64))
-        .bind(answer.first_token_ms.map(|ms| ms as i64))
-        .bind(answer.duration_ms as i64)
-        .bind(answer.error.as_ref().map(|e| e.code.as_str()))
-        .bind(answer.error.as_ref().map(|e| e.message.clone()))
-        .bind(answer.error.as_ref().map(|e| i64::from(e.retryable)))
-        .bind(&answer.answer_id)
-        .bind(blocks_json(&answer.blocks))
-        .bind(usage.map(|u| i64::from(u.cache_read_tokens)))
-        .bind(usage.map(|u| i64::from(u.cache_write_tokens)))
-        .bind(usage.and_then(|u| u.cost_nanos).map(nanos_to_i64))
-        .execute(&mut *tx)
-        .await?;
+        static END_ONE: LazyLock<String> = LazyLock::new(|| {
+            let set: Vec<String> = ENDED_COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, column)| format!("{column} = ${}", i + 2))
+                .collect();
+            format!("UPDATE messages SET {} WHERE id = $1", set.join(", "))
+        });
+        bind_end(sqlx::query(&END_ONE), answer).execute(&mut *tx).await?;
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(&answer.conversation_id)
@@ -174,6 +160,52 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// The columns an answer's end sets, in the order [`bind_end`] binds them
+/// (after the answer's id).
+pub(super) const ENDED_COLUMNS: [&str; 15] = [
+    "content",
+    "status",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "latency_ms",
+    "first_token_ms",
+    "duration_ms",
+    "error_code",
+    "error_message",
+    "error_retryable",
+    "blocks",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_nanos",
+];
+
+/// Binds `answer`'s end: its id, then the values of [`ENDED_COLUMNS`].
+pub(super) fn bind_end<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    answer: &'q FinishedAnswer,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let usage = answer.usage;
+    let error = answer.error.as_ref();
+    query
+        .bind(&answer.answer_id)
+        .bind(&answer.content)
+        .bind(answer.status.as_str())
+        .bind(usage.map(|u| i64::from(u.input_tokens)))
+        .bind(usage.map(|u| i64::from(u.output_tokens)))
+        .bind(usage.map(|u| i64::from(u.total_tokens)))
+        .bind(usage.map(|u| u.latency_ms as i64))
+        .bind(answer.first_token_ms.map(|ms| ms as i64))
+        .bind(answer.duration_ms as i64)
+        .bind(error.map(|e| e.code.as_str()))
+        .bind(error.map(|e| e.message.clone()))
+        .bind(error.map(|e| i64::from(e.retryable)))
+        .bind(blocks_json(&answer.blocks))
+        .bind(usage.map(|u| i64::from(u.cache_read_tokens)))
+        .bind(usage.map(|u| i64::from(u.cache_write_tokens)))
+        .bind(usage.and_then(|u| u.cost_nanos).map(nanos_to_i64))
 }
 
 /// The `blocks` column: NULL for an answer of text only.

@@ -26,7 +26,7 @@
 //!   statement), so each is prepared once per connection.
 
 use super::{
-    answer_end::{blocks_json, nanos_to_i64},
+    answer_end::{bind_end, blocks_json, nanos_to_i64, ENDED_COLUMNS},
     new_conversations::{parameters, plain, rows},
     now_ms, FinishedAnswer, Result, Store, StoreError, StoreErrorKind,
 };
@@ -75,36 +75,19 @@ impl Store {
 
         // The messages, from one row of values each. (`columnN` is what
         // both SQLite and PostgreSQL name the columns of a `VALUES` list.)
+        let set: Vec<String> = ENDED_COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!("{column} = v.column{}", i + 2))
+            .collect();
         let sql = format!(
-            "UPDATE messages SET content = v.column2, status = v.column3, input_tokens = v.column4, \
-             output_tokens = v.column5, total_tokens = v.column6, latency_ms = v.column7, \
-             first_token_ms = v.column8, duration_ms = v.column9, error_code = v.column10, \
-             error_message = v.column11, error_retryable = v.column12, blocks = v.column13, \
-             cache_read_tokens = v.column14, cache_write_tokens = v.column15, cost_nanos = v.column16 \
-             FROM (VALUES {}) AS v WHERE messages.id = v.column1",
-            rows(answers.len(), 16, plain)
+            "UPDATE messages SET {} FROM (VALUES {}) AS v WHERE messages.id = v.column1",
+            set.join(", "),
+            rows(answers.len(), 1 + ENDED_COLUMNS.len(), plain)
         );
         let mut query = sqlx::query(&sql);
         for answer in answers {
-            let usage = answer.usage;
-            let error = answer.error.as_ref();
-            query = query
-                .bind(&answer.answer_id)
-                .bind(&answer.content)
-                .bind(answer.status.as_str())
-                .bind(usage.map(|u| i64::from(u.input_tokens)))
-                .bind(usage.map(|u| i64::from(u.output_tokens)))
-                .bind(usage.map(|u| i64::from(u.total_tokens)))
-                .bind(usage.map(|u| u.latency_ms as i64))
-                .bind(answer.first_token_ms.map(|ms| ms as i64))
-                .bind(answer.duration_ms as i64)
-                .bind(error.map(|e| e.code.as_str()))
-                .bind(error.map(|e| e.message.clone()))
-                .bind(error.map(|e| i64::from(e.retryable)))
-                .bind(blocks_json(&answer.blocks))
-                .bind(usage.map(|u| i64::from(u.cache_read_tokens)))
-                .bind(usage.map(|u| i64::from(u.cache_write_tokens)))
-                .bind(usage.and_then(|u| u.cost_nanos).map(nanos_to_i64));
+            query = bind_end(query, answer);
         }
         query.execute(&mut *conn).await?;
 
