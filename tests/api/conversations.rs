@@ -594,6 +594,18 @@ async fn next_messages_at_once_are_written_together(db: Db) {
     }
 }
 
+/// An answer's parts: some reasoning, then its text.
+fn thought_then_text(thought: String, text: String) -> Vec<bedrock_chat::conversations::AnswerBlock> {
+    use bedrock_chat::conversations::AnswerBlock;
+    vec![
+        AnswerBlock::Reasoning {
+            text: thought,
+            redacted: false,
+        },
+        AnswerBlock::Text { text },
+    ]
+}
+
 /// Two hundred answers of two people end at once: under group commit their
 /// ends are written as sets, each message as it ended (text, status,
 /// usage, error, parts), and each person's usage is added to once per
@@ -606,7 +618,7 @@ async fn answers_ending_at_once_are_written_together(db: Db) {
         conversations::{
             store::{FinishedAnswer, NewExchange},
             usage::Usage,
-            AnswerBlock, MessageStatus,
+            MessageStatus,
         },
         errors::{ErrorCode, ErrorInfo},
     };
@@ -631,15 +643,7 @@ async fn answers_ending_at_once_are_written_together(db: Db) {
             conversation_id: exchange.conversation.id.clone(),
             content: format!("Answer {n}"),
             blocks: if n % 5 == 1 {
-                vec![
-                    AnswerBlock::Reasoning {
-                        text: format!("Thought {n}"),
-                        redacted: false,
-                    },
-                    AnswerBlock::Text {
-                        text: format!("Answer {n}"),
-                    },
-                ]
+                thought_then_text(format!("Thought {n}"), format!("Answer {n}"))
             } else {
                 Vec::new()
             },
@@ -784,15 +788,7 @@ async fn checkpoints_at_once_are_written_together(db: Db) {
     }
     let blocks = |n: usize| {
         if n % 5 == 1 {
-            vec![
-                AnswerBlock::Reasoning {
-                    text: format!("Thinking {n}"),
-                    redacted: false,
-                },
-                AnswerBlock::Text {
-                    text: format!("Partial {n}"),
-                },
-            ]
+            thought_then_text(format!("Thinking {n}"), format!("Partial {n}"))
         } else {
             Vec::new()
         }
