@@ -716,33 +716,16 @@ async fn answers_ending_at_once_are_written_together(db: Db) {
             .filter_map(|(_, e)| e.usage.as_ref())
             .collect();
         let report = app.store.usage_report(owner, day, day).await.unwrap();
-        assert_eq!(report.today.answers, mine.len() as u64, "{owner}");
         let sum = |f: fn(&Usage) -> u64| mine.iter().map(|u| f(u)).sum::<u64>();
-        assert_eq!(
-            report.today.input_tokens,
-            sum(|u| u.input_tokens.into()),
-            "{owner}"
-        );
-        assert_eq!(
-            report.today.output_tokens,
-            sum(|u| u.output_tokens.into()),
-            "{owner}"
-        );
-        assert_eq!(
-            report.today.cache_read_tokens,
-            sum(|u| u.cache_read_tokens.into()),
-            "{owner}"
-        );
-        assert_eq!(
-            report.today.cache_write_tokens,
-            sum(|u| u.cache_write_tokens.into()),
-            "{owner}"
-        );
-        assert_eq!(
-            report.today.cost_nanos,
-            sum(|u| u.cost_nanos.unwrap_or(0)),
-            "{owner}"
-        );
+        let expected = bedrock_chat::conversations::usage::UsageTotals {
+            answers: mine.len() as u64,
+            input_tokens: sum(|u| u.input_tokens.into()),
+            output_tokens: sum(|u| u.output_tokens.into()),
+            cache_read_tokens: sum(|u| u.cache_read_tokens.into()),
+            cache_write_tokens: sum(|u| u.cache_write_tokens.into()),
+            cost_nanos: sum(|u| u.cost_nanos.unwrap_or(0)),
+        };
+        assert_eq!(report.today, expected, "{owner}");
         assert_eq!(report.by_model.len(), 1, "{owner}: {report:?}");
         // The daily budget's figures agree with the usage page's.
         let standing = app.store.owner_standing(owner, day).await.unwrap();
