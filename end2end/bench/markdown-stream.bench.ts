@@ -49,6 +49,9 @@ test('client work per delta on a 100 KB answer in a 200-message conversation', a
   const id = await seedConversation(page);
   await page.goto(`/c/${id}`);
   await expect(page.locator('main.chat')).toHaveAttribute('data-hydrated', 'true');
+  // The page opens at its newest 100 messages; the 100 before them are shown
+  // too, so that the whole history is in the document as the answer grows.
+  await page.getByRole('button', { name: /earlier messages/ }).click();
   await expect(page.locator('article.turn')).toHaveCount(2 * HISTORY_EXCHANGES);
 
   const cdp = await page.context().newCDPSession(page);
