@@ -1037,7 +1037,15 @@ async fn a_read_only_sqlite_database_still_serves_what_it_has() {
     let (status, list) = get_json_as(&writer.http, &format!("{base}/api/conversations")).await;
     assert_eq!(status, 200);
     assert_eq!(list[0]["id"], id.as_str());
-    let page = writer.http.get(format!("{base}/c/{id}")).send().await.unwrap();
+    let page = match writer.http.get(format!("{base}/c/{id}")).send().await {
+        Ok(page) => page,
+        // It has happened twice in CI, never here: say which of the page's
+        // reads hangs, if one does, or that the render itself does.
+        Err(err) => panic!(
+            "the page got no answer ({err}); its reads alone: {}",
+            page_reads(&writer.http, base, &id).await
+        ),
+    };
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Written before"));
 
@@ -1049,6 +1057,30 @@ async fn a_read_only_sqlite_database_still_serves_what_it_has() {
         reader.sim.received().is_empty(),
         "nothing is sent that cannot be stored"
     );
+}
+
+/// How each of the reads the conversation page renders from answers on its
+/// own (status and time, or the error), each given 5 s.
+async fn page_reads(http: &reqwest::Client, base: &str, id: &str) -> String {
+    let mut report = Vec::new();
+    for path in [
+        "/api/page/conversations".to_owned(),
+        format!("/api/page/conversation?id={id}"),
+        "/api/page/usage".to_owned(),
+    ] {
+        let started = std::time::Instant::now();
+        let outcome = http
+            .get(format!("{base}{path}"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        let elapsed = started.elapsed().as_millis();
+        report.push(match outcome {
+            Ok(response) => format!("{path}: {} in {elapsed} ms", response.status()),
+            Err(err) => format!("{path}: {err} after {elapsed} ms"),
+        });
+    }
+    report.join("; ")
 }
 
 /// PostgreSQL turned read-only, then refusing connections, while the app
