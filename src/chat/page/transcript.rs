@@ -75,6 +75,8 @@ pub fn TranscriptPane() -> impl IntoView {
         <div class="transcript-wrap">
             <section
                 class="transcript"
+                // Block flow rather than a flex column once it has turns (see style/main.css).
+                class:with-turns=move || turns.with(|t| !t.is_empty())
                 // Focus goes here when the button it was on goes away.
                 tabindex="-1"
                 aria-label=move || i18n.t().transcript_label
