@@ -136,7 +136,12 @@ impl Store {
     ) -> Result<()> {
         crate::telemetry::time_store("checkpoint", async {
             if let Some(committer) = &self.committer {
-                return committer.checkpoint(owner, answer_id, content, blocks).await;
+                let checkpoint = super::finishes::Checkpoint {
+                    answer_id: answer_id.to_owned(),
+                    content: content.to_owned(),
+                    blocks: blocks.to_vec(),
+                };
+                return committer.checkpoint(owner, checkpoint).await;
             }
             self.checkpoint_on(&mut *self.pool.acquire().await?, answer_id, content, blocks)
                 .await

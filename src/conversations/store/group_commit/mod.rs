@@ -41,7 +41,6 @@ use super::{
     finishes::Checkpoint, Edit, Exchange, FinishedAnswer, NewExchange, Regeneration, Result, Store,
     StoreError, StoreErrorKind,
 };
-use crate::conversations::AnswerBlock;
 use std::sync::{
     atomic::{AtomicU64, Ordering},
     Arc,
@@ -183,19 +182,8 @@ impl Committer {
         replied.await.map_err(|_| stopped())?
     }
 
-    pub(super) async fn checkpoint(
-        &self,
-        owner: &str,
-        answer_id: &str,
-        content: &str,
-        blocks: &[AnswerBlock],
-    ) -> Result<()> {
+    pub(super) async fn checkpoint(&self, owner: &str, checkpoint: Checkpoint) -> Result<()> {
         let (reply, replied) = oneshot::channel();
-        let checkpoint = Checkpoint {
-            answer_id: answer_id.to_owned(),
-            content: content.to_owned(),
-            blocks: blocks.to_vec(),
-        };
         self.send(owner, Write::Checkpoint(Box::new(checkpoint), reply))?;
         replied.await.map_err(|_| stopped())?
     }
