@@ -69,4 +69,6 @@ pub fn hydrate() {
     early_input::hydrating();
     leptos::mount::hydrate_body(move || view! { <App page/> });
     early_input::release();
+    // Hydrating did not need the Markdown renderer; the first answer will.
+    chat::page::markdown_loader::preload();
 }

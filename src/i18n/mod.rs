@@ -190,6 +190,8 @@ pub struct Strings {
     pub conversation_total: fn(u64, Option<&str>) -> String,
     /// The accessible name of a code block's Copy button.
     pub copy_code: &'static str,
+    /// The Markdown renderer could not be loaded.
+    pub formatting_unavailable: &'static str,
     // The usage page.
     pub usage_link: &'static str,
     pub usage_title: &'static str,
@@ -355,6 +357,7 @@ pub const EN: Strings = Strings {
         None => format!("{tokens} tokens"),
     },
     copy_code: "Copy code",
+    formatting_unavailable: "Formatting could not be loaded, so answers are shown as plain text. Reload the page to try again.",
     usage_link: "Usage",
     usage_title: "Usage",
     usage_back: "Back to chat",
@@ -474,6 +477,7 @@ pub const KO: Strings = Strings {
         None => format!("{tokens}토큰"),
     },
     copy_code: "코드 복사",
+    formatting_unavailable: "서식 기능을 불러오지 못해 답변을 일반 텍스트로 표시합니다. 다시 시도하려면 페이지를 새로 고치세요.",
     usage_link: "사용량",
     usage_title: "사용량",
     usage_back: "채팅으로 돌아가기",

@@ -61,6 +61,13 @@ pub use highlight::Highlighter;
 pub use html::COPY_LABEL_ID;
 pub use stream::{StreamRenderer, TailUpdate, Update};
 
+/// `text` as HTML text: shown as it is, never as markup.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    html::escape_into(&mut out, text);
+    out
+}
+
 /// The whole answer's HTML: exactly what a [`StreamRenderer`]'s done-HTML is after pushing the
 /// same text in any chunks and calling `finish()`.
 pub fn render(source: &str) -> String {

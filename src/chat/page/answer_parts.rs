@@ -7,12 +7,17 @@
 //! and a tool card redraws only the signal that changed (its arguments, its
 //! state, its result).
 
+use super::markdown_loader::{self, MarkdownStream};
 use crate::{
     chat::ToolFinished,
     conversations::{AnswerBlock, ToolCall},
-    markdown::{self, StreamRenderer, TailUpdate, Update as MarkdownUpdate},
+    markdown::{self, TailUpdate, Update as MarkdownUpdate},
 };
 use leptos::{html, prelude::*};
+
+/// The tail of a part shown as plain text: before the renderer is loaded,
+/// or when it could not be.
+const UNFORMATTED_TAIL: &str = "md-tail unformatted";
 
 /// How many finished blocks of a streaming answer share one `.md-group`.
 const BLOCKS_PER_GROUP: u32 = 16;
@@ -40,8 +45,10 @@ impl Part {
 pub struct TextPart {
     key: u64,
     pub text: StoredValue<String>,
-    /// Made at the first delta drawn.
-    markdown: StoredValue<Option<StreamRenderer>>,
+    /// Made at the first delta drawn once the renderer is loaded.
+    markdown: StoredValue<Option<Box<dyn MarkdownStream>>>,
+    /// It waits for the renderer to load before it draws.
+    waiting_for_renderer: StoredValue<bool>,
     /// Whether the text is complete (stored, or its stream moved on).
     finished: StoredValue<bool>,
     /// Deltas received since the last frame, drawn together at the next one.
@@ -57,6 +64,7 @@ impl TextPart {
             key,
             text: StoredValue::new(text),
             markdown: StoredValue::new(None),
+            waiting_for_renderer: StoredValue::new(false),
             finished: StoredValue::new(finished),
             pending: StoredValue::new(String::new()),
             frame_requested: StoredValue::new(false),
@@ -95,19 +103,72 @@ impl TextPart {
     }
 
     /// Renders a delta into the element. Until the element exists (the page
-    /// is still hydrating, or the part was just added), the text only
-    /// accumulates: the renderer then starts from all of it.
+    /// is still hydrating, or the part was just added) or the renderer is
+    /// loaded, the text only accumulates: the renderer then starts from all
+    /// of it.
     fn render_delta(self, delta: &str) {
         if self.body.get_untracked().is_none() {
             return;
         }
         let update = self.markdown.try_update_value(|md| match md {
-            Some(renderer) => renderer.push(delta),
-            None => self
-                .text
-                .with_value(|text| md.insert(StreamRenderer::new()).push(text)),
+            Some(renderer) => Some(renderer.push(delta)),
+            None => {
+                let renderer = markdown_loader::loaded()?;
+                Some(
+                    self.text
+                        .with_value(|text| md.insert((renderer.stream)()).push(text)),
+                )
+            }
         });
-        self.paint(update);
+        match update {
+            Some(Some(update)) => self.paint(Some(update)),
+            Some(None) => {
+                self.show_unformatted();
+                self.wait_for_renderer();
+            }
+            None => {} // the part is gone
+        }
+    }
+
+    /// Draws the part once the renderer is loaded: everything so far, and
+    /// the end if it came. If the load failed, the text stays unformatted.
+    fn wait_for_renderer(self) {
+        let already_waiting = self
+            .waiting_for_renderer
+            .try_update_value(|waiting| std::mem::replace(waiting, true));
+        if already_waiting != Some(false) {
+            return;
+        }
+        markdown_loader::with_renderer(move |result| {
+            if self.waiting_for_renderer.try_set_value(false).is_some() || result.is_err() {
+                return; // the part is gone, or stays unformatted
+            }
+            self.clear_unformatted();
+            if self.finished.get_value() {
+                self.finish();
+            } else {
+                self.render_delta("");
+            }
+        });
+    }
+
+    /// Until the renderer is loaded (or if it cannot be), the text so far
+    /// is shown as plain text in the tail.
+    fn show_unformatted(self) {
+        let Some(tail) = self.tail() else { return };
+        tail.set_class_name(UNFORMATTED_TAIL);
+        self.text.with_value(|text| tail.set_text_content(Some(text)));
+    }
+
+    fn clear_unformatted(self) {
+        if let Some(tail) = self.tail().filter(|tail| tail.class_name() == UNFORMATTED_TAIL) {
+            tail.set_class_name("md-tail");
+            tail.set_text_content(None);
+        }
+    }
+
+    fn tail(self) -> Option<web_sys::Element> {
+        self.body.try_get_untracked().flatten()?.last_element_child()
     }
 
     /// The text is complete: its last block is final.
@@ -123,8 +184,27 @@ impl TextPart {
         }
         let update = self
             .markdown
-            .try_update_value(|md| md.as_mut().map(StreamRenderer::finish));
+            .try_update_value(|md| md.as_mut().map(|md| md.finish()));
         self.paint(update.flatten());
+    }
+
+    /// A finished part shown after the page loaded, before the renderer
+    /// was (it shows as plain text meanwhile): rendered whole once it is.
+    fn render_finished_when_loaded(self) {
+        markdown_loader::with_renderer(move |result| {
+            let Ok(renderer) = result else { return };
+            let Some(done) = self
+                .body
+                .try_get_untracked()
+                .flatten()
+                .and_then(|b| b.first_element_child())
+            else {
+                return;
+            };
+            self.clear_unformatted();
+            self.text
+                .with_value(|text| done.set_inner_html(&(renderer.render)(text)));
+        });
     }
 
     /// Applies a Markdown update: finished blocks are appended to
@@ -336,15 +416,29 @@ fn TextPartView(part: TextPart) -> impl IntoView {
     // While hydrating, the element already holds the server's rendering,
     // which `inner_html` leaves in place: rendering again would only cost
     // time (seconds for a long conversation on a slow phone).
-    let rendered = if part.finished.get_value() && !crate::early_input::is_hydrating() {
-        part.text.with_value(|text| markdown::render(text))
+    let (rendered, unformatted) = if part.finished.get_value() && !crate::early_input::is_hydrating() {
+        match markdown_loader::loaded() {
+            Some(renderer) => (part.text.with_value(|text| (renderer.render)(text)), None),
+            None => {
+                part.render_finished_when_loaded();
+                (
+                    String::new(),
+                    Some(part.text.with_value(|text| markdown::escape(text))),
+                )
+            }
+        }
     } else {
-        String::new()
+        (String::new(), None)
+    };
+    let tail_class = if unformatted.is_some() {
+        UNFORMATTED_TAIL
+    } else {
+        "md-tail"
     };
     view! {
         <div class="text markdown" node_ref=part.body>
             <div class="md-done" inner_html=rendered></div>
-            <div class="md-tail"></div>
+            <div class=tail_class inner_html=unformatted.unwrap_or_default()></div>
         </div>
     }
 }

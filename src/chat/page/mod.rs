@@ -14,6 +14,7 @@
 //! | [`topbar`]        | title, model picker, settings switch, demo badge          |
 //! | [`transcript`]    | the scrolling list of turns                               |
 //! | [`earlier`]       | Show earlier messages, above a long conversation's turns  |
+//! | [`markdown_loader`] | the Markdown renderer, a module loaded on demand        |
 //! | [`user_turn`]     | a user message, its editor and Edit button                |
 //! | [`answer_footer`] | an answer's state, usage, Retry and Regenerate            |
 //! | [`composer`]      | the message box, Send and Stop; Enter and IME handling    |
@@ -22,6 +23,7 @@ mod answer_footer;
 mod answer_parts;
 mod composer;
 mod earlier;
+pub mod markdown_loader;
 mod session;
 mod tool_card;
 mod topbar;
@@ -96,6 +98,9 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                 // The accessible name of every code block's Copy button.
                 <span id=crate::markdown::COPY_LABEL_ID hidden>{move || i18n.t().copy_code}</span>
                 <TopBar page=page.clone() settings_open/>
+                <Show when=markdown_loader::failed>
+                    <p class="formatting-failed" role="alert">{move || i18n.t().formatting_unavailable}</p>
+                </Show>
                 <Show when=move || settings_open.get()>
                     <SettingsPanel
                         page=panel_page.clone()
