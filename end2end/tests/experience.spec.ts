@@ -62,7 +62,8 @@ test('scrolling up stops following the answer; Jump to latest brings it back', a
   await expect(jump).toHaveCount(0);
 
   // Scrolled up, the view stays where the user put it while text arrives.
-  await transcript.evaluate((el) => el.scrollBy(0, -250));
+  await transcript.hover();
+  await page.mouse.wheel(0, -250);
   await expect(jump).toBeVisible();
   const questionTop = () => ui.users.first().evaluate((el) => el.getBoundingClientRect().top);
   const before = await questionTop();
@@ -85,8 +86,16 @@ test('scrolling up stops following the answer; Jump to latest brings it back', a
   await page.waitForTimeout(500);
   expect(await atBottom()).toBe(true);
 
-  // A long conversation opens at its newest text, before and after hydration.
+  // A scroll up with no wheel, key or touch, while nothing grows (find in
+  // page, a screen reader) is the user's too.
   await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  await page.waitForTimeout(1_100); // past the wheel's window
+  await transcript.evaluate((el) => el.scrollBy(0, -250));
+  await expect(jump).toBeVisible();
+  await page.waitForTimeout(300);
+  expect(await atBottom()).toBe(false);
+
+  // A long conversation opens at its newest text, before and after hydration.
   await page.reload();
   await expect(ui.main).toHaveAttribute('data-hydrated', 'true');
   expect(await atBottom()).toBe(true);

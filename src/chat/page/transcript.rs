@@ -47,10 +47,11 @@ pub fn TranscriptPane() -> impl IntoView {
     // Whether the view follows the newest text; the user leaves it by
     // scrolling up, and comes back by scrolling down or Jump to latest.
     let following = StoredValue::new(true);
-    // The last scroll offset and distance to the bottom: the user leaves
-    // the newest text by scrolling up, not when text grows below the view
-    // or turns above it are laid out.
-    let last_scroll = StoredValue::new((0, 0));
+    // The last scroll: the user leaves the newest text by scrolling up, not
+    // when text grows below the view or turns near it are laid out.
+    let last_scroll = StoredValue::new(ScrollPosition::default());
+    // When the user last scrolled the box (wheel, touch, keys, scrollbar).
+    let input = StoredValue::new(UserInput::default());
     let to_bottom = move || {
         if let Some(el) = transcript.get_untracked() {
             el.set_scroll_top(el.scroll_height());
@@ -80,24 +81,26 @@ pub fn TranscriptPane() -> impl IntoView {
                 aria-label=move || i18n.t().transcript_label
                 node_ref=transcript
                 on:click=move |ev| clipboard::copy_code_on_click(&ev)
+                on:wheel=move |_| input.update_value(UserInput::now)
+                on:touchmove=move |_| input.update_value(UserInput::now)
+                on:keydown=move |_| input.update_value(UserInput::now)
+                on:pointerdown=move |_| input.update_value(UserInput::pressed)
+                on:pointerup=move |_| input.update_value(UserInput::released)
+                on:pointercancel=move |_| input.update_value(UserInput::released)
                 on:scroll=move |_| {
                     let Some(el) = transcript.get_untracked() else { return };
-                    let (top, below) = (el.scroll_top(), distance_to_bottom(&el));
-                    let (last_top, last_below) = last_scroll.get_value();
-                    last_scroll.set_value((top, below));
-                    // Up, and further from the bottom: the user's doing.
-                    // (Turns above laid out smaller move the view up as much
-                    // as the bottom: the browser keeping the text in place.)
-                    let went_up = top < last_top && below > last_below;
-                    if below <= JUMP_THRESHOLD_PX {
+                    let now = ScrollPosition::of(&el);
+                    let last = last_scroll.get_value();
+                    last_scroll.set_value(now);
+                    if now.below <= JUMP_THRESHOLD_PX {
                         following.set_value(true);
                         scrolled_up.set(false);
-                    } else if went_up {
+                    } else if now.went_up_from(last) && input.with_value(|i| i.explains(now, last)) {
                         following.set_value(false);
                         scrolled_up.set(true);
                     } else if following.get_value() {
-                        // Only the text grew below a view that follows it
-                        // (turns laid out after the scroll): keep up.
+                        // Only the text grew below a view that follows it,
+                        // or turns near it took their real size: keep up.
                         to_bottom();
                     }
                 }
@@ -125,6 +128,70 @@ pub fn TranscriptPane() -> impl IntoView {
                 </button>
             </Show>
         </div>
+    }
+}
+
+/// Where the box was scrolled to, and how tall its content was.
+#[derive(Clone, Copy, Default)]
+struct ScrollPosition {
+    top: i32,
+    /// How far the newest text is below the view.
+    below: i32,
+    height: i32,
+}
+
+impl ScrollPosition {
+    fn of(el: &web_sys::HtmlElement) -> Self {
+        Self {
+            top: el.scroll_top(),
+            below: distance_to_bottom(el),
+            height: el.scroll_height(),
+        }
+    }
+
+    /// Up, and further from the bottom. (Turns above laid out smaller move
+    /// the view up as much as the bottom: the browser keeping the text in
+    /// place.)
+    fn went_up_from(self, last: Self) -> bool {
+        self.top < last.top && self.below > last.below
+    }
+}
+
+/// What the user last did that scrolls the box.
+#[derive(Clone, Copy, Default)]
+struct UserInput {
+    /// When (ms, browser clock) the wheel, a touch or a key last moved.
+    at_ms: f64,
+    /// A pointer is down on the box (its scrollbar, perhaps).
+    pressed: bool,
+}
+
+impl UserInput {
+    /// How long after the user's input a scroll may still be its doing
+    /// (smooth scrolling runs on after the wheel or key).
+    const WINDOW_MS: f64 = 1_000.0;
+
+    fn now(&mut self) {
+        self.at_ms = js_sys::Date::now();
+    }
+
+    fn pressed(&mut self) {
+        self.pressed = true;
+        self.now();
+    }
+
+    fn released(&mut self) {
+        self.pressed = false;
+        self.now();
+    }
+
+    /// Whether a scroll up from `last` to `now` is the user's: they just
+    /// scrolled, or nothing was laid out anew since the last scroll (find in
+    /// page, a screen reader moving). A scroll up that comes with new
+    /// content height and no input is the layout's: turns near the view
+    /// taking their real size (`content-visibility`) after a jump.
+    fn explains(self, now: ScrollPosition, last: ScrollPosition) -> bool {
+        self.pressed || js_sys::Date::now() - self.at_ms < Self::WINDOW_MS || now.height == last.height
     }
 }
 
