@@ -454,11 +454,15 @@ fn leptos_options() -> std::io::Result<LeptosOptions> {
             .map(|conf| conf.leptos_options)
             .map_err(std::io::Error::other)
     } else {
-        Ok(LeptosOptions::builder().output_name("bedrock-chat").build())
+        Ok(LeptosOptions::builder()
+            .output_name("bedrock-chat")
+            .site_root("target/site")
+            .build())
     }
 }
 
 fn router(state: AppState) -> Router {
+    use axum::handler::Handler;
     let routes = generate_route_list({
         let page = state.page.clone();
         move || leptos::view! { <App page=page.clone()/> }
@@ -501,6 +505,10 @@ fn router(state: AppState) -> Router {
         settings::secs(state.settings.server.request_body_timeout_secs),
         state.settings.limits.max_body_bytes,
     );
+    let not_found = leptos_axum::file_and_error_handler::<AppState, _>({
+        let page = state.page.clone();
+        move |options| shell(options, page_for_request(&page))
+    });
     Router::new()
         .merge(api)
         .leptos_routes_with_context(
@@ -516,10 +524,20 @@ fn router(state: AppState) -> Router {
                 move || shell(state.leptos_options.clone(), page_for_request(&state.page))
             },
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>({
-            let page = state.page.clone();
-            move |options| shell(options, page_for_request(&page))
-        }))
+        // The site's files (the bundle, the favicon), precompressed where
+        // `./dev release` wrote `.br` and `.gz` beside them; anything else
+        // gets the page's "not found". Served by tower-http rather than
+        // leptos_axum's `file_and_error_handler`: for a file, that handler
+        // makes its reactive owner a child of whatever page is rendering on
+        // the same worker thread and takes that page's response headers,
+        // its Content-Security-Policy included, so the page went out with
+        // the not-a-page policy and its scripts never ran.
+        .fallback_service(
+            tower_http::services::ServeDir::new(&*state.leptos_options.site_root)
+                .precompressed_br()
+                .precompressed_gzip()
+                .fallback(not_found.with_state(state.clone())),
+        )
         // Innermost: every request knows its owner (and a new browser gets
         // its cookie).
         .layer(axum::middleware::from_fn_with_state(

@@ -514,6 +514,61 @@ async fn every_response_carries_the_security_headers() {
     );
 }
 
+/// A page keeps its own policy while static files are served beside it.
+/// (leptos_axum's static-file handler made its owner a child of whatever
+/// page was rendering on the same worker thread, and took that page's
+/// headers: the page went out with the not-a-page policy and never ran.)
+#[tokio::test]
+async fn pages_keep_their_policy_while_static_files_are_served_at_once() {
+    // The file the app serves from its site root, as `cargo leptos build`
+    // puts it there (the Rust tests run before that build on a fresh
+    // checkout).
+    let site_favicon = std::path::Path::new("target/site/favicon.svg");
+    if !site_favicon.exists() {
+        std::fs::create_dir_all("target/site").unwrap();
+        std::fs::copy("public/favicon.svg", site_favicon).unwrap();
+    }
+    let app = spawn_app().await;
+    let mut id = None;
+    for n in 0..20 {
+        let events = app
+            .chat(id.as_deref(), &format!("Message {n} [sim tokens=20]"))
+            .await;
+        id.get_or_insert_with(|| conversation_id(&events));
+    }
+    let page = app.url(&format!("/c/{}", id.unwrap()));
+    let policy = |response: &reqwest::Response| {
+        response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    for round in 0..5 {
+        let pages = (0..16).map(|_| app.http.get(&page).send());
+        let files = (0..64).map(|_| app.http.get(app.url("/favicon.svg")).send());
+        let (pages, files) = tokio::join!(futures::future::join_all(pages), futures::future::join_all(files));
+        for response in pages {
+            let response = response.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let csp = policy(&response);
+            assert!(
+                csp.contains("'nonce-"),
+                "round {round}: a page went out with {csp}"
+            );
+        }
+        for response in files {
+            let response = response.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let csp = policy(&response);
+            assert!(
+                !csp.contains("'nonce-"),
+                "round {round}: {} took a page's policy: {csp}",
+                response.url()
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn error_bodies_carry_the_request_id_of_their_log_line() {
     let app = spawn_app().await;
