@@ -137,9 +137,12 @@ struct KeptView {
     kept: Option<(web_sys::HtmlElement, web_sys::HtmlElement, i32)>,
 }
 
-/// Frames during which the first turn is held in place.
+/// Frames during which the first turn is held in place: about 0.2 s. The
+/// turns put above may take their real size several frames late on a busy
+/// machine (4 frames were too few: the turn read moved 490 px in 1 run of
+/// 12 of the long-conversation spec, with two at once).
 #[cfg(feature = "hydrate")]
-const HOLD_FRAMES: u32 = 4;
+const HOLD_FRAMES: u32 = 12;
 
 impl KeptView {
     fn measure() -> Self {
