@@ -83,7 +83,11 @@ pub fn TranscriptPane() -> impl IntoView {
                 on:click=move |ev| clipboard::copy_code_on_click(&ev)
                 on:wheel=move |_| input.update_value(UserInput::now)
                 on:touchmove=move |_| input.update_value(UserInput::now)
-                on:keydown=move |_| input.update_value(UserInput::now)
+                on:keydown=move |ev| {
+                    if SCROLLING_KEYS.contains(&ev.key().as_str()) {
+                        input.update_value(UserInput::now);
+                    }
+                }
                 on:pointerdown=move |_| input.update_value(UserInput::pressed)
                 on:pointerup=move |_| input.update_value(UserInput::released)
                 on:pointercancel=move |_| input.update_value(UserInput::released)
@@ -156,6 +160,10 @@ impl ScrollPosition {
         self.top < last.top && self.below > last.below
     }
 }
+
+/// The keys that scroll the box when it (or something in it) has the focus.
+/// Enter on a button in it is not one.
+const SCROLLING_KEYS: [&str; 7] = ["ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End", " "];
 
 /// What the user last did that scrolls the box.
 #[derive(Clone, Copy, Default)]
