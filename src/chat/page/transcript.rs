@@ -9,7 +9,9 @@
 //! everything above it, and the browser's paint work per frame grew with
 //! the length of the conversation; in normal flow only the scroll offset
 //! changes. A `ResizeObserver` scrolls after the layout and before the paint
-//! of the frame that grew, so nothing jumps.
+//! of the frame that grew, so nothing jumps. With turns in it, the box is
+//! plain block flow rather than a flex column (`with-turns`): a flex column
+//! measured its content again on every frame the answer grew.
 //!
 //! It is a keyed list, so adding a turn never re-renders earlier ones. User
 //! messages are inserted as text; model output only as the markdown
@@ -76,6 +78,8 @@ pub fn TranscriptPane() -> impl IntoView {
         <div class="transcript-wrap">
             <section
                 class="transcript"
+                // Block flow rather than a flex column once it has turns (see style/main.css).
+                class:with-turns=move || turns.with(|t| !t.is_empty())
                 // Focus goes here when the button it was on goes away.
                 tabindex="-1"
                 aria-label=move || i18n.t().transcript_label
