@@ -598,3 +598,27 @@ test('a long conversation opens at its newest messages; scrolling up, then the b
   await expect(ui.answers.last()).toBeInViewport();
   expect(errors).toEqual([]);
 });
+
+test('a message sent right after showing earlier messages is followed into view', async ({ page }) => {
+  test.setTimeout(120_000);
+  await page.goto('/');
+  // 55 exchanges: 110 messages, 10 of them behind "Show earlier messages".
+  let id: string | undefined;
+  for (let n = 0; n < 55; n++) {
+    const response = await page.request.post('/api/chat/stream', {
+      data: { content: `Turn ${n} [sim tokens=1]`, ...(id ? { conversation_id: id } : {}) },
+      headers: { accept: 'text/event-stream' },
+    });
+    expect(response.status()).toBe(200);
+    const body = await response.text();
+    id ??= body.match(/"conversation_id":"([0-9a-f-]{36})"/)![1];
+  }
+  const ui = await openChat(page, `/c/${id}`);
+  await page.getByRole('button', { name: 'Show 10 earlier messages' }).click();
+  await expect(ui.turns).toHaveCount(110);
+  // At once: the page is still holding the turn read in place.
+  await sendMessage(page, 'Right away [sim tokens=200 delay_ms=5]');
+  await expect(ui.answers.last()).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  await expect(ui.answers.last()).toBeInViewport();
+  await expect(page.locator('.jump-to-latest')).toHaveCount(0);
+});

@@ -182,7 +182,7 @@ impl KeptView {
                     let _ = focus_target.focus();
                 }
             });
-            hold(scroller, first, top, HOLD_FRAMES);
+            hold(scroller, first, top, HOLD_FRAMES, super::transcript::jumps());
         }
     }
 }
@@ -196,14 +196,19 @@ fn on_screen(scroller: &web_sys::HtmlElement, turn: &web_sys::HtmlElement) -> i3
 }
 
 #[cfg(feature = "hydrate")]
-fn hold(scroller: web_sys::HtmlElement, first: web_sys::HtmlElement, top: i32, frames: u32) {
+fn hold(scroller: web_sys::HtmlElement, first: web_sys::HtmlElement, top: i32, frames: u32, jumps: u32) {
     request_animation_frame(move || {
+        // A message sent meanwhile took the view to the newest text: that
+        // is where the user is now.
+        if super::transcript::jumps() != jumps {
+            return;
+        }
         let moved = on_screen(&scroller, &first) - top;
         if moved != 0 {
             scroller.set_scroll_top(scroller.scroll_top() + moved);
         }
         if frames > 1 {
-            hold(scroller, first, top, frames - 1);
+            hold(scroller, first, top, frames - 1, jumps);
         }
     });
 }

@@ -72,6 +72,7 @@ pub fn TranscriptPane() -> impl IntoView {
         let _newest = newest.get();
         following.set_value(true);
         scrolled_up.set(false);
+        jumped();
         to_bottom();
     });
     view! {
@@ -129,6 +130,7 @@ pub fn TranscriptPane() -> impl IntoView {
                     on:click=move |_| {
                         following.set_value(true);
                         scrolled_up.set(false);
+                        jumped();
                         to_bottom();
                     }
                 >
@@ -137,6 +139,22 @@ pub fn TranscriptPane() -> impl IntoView {
             </Show>
         </div>
     }
+}
+
+thread_local! {
+    static JUMPS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts the view's jumps to the newest text (a new turn, Jump to latest).
+fn jumped() {
+    JUMPS.with(|jumps| jumps.set(jumps.get().wrapping_add(1)));
+}
+
+/// How many times the view jumped to the newest text: something that holds
+/// the view in place (earlier messages put above it) stops at a jump.
+#[cfg(feature = "hydrate")]
+pub fn jumps() -> u32 {
+    JUMPS.with(std::cell::Cell::get)
 }
 
 /// Where the box was scrolled to, and how tall its content was.
