@@ -81,12 +81,11 @@ impl TextPart {
         }
     }
 
-    /// Adds a delta. It is drawn at the next animation frame, together with
-    /// every other delta that arrives before it: the screen cannot show more
-    /// often than that, and one Markdown pass and one DOM update per frame
-    /// cost what one per delta did (a fast model sends several per frame).
-    /// The first delta is not delayed: nothing it changes is painted before
-    /// that frame anyway.
+    /// Adds a delta. It is drawn at an animation frame, together with every
+    /// other delta that arrives before it: one Markdown pass and one DOM
+    /// update per frame cost what one per delta did (a fast model sends
+    /// several per frame). Frames are drawn at most every
+    /// [`MIN_DRAW_INTERVAL_MS`]; the first delta is drawn at the next frame.
     pub fn push(self, delta: &str) {
         self.text.update_value(|text| text.push_str(delta));
         if self.body.get_untracked().is_none() {
