@@ -531,15 +531,11 @@ test('an open rename form survives the list being refreshed by an answer ending'
   await expect(item.locator('a.conversation-link')).toHaveText('Half-typed title');
 });
 
-test('a long conversation opens at its newest messages; scrolling up, then the button, shows earlier ones', async ({ page }) => {
-  test.setTimeout(150_000);
-  const errors = watchErrors(page);
-  await page.goto('/');
-  // 115 exchanges: 230 messages. The page opens with the newest 100; the
-  // 100 before them load as the user scrolls up to them, the last 30 by
-  // the button.
+/** Stores `exchanges` messages ("Turn 0 [sim tokens=1]", ...) and their
+ * one-token answers in one new conversation of the page's user; its id. */
+async function storeTurns(page: Page, exchanges: number): Promise<string> {
   let id: string | undefined;
-  for (let n = 0; n < 115; n++) {
+  for (let n = 0; n < exchanges; n++) {
     const response = await page.request.post('/api/chat/stream', {
       data: { content: `Turn ${n} [sim tokens=1]`, ...(id ? { conversation_id: id } : {}) },
       headers: { accept: 'text/event-stream' },
@@ -548,6 +544,17 @@ test('a long conversation opens at its newest messages; scrolling up, then the b
     const body = await response.text();
     id ??= body.match(/"conversation_id":"([0-9a-f-]{36})"/)![1];
   }
+  return id!;
+}
+
+test('a long conversation opens at its newest messages; scrolling up, then the button, shows earlier ones', async ({ page }) => {
+  test.setTimeout(150_000);
+  const errors = watchErrors(page);
+  await page.goto('/');
+  // 115 exchanges: 230 messages. The page opens with the newest 100; the
+  // 100 before them load as the user scrolls up to them, the last 30 by
+  // the button.
+  const id = await storeTurns(page, 115);
   const ui = await openChat(page, `/c/${id}`);
   await expect(ui.turns).toHaveCount(100);
   await expect(ui.turns.first()).toContainText('Turn 65 [sim tokens=1]');
@@ -603,16 +610,7 @@ test('a message sent right after showing earlier messages is followed into view'
   test.setTimeout(120_000);
   await page.goto('/');
   // 55 exchanges: 110 messages, 10 of them behind "Show earlier messages".
-  let id: string | undefined;
-  for (let n = 0; n < 55; n++) {
-    const response = await page.request.post('/api/chat/stream', {
-      data: { content: `Turn ${n} [sim tokens=1]`, ...(id ? { conversation_id: id } : {}) },
-      headers: { accept: 'text/event-stream' },
-    });
-    expect(response.status()).toBe(200);
-    const body = await response.text();
-    id ??= body.match(/"conversation_id":"([0-9a-f-]{36})"/)![1];
-  }
+  const id = await storeTurns(page, 55);
   const ui = await openChat(page, `/c/${id}`);
   await page.getByRole('button', { name: 'Show 10 earlier messages' }).click();
   await expect(ui.turns).toHaveCount(110);
