@@ -14,7 +14,8 @@
 //! the main module reaches it. So the page reaches the renderer only through
 //! [`Renderer`]'s function pointers and [`MarkdownStream`] trait objects,
 //! which only the split function creates: nothing else in the browser's
-//! code may call `crate::markdown` directly.
+//! code may call `markdown::render` or `StreamRenderer` directly (small
+//! helpers such as `markdown::escape` may stay in the main module).
 //!
 //! A load that fails (the network dropped) is final for the page: parts then
 //! show their text unformatted with a sentence saying so, and a reload
