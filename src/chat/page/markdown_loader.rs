@@ -105,27 +105,24 @@ pub fn with_renderer(then: impl FnOnce(Result<Renderer, LoadFailed>) + 'static) 
     if cfg!(not(feature = "hydrate")) {
         return then(Ok(entry_points()));
     }
-    let mut then = Some(then);
-    let mut wait = |state: &mut State| {
-        let waiter: Waiter = Box::new(then.take().expect("taken once"));
-        match state {
-            State::Loading(waiters) => waiters.push(waiter),
-            _ => {
-                *state = State::Loading(vec![waiter]);
-                leptos::task::spawn_local(finish_loading());
-            }
-        }
-    };
     let done = STATE.with_borrow_mut(|state| match state {
         State::Done(result) => Some(*result),
-        state => {
-            wait(state);
+        State::Loading(_) | State::NotLoaded => {
+            if matches!(state, State::NotLoaded) {
+                *state = State::Loading(Vec::new());
+                leptos::task::spawn_local(finish_loading());
+            }
             None
         }
     });
-    // Called outside the borrow: `then` may ask for the renderer again.
-    if let (Some(result), Some(then)) = (done, then) {
-        then(result);
+    match done {
+        // Called outside the borrow: `then` may ask for the renderer again.
+        Some(result) => then(result),
+        None => STATE.with_borrow_mut(|state| {
+            if let State::Loading(waiters) = state {
+                waiters.push(Box::new(then));
+            }
+        }),
     }
 }
 
