@@ -49,32 +49,13 @@ d.addEventListener("change",function(ev){var s=ev.target;if(ready||broken||s.tag
 held.push(function(){if(s.isConnected&&s.value!==v){s.value=v;s.dispatchEvent(new Event("change",{bubbles:true}))}})},true);
 d.addEventListener("bedrock-chat:hydrated",function(){ready=true;var q=held;held=[];q.forEach(function(f){f()})},{once:true})})();"#;
 
-thread_local! {
-    static HYDRATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the page is being hydrated: the server-rendered elements are
-/// being adopted, so what they already hold need not be computed again
-/// (an answer's Markdown, for one). Always false on the server.
-pub fn is_hydrating() -> bool {
-    HYDRATING.with(std::cell::Cell::get)
-}
-
-/// Marks the start of hydration, for [`is_hydrating`].
-#[cfg(feature = "hydrate")]
-pub fn hydrating() {
-    HYDRATING.with(|h| h.set(true));
-}
-
-/// Ends hydration ([`is_hydrating`]) and replays what
-/// [`EARLY_INPUT_SCRIPT`] held. Called once, after `hydrate_body`; deferred
+/// Replays what [`EARLY_INPUT_SCRIPT`] held. Called once, after `hydrate_body`; deferred
 /// by a task so that parts hydrated asynchronously (those under `Suspense`,
 /// whose data came with the page and resolves in microtasks) are done too.
 #[cfg(feature = "hydrate")]
 pub fn release() {
     leptos::prelude::set_timeout(
         || {
-            HYDRATING.with(|h| h.set(false));
             if let Ok(event) = web_sys::Event::new(HYDRATED_EVENT) {
                 let _ = leptos::prelude::document().dispatch_event(&event);
             }

@@ -66,7 +66,6 @@ pub fn hydrate() {
 
     console_error_panic_hook::set_once();
     let page = PageConfig::from_document();
-    early_input::hydrating();
     leptos::mount::hydrate_body(move || view! { <App page/> });
     early_input::release();
     // Hydrating did not need the Markdown renderer; the first answer will.

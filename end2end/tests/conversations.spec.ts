@@ -219,6 +219,53 @@ test('messages start conversations that are listed, switched between, and server
   expect(lastAnswer.startsWith(`Demo answer to message 5 of 5. You said: "${LAST}".`)).toBe(true);
 });
 
+test('answers opened by address come as HTML only, and stay through hydration, the renderer and a switch', async ({
+  page,
+}) => {
+  const ui = await openChat(page);
+  await sendMessage(page, 'Write it up [sim markdown=1500]');
+  await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+  const id = conversationIdOf(page);
+  await sendMessage(page, 'Use a tool [sim call=calculator:{"expression":"6*7"}]');
+  await expect(ui.answers.nth(1)).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
+
+  // The page carries each answer once: as HTML, not also as Markdown.
+  const html = await (await page.request.get(`/c/${id}`)).text();
+  expect(html).toContain('This part explains <strong>');
+  expect(html).not.toContain('This part explains **');
+
+  await openChat(page, `/c/${id}`);
+  const written = ui.answers.first().locator('.md-done');
+  const tool = ui.answers.nth(1);
+  const served = await written.innerHTML();
+  expect(served).toContain('This part explains <strong>');
+  await expect(tool.locator('.tool-card')).toHaveCount(1);
+  const toolText = await textOf(tool);
+  expect(toolText).not.toBe('');
+
+  // A new answer formatted means the renderer is loaded: the stored ones
+  // are still the server's HTML.
+  await sendMessage(page, 'More **bold** [sim echo]');
+  await expect(ui.answers.nth(2).locator('.md-done strong')).toHaveText('bold', { timeout: 20_000 });
+  expect(await written.innerHTML()).toBe(served);
+  expect(await textOf(tool)).toBe(toolText);
+
+  // The editor opens with the user's words, which the page does carry.
+  const first = ui.users.first();
+  await first.hover();
+  await first.locator('button.edit-message').click();
+  await expect(first.locator('form.edit-form textarea')).toHaveValue('Write it up [sim markdown=1500]');
+  await first.locator('form.edit-form textarea').press('Escape');
+
+  // Away and back: drawn in the browser from the API, whole.
+  await sidebar(page).newChat.click();
+  await expect(ui.turns).toHaveCount(0);
+  await sidebar(page).item(id).locator('a.conversation-link').click();
+  await expect(ui.answers.first().locator('.md-done strong').first()).toBeVisible();
+  await expect(ui.answers.first().locator('.md-done')).toContainText('This part explains');
+  expect(await textOf(ui.answers.nth(1))).toBe(toolText);
+});
+
 test('Back and Forward move between conversations with the right transcript', async ({ page }) => {
   const { first, second, firstAnswer, secondAnswer } = await twoConversations(page);
   const side = sidebar(page);

@@ -133,6 +133,7 @@ mod tests {
             error: None,
             created_at: 0,
             blocks: Vec::new(),
+            text_left_out: false,
         }
     }
 

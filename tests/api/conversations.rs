@@ -40,6 +40,7 @@ both_backends!(
     checkpoints_at_once_are_written_together,
     a_long_conversation_opens_at_its_newest_page,
     the_conversation_page_is_server_rendered_with_its_transcript,
+    the_page_carries_each_answer_once,
     a_killed_server_loses_nothing_and_restarts_cleanly,
     each_conversation_keeps_its_own_model_and_settings,
     editing_a_message_replaces_the_turns_after_it_and_keeps_them_stored,
@@ -975,6 +976,46 @@ async fn the_conversation_page_is_server_rendered_with_its_transcript(db: Db) {
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
+    );
+}
+
+/// An answer is in the page as HTML; the data the browser hydrates from
+/// leaves its Markdown out (and keeps the user's words, which the editor
+/// opens with).
+async fn the_page_carries_each_answer_once(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let id = conversation_id(&app.chat(None, "Write it up, please [sim markdown=3000]").await);
+    let (_, stored) = app.get_json(&conversation_path(&id)).await;
+    let markdown = stored["messages"][1]["content"].as_str().unwrap();
+    assert!(markdown.contains("This part explains **"), "{markdown}");
+
+    let html = app
+        .http
+        .get(app.url(&format!("/c/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The scripts that hold the resources' data, as Leptos writes them.
+    let data: String = html
+        .split("<script")
+        .filter_map(|tag| tag.split_once("</script>").map(|(script, _)| script))
+        .filter(|script| script.contains("__RESOLVED_RESOURCES"))
+        .collect();
+    assert!(
+        data.contains("Write it up, please"),
+        "the user's message is in the data: {data}"
+    );
+    assert!(data.contains("text_left_out"), "{data}");
+    assert!(
+        !data.contains("This part explains") && !data.contains("Section 2"),
+        "the answer's Markdown is sent once, as HTML: {data}"
+    );
+    assert!(
+        html.contains("This part explains <strong>"),
+        "the answer is in the page"
     );
 }
 

@@ -10,7 +10,7 @@
 use super::markdown_loader::{self, MarkdownStream};
 use crate::{
     chat::ToolFinished,
-    conversations::{AnswerBlock, ToolCall},
+    conversations::{AnswerBlock, StoredMessage, ToolCall},
     markdown::{self, TailUpdate, Update as MarkdownUpdate},
 };
 use leptos::{html, prelude::*};
@@ -57,6 +57,10 @@ pub struct TextPart {
     waiting_for_renderer: StoredValue<bool>,
     /// Whether the text is complete (stored, or its stream moved on).
     finished: StoredValue<bool>,
+    /// Finished, and shown by the server's HTML that this part was
+    /// hydrated from; its text was left out of the page's data and is
+    /// never drawn here (see `hydration_data`).
+    on_page: bool,
     /// Deltas received since the last frame, drawn together at the next one.
     pending: StoredValue<String>,
     /// Whether a frame has been asked for to draw `pending`.
@@ -74,10 +78,19 @@ impl TextPart {
             markdown: StoredValue::new(None),
             waiting_for_renderer: StoredValue::new(false),
             finished: StoredValue::new(finished),
+            on_page: false,
             pending: StoredValue::new(String::new()),
             frame_requested: StoredValue::new(false),
             drawn_at_ms: StoredValue::new(f64::NEG_INFINITY),
             body: NodeRef::new(),
+        }
+    }
+
+    /// Finished text that the page being hydrated already shows.
+    fn on_page(key: u64) -> Self {
+        Self {
+            on_page: true,
+            ..Self::new(key, String::new(), true)
         }
     }
 
@@ -378,21 +391,23 @@ impl ToolPart {
     }
 }
 
-/// The parts of a stored answer: its blocks, or its text.
-pub fn stored_parts(text: &str, blocks: &[AnswerBlock], mut key: impl FnMut() -> u64) -> Vec<Part> {
-    if blocks.is_empty() {
-        return if text.is_empty() {
-            Vec::new()
-        } else {
-            vec![Part::Text(TextPart::new(key(), text.to_owned(), true))]
-        };
+/// The parts of a stored answer: its blocks, or its text. An answer whose
+/// text was left out (the page being hydrated shows it) still gets its text
+/// parts, without their text, so that they adopt the server's elements.
+pub fn stored_parts(answer: &StoredMessage, mut key: impl FnMut() -> u64) -> Vec<Part> {
+    let text_part = |text: &str, key: u64| match (answer.text_left_out, text.is_empty()) {
+        (true, _) => Some(Part::Text(TextPart::on_page(key))),
+        // An answer that failed before any text shows no empty box.
+        (false, true) => None,
+        (false, false) => Some(Part::Text(TextPart::new(key, text.to_owned(), true))),
+    };
+    if answer.blocks.is_empty() {
+        return text_part(&answer.content, key()).into_iter().collect();
     }
-    let mut parts: Vec<Part> = Vec::with_capacity(blocks.len());
-    for block in blocks {
+    let mut parts: Vec<Part> = Vec::with_capacity(answer.blocks.len());
+    for block in &answer.blocks {
         match block {
-            // An answer that failed before any text shows no empty box.
-            AnswerBlock::Text { text } if text.is_empty() => {}
-            AnswerBlock::Text { text } => parts.push(Part::Text(TextPart::new(key(), text.clone(), true))),
+            AnswerBlock::Text { text } => parts.extend(text_part(text, key())),
             AnswerBlock::Reasoning { text, redacted } => {
                 // Readable and encrypted thinking in a row share a section.
                 let thinking = match parts.last() {
@@ -436,10 +451,10 @@ pub fn AnswerParts(parts: RwSignal<Vec<Part>>) -> impl IntoView {
 /// all its text so far at its next delta.
 #[component]
 fn TextPartView(part: TextPart) -> impl IntoView {
-    // While hydrating, the element already holds the server's rendering,
-    // which `inner_html` leaves in place: rendering again would only cost
-    // time (seconds for a long conversation on a slow phone).
-    let (rendered, unformatted) = if part.finished.get_value() && !crate::early_input::is_hydrating() {
+    // A part hydrated from the server's page already holds its rendering,
+    // which `inner_html` leaves in place (and the page's data does not
+    // carry its text: see `hydration_data`).
+    let (rendered, unformatted) = if part.finished.get_value() && !part.on_page {
         match markdown_loader::loaded() {
             Some(renderer) => (part.text.with_value(|text| (renderer.render)(text)), None),
             None => {

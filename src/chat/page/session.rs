@@ -8,7 +8,7 @@
 //! followed at a time; its number (`stream_generation`) keeps a stream ended
 //! by switching conversations from resetting a newer one.
 
-use super::turn::Turn;
+use super::{hydration_data::WithoutAnswerText, turn::Turn};
 use crate::{
     app::PageConfig,
     chat::{
@@ -59,8 +59,9 @@ pub struct ChatSession {
     /// The conversation whose transcript is on screen; `None` for a new chat.
     pub on_screen: RwSignal<Option<String>>,
     pub title: RwSignal<Option<String>>,
-    /// The conversation being shown, loaded on each switch.
-    pub conversation: Resource<Loaded>,
+    /// The conversation being shown, loaded on each switch. The page
+    /// carries it without its answers' text ([`WithoutAnswerText`]).
+    pub conversation: Resource<Loaded, WithoutAnswerText>,
     /// The list of conversations.
     pub conversations: Resource<Listed>,
     /// Bumped to reload the list of conversations after a change.
@@ -138,7 +139,7 @@ impl ChatSession {
                 None => LoadKey { id, nonce: 0 },
             }
         });
-        let conversation = Resource::new(
+        let conversation = Resource::new_with_options(
             move || load_key.get(),
             |key| async move {
                 match key.id {
@@ -146,6 +147,7 @@ impl ChatSession {
                     Some(id) => client::get_conversation(id).await.map(Some),
                 }
             },
+            false,
         );
         let list_version = RwSignal::new(0_u64);
         let list_editing = RwSignal::new(None::<String>);
@@ -572,7 +574,7 @@ impl ChatSession {
         let id = self.next_turn_id.get_value();
         self.next_turn_id.set_value(id + 1);
         self.page_owner
-            .with_value(|owner| owner.with(|| Turn::new(id, role, text, &[], status)))
+            .with_value(|owner| owner.with(|| Turn::new(id, role, text, status)))
     }
 
     /// A stored message's turn, with an answer's parts.
@@ -580,7 +582,7 @@ impl ChatSession {
         let id = self.next_turn_id.get_value();
         self.next_turn_id.set_value(id + 1);
         self.page_owner
-            .with_value(|owner| owner.with(|| Turn::new(id, m.role, m.content.clone(), &m.blocks, m.status)))
+            .with_value(|owner| owner.with(|| Turn::stored(id, m)))
     }
 }
 

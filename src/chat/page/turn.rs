@@ -9,7 +9,7 @@
 use super::answer_parts::{now_ms, stored_parts, Part, TextPart, ThinkingPart, ToolPart, ToolState};
 use crate::{
     chat::{ErrorInfo, Role, StreamEnd, StreamEvent, Usage, STOPPED_REASON},
-    conversations::{AnswerBlock, MessageStatus},
+    conversations::{MessageStatus, StoredMessage},
 };
 use leptos::{html, prelude::*};
 
@@ -45,23 +45,34 @@ pub struct Turn {
 }
 
 impl Turn {
-    /// A turn with its stored text (and an answer's stored parts).
-    pub fn new(id: u64, role: Role, text: String, blocks: &[AnswerBlock], status: MessageStatus) -> Self {
+    /// A turn with no parts yet: a message just sent, or its answer.
+    pub fn new(id: u64, role: Role, text: String, status: MessageStatus) -> Self {
+        Self::with_parts(id, role, text, Vec::new(), status)
+    }
+
+    /// A stored message's turn, with an answer's stored parts.
+    pub fn stored(id: u64, message: &StoredMessage) -> Self {
         let mut next = 0_u64;
-        let parts = match role {
-            Role::Assistant => stored_parts(&text, blocks, || {
+        let parts = match message.role {
+            Role::Assistant => stored_parts(message, || {
                 next += 1;
                 next
             }),
             Role::User => Vec::new(),
         };
+        let turn = Self::with_parts(id, message.role, message.content.clone(), parts, message.status);
+        turn.next_part.set_value(next);
+        turn
+    }
+
+    fn with_parts(id: u64, role: Role, text: String, parts: Vec<Part>, status: MessageStatus) -> Self {
         Self {
             id,
             role,
             message_id: StoredValue::new(None),
             text: StoredValue::new(text),
             parts: RwSignal::new(parts),
-            next_part: StoredValue::new(next),
+            next_part: StoredValue::new(0),
             owner: StoredValue::new(Owner::current()),
             status: RwSignal::new(status),
             error: RwSignal::new(None),

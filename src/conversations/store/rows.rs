@@ -132,5 +132,6 @@ pub(super) fn message_from_row(row: &AnyRow) -> Result<StoredMessage> {
             Some(json) => serde_json::from_str(&json).map_err(|_| corrupt("blocks", "(not JSON)"))?,
             None => Vec::new(),
         },
+        text_left_out: false,
     })
 }

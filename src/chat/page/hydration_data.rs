@@ -1,0 +1,179 @@
+//! The copy of the conversation that a page carries for its hydration,
+//! without its answers' text.
+//!
+//! Leptos writes every resource a server render read into the page, and the
+//! browser hydrates from that copy. The answers are in the page already, as
+//! HTML, and hydration keeps that HTML (`inner_html` writes nothing while
+//! hydrating), so their Markdown would be sent a second time for nothing:
+//! most of a long conversation's page. Their text parts come without text
+//! ([`StoredMessage::text_left_out`]) and are never drawn again in the
+//! browser. Whatever the browser draws itself comes from the API, whole:
+//! another conversation, earlier messages, a new answer.
+//!
+//! Kept: each answer's parts (so that the browser hydrates the same
+//! elements), thinking and tool calls (opened on demand), and the users'
+//! messages (the editor opens with them).
+
+use super::session::Loaded;
+use crate::{
+    chat::Role,
+    conversations::{AnswerBlock, MessageStatus, StoredMessage},
+};
+use leptos::server::codee::{Decoder, Encoder};
+
+/// The codec of the transcript's resource: JSON, without answers' text.
+pub struct WithoutAnswerText;
+
+impl Encoder<Loaded> for WithoutAnswerText {
+    type Error = serde_json::Error;
+    type Encoded = String;
+
+    fn encode(loaded: &Loaded) -> Result<String, serde_json::Error> {
+        match loaded {
+            Ok(Some(conversation)) => {
+                let mut copy = conversation.clone();
+                copy.messages.iter_mut().for_each(leave_out_answer_text);
+                serde_json::to_string(&Loaded::Ok(Some(copy)))
+            }
+            _ => serde_json::to_string(loaded),
+        }
+    }
+}
+
+impl Decoder<Loaded> for WithoutAnswerText {
+    type Error = serde_json::Error;
+    type Encoded = str;
+
+    fn decode(json: &str) -> Result<Loaded, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+/// Takes an answer's text out of the page's copy of it.
+fn leave_out_answer_text(message: &mut StoredMessage) {
+    if message.role != Role::Assistant {
+        return;
+    }
+    if message.status == MessageStatus::Streaming {
+        // Followed from its first event, which draws it anew: nothing of
+        // this copy is shown (see `ChatSession::turns_of`).
+        message.content.clear();
+        message.blocks.clear();
+        return;
+    }
+    message.text_left_out = !message.content.is_empty();
+    message.content.clear();
+    message.blocks.retain_mut(|block| match block {
+        // An empty text block is drawn as nothing; with `text_left_out`,
+        // every text block left is one the page shows.
+        AnswerBlock::Text { text } if text.is_empty() => false,
+        AnswerBlock::Text { text } => {
+            text.clear();
+            true
+        }
+        AnswerBlock::Reasoning { .. } | AnswerBlock::Tool(_) => true,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversations::{Conversation, ConversationSummary};
+
+    fn message(role: Role, content: &str, status: MessageStatus, blocks: Vec<AnswerBlock>) -> StoredMessage {
+        StoredMessage {
+            id: format!("{role:?}-{content}"),
+            role,
+            content: content.to_owned(),
+            status,
+            model_id: None,
+            usage: None,
+            first_token_ms: None,
+            duration_ms: None,
+            error: None,
+            created_at: 0,
+            blocks,
+            text_left_out: false,
+        }
+    }
+
+    fn text(t: &str) -> AnswerBlock {
+        AnswerBlock::Text { text: t.to_owned() }
+    }
+
+    fn round_trip(messages: Vec<StoredMessage>) -> Vec<StoredMessage> {
+        let conversation = Conversation {
+            summary: ConversationSummary {
+                id: "c".into(),
+                title: "A title".into(),
+                created_at: 0,
+                updated_at: 0,
+            },
+            settings: Default::default(),
+            messages,
+            earlier: Default::default(),
+        };
+        let json = WithoutAnswerText::encode(&Ok(Some(conversation))).unwrap();
+        assert!(
+            json.contains("A title"),
+            "the rest of the conversation is kept: {json}"
+        );
+        WithoutAnswerText::decode(&json)
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .messages
+    }
+
+    #[test]
+    fn answers_lose_their_text_and_users_keep_theirs() {
+        let copy = round_trip(vec![
+            message(Role::User, "What is **bold**?", MessageStatus::Complete, vec![]),
+            message(Role::Assistant, "It is *this*.", MessageStatus::Complete, vec![]),
+        ]);
+        assert_eq!(copy[0].content, "What is **bold**?");
+        assert!(!copy[0].text_left_out);
+        assert_eq!(copy[1].content, "");
+        assert!(copy[1].text_left_out);
+    }
+
+    #[test]
+    fn an_answer_with_no_text_says_none_was_left_out() {
+        let copy = round_trip(vec![message(Role::Assistant, "", MessageStatus::Error, vec![])]);
+        assert!(!copy[0].text_left_out, "it has no part to hydrate");
+    }
+
+    #[test]
+    fn blocks_keep_their_order_thinking_and_tools_without_the_text() {
+        let thinking = AnswerBlock::Reasoning {
+            text: "Let me think.".into(),
+            redacted: false,
+        };
+        let copy = round_trip(vec![message(
+            Role::Assistant,
+            "Before.After.",
+            MessageStatus::Complete,
+            vec![text("Before."), thinking.clone(), text(""), text("After.")],
+        )]);
+        assert!(copy[0].text_left_out);
+        assert_eq!(copy[0].blocks, vec![text(""), thinking, text("")]);
+    }
+
+    #[test]
+    fn an_answer_being_written_is_sent_empty() {
+        let copy = round_trip(vec![message(
+            Role::Assistant,
+            "So far",
+            MessageStatus::Streaming,
+            vec![text("So far")],
+        )]);
+        assert_eq!((copy[0].content.as_str(), copy[0].blocks.len()), ("", 0));
+    }
+
+    #[test]
+    fn errors_and_new_chats_are_sent_as_they_are() {
+        let new_chat: Loaded = Ok(None);
+        let json = WithoutAnswerText::encode(&new_chat).unwrap();
+        assert_eq!(WithoutAnswerText::decode(&json).unwrap(), new_chat);
+    }
+}
