@@ -243,6 +243,16 @@ async fn page(app: &TestApp, path: &str, gzip: bool) -> (Duration, Vec<u8>) {
     (started.elapsed(), body.to_vec())
 }
 
+/// The bytes of the scripts in which Leptos writes the resources' data
+/// (the conversation without its answers' text: `chat::page::hydration_data`).
+fn hydration_data_bytes(html: &str) -> usize {
+    html.split("<script")
+        .filter_map(|tag| tag.split_once("</script>").map(|(script, _)| script))
+        .filter(|script| script.contains("__RESOLVED_RESOURCES"))
+        .map(str::len)
+        .sum()
+}
+
 fn message(i: usize) -> String {
     format!(
         "Question {i} of the benchmark: how does the relay keep each answer flowing to the browser \
@@ -305,12 +315,13 @@ async fn bench(db: Db) {
         );
     }
     let mut times = Vec::with_capacity(RUNS);
-    let mut size = 0;
+    let mut body = Vec::new();
     for _ in 0..RUNS {
-        let (t, body) = page(&app, &path, false).await;
+        let (t, fetched) = page(&app, &path, false).await;
         times.push(t.as_secs_f64() * 1e3);
-        size = body.len();
+        body = fetched;
     }
+    let size = body.len();
     let (gzip_time, gzipped) = page(&app, &path, true).await;
     let (median, p90, min) = stats(times);
     println!(
@@ -318,9 +329,11 @@ async fn bench(db: Db) {
          min {min:.2} ms"
     );
     println!(
-        "  page size: {size} bytes ({} bytes gzipped, {:.2} ms with gzip)",
+        "  page size: {size} bytes ({} bytes gzipped, {:.2} ms with gzip), of which the data the \
+         browser hydrates from: {} bytes",
         gzipped.len(),
-        gzip_time.as_secs_f64() * 1e3
+        gzip_time.as_secs_f64() * 1e3,
+        hydration_data_bytes(&String::from_utf8_lossy(&body))
     );
 
     // (b) Grown long: the newest page and the one before it.
