@@ -59,21 +59,29 @@ pub fn TranscriptPane() -> impl IntoView {
             el.set_scroll_top(el.scroll_height());
         }
     };
+    // To the newest text, following it from now on. What the user did
+    // before no longer explains a scroll: only what they do next.
+    let jump_to_newest = move || {
+        following.set_value(true);
+        scrolled_up.set(false);
+        input.update_value(UserInput::forget);
+        jumped();
+        to_bottom();
+    };
     Effect::new(move |_| {
         let (Some(section), Some(inner)) = (transcript.get(), inner.get()) else {
             return;
         };
-        pin_to_bottom(&section, &inner, following);
+        pin_to_bottom(&section, &inner, following, last_scroll);
     });
     // A new turn (a message sent, a conversation opened) brings the view to
     // it; earlier turns put above do not.
     let newest = Memo::new(move |_| turns.with(|t| t.last().map(|turn| turn.id)));
     Effect::new(move |_| {
+        // Read, not only tracked: a memo computes (and follows the turns)
+        // once it is read.
         let _newest = newest.get();
-        following.set_value(true);
-        scrolled_up.set(false);
-        jumped();
-        to_bottom();
+        jump_to_newest();
     });
     view! {
         <div class="transcript-wrap">
@@ -127,12 +135,7 @@ pub fn TranscriptPane() -> impl IntoView {
                 <button
                     type="button"
                     class="jump-to-latest"
-                    on:click=move |_| {
-                        following.set_value(true);
-                        scrolled_up.set(false);
-                        jumped();
-                        to_bottom();
-                    }
+                    on:click=move |_| jump_to_newest()
                 >
                     {move || i18n.t().jump_to_latest}
                 </button>
@@ -215,6 +218,11 @@ impl UserInput {
         self.now();
     }
 
+    /// Input before now explains no later scroll (a pointer still down does).
+    fn forget(&mut self) {
+        self.at_ms = f64::NEG_INFINITY;
+    }
+
     /// Whether a scroll up from `last` to `now` is the user's: they just
     /// scrolled, or nothing was laid out anew since the last scroll (find in
     /// page, a screen reader moving). A scroll up that comes with new
@@ -239,7 +247,17 @@ fn distance_to_bottom(el: &web_sys::HtmlElement) -> i32 {
 /// Turns the server's `column-reverse` box into a normal column kept at the
 /// bottom by script (see the module's notes), where the view was; then
 /// follows the newest text whenever the content or the box changes size.
-fn pin_to_bottom(section: &web_sys::HtmlElement, inner: &web_sys::HtmlElement, following: StoredValue<bool>) {
+///
+/// Each size change also records where the view is then, as `last_scroll`:
+/// content that shrinks moves the view with no scroll event, and the next
+/// scroll must be compared with where the view really was, not with the
+/// scroll before the change (a scroll down from there looked like one up).
+fn pin_to_bottom(
+    section: &web_sys::HtmlElement,
+    inner: &web_sys::HtmlElement,
+    following: StoredValue<bool>,
+    last_scroll: StoredValue<ScrollPosition>,
+) {
     let below = distance_to_bottom(section);
     let _ = section.class_list().add_1("pinned-by-script");
     section.set_scroll_top(section.scroll_height() - section.client_height() - below);
@@ -248,6 +266,7 @@ fn pin_to_bottom(section: &web_sys::HtmlElement, inner: &web_sys::HtmlElement, f
         if following.try_get_value().unwrap_or(false) {
             scroller.set_scroll_top(scroller.scroll_height());
         }
+        last_scroll.try_set_value(ScrollPosition::of(&scroller));
     });
     let Ok(observer) = web_sys::ResizeObserver::new(on_resize.as_ref().unchecked_ref()) else {
         return;
