@@ -46,6 +46,52 @@ impl Part {
     }
 }
 
+/// The deltas of a streaming text part until a frame draws them: every
+/// delta that arrives before that frame is drawn with one Markdown pass and
+/// one DOM update, and frames are drawn at most every
+/// [`MIN_DRAW_INTERVAL_MS`].
+struct FramePacer {
+    /// Deltas received since the last draw.
+    pending: String,
+    /// A frame has been asked for to draw `pending`.
+    frame_requested: bool,
+    /// When (ms, browser clock) deltas were last drawn.
+    drawn_at_ms: f64,
+}
+
+impl Default for FramePacer {
+    fn default() -> Self {
+        Self {
+            pending: String::new(),
+            frame_requested: false,
+            drawn_at_ms: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl FramePacer {
+    /// Holds a delta; true when a frame must be asked for to draw it.
+    fn hold(&mut self, delta: &str) -> bool {
+        self.pending.push_str(delta);
+        !std::mem::replace(&mut self.frame_requested, true)
+    }
+
+    /// Whether a frame at `now_ms` may draw.
+    fn due(&self, now_ms: f64) -> bool {
+        now_ms - self.drawn_at_ms >= MIN_DRAW_INTERVAL_MS
+    }
+
+    /// What to draw now (the next delta asks for a frame again).
+    fn take(&mut self, now_ms: f64) -> String {
+        self.frame_requested = false;
+        let pending = std::mem::take(&mut self.pending);
+        if !pending.is_empty() {
+            self.drawn_at_ms = now_ms;
+        }
+        pending
+    }
+}
+
 /// Answer text, rendered as Markdown while it streams.
 #[derive(Clone, Copy)]
 pub struct TextPart {
@@ -61,12 +107,8 @@ pub struct TextPart {
     /// hydrated from; its text was left out of the page's data and is
     /// never drawn here (see `hydration_data`).
     on_page: bool,
-    /// Deltas received since the last frame, drawn together at the next one.
-    pending: StoredValue<String>,
-    /// Whether a frame has been asked for to draw `pending`.
-    frame_requested: StoredValue<bool>,
-    /// When (ms, browser clock) deltas were last drawn.
-    drawn_at_ms: StoredValue<f64>,
+    /// The deltas waiting for a frame to draw them.
+    pacer: StoredValue<FramePacer>,
     body: NodeRef<html::Div>,
 }
 
@@ -79,9 +121,7 @@ impl TextPart {
             waiting_for_renderer: StoredValue::new(false),
             finished: StoredValue::new(finished),
             on_page: false,
-            pending: StoredValue::new(String::new()),
-            frame_requested: StoredValue::new(false),
-            drawn_at_ms: StoredValue::new(f64::NEG_INFINITY),
+            pacer: StoredValue::new(FramePacer::default()),
             body: NodeRef::new(),
         }
     }
@@ -104,37 +144,29 @@ impl TextPart {
         if self.body.get_untracked().is_none() {
             return;
         }
-        self.pending.update_value(|pending| pending.push_str(delta));
-        if !self.frame_requested.get_value() {
-            self.frame_requested.set_value(true);
+        if self.pacer.try_update_value(|pacer| pacer.hold(delta)) == Some(true) {
             request_animation_frame(move || self.on_frame());
         }
     }
 
-    /// An animation frame with deltas waiting: drawn now, unless the last
-    /// draw was less than [`MIN_DRAW_INTERVAL_MS`] ago (then at a later
-    /// frame, with what arrives meanwhile).
+    /// An animation frame with deltas waiting: drawn now, or at a later
+    /// frame (with what arrives meanwhile) if the last draw was too recent.
     fn on_frame(self) {
-        let Some(drawn_at) = self.drawn_at_ms.try_get_value() else {
-            return; // the part is gone
-        };
-        if js_sys::Date::now() - drawn_at < MIN_DRAW_INTERVAL_MS {
-            request_animation_frame(move || self.on_frame());
-        } else {
-            self.draw_pending();
+        match self.pacer.try_with_value(|pacer| pacer.due(js_sys::Date::now())) {
+            Some(true) => self.draw_pending(),
+            Some(false) => request_animation_frame(move || self.on_frame()),
+            None => {} // the part is gone
         }
     }
 
     /// Draws the deltas held for this frame. The part may be gone by then
     /// (the user switched conversations): then there is nothing to draw.
     fn draw_pending(self) {
-        let Some(pending) = self.pending.try_update_value(std::mem::take) else {
-            return;
-        };
-        self.frame_requested.set_value(false);
-        if !pending.is_empty() {
-            self.drawn_at_ms.set_value(js_sys::Date::now());
-            self.render_delta(&pending);
+        let now = js_sys::Date::now();
+        if let Some(pending) = self.pacer.try_update_value(|pacer| pacer.take(now)) {
+            if !pending.is_empty() {
+                self.render_delta(&pending);
+            }
         }
     }
 
@@ -478,5 +510,37 @@ fn TextPartView(part: TextPart) -> impl IntoView {
             <div class="md-done" inner_html=rendered></div>
             <div class=tail_class inner_html=unformatted.unwrap_or_default()></div>
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_before_a_frame_are_drawn_together_and_ask_for_one_frame() {
+        let mut pacer = FramePacer::default();
+        assert!(pacer.hold("Hel"), "the first delta asks for a frame");
+        assert!(!pacer.hold("lo"), "the next ones wait for the same frame");
+        assert!(pacer.due(0.0), "nothing was drawn yet");
+        assert_eq!(pacer.take(0.0), "Hello");
+        assert!(
+            pacer.hold(", world"),
+            "after a draw, a delta asks for a frame again"
+        );
+    }
+
+    #[test]
+    fn frames_are_drawn_at_most_every_interval() {
+        let mut pacer = FramePacer::default();
+        pacer.hold("a");
+        assert_eq!(pacer.take(1_000.0), "a");
+        pacer.hold("b");
+        assert!(!pacer.due(1_000.0 + MIN_DRAW_INTERVAL_MS - 1.0));
+        assert!(pacer.due(1_000.0 + MIN_DRAW_INTERVAL_MS));
+        // A frame that found nothing to draw does not count as a draw.
+        assert_eq!(pacer.take(1_040.0), "b");
+        assert_eq!(pacer.take(1_050.0), "");
+        assert!(pacer.due(1_040.0 + MIN_DRAW_INTERVAL_MS));
     }
 }
