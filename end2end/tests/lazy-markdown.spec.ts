@@ -36,7 +36,8 @@ test('an answer that streams before the renderer arrives shows as text, then for
     await route.continue();
   });
   const ui = await openChat(page);
-  await sendMessage(page, `${MESSAGE}\n[sim echo]`);
+  // In pieces of 3 characters, 40 ms apart: drawn over several frames.
+  await sendMessage(page, `${MESSAGE}\n[sim echo chunk=3 delay_ms=40]`);
   const answer = ui.answers.first();
   await expect(answer).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
   // Nothing is hidden while the renderer is on its way.

@@ -191,7 +191,7 @@ impl TextPart {
         match update {
             Some(Some(update)) => self.paint(Some(update)),
             Some(None) => {
-                self.show_unformatted();
+                self.show_unformatted(delta);
                 self.wait_for_renderer();
             }
             None => {} // the part is gone
@@ -221,9 +221,20 @@ impl TextPart {
     }
 
     /// Until the renderer is loaded (or if it cannot be), the text so far
-    /// is shown as plain text in the tail.
-    fn show_unformatted(self) {
+    /// is shown as plain text in the tail: all of it at first, then each
+    /// delta added to its text node (not the whole text again per frame).
+    fn show_unformatted(self, delta: &str) {
+        use wasm_bindgen::JsCast;
         let Some(tail) = self.tail() else { return };
+        if tail.class_name() == UNFORMATTED_TAIL {
+            if let Some(shown) = tail
+                .first_child()
+                .and_then(|node| node.dyn_into::<web_sys::Text>().ok())
+            {
+                let _ = shown.append_data(delta);
+                return;
+            }
+        }
         tail.set_class_name(UNFORMATTED_TAIL);
         self.text.with_value(|text| tail.set_text_content(Some(text)));
     }
