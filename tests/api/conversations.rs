@@ -29,6 +29,7 @@ both_backends!(
     messages_and_answers_are_stored_and_listed_newest_first,
     history_comes_from_the_store_and_is_trimmed_to_the_budget,
     rename_and_delete,
+    deleting_while_others_write_never_fails,
     another_user_sees_nothing_and_gets_404_everywhere,
     malformed_ids_and_titles_get_clear_errors,
     every_ending_of_an_answer_is_stored,
@@ -164,6 +165,52 @@ async fn rename_and_delete(db: Db) {
     assert_eq!(app.send(Some(&id), "Still there?").await.status(), 404);
     let page = app.http.get(app.url(&format!("/c/{id}"))).send().await.unwrap();
     assert_eq!(page.status(), 404);
+}
+
+/// Deleting while other people's answers are being written: each delete
+/// waits its turn for the database, and none is refused as "not answering".
+/// (On SQLite a transaction that reads before it writes cannot take the
+/// write lock once another commit lands in between: it fails at once.)
+async fn deleting_while_others_write_never_fails(db: Db) {
+    let app = spawn_app_on(db, &[]).await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(conversation_id(
+            &app.chat(None, &format!("To delete {n} [sim tokens=1]")).await,
+        ));
+    }
+    let writers = (0..6).map(|n| {
+        let base = &app.base;
+        async move {
+            let http = new_user();
+            let mut id = None;
+            for turn in 0..6 {
+                let text = format!("Writer {n}, turn {turn} [sim tokens=20 delay_ms=2]");
+                let response = send_as(&http, base, id.as_deref(), &text).await;
+                assert_eq!(response.status(), 200, "{text}");
+                id = Some(conversation_id(&read_events(response).await));
+            }
+        }
+    });
+    let deletes = async {
+        let mut refused = Vec::new();
+        for id in &ids {
+            let response = app
+                .http
+                .delete(app.url(&conversation_path(id)))
+                .send()
+                .await
+                .unwrap();
+            if response.status() != 204 {
+                refused.push((response.status().as_u16(), response.text().await.unwrap()));
+            }
+        }
+        refused
+    };
+    let (_, refused) = futures::join!(futures::future::join_all(writers), deletes);
+    assert_eq!(refused, Vec::<(u16, String)>::new(), "every delete succeeds");
+    let (_, list) = app.get_json("/api/conversations").await;
+    assert_eq!(list, json!([]));
 }
 
 async fn another_user_sees_nothing_and_gets_404_everywhere(db: Db) {

@@ -395,17 +395,29 @@ impl Store {
     /// Deletes a conversation and its messages.
     pub async fn delete(&self, owner: &str, id: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        owned_conversation(&mut tx, owner, id).await?;
-        // Explicit rather than relying on ON DELETE CASCADE, which SQLite
-        // only honours when foreign keys are switched on.
-        sqlx::query("DELETE FROM messages WHERE conversation_id = $1")
+        // Writes only, each checking the owner: a SQLite transaction that
+        // reads first cannot take the write lock once another commit has
+        // landed since its read, and fails at once instead of waiting (a
+        // delete beside answers being written was refused as "not
+        // answering"). Messages explicitly rather than by ON DELETE CASCADE,
+        // which SQLite only honours when foreign keys are switched on.
+        sqlx::query(
+            "DELETE FROM messages WHERE conversation_id = $1 \
+             AND EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND owner_id = $2)",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM conversations WHERE id = $1 AND owner_id = $2")
             .bind(id)
+            .bind(owner)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM conversations WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        if deleted.rows_affected() == 0 {
+            // Nothing was deleted; the transaction is rolled back as it drops.
+            return Err(StoreError::not_found());
+        }
         tx.commit().await?;
         Ok(())
     }
