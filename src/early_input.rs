@@ -49,9 +49,10 @@ d.addEventListener("change",function(ev){var s=ev.target;if(ready||broken||s.tag
 held.push(function(){if(s.isConnected&&s.value!==v){s.value=v;s.dispatchEvent(new Event("change",{bubbles:true}))}})},true);
 d.addEventListener("bedrock-chat:hydrated",function(){ready=true;var q=held;held=[];q.forEach(function(f){f()})},{once:true})})();"#;
 
-/// Replays what [`EARLY_INPUT_SCRIPT`] held. Called once, after `hydrate_body`; deferred
-/// by a task so that parts hydrated asynchronously (those under `Suspense`,
-/// whose data came with the page and resolves in microtasks) are done too.
+/// Replays what [`EARLY_INPUT_SCRIPT`] held. Called once, after
+/// `hydrate_body`; deferred by a task so that parts hydrated asynchronously
+/// (those under `Suspense`, whose data came with the page and resolves in
+/// microtasks) are done too.
 #[cfg(feature = "hydrate")]
 pub fn release() {
     leptos::prelude::set_timeout(
