@@ -121,20 +121,7 @@ mod tests {
     use crate::conversations::MessageStatus;
 
     fn msg(role: Role, text: &str, status: MessageStatus) -> StoredMessage {
-        StoredMessage {
-            id: String::new(),
-            role,
-            content: text.to_owned(),
-            status,
-            model_id: None,
-            usage: None,
-            first_token_ms: None,
-            duration_ms: None,
-            error: None,
-            created_at: 0,
-            blocks: Vec::new(),
-            text_left_out: false,
-        }
+        StoredMessage::of(role, text, status)
     }
 
     fn roles(turns: &[HistoryTurn]) -> Vec<Role> {

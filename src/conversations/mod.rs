@@ -170,6 +170,27 @@ pub struct StoredMessage {
     pub text_left_out: bool,
 }
 
+#[cfg(test)]
+impl StoredMessage {
+    /// A message with only what a test sets: its role, text and status.
+    pub(crate) fn of(role: Role, content: &str, status: MessageStatus) -> Self {
+        Self {
+            id: String::new(),
+            role,
+            content: content.to_owned(),
+            status,
+            model_id: None,
+            usage: None,
+            first_token_ms: None,
+            duration_ms: None,
+            error: None,
+            created_at: 0,
+            blocks: Vec::new(),
+            text_left_out: false,
+        }
+    }
+}
+
 /// How one conversation talks to the model, stored with it. Each `None`
 /// means the server's default (`[bedrock]` in Leptos.toml), so a default
 /// changed later applies to conversations that never chose their own.

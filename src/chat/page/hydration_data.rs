@@ -82,18 +82,8 @@ mod tests {
 
     fn message(role: Role, content: &str, status: MessageStatus, blocks: Vec<AnswerBlock>) -> StoredMessage {
         StoredMessage {
-            id: format!("{role:?}-{content}"),
-            role,
-            content: content.to_owned(),
-            status,
-            model_id: None,
-            usage: None,
-            first_token_ms: None,
-            duration_ms: None,
-            error: None,
-            created_at: 0,
             blocks,
-            text_left_out: false,
+            ..StoredMessage::of(role, content, status)
         }
     }
 
