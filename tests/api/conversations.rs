@@ -966,15 +966,7 @@ async fn a_long_conversation_opens_at_its_newest_page(db: Db) {
     assert_eq!(status, 404);
 
     // The server-rendered page: the newest 100 turns and the button.
-    let html = app
-        .http
-        .get(app.url(&format!("/c/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page_html(&format!("/c/{id}")).await;
     let turns =
         html.matches(r#"class="turn user""#).count() + html.matches(r#"class="turn assistant""#).count();
     assert_eq!(turns, 100);
@@ -1036,15 +1028,7 @@ async fn the_page_carries_each_answer_once(db: Db) {
     let markdown = stored["messages"][1]["content"].as_str().unwrap();
     assert!(markdown.contains("This part explains **"), "{markdown}");
 
-    let html = app
-        .http
-        .get(app.url(&format!("/c/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page_html(&format!("/c/{id}")).await;
     // The scripts that hold the resources' data, as Leptos writes them.
     let data: String = html
         .split("<script")

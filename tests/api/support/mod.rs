@@ -310,6 +310,17 @@ impl TestApp {
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         get_json_as(&self.http, &self.url(path)).await
     }
+
+    /// A page's HTML, as this test's user gets it.
+    pub async fn page_html(&self, path: &str) -> String {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("page is answered");
+        response.text().await.expect("page body")
+    }
 }
 
 pub async fn send_as(http: &reqwest::Client, base: &str, id: Option<&str>, text: &str) -> reqwest::Response {
