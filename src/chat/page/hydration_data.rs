@@ -61,7 +61,13 @@ fn leave_out_answer_text(message: &mut StoredMessage) {
         message.blocks.clear();
         return;
     }
-    message.text_left_out = !message.content.is_empty();
+    // (`content` is the text blocks joined, but the parts are drawn from
+    // the blocks when there are any: either one with text counts.)
+    message.text_left_out = !message.content.is_empty()
+        || message
+            .blocks
+            .iter()
+            .any(|block| matches!(block, AnswerBlock::Text { text } if !text.is_empty()));
     message.content.clear();
     message.blocks.retain_mut(|block| match block {
         // An empty text block is drawn as nothing; with `text_left_out`,
@@ -147,6 +153,21 @@ mod tests {
         )]);
         assert!(copy[0].text_left_out);
         assert_eq!(copy[0].blocks, vec![text(""), thinking, text("")]);
+    }
+
+    #[test]
+    fn text_in_the_blocks_alone_is_left_out_too() {
+        let copy = round_trip(vec![message(
+            Role::Assistant,
+            "",
+            MessageStatus::Complete,
+            vec![text("Only here.")],
+        )]);
+        assert!(
+            copy[0].text_left_out,
+            "its text part is still made, for the page's element"
+        );
+        assert_eq!(copy[0].blocks, vec![text("")]);
     }
 
     #[test]
