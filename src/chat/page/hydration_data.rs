@@ -121,6 +121,11 @@ mod tests {
             .messages
     }
 
+    /// The page's copy of one answer.
+    fn answer_copy(content: &str, status: MessageStatus, blocks: Vec<AnswerBlock>) -> StoredMessage {
+        round_trip(vec![message(Role::Assistant, content, status, blocks)]).remove(0)
+    }
+
     #[test]
     fn answers_lose_their_text_and_users_keep_theirs() {
         let copy = round_trip(vec![
@@ -135,8 +140,8 @@ mod tests {
 
     #[test]
     fn an_answer_with_no_text_says_none_was_left_out() {
-        let copy = round_trip(vec![message(Role::Assistant, "", MessageStatus::Error, vec![])]);
-        assert!(!copy[0].text_left_out, "it has no part to hydrate");
+        let copy = answer_copy("", MessageStatus::Error, vec![]);
+        assert!(!copy.text_left_out, "it has no part to hydrate");
     }
 
     #[test]
@@ -145,40 +150,29 @@ mod tests {
             text: "Let me think.".into(),
             redacted: false,
         };
-        let copy = round_trip(vec![message(
-            Role::Assistant,
+        let copy = answer_copy(
             "Before.After.",
             MessageStatus::Complete,
             vec![text("Before."), thinking.clone(), text(""), text("After.")],
-        )]);
-        assert!(copy[0].text_left_out);
-        assert_eq!(copy[0].blocks, vec![text(""), thinking, text("")]);
+        );
+        assert!(copy.text_left_out);
+        assert_eq!(copy.blocks, vec![text(""), thinking, text("")]);
     }
 
     #[test]
     fn text_in_the_blocks_alone_is_left_out_too() {
-        let copy = round_trip(vec![message(
-            Role::Assistant,
-            "",
-            MessageStatus::Complete,
-            vec![text("Only here.")],
-        )]);
+        let copy = answer_copy("", MessageStatus::Complete, vec![text("Only here.")]);
         assert!(
-            copy[0].text_left_out,
+            copy.text_left_out,
             "its text part is still made, for the page's element"
         );
-        assert_eq!(copy[0].blocks, vec![text("")]);
+        assert_eq!(copy.blocks, vec![text("")]);
     }
 
     #[test]
     fn an_answer_being_written_is_sent_empty() {
-        let copy = round_trip(vec![message(
-            Role::Assistant,
-            "So far",
-            MessageStatus::Streaming,
-            vec![text("So far")],
-        )]);
-        assert_eq!((copy[0].content.as_str(), copy[0].blocks.len()), ("", 0));
+        let copy = answer_copy("So far", MessageStatus::Streaming, vec![text("So far")]);
+        assert_eq!((copy.content.as_str(), copy.blocks.len()), ("", 0));
     }
 
     #[test]
