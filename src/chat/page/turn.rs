@@ -47,7 +47,7 @@ pub struct Turn {
 impl Turn {
     /// A turn with no parts yet: a message just sent, or its answer.
     pub fn new(id: u64, role: Role, text: String, status: MessageStatus) -> Self {
-        Self::with_parts(id, role, text, Vec::new(), status)
+        Self::with_parts(id, role, text, (Vec::new(), 0), status)
     }
 
     /// A stored message's turn, with an answer's stored parts.
@@ -60,19 +60,25 @@ impl Turn {
             }),
             Role::User => Vec::new(),
         };
-        let turn = Self::with_parts(id, message.role, message.content.clone(), parts, message.status);
-        turn.next_part.set_value(next);
-        turn
+        Self::with_parts(
+            id,
+            message.role,
+            message.content.clone(),
+            (parts, next),
+            message.status,
+        )
     }
 
-    fn with_parts(id: u64, role: Role, text: String, parts: Vec<Part>, status: MessageStatus) -> Self {
+    /// `parts`: the parts, and the last key given to one.
+    fn with_parts(id: u64, role: Role, text: String, parts: (Vec<Part>, u64), status: MessageStatus) -> Self {
+        let (parts, next_part) = parts;
         Self {
             id,
             role,
             message_id: StoredValue::new(None),
             text: StoredValue::new(text),
             parts: RwSignal::new(parts),
-            next_part: StoredValue::new(0),
+            next_part: StoredValue::new(next_part),
             owner: StoredValue::new(Owner::current()),
             status: RwSignal::new(status),
             error: RwSignal::new(None),
