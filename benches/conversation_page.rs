@@ -244,7 +244,7 @@ async fn page(app: &TestApp, path: &str, gzip: bool) -> (Duration, Vec<u8>) {
 }
 
 /// The bytes of the scripts in which Leptos writes the resources' data
-/// (the conversation without its answers' text: `chat::page::hydration_data`).
+/// (the conversation without the text its HTML shows: `chat::page::hydration_data`).
 fn hydration_data_bytes(html: &str) -> usize {
     html.split("<script")
         .filter_map(|tag| tag.split_once("</script>").map(|(script, _)| script))

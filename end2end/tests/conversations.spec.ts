@@ -219,20 +219,25 @@ test('messages start conversations that are listed, switched between, and server
   expect(lastAnswer.startsWith(`Demo answer to message 5 of 5. You said: "${LAST}".`)).toBe(true);
 });
 
-test('answers opened by address come as HTML only, and stay through hydration, the renderer and a switch', async ({
+test('messages opened by address come as HTML only, and stay through hydration, the renderer, the editor and a switch', async ({
   page,
 }) => {
   const ui = await openChat(page);
   await sendMessage(page, 'Write it up [sim markdown=1500]');
   await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
   const id = conversationIdOf(page);
-  await sendMessage(page, 'Use a tool [sim call=calculator:{"expression":"6*7"}]');
+  // Several lines, markup and spaces at the ends: the editor gets them
+  // back from the page exactly.
+  const question = '  Use a <b>tool</b> & then\n\nsay so  [sim call=calculator:{"expression":"6*7"}]';
+  await sendMessage(page, question);
   await expect(ui.answers.nth(1)).toHaveAttribute('data-status', 'complete', { timeout: 20_000 });
 
-  // The page carries each answer once: as HTML, not also as Markdown.
+  // The page carries each message once: as HTML, not also as data.
   const html = await (await page.request.get(`/c/${id}`)).text();
   expect(html).toContain('This part explains <strong>');
   expect(html).not.toContain('This part explains **');
+  expect(html).toContain('Use a &lt;b&gt;tool&lt;/b&gt; &amp; then');
+  expect(html).not.toContain('Use a <b>');
 
   await openChat(page, `/c/${id}`);
   const written = ui.answers.first().locator('.md-done');
@@ -250,12 +255,19 @@ test('answers opened by address come as HTML only, and stay through hydration, t
   expect(await written.innerHTML()).toBe(served);
   expect(await textOf(tool)).toBe(toolText);
 
-  // The editor opens with the user's words, which the page does carry.
-  const first = ui.users.first();
-  await first.hover();
-  await first.locator('button.edit-message').click();
-  await expect(first.locator('form.edit-form textarea')).toHaveValue('Write it up [sim markdown=1500]');
-  await first.locator('form.edit-form textarea').press('Escape');
+  // The editor opens with the user's words, read from the page.
+  for (const [n, words] of [
+    [0, 'Write it up [sim markdown=1500]'],
+    [1, question],
+  ] as const) {
+    const user = ui.users.nth(n);
+    expect(await textOf(user)).toBe(words);
+    await user.hover();
+    await user.locator('button.edit-message').click();
+    await expect(user.locator('form.edit-form textarea')).toHaveValue(words);
+    await user.locator('form.edit-form textarea').press('Escape');
+    await expect(user.locator('form.edit-form')).toHaveCount(0);
+  }
 
   // Away and back: drawn in the browser from the API, whole.
   await sidebar(page).newChat.click();
@@ -264,6 +276,7 @@ test('answers opened by address come as HTML only, and stay through hydration, t
   await expect(ui.answers.first().locator('.md-done strong').first()).toBeVisible();
   await expect(ui.answers.first().locator('.md-done')).toContainText('This part explains');
   expect(await textOf(ui.answers.nth(1))).toBe(toolText);
+  expect(await textOf(ui.users.nth(1))).toBe(question);
 });
 
 test('Back and Forward move between conversations with the right transcript', async ({ page }) => {

@@ -163,7 +163,7 @@ pub struct StoredMessage {
     /// tool calls); `content` is then its text blocks joined.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocks: Vec<AnswerBlock>,
-    /// The answer's text was left out of this copy: set only in the copy a
+    /// The message's text was left out of this copy: set only in the copy a
     /// page is hydrated from, whose HTML already shows that text (see
     /// `chat::page::hydration_data`); never by the store or the API.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

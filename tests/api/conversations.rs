@@ -41,7 +41,7 @@ both_backends!(
     checkpoints_at_once_are_written_together,
     a_long_conversation_opens_at_its_newest_page,
     the_conversation_page_is_server_rendered_with_its_transcript,
-    the_page_carries_each_answer_once,
+    the_page_carries_each_message_once,
     a_killed_server_loses_nothing_and_restarts_cleanly,
     each_conversation_keeps_its_own_model_and_settings,
     editing_a_message_replaces_the_turns_after_it_and_keeps_them_stored,
@@ -1021,9 +1021,12 @@ async fn the_conversation_page_is_server_rendered_with_its_transcript(db: Db) {
 /// An answer is in the page as HTML; the data the browser hydrates from
 /// leaves its Markdown out (and keeps the user's words, which the editor
 /// opens with).
-async fn the_page_carries_each_answer_once(db: Db) {
+async fn the_page_carries_each_message_once(db: Db) {
     let app = spawn_app_on(db, &[]).await;
     let id = conversation_id(&app.chat(None, "Write it up, please [sim markdown=3000]").await);
+    // (Not the first message, whose words are the conversation's title too.)
+    let question = "And a <b>short</b> note & a \"quote\"?";
+    app.chat(Some(&id), question).await;
     let (_, stored) = app.get_json(&conversation_path(&id)).await;
     let markdown = stored["messages"][1]["content"].as_str().unwrap();
     assert!(markdown.contains("This part explains **"), "{markdown}");
@@ -1035,10 +1038,6 @@ async fn the_page_carries_each_answer_once(db: Db) {
         .filter_map(|tag| tag.split_once("</script>").map(|(script, _)| script))
         .filter(|script| script.contains("__RESOLVED_RESOURCES"))
         .collect();
-    assert!(
-        data.contains("Write it up, please"),
-        "the user's message is in the data: {data}"
-    );
     assert!(data.contains("text_left_out"), "{data}");
     assert!(
         !data.contains("This part explains") && !data.contains("Section 2"),
@@ -1047,6 +1046,14 @@ async fn the_page_carries_each_answer_once(db: Db) {
     assert!(
         html.contains("This part explains <strong>"),
         "the answer is in the page"
+    );
+    assert!(
+        !data.contains("short") && !data.contains("note &"),
+        "the user's message is sent once, as text: {data}"
+    );
+    assert!(
+        html.contains("And a &lt;b&gt;short&lt;/b&gt; note &amp; a"),
+        "the user's message is in the page, as text"
     );
 }
 

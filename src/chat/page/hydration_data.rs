@@ -1,18 +1,20 @@
 //! The copy of the conversation that a page carries for its hydration,
-//! without its answers' text.
+//! without the text its HTML already shows.
 //!
 //! Leptos writes every resource a server render read into the page, and the
-//! browser hydrates from that copy. The answers are in the page already, as
+//! browser hydrates from that copy. The messages are in the page already, as
 //! HTML, and hydration keeps that HTML (`inner_html` writes nothing while
-//! hydrating), so their Markdown would be sent a second time for nothing:
-//! most of a long conversation's page. Their text parts come without text
-//! ([`StoredMessage::text_left_out`]) and are never drawn again in the
-//! browser. Whatever the browser draws itself comes from the API, whole:
-//! another conversation, earlier messages, a new answer.
+//! hydrating, and a text node is adopted as the server wrote it), so their
+//! text would be sent a second time for nothing: most of a long
+//! conversation's page. Such messages come without text
+//! ([`StoredMessage::text_left_out`]), and are never drawn again in the
+//! browser: an answer's text parts adopt the page's elements, and the editor
+//! reads a user's message from the page. Whatever the browser draws itself
+//! comes from the API, whole: another conversation, earlier messages, a new
+//! answer.
 //!
 //! Kept: each answer's parts (so that the browser hydrates the same
-//! elements), thinking and tool calls (opened on demand), and the users'
-//! messages (the editor opens with them).
+//! elements), and its thinking and tool calls (opened on demand).
 
 use super::session::Loaded;
 use crate::{
@@ -21,10 +23,11 @@ use crate::{
 };
 use leptos::server::codee::{Decoder, Encoder};
 
-/// The codec of the transcript's resource: JSON, without answers' text.
-pub struct WithoutAnswerText;
+/// The codec of the transcript's resource: JSON, without the text the page
+/// shows.
+pub struct WithoutTextOnPage;
 
-impl Encoder<Loaded> for WithoutAnswerText {
+impl Encoder<Loaded> for WithoutTextOnPage {
     type Error = serde_json::Error;
     type Encoded = String;
 
@@ -32,7 +35,7 @@ impl Encoder<Loaded> for WithoutAnswerText {
         match loaded {
             Ok(Some(conversation)) => {
                 let mut copy = conversation.clone();
-                copy.messages.iter_mut().for_each(leave_out_answer_text);
+                copy.messages.iter_mut().for_each(leave_out_text_on_page);
                 serde_json::to_string(&Loaded::Ok(Some(copy)))
             }
             _ => serde_json::to_string(loaded),
@@ -40,7 +43,7 @@ impl Encoder<Loaded> for WithoutAnswerText {
     }
 }
 
-impl Decoder<Loaded> for WithoutAnswerText {
+impl Decoder<Loaded> for WithoutTextOnPage {
     type Error = serde_json::Error;
     type Encoded = str;
 
@@ -49,9 +52,12 @@ impl Decoder<Loaded> for WithoutAnswerText {
     }
 }
 
-/// Takes an answer's text out of the page's copy of it.
-fn leave_out_answer_text(message: &mut StoredMessage) {
-    if message.role != Role::Assistant {
+/// Takes a message's text out of the page's copy of it.
+fn leave_out_text_on_page(message: &mut StoredMessage) {
+    if message.role == Role::User {
+        // (An empty one is drawn as nothing, and has no text node to adopt.)
+        message.text_left_out = !message.content.is_empty();
+        message.content.clear();
         return;
     }
     if message.status == MessageStatus::Streaming {
@@ -109,12 +115,12 @@ mod tests {
             messages,
             earlier: Default::default(),
         };
-        let json = WithoutAnswerText::encode(&Ok(Some(conversation))).unwrap();
+        let json = WithoutTextOnPage::encode(&Ok(Some(conversation))).unwrap();
         assert!(
             json.contains("A title"),
             "the rest of the conversation is kept: {json}"
         );
-        WithoutAnswerText::decode(&json)
+        WithoutTextOnPage::decode(&json)
             .unwrap()
             .unwrap()
             .unwrap()
@@ -127,15 +133,21 @@ mod tests {
     }
 
     #[test]
-    fn answers_lose_their_text_and_users_keep_theirs() {
+    fn answers_and_users_messages_lose_their_text() {
         let copy = round_trip(vec![
             message(Role::User, "What is **bold**?", MessageStatus::Complete, vec![]),
             message(Role::Assistant, "It is *this*.", MessageStatus::Complete, vec![]),
         ]);
-        assert_eq!(copy[0].content, "What is **bold**?");
-        assert!(!copy[0].text_left_out);
-        assert_eq!(copy[1].content, "");
-        assert!(copy[1].text_left_out);
+        for message in copy {
+            assert_eq!(message.content, "");
+            assert!(message.text_left_out);
+        }
+    }
+
+    #[test]
+    fn an_empty_users_message_says_none_was_left_out() {
+        let copy = round_trip(vec![message(Role::User, "", MessageStatus::Complete, vec![])]);
+        assert!(!copy[0].text_left_out, "it has no text node to adopt");
     }
 
     #[test]
@@ -178,7 +190,7 @@ mod tests {
     #[test]
     fn errors_and_new_chats_are_sent_as_they_are() {
         let new_chat: Loaded = Ok(None);
-        let json = WithoutAnswerText::encode(&new_chat).unwrap();
-        assert_eq!(WithoutAnswerText::decode(&json).unwrap(), new_chat);
+        let json = WithoutTextOnPage::encode(&new_chat).unwrap();
+        assert_eq!(WithoutTextOnPage::decode(&json).unwrap(), new_chat);
     }
 }

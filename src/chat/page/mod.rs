@@ -15,7 +15,7 @@
 //! | [`transcript`]    | the scrolling list of turns                               |
 //! | [`earlier`]       | Show earlier messages, above a long conversation's turns  |
 //! | [`markdown_loader`] | the Markdown renderer, a module loaded on demand        |
-//! | [`hydration_data`] | the conversation as the page carries it, without answers' text |
+//! | [`hydration_data`] | the conversation as the page carries it, without the text its HTML shows |
 //! | [`user_turn`]     | a user message, its editor and Edit button                |
 //! | [`answer_footer`] | an answer's state, usage, Retry and Regenerate            |
 //! | [`composer`]      | the message box, Send and Stop; Enter and IME handling    |

@@ -8,7 +8,7 @@
 //! followed at a time; its number (`stream_generation`) keeps a stream ended
 //! by switching conversations from resetting a newer one.
 
-use super::{hydration_data::WithoutAnswerText, turn::Turn};
+use super::{hydration_data::WithoutTextOnPage, turn::Turn};
 use crate::{
     app::PageConfig,
     chat::{
@@ -60,8 +60,8 @@ pub struct ChatSession {
     pub on_screen: RwSignal<Option<String>>,
     pub title: RwSignal<Option<String>>,
     /// The conversation being shown, loaded on each switch. The page
-    /// carries it without its answers' text ([`WithoutAnswerText`]).
-    pub conversation: Resource<Loaded, WithoutAnswerText>,
+    /// carries it without the text its HTML shows ([`WithoutTextOnPage`]).
+    pub conversation: Resource<Loaded, WithoutTextOnPage>,
     /// The list of conversations.
     pub conversations: Resource<Listed>,
     /// Bumped to reload the list of conversations after a change.

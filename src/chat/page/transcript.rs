@@ -318,8 +318,13 @@ fn TurnView(turn: Turn) -> impl IntoView {
         Role::Assistant => view! { <AnswerParts parts=turn.parts/> }.into_any(),
         // The user's own words, as text. An empty text is left out rather
         // than rendered: server rendering writes an empty text node as a space.
+        // A text the page already shows is hydrated as an empty string, which
+        // adopts the server's text node as it is.
         Role::User => {
-            let initial = Some(turn.text.get_value()).filter(|text| !text.is_empty());
+            let initial = match turn.text_on_page {
+                true => Some(String::new()),
+                false => Some(turn.text.get_value()).filter(|text| !text.is_empty()),
+            };
             view! { <UserText turn initial/> }.into_any()
         }
     };

@@ -21,8 +21,12 @@ pub struct Turn {
     pub role: Role,
     /// The stored message's id, once the server has named it.
     pub message_id: StoredValue<Option<String>>,
-    /// All its text (a user's message; an answer's text parts joined).
+    /// A user's message as this page sent or loaded it; empty for an
+    /// answer, whose text is in its parts.
     pub text: StoredValue<String>,
+    /// A user's message whose text the page's HTML shows and its hydration
+    /// data left out (`hydration_data`): its view adopts the server's text.
+    pub text_on_page: bool,
     /// An answer's parts, in order.
     pub parts: RwSignal<Vec<Part>>,
     next_part: StoredValue<u64>,
@@ -53,20 +57,20 @@ impl Turn {
     /// A stored message's turn, with an answer's stored parts.
     pub fn stored(id: u64, message: &StoredMessage) -> Self {
         let mut next = 0_u64;
-        let parts = match message.role {
-            Role::Assistant => stored_parts(message, || {
-                next += 1;
-                next
-            }),
-            Role::User => Vec::new(),
+        let (text, parts) = match message.role {
+            Role::Assistant => (
+                String::new(),
+                stored_parts(message, || {
+                    next += 1;
+                    next
+                }),
+            ),
+            Role::User => (message.content.clone(), Vec::new()),
         };
-        Self::with_parts(
-            id,
-            message.role,
-            message.content.clone(),
-            (parts, next),
-            message.status,
-        )
+        Self {
+            text_on_page: message.role == Role::User && message.text_left_out,
+            ..Self::with_parts(id, message.role, text, (parts, next), message.status)
+        }
     }
 
     /// `parts`: the parts, and the last key given to one.
@@ -77,6 +81,7 @@ impl Turn {
             role,
             message_id: StoredValue::new(None),
             text: StoredValue::new(text),
+            text_on_page: false,
             parts: RwSignal::new(parts),
             next_part: StoredValue::new(next_part),
             owner: StoredValue::new(Owner::current()),
@@ -133,7 +138,6 @@ impl Turn {
             // (An empty delta would make an empty text box.)
             StreamEvent::Delta(delta) if delta.text.is_empty() => {}
             StreamEvent::Delta(delta) => {
-                self.text.update_value(|text| text.push_str(&delta.text));
                 let text = match self.last_part() {
                     Some(Part::Text(text)) => text,
                     _ => {

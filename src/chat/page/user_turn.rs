@@ -31,7 +31,10 @@ pub fn UserText(turn: Turn, initial: Option<String>) -> impl IntoView {
 fn Editor(turn: Turn) -> impl IntoView {
     let i18n = use_i18n();
     let session = expect_context::<ChatSession>();
-    let draft = RwSignal::new(turn.text.get_value());
+    // The text as the page shows it: a message opened with the page has
+    // it only there (`Turn::text_on_page`).
+    let shown = turn.body.get_untracked().and_then(|body| body.text_content());
+    let draft = RwSignal::new(shown.unwrap_or_else(|| turn.text.get_value()));
     // The editor opens with the caret in it, at the end of the text.
     let field = NodeRef::<html::Textarea>::new();
     Effect::new(move |_| {
