@@ -18,6 +18,10 @@ test('the renderer is fetched after the main module, and formats answers', async
   const renderer = page.waitForResponse((response) => RENDERER.test(new URL(response.url()).pathname));
   const ui = await openChat(page);
   expect((await renderer).ok()).toBe(true);
+  // Two: not the settings or the editor (fetched when opened), and no chunk
+  // shared with them. (The split loader fetches a shared chunk first, and
+  // if the renderer's own fetch fails meanwhile, the page gets an uncaught
+  // rejection: the split points must share no code the main module lacks.)
   expect(modules).toHaveLength(2);
   expect(modules[0]).toMatch(/\/pkg\/bedrock-chat[^/]*\.wasm$/);
 

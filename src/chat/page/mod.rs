@@ -15,6 +15,7 @@
 //! | [`transcript`]    | the scrolling list of turns                               |
 //! | [`earlier`]       | Show earlier messages, above a long conversation's turns  |
 //! | [`markdown_loader`] | the Markdown renderer, a module loaded on demand        |
+//! | [`on_demand`]     | the settings panel and the editor, modules loaded when opened |
 //! | [`hydration_data`] | the conversation as the page carries it, without the text its HTML shows |
 //! | [`user_turn`]     | a user message, its editor and Edit button                |
 //! | [`answer_footer`] | an answer's state, usage, Retry and Regenerate            |
@@ -26,6 +27,7 @@ mod composer;
 mod earlier;
 mod hydration_data;
 pub mod markdown_loader;
+mod on_demand;
 mod session;
 mod tool_card;
 mod topbar;
@@ -35,7 +37,7 @@ mod user_turn;
 
 pub use session::ChatSession;
 
-use super::settings_panel::SettingsPanel;
+use super::settings_panel::SettingsPanelProps;
 use crate::{
     app::PageConfig,
     conversations::sidebar::{drawer_is_open, Sidebar},
@@ -104,13 +106,15 @@ pub fn ChatPage(page: PageConfig) -> impl IntoView {
                     <p class="formatting-failed" role="alert">{move || i18n.t().formatting_unavailable}</p>
                 </Show>
                 <Show when=move || settings_open.get()>
-                    <SettingsPanel
-                        page=panel_page.clone()
-                        settings=session.settings
-                        conversation=session.on_screen.into()
-                        model=session.model
-                        open=settings_open
-                    />
+                    {on_demand::on_demand(on_demand::settings_panel(
+                        SettingsPanelProps::builder()
+                            .page(panel_page.clone())
+                            .settings(session.settings)
+                            .conversation(session.on_screen.into())
+                            .model(session.model)
+                            .open(settings_open)
+                            .build(),
+                    ))}
                 </Show>
                 <TranscriptPane/>
                 <Composer/>

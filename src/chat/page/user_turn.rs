@@ -3,6 +3,7 @@
 
 use super::{
     composer::{key_intent, KeyIntent},
+    on_demand,
     turn::Turn,
     ChatSession,
 };
@@ -21,27 +22,31 @@ pub fn UserText(turn: Turn, initial: Option<String>) -> impl IntoView {
             <div class="text" node_ref=turn.body>{initial}</div>
         </div>
         <Show when=open>
-            <Editor turn/>
+            {on_demand::on_demand(on_demand::editor(EditorProps::builder().turn(turn).build()))}
         </Show>
     }
 }
 
 /// Rewrites an earlier message; sending replaces it and every turn after it.
+/// Fetched when first opened ([`on_demand`]).
 #[component]
-fn Editor(turn: Turn) -> impl IntoView {
+pub fn Editor(turn: Turn) -> impl IntoView {
     let i18n = use_i18n();
     let session = expect_context::<ChatSession>();
     // The text as the page shows it: a message opened with the page has
     // it only there (`Turn::text_on_page`).
     let shown = turn.body.get_untracked().and_then(|body| body.text_content());
     let draft = RwSignal::new(shown.unwrap_or_else(|| turn.text.get_value()));
-    // The editor opens with the caret in it, at the end of the text.
+    // The editor opens with the caret in it, at the end of the text (an
+    // offset past the end is the end). In the next frame: fetched on demand,
+    // it is built before it is put in the document, which cannot focus it.
     let field = NodeRef::<html::Textarea>::new();
     Effect::new(move |_| {
         if let Some(field) = field.get() {
-            let _ = field.focus();
-            let end = field.value().encode_utf16().count() as u32;
-            let _ = field.set_selection_range(end, end);
+            request_animation_frame(move || {
+                let _ = field.focus();
+                let _ = field.set_selection_range(u32::MAX, u32::MAX);
+            });
         }
     });
     let close = move || {
@@ -80,7 +85,9 @@ fn Editor(turn: Turn) -> impl IntoView {
                 <button
                     type="submit"
                     class="small save-edit"
-                    disabled=move || session.streaming.get() || draft.with(|d| d.trim().is_empty())
+                    // (A page-wide signal: it can change while the editor
+                    // is being disposed, when `try_` gives up quietly.)
+                    disabled=move || session.streaming.get() || draft.try_with(|d| d.trim().is_empty()).unwrap_or(true)
                 >
                     {move || i18n.t().send}
                 </button>

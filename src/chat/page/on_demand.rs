@@ -1,0 +1,83 @@
+//! Parts of the page that only some people open, fetched the first time
+//! they are: the conversation's settings panel and the message editor.
+//!
+//! With the `split` feature (`./dev` builds with it and `cargo leptos
+//! --split`) each is a WebAssembly module of its own, so the page is
+//! interactive without them; without it they are in the main module, and
+//! "loading" one is immediate. Neither is ever in a server-rendered page
+//! (both start closed), so nothing hydrates them.
+//!
+//! As with the Markdown renderer ([`super::markdown_loader`]), the split
+//! tool moves code to a part's module only when nothing in the main module
+//! reaches it: only the split functions here may name a part's component.
+//!
+//! A part that cannot be fetched (the network dropped) shows a sentence in
+//! its place; opening it again tries again (a failed load is not kept).
+
+use crate::{
+    chat::settings_panel::{SettingsPanel, SettingsPanelProps},
+    i18n::use_i18n,
+};
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use std::future::Future;
+
+use super::user_turn::Editor;
+pub use super::user_turn::EditorProps;
+
+/// A part's module could not be fetched.
+#[derive(Debug)]
+pub struct LoadFailed;
+
+/// A part, shown once its code is loaded: nothing while it loads (one small
+/// fetch from this server), a sentence if it cannot be.
+pub fn on_demand(load: impl Future<Output = Result<AnyView, LoadFailed>> + 'static) -> impl IntoView {
+    // (The browser's fetch is not `Send`; the page has one thread.)
+    let load = SendWrapper::new(load);
+    // A boundary of its own, so that the load does not count as pending for
+    // one around it (the transcript's keeps the old conversation on screen
+    // while a new one loads). The part is made inside it, under the owner
+    // its view is built in, so that both are disposed together.
+    view! {
+        <Suspense>
+            {Suspend::new(async move {
+                match load.await {
+                    Ok(part) => part,
+                    Err(LoadFailed) => {
+                        let i18n = use_i18n();
+                        view! { <p class="state error part-failed" role="alert">{move || i18n.t().part_unavailable}</p> }
+                            .into_any()
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// The settings panel ([`SettingsPanel`]).
+pub async fn settings_panel(props: SettingsPanelProps) -> Result<AnyView, LoadFailed> {
+    #[cfg(all(feature = "hydrate", feature = "split"))]
+    return split_settings_panel(props).await.map_err(|_| LoadFailed);
+    #[cfg(not(all(feature = "hydrate", feature = "split")))]
+    Ok(SettingsPanel(props).into_any())
+}
+
+/// The editor of a user's message ([`Editor`]).
+pub async fn editor(props: EditorProps) -> Result<AnyView, LoadFailed> {
+    #[cfg(all(feature = "hydrate", feature = "split"))]
+    return split_editor(props).await.map_err(|_| LoadFailed);
+    #[cfg(not(all(feature = "hydrate", feature = "split")))]
+    Ok(Editor(props).into_any())
+}
+
+#[cfg(all(feature = "hydrate", feature = "split"))]
+#[wasm_split_helpers::wasm_split(settings, fallible)]
+fn split_settings_panel(props: SettingsPanelProps) -> Result<AnyView, wasm_split_helpers::SplitLoaderError> {
+    Ok(SettingsPanel(props).into_any())
+}
+
+#[cfg(all(feature = "hydrate", feature = "split"))]
+#[wasm_split_helpers::wasm_split(editor, fallible)]
+fn split_editor(props: EditorProps) -> Result<AnyView, wasm_split_helpers::SplitLoaderError> {
+    Ok(Editor(props).into_any())
+}
