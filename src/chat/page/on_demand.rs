@@ -2,9 +2,12 @@
 //! they are: the conversation's settings panel and the message editor.
 //!
 //! With the `split` feature (`./dev` builds with it and `cargo leptos
-//! --split`) each is a WebAssembly module of its own, so the page is
+//! --split`) they are a WebAssembly module of their own, so the page is
 //! interactive without them; without it they are in the main module, and
-//! "loading" one is immediate. Neither is ever in a server-rendered page
+//! "loading" one is immediate. One module for both, not one each: two split
+//! modules that share any code or constant (even the string "3") get a
+//! third, shared chunk, which the split loader fetches first; if the part's
+//! own fetch fails meanwhile, the page gets an uncaught rejection. Neither is ever in a server-rendered page
 //! (both start closed), so nothing hydrates them.
 //!
 //! As with the Markdown renderer ([`super::markdown_loader`]), the split
@@ -71,13 +74,13 @@ pub async fn editor(props: EditorProps) -> Result<AnyView, LoadFailed> {
 }
 
 #[cfg(all(feature = "hydrate", feature = "split"))]
-#[wasm_split_helpers::wasm_split(settings, fallible)]
+#[wasm_split_helpers::wasm_split(on_demand, fallible)]
 fn split_settings_panel(props: SettingsPanelProps) -> Result<AnyView, wasm_split_helpers::SplitLoaderError> {
     Ok(SettingsPanel(props).into_any())
 }
 
 #[cfg(all(feature = "hydrate", feature = "split"))]
-#[wasm_split_helpers::wasm_split(editor, fallible)]
+#[wasm_split_helpers::wasm_split(on_demand, fallible)]
 fn split_editor(props: EditorProps) -> Result<AnyView, wasm_split_helpers::SplitLoaderError> {
     Ok(Editor(props).into_any())
 }
