@@ -2,7 +2,7 @@
 
 use crate::{
     chat::{page::ChatPage, ModelOption},
-    conversations::usage_page::UsagePage,
+    conversations::usage_page::UsageRoute,
     early_input::EARLY_INPUT_SCRIPT,
     i18n::{use_i18n, I18n, Locale},
     preferences::THEME_SCRIPT,
@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Outlet, ParentRoute, Route, Router, Routes},
-    path, SsrMode,
+    path, Lazy, SsrMode,
 };
 use serde::{Deserialize, Serialize};
 
@@ -125,6 +125,7 @@ fn content_security_policy(options: &LeptosOptions) {
 pub fn App(page: PageConfig) -> impl IntoView {
     provide_meta_context();
     I18n::provide(page.locale);
+    provide_context(page.clone());
     view! {
         <Stylesheet id="leptos" href="/pkg/bedrock-chat.css"/>
         <Title text="bedrock-chat"/>
@@ -138,10 +139,8 @@ pub fn App(page: PageConfig) -> impl IntoView {
                 // reads the conversation id from the URL.
                 // Rendered whole once the conversation is loaded (not
                 // streamed), so a missing one answers with a real 404 status.
-                <Route path=path!("usage") view={
-                    let page = page.clone();
-                    move || view! { <UsagePage page=page.clone()/> }
-                } ssr=SsrMode::Async/>
+                // Its code is fetched when it is opened (`UsageRoute`).
+                <Route path=path!("usage") view={Lazy::<UsageRoute>::new()} ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=move || view! { <ChatPage page=page.clone()/><Outlet/> } ssr=SsrMode::Async>
                     <Route path=path!("") view=|| () ssr=SsrMode::Async/>
                     <Route path=path!("c/:id") view=|| () ssr=SsrMode::Async/>

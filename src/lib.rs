@@ -66,8 +66,15 @@ pub fn hydrate() {
 
     console_error_panic_hook::set_once();
     let page = PageConfig::from_document();
-    leptos::mount::hydrate_body(move || view! { <App page/> });
-    early_input::release();
-    // Hydrating did not need the Markdown renderer; the first answer will.
-    chat::page::markdown_loader::preload();
+    // Asynchronous, so that a route whose code is fetched when it is opened
+    // (the usage page) is fetched before its part of the page is hydrated.
+    // (Leptos's executor is set up by `hydrate_from_async`, inside the task.)
+    wasm_bindgen_futures::spawn_local(async move {
+        let body = document().body().expect("the page has a body");
+        let app = leptos::mount::hydrate_from_async(body, move || view! { <App page/> }).await;
+        app.forget();
+        early_input::release();
+        // Hydrating did not need the Markdown renderer; the first answer will.
+        chat::page::markdown_loader::preload();
+    });
 }

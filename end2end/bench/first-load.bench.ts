@@ -54,7 +54,7 @@ test('bundle sizes', async () => {
   const lines = [
     'bundle (target/site/pkg): raw, gzip -9, and the brotli file served when the browser takes it;',
     '`split_markdown` (and `__wasm_split*.js`) is fetched after hydration, `split_on_demand`',
-    '(settings, the editor) when one is first opened, the rest before:',
+    '(settings, the editor, the usage page) when one is first opened, the rest before:',
   ];
   for (const file of fs.readdirSync(PKG).filter((f) => /\.(wasm|js|css)$/.test(f)).sort()) {
     const bytes = fs.readFileSync(path.join(PKG, file));

@@ -1,42 +1,35 @@
-// The settings panel and the message editor are a WebAssembly module of their
-// own (`cargo leptos --split`), fetched the first time one is opened: the
-// page becomes interactive without them. One that cannot be fetched says so
-// in its place, and opening it again tries again.
+// What few people open is a WebAssembly module of its own (`cargo leptos
+// --split`), fetched the first time one of its parts is: the settings panel,
+// the message editor and the usage page. The chat page becomes interactive
+// without it. A part that cannot be fetched says so in its place, and
+// opening it again tries again.
 
-import { test, expect, openChat, sendMessage } from './support';
+import { test, expect, openChat, sendMessage, failToFetch, wasmFetchedBy } from './support';
 
-const PART = /\/pkg\/split_on_demand[^/]*\.wasm$/;
-
-/** The paths of the WebAssembly modules `page` fetches from now on. */
-function modulesOf(page: import('@playwright/test').Page): string[] {
-  const modules: string[] = [];
-  page.on('request', (request) => {
-    const path = new URL(request.url()).pathname;
-    if (path.endsWith('.wasm')) modules.push(path);
-  });
-  return modules;
-}
+const PARTS = /\/pkg\/split_on_demand[^/]*\.wasm$/;
+/** The modules opening a part may fetch: its own, and chunks it shares. */
+const PARTS_AND_CHUNKS = /\/pkg\/(split_on_demand|chunk_\d+)[^/]*\.wasm$/;
 
 test('settings and the editor are fetched when one is first opened, and work', async ({ page }) => {
-  const modules = modulesOf(page);
+  const modules = wasmFetchedBy(page);
   const ui = await openChat(page);
   await sendMessage(page, 'Hello there [sim tokens=3]');
   await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
-  expect(modules.filter((m) => PART.test(m)), 'nothing fetched before it is opened').toEqual([]);
+  expect(modules.filter((m) => PARTS.test(m)), 'nothing fetched before it is opened').toEqual([]);
 
   const toggle = page.locator('button.settings-toggle');
   const before = modules.length;
   await toggle.click();
   const panel = page.locator('section.settings-panel');
   await expect(panel).toBeVisible();
-  // Their module alone: no chunk shared with another split module either.
-  expect(modules.slice(before)).toEqual(['/pkg/split_on_demand.wasm']);
+  const fetched = modules.slice(before);
+  expect(fetched.filter((m) => PARTS.test(m))).toHaveLength(1);
+  for (const module of fetched) expect(module).toMatch(PARTS_AND_CHUNKS);
   await toggle.click();
   await expect(panel).toHaveCount(0);
   // Opened again: already here.
   await toggle.click();
   await expect(panel).toBeVisible();
-  expect(modules).toHaveLength(before + 1);
 
   const user = ui.users.first();
   await user.hover();
@@ -44,11 +37,11 @@ test('settings and the editor are fetched when one is first opened, and work', a
   const editor = user.locator('form.edit-form textarea');
   await expect(editor).toHaveValue('Hello there [sim tokens=3]');
   await expect(editor).toBeFocused();
-  expect(modules, 'the editor came with the settings').toHaveLength(before + 1);
+  expect(modules, 'the editor came with the settings').toHaveLength(before + fetched.length);
 });
 
 test('a part that cannot be fetched says so, and opening it again tries again', async ({ page }) => {
-  await page.route(PART, (route) => route.abort());
+  await failToFetch(page, PARTS);
   const ui = await openChat(page);
   await sendMessage(page, 'Hello there [sim tokens=3]');
   await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
@@ -68,9 +61,39 @@ test('a part that cannot be fetched says so, and opening it again tries again', 
   await expect(ui.answers.nth(1)).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
 
   // The network is back: closing and opening again loads it.
-  await page.unroute(PART);
+  await page.unroute(PARTS);
   await toggle.click();
   await expect(page.locator('.part-failed')).toHaveCount(1);
   await toggle.click();
   await expect(page.locator('section.settings-panel')).toBeVisible();
+});
+
+test('the usage page opened by address waits for its module, then is interactive', async ({ page }) => {
+  const modules = wasmFetchedBy(page);
+  const ui = await openChat(page);
+  await sendMessage(page, 'Count me [sim tokens=3]');
+  await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
+
+  await page.goto('/usage');
+  await expect(page.locator('.usage-period')).toHaveCount(2);
+  // Hydrated: its Back link is the router's, which keeps the page loaded.
+  await expect.poll(() => modules.some((m) => PARTS.test(m))).toBe(true);
+  await page.evaluate(() => ((window as unknown as { __stayed: boolean }).__stayed = true));
+  await page.getByRole('link', { name: 'Back to chat' }).click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(ui.input).toBeVisible();
+  expect(await page.evaluate(() => (window as unknown as { __stayed?: boolean }).__stayed)).toBe(true);
+});
+
+test('a usage page whose module cannot be fetched says so; the chat still works', async ({ page }) => {
+  await failToFetch(page, PARTS);
+  const ui = await openChat(page);
+  await page.getByRole('link', { name: 'Usage' }).click();
+  await expect(page).toHaveURL(/\/usage$/);
+  await expect(page.getByRole('alert')).toHaveText(
+    'The usage page could not be loaded. Check your connection, then reload the page.',
+  );
+  await page.getByRole('link', { name: 'Back to chat' }).click();
+  await sendMessage(page, 'Still here? [sim tokens=3]');
+  await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
 });

@@ -56,6 +56,29 @@ export const test = base.extend<{ page: Page }>({
   },
 });
 
+/** Makes the fetch of a split module (`split_*.wasm`) fail, once the
+ * chunks it shares with other split modules (`chunk_*.wasm`) have had time
+ * to arrive. (The split loader of wasm_split_cli_support 0.2.3 starts a
+ * module's fetch while it waits for its chunks; a failure in that window is
+ * reported to the page as an uncaught rejection, although the load is still
+ * reported failed, as it should be.) */
+export async function failToFetch(page: Page, module: RegExp) {
+  await page.route(module, async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await route.abort();
+  });
+}
+
+/** The paths of the WebAssembly modules `page` fetches from now on. */
+export function wasmFetchedBy(page: Page): string[] {
+  const modules: string[] = [];
+  page.on('request', (request) => {
+    const path = new URL(request.url()).pathname;
+    if (path.endsWith('.wasm')) modules.push(path);
+  });
+  return modules;
+}
+
 export const chat = (page: Page) => ({
   main: page.locator('main.chat'),
   input: page.locator('textarea[aria-label="Message"]'),

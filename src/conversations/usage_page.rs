@@ -11,6 +11,61 @@ use crate::{
     i18n::{use_i18n, Strings},
 };
 use leptos::prelude::*;
+use leptos_router::LazyRoute;
+
+/// The usage page's route. Few people open it, so its code is in the
+/// WebAssembly module of such parts (`chat::page::on_demand`, with the
+/// `split` feature), fetched when it is opened; hydrating `/usage` waits for
+/// it (`hydrate` in `lib.rs` is asynchronous for this). If it cannot be
+/// fetched, a page opened from the chat says so; a page loaded at `/usage`
+/// stays as the server wrote it (its figures, and its Back link, a plain
+/// link), since it cannot be hydrated without its code. As there, only the
+/// split function may name [`UsagePage`].
+pub struct UsageRoute(PageConfig);
+
+impl LazyRoute for UsageRoute {
+    fn data() -> Self {
+        Self(expect_context::<PageConfig>())
+    }
+
+    /// Fetched before the page is hydrated or drawn, so that `view` is ready
+    /// at once: hydration cannot wait inside a view.
+    async fn preload() {
+        // (A failure shows in `view`, which tries again.)
+        #[cfg(all(feature = "hydrate", feature = "split"))]
+        let _ = preload_usage_page().await;
+    }
+
+    async fn view(this: Self) -> AnyView {
+        match load(this.0).await {
+            Some(page) => page,
+            None => {
+                let i18n = use_i18n();
+                view! {
+                    <main class="usage-page">
+                        <p class="state error" role="alert">{move || i18n.t().usage_unavailable}</p>
+                        <a href="/" class="back-link">{move || i18n.t().usage_back}</a>
+                    </main>
+                }
+                .into_any()
+            }
+        }
+    }
+}
+
+/// The page, once its code is here; `None` if it could not be fetched.
+async fn load(page: PageConfig) -> Option<AnyView> {
+    #[cfg(all(feature = "hydrate", feature = "split"))]
+    return split_usage_page(page).await.ok();
+    #[cfg(not(all(feature = "hydrate", feature = "split")))]
+    Some(UsagePage(UsagePageProps { page }).into_any())
+}
+
+#[cfg(all(feature = "hydrate", feature = "split"))]
+#[wasm_split_helpers::wasm_split(on_demand, fallible, preload(preload_usage_page))]
+fn split_usage_page(page: PageConfig) -> Result<AnyView, wasm_split_helpers::SplitLoaderError> {
+    Ok(UsagePage(UsagePageProps { page }).into_any())
+}
 
 #[component]
 pub fn UsagePage(page: PageConfig) -> impl IntoView {

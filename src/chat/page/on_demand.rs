@@ -1,15 +1,20 @@
-//! Parts of the page that only some people open, fetched the first time
-//! they are: the conversation's settings panel and the message editor.
+//! Parts of the app that only some people open, fetched the first time one
+//! is: the conversation's settings panel, the message editor, and the usage
+//! page (a route: `conversations::usage_page::UsageRoute`).
 //!
 //! With the `split` feature (`./dev` builds with it and `cargo leptos
-//! --split`) they are a WebAssembly module of their own, so the page is
+//! --split`) they are a WebAssembly module of their own, so the chat page is
 //! interactive without them; without it they are in the main module, and
-//! "loading" one is immediate. One module for both, not one each: two split
-//! modules that share any code or constant (even the string "3") get a
-//! third, shared chunk, which the split loader fetches first; if the part's
-//! own fetch fails meanwhile, the page gets an uncaught rejection. Neither is ever in a server-rendered page
-//! (both start closed), so nothing hydrates them.
+//! "loading" one is immediate. The panel and the editor are never in a
+//! server-rendered page (both start closed), so nothing hydrates them.
 //!
+//! One module for all of them, not one each: split modules that share code
+//! or a constant (even the string "3") get a shared chunk besides, one more
+//! fetch. (The split loader of wasm_split_cli_support 0.2.3 fetches a
+//! module while it waits for its chunks; if that fetch fails meanwhile, the
+//! page gets an uncaught rejection too, though the load is still reported
+//! failed.)
+
 //! As with the Markdown renderer ([`super::markdown_loader`]), the split
 //! tool moves code to a part's module only when nothing in the main module
 //! reaches it: only the split functions here may name a part's component.
