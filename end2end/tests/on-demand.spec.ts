@@ -40,6 +40,19 @@ test('settings and the editor are fetched when one is first opened, and work', a
   expect(modules, 'the editor came with the settings').toHaveLength(before + fetched.length);
 });
 
+test('pointing at Settings starts fetching the module, so that a click shows it at once', async ({ page }) => {
+  const modules = wasmFetchedBy(page);
+  await openChat(page);
+  const toggle = page.locator('button.settings-toggle');
+  const fetched = page.waitForResponse((response) => PARTS.test(new URL(response.url()).pathname));
+  await toggle.hover();
+  expect((await fetched).ok()).toBe(true);
+  const before = modules.length;
+  await toggle.click();
+  await expect(page.locator('section.settings-panel')).toBeVisible();
+  expect(modules, 'nothing more to fetch').toHaveLength(before);
+});
+
 test('a part that cannot be fetched says so, and opening it again tries again', async ({ page }) => {
   await failToFetch(page, PARTS);
   const ui = await openChat(page);

@@ -9,7 +9,7 @@
 //! the page has hydrated.
 
 use super::{conversation_item::ConversationItem, ConversationSummary};
-use crate::{errors::ErrorInfo, i18n::use_i18n, preferences::Preferences};
+use crate::{chat::page::on_demand, errors::ErrorInfo, i18n::use_i18n, preferences::Preferences};
 use leptos::{ev, html, prelude::*};
 use wasm_bindgen::JsCast;
 
@@ -138,10 +138,19 @@ pub fn Sidebar(
                     close_drawer();
                     settings_open.update(|open| *open = !*open);
                 }
+                on:pointerenter=move |_| on_demand::preload()
+                on:focus=move |_| on_demand::preload()
             >
                 {move || i18n.t().settings}
             </button>
-            <a class="usage-link" href="/usage">{move || i18n.t().usage_link}</a>
+            <a
+                class="usage-link"
+                href="/usage"
+                on:pointerenter=move |_| on_demand::preload()
+                on:focus=move |_| on_demand::preload()
+            >
+                {move || i18n.t().usage_link}
+            </a>
             <Preferences/>
         </nav>
     }

@@ -27,7 +27,7 @@ mod composer;
 mod earlier;
 mod hydration_data;
 pub mod markdown_loader;
-mod on_demand;
+pub mod on_demand;
 mod session;
 mod tool_card;
 mod topbar;

@@ -62,6 +62,17 @@ pub fn on_demand(load: impl Future<Output = Result<AnyView, LoadFailed>> + 'stat
     }
 }
 
+/// Starts fetching the module, so that the part opened next shows at once:
+/// called when the pointer or the focus reaches a control that opens one.
+/// Once it is here (or when everything is in one module) this does nothing;
+/// a failed fetch is not kept, and opening the part tries again.
+pub fn preload() {
+    #[cfg(all(feature = "hydrate", feature = "split"))]
+    leptos::task::spawn_local(async {
+        let _ = preload_module().await;
+    });
+}
+
 /// The settings panel ([`SettingsPanel`]).
 pub async fn settings_panel(props: SettingsPanelProps) -> Result<AnyView, LoadFailed> {
     #[cfg(all(feature = "hydrate", feature = "split"))]
@@ -79,7 +90,7 @@ pub async fn editor(props: EditorProps) -> Result<AnyView, LoadFailed> {
 }
 
 #[cfg(all(feature = "hydrate", feature = "split"))]
-#[wasm_split_helpers::wasm_split(on_demand, fallible)]
+#[wasm_split_helpers::wasm_split(on_demand, fallible, preload(preload_module))]
 fn split_settings_panel(props: SettingsPanelProps) -> Result<AnyView, wasm_split_helpers::SplitLoaderError> {
     Ok(SettingsPanel(props).into_any())
 }

@@ -4,7 +4,7 @@
 //! conversation drawer, where Settings then lives), the title, a compact
 //! model picker and the badge.
 
-use super::ChatSession;
+use super::{on_demand, ChatSession};
 use crate::{
     app::PageConfig,
     conversations::{format_cost, sidebar::DRAWER_ID},
@@ -84,6 +84,8 @@ pub fn TopBar(page: PageConfig, settings_open: RwSignal<bool>) -> impl IntoView 
                 aria-expanded=move || settings_open.get().to_string()
                 aria-controls="conversation-settings"
                 on:click=move |_| settings_open.update(|open| *open = !*open)
+                on:pointerenter=move |_| on_demand::preload()
+                on:focus=move |_| on_demand::preload()
             >
                 {move || i18n.t().settings}
             </button>

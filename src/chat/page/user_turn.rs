@@ -119,6 +119,8 @@ pub fn UserFooter(turn: Turn) -> impl IntoView {
                 <button
                     type="button"
                     class="small edit-message"
+                    on:pointerenter=move |_| on_demand::preload()
+                    on:focus=move |_| on_demand::preload()
                     aria-label=move || i18n.t().edit_label
                     on:click=move |_| {
                         session.edit_error.set(None);
