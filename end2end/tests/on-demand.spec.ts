@@ -53,6 +53,21 @@ test('pointing at Settings starts fetching the module, so that a click shows it 
   expect(modules, 'nothing more to fetch').toHaveLength(before);
 });
 
+test('a part on a slow network says it is loading, then shows', async ({ page }) => {
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  await page.route(PARTS, async (route) => {
+    await held;
+    await route.continue();
+  });
+  await openChat(page);
+  await page.locator('button.settings-toggle').click();
+  await expect(page.getByRole('status').filter({ hasText: 'Loading…' })).toBeVisible();
+  release();
+  await expect(page.locator('section.settings-panel')).toBeVisible();
+  await expect(page.locator('.part-loading')).toHaveCount(0);
+});
+
 test('a part that cannot be fetched says so, and opening it again tries again', async ({ page }) => {
   await failToFetch(page, PARTS);
   const ui = await openChat(page);

@@ -194,6 +194,8 @@ pub struct Strings {
     pub formatting_unavailable: &'static str,
     /// A part of the page (settings, the editor) whose code could not be fetched.
     pub part_unavailable: &'static str,
+    /// ... and while it is being fetched.
+    pub loading_part: &'static str,
     // The usage page.
     pub usage_link: &'static str,
     pub usage_title: &'static str,
@@ -363,6 +365,7 @@ pub const EN: Strings = Strings {
     copy_code: "Copy code",
     formatting_unavailable: "Formatting could not be loaded, so answers are shown as plain text. Reload the page to try again.",
     part_unavailable: "This could not be loaded. Check your connection, then close it and open it again.",
+    loading_part: "Loading…",
     usage_link: "Usage",
     usage_title: "Usage",
     usage_back: "Back to chat",
@@ -485,6 +488,7 @@ pub const KO: Strings = Strings {
     copy_code: "코드 복사",
     formatting_unavailable: "서식 기능을 불러오지 못해 답변을 일반 텍스트로 표시합니다. 다시 시도하려면 페이지를 새로 고치세요.",
     part_unavailable: "이 부분을 불러오지 못했습니다. 연결을 확인한 뒤 닫았다가 다시 여세요.",
+    loading_part: "불러오는 중…",
     usage_link: "사용량",
     usage_title: "사용량",
     usage_back: "채팅으로 돌아가기",

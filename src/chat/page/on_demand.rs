@@ -37,22 +37,25 @@ pub use super::user_turn::EditorProps;
 #[derive(Debug)]
 pub struct LoadFailed;
 
-/// A part, shown once its code is loaded: nothing while it loads (one small
-/// fetch from this server), a sentence if it cannot be.
+/// A part, shown once its code is loaded: "Loading…" while it loads, a
+/// sentence if it cannot be.
 pub fn on_demand(load: impl Future<Output = Result<AnyView, LoadFailed>> + 'static) -> impl IntoView {
     // (The browser's fetch is not `Send`; the page has one thread.)
     let load = SendWrapper::new(load);
     // A boundary of its own, so that the load does not count as pending for
     // one around it (the transcript's keeps the old conversation on screen
     // while a new one loads). The part is made inside it, under the owner
-    // its view is built in, so that both are disposed together.
+    // its view is built in, so that both are disposed together. "Loading…"
+    // shows only after a moment (in CSS): most loads take less.
+    let i18n = use_i18n();
     view! {
-        <Suspense>
+        <Suspense fallback=move || {
+            view! { <p class="state part-loading" role="status">{move || i18n.t().loading_part}</p> }
+        }>
             {Suspend::new(async move {
                 match load.await {
                     Ok(part) => part,
                     Err(LoadFailed) => {
-                        let i18n = use_i18n();
                         view! { <p class="state error part-failed" role="alert">{move || i18n.t().part_unavailable}</p> }
                             .into_any()
                     }
