@@ -14,7 +14,7 @@
 //! module while it waits for its chunks; if that fetch fails meanwhile, the
 //! page gets an uncaught rejection too, though the load is still reported
 //! failed.)
-
+//!
 //! As with the Markdown renderer ([`super::markdown_loader`]), the split
 //! tool moves code to a part's module only when nothing in the main module
 //! reaches it: only the split functions here may name a part's component.
