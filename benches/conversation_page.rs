@@ -40,7 +40,7 @@ use std::{
     path::Path,
     time::{Duration, Instant},
 };
-use support::{conversation_id, names, spawn_app_on, Db, TestApp};
+use support::{conversation_id, hydration_data, names, spawn_app_on, Db, TestApp};
 
 /// Exchanges (a user message and its answer) in the rendered conversation.
 const EXCHANGES: usize = 100;
@@ -243,16 +243,6 @@ async fn page(app: &TestApp, path: &str, gzip: bool) -> (Duration, Vec<u8>) {
     (started.elapsed(), body.to_vec())
 }
 
-/// The bytes of the scripts in which Leptos writes the resources' data
-/// (the conversation without the text its HTML shows: `chat::page::hydration_data`).
-fn hydration_data_bytes(html: &str) -> usize {
-    html.split("<script")
-        .filter_map(|tag| tag.split_once("</script>").map(|(script, _)| script))
-        .filter(|script| script.contains("__RESOLVED_RESOURCES"))
-        .map(str::len)
-        .sum()
-}
-
 fn message(i: usize) -> String {
     format!(
         "Question {i} of the benchmark: how does the relay keep each answer flowing to the browser \
@@ -333,7 +323,7 @@ async fn bench(db: Db) {
          browser hydrates from: {} bytes",
         gzipped.len(),
         gzip_time.as_secs_f64() * 1e3,
-        hydration_data_bytes(&String::from_utf8_lossy(&body))
+        hydration_data(&String::from_utf8_lossy(&body)).len()
     );
 
     // (b) Grown long: the newest page and the one before it.

@@ -1032,12 +1032,7 @@ async fn the_page_carries_each_message_once(db: Db) {
     assert!(markdown.contains("This part explains **"), "{markdown}");
 
     let html = app.page_html(&format!("/c/{id}")).await;
-    // The scripts that hold the resources' data, as Leptos writes them.
-    let data: String = html
-        .split("<script")
-        .filter_map(|tag| tag.split_once("</script>").map(|(script, _)| script))
-        .filter(|script| script.contains("__RESOLVED_RESOURCES"))
-        .collect();
+    let data = hydration_data(&html);
     assert!(data.contains("text_left_out"), "{data}");
     assert!(
         !data.contains("This part explains") && !data.contains("Section 2"),

@@ -323,6 +323,16 @@ impl TestApp {
     }
 }
 
+/// The scripts in which Leptos writes the resources' data into a page: what
+/// the browser hydrates from (a conversation without the text its HTML
+/// shows: `chat::page::hydration_data`).
+pub fn hydration_data(html: &str) -> String {
+    html.split("<script")
+        .filter_map(|tag| tag.split_once("</script>").map(|(script, _)| script))
+        .filter(|script| script.contains("__RESOLVED_RESOURCES"))
+        .collect()
+}
+
 pub async fn send_as(http: &reqwest::Client, base: &str, id: Option<&str>, text: &str) -> reqwest::Response {
     let mut body = serde_json::json!({ "content": text });
     if let Some(id) = id {
