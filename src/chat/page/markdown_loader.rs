@@ -48,7 +48,8 @@ pub struct Renderer {
     pub stream: fn() -> Box<dyn MarkdownStream>,
 }
 
-/// The renderer could not be loaded.
+/// A module loaded on demand (the renderer, or `on_demand`'s) could not be
+/// fetched.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadFailed;
 

@@ -30,12 +30,10 @@ use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 use std::future::Future;
 
-use super::user_turn::Editor;
-pub use super::user_turn::EditorProps;
-
-/// A part's module could not be fetched.
-#[derive(Debug)]
-pub struct LoadFailed;
+use super::{
+    markdown_loader::LoadFailed,
+    user_turn::{Editor, EditorProps},
+};
 
 /// A part, shown once its code is loaded: "Loading…" while it loads, a
 /// sentence if it cannot be.
