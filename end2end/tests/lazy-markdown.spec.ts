@@ -4,7 +4,7 @@
 // that arrives before it shows as plain text until it does; a page that
 // cannot fetch it shows every answer as plain text and says so.
 
-import { test, expect, openChat, sendMessage, sidebar, fetchAnswer, failToFetch, wasmFetchedBy } from './support';
+import { test, expect, openChat, sendMessage, sidebar, fetchAnswer, failToFetch, holdFetches, wasmFetchedBy } from './support';
 
 const RENDERER = /\/pkg\/split_markdown[^/]*\.wasm$/;
 const MESSAGE = 'Some **bold** text';
@@ -27,12 +27,7 @@ test('the renderer is fetched after the main module, and formats answers', async
 });
 
 test('an answer that streams before the renderer arrives shows as text, then formatted', async ({ page }) => {
-  let release = () => {};
-  const held = new Promise<void>((resolve) => (release = resolve));
-  await page.route(RENDERER, async (route) => {
-    await held;
-    await route.continue();
-  });
+  const release = await holdFetches(page, RENDERER);
   const ui = await openChat(page);
   // In pieces of 3 characters, 40 ms apart: drawn over several frames.
   await sendMessage(page, `${MESSAGE}\n[sim echo chunk=3 delay_ms=40]`);

@@ -4,7 +4,7 @@
 // without it. A part that cannot be fetched says so in its place, and
 // opening it again tries again.
 
-import { test, expect, openChat, sendMessage, failToFetch, wasmFetchedBy } from './support';
+import { test, expect, openChat, sendMessage, failToFetch, holdFetches, wasmFetchedBy } from './support';
 
 const PARTS = /\/pkg\/split_on_demand[^/]*\.wasm$/;
 /** The modules opening a part may fetch: its own, and chunks it shares. */
@@ -54,12 +54,7 @@ test('pointing at Settings starts fetching the module, so that a click shows it 
 });
 
 test('a part on a slow network says it is loading, then shows', async ({ page }) => {
-  let release = () => {};
-  const held = new Promise<void>((resolve) => (release = resolve));
-  await page.route(PARTS, async (route) => {
-    await held;
-    await route.continue();
-  });
+  const release = await holdFetches(page, PARTS);
   await openChat(page);
   await page.locator('button.settings-toggle').click();
   await expect(page.getByRole('status').filter({ hasText: 'Loading…' })).toBeVisible();

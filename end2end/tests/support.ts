@@ -71,6 +71,18 @@ export async function failToFetch(page: Page, module: RegExp) {
   });
 }
 
+/** Holds every fetch of `module` until the returned function is called:
+ * a slow network, as long as a test needs. */
+export async function holdFetches(page: Page, module: RegExp): Promise<() => void> {
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  await page.route(module, async (route) => {
+    await held;
+    await route.continue();
+  });
+  return release;
+}
+
 /** The paths of the WebAssembly modules `page` fetches from now on. */
 export function wasmFetchedBy(page: Page): string[] {
   const modules: string[] = [];
