@@ -2,8 +2,9 @@
 //! written, the final save with the owner's usage, and the settling of one
 //! whose instance died.
 
-use super::{now_ms, FinishedAnswer, Result, Store};
+use super::{now_ms, script::Script, FinishedAnswer, Result, Store};
 use crate::conversations::AnswerBlock;
+use sqlx::{any::AnyArguments, error::BoxDynError, Arguments};
 use std::sync::LazyLock;
 
 impl Store {
@@ -38,36 +39,36 @@ impl Store {
                 .collect();
             format!("UPDATE messages SET {} WHERE id = $1", set.join(", "))
         });
-        bind_end(sqlx::query(&END_ONE), answer).execute(&mut *tx).await?;
-        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&answer.conversation_id)
-            .execute(&mut *tx)
-            .await?;
+        // One script: on SQLite one hop to the connection's thread, not one a statement.
+        let mut script = Script::new(self.backend);
+        script.push(&END_ONE, |args| bind_end(args, answer));
+        script.push("UPDATE conversations SET updated_at = $1 WHERE id = $2", |args| {
+            args.add(now)?;
+            args.add(&answer.conversation_id)
+        });
         // Stored is no longer being written: the conversation takes the
         // next answer, on any instance, as soon as `done` is sent.
         if self.leases.is_some() {
-            sqlx::query("DELETE FROM answer_leases WHERE answer_id = $1")
-                .bind(&answer.answer_id)
-                .execute(&mut *tx)
-                .await?;
+            script.push("DELETE FROM answer_leases WHERE answer_id = $1", |args| {
+                args.add(&answer.answer_id)
+            });
         }
         if let Some(usage) = usage {
-            sqlx::query(
+            script.push(
                 "INSERT INTO owner_usage (owner_id, day, input_tokens, output_tokens, answers) \
                  VALUES ($1, $2, $3, $4, 1) ON CONFLICT (owner_id, day) DO UPDATE SET \
                  input_tokens = owner_usage.input_tokens + excluded.input_tokens, \
                  output_tokens = owner_usage.output_tokens + excluded.output_tokens, \
                  answers = owner_usage.answers + 1",
-            )
-            .bind(&answer.owner)
-            .bind(answer.day)
-            .bind(i64::from(usage.input_tokens))
-            .bind(i64::from(usage.output_tokens))
-            .execute(&mut *tx)
-            .await?;
+                |args| {
+                    args.add(&answer.owner)?;
+                    args.add(answer.day)?;
+                    args.add(i64::from(usage.input_tokens))?;
+                    args.add(i64::from(usage.output_tokens))
+                },
+            );
             // The same figures by model, for the usage page.
-            sqlx::query(
+            script.push(
                 "INSERT INTO owner_model_usage (owner_id, day, model_id, answers, input_tokens, \
                  output_tokens, cache_read_tokens, cache_write_tokens, cost_nanos) \
                  SELECT $1, $2, COALESCE(model_id, ''), 1, $3, $4, $5, $6, $7 FROM messages WHERE id = $8 \
@@ -78,19 +79,19 @@ impl Store {
                  cache_read_tokens = owner_model_usage.cache_read_tokens + excluded.cache_read_tokens, \
                  cache_write_tokens = owner_model_usage.cache_write_tokens + excluded.cache_write_tokens, \
                  cost_nanos = owner_model_usage.cost_nanos + excluded.cost_nanos",
-            )
-            .bind(&answer.owner)
-            .bind(answer.day)
-            .bind(i64::from(usage.input_tokens))
-            .bind(i64::from(usage.output_tokens))
-            .bind(i64::from(usage.cache_read_tokens))
-            .bind(i64::from(usage.cache_write_tokens))
-            .bind(nanos_to_i64(usage.cost_nanos.unwrap_or(0)))
-            .bind(&answer.answer_id)
-            .execute(&mut *tx)
-            .await?;
+                |args| {
+                    args.add(&answer.owner)?;
+                    args.add(answer.day)?;
+                    args.add(i64::from(usage.input_tokens))?;
+                    args.add(i64::from(usage.output_tokens))?;
+                    args.add(i64::from(usage.cache_read_tokens))?;
+                    args.add(i64::from(usage.cache_write_tokens))?;
+                    args.add(nanos_to_i64(usage.cost_nanos.unwrap_or(0)))?;
+                    args.add(&answer.answer_id)
+                },
+            );
         }
-        Ok(())
+        script.execute(tx).await
     }
 
     /// Stores an answer whose instance died (its lease expired) as
@@ -189,28 +190,27 @@ pub(super) const ENDED_COLUMNS: [&str; 15] = [
 
 /// Binds `answer`'s end: its id, then the values of [`ENDED_COLUMNS`].
 pub(super) fn bind_end<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    args: &mut AnyArguments<'q>,
     answer: &'q FinishedAnswer,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+) -> std::result::Result<(), BoxDynError> {
     let usage = answer.usage;
     let error = answer.error.as_ref();
-    query
-        .bind(&answer.answer_id)
-        .bind(&answer.content)
-        .bind(answer.status.as_str())
-        .bind(usage.map(|u| i64::from(u.input_tokens)))
-        .bind(usage.map(|u| i64::from(u.output_tokens)))
-        .bind(usage.map(|u| i64::from(u.total_tokens)))
-        .bind(usage.map(|u| u.latency_ms as i64))
-        .bind(answer.first_token_ms.map(|ms| ms as i64))
-        .bind(answer.duration_ms as i64)
-        .bind(error.map(|e| e.code.as_str()))
-        .bind(error.map(|e| e.message.clone()))
-        .bind(error.map(|e| i64::from(e.retryable)))
-        .bind(blocks_json(&answer.blocks))
-        .bind(usage.map(|u| i64::from(u.cache_read_tokens)))
-        .bind(usage.map(|u| i64::from(u.cache_write_tokens)))
-        .bind(usage.and_then(|u| u.cost_nanos).map(nanos_to_i64))
+    args.add(&answer.answer_id)?;
+    args.add(&answer.content)?;
+    args.add(answer.status.as_str())?;
+    args.add(usage.map(|u| i64::from(u.input_tokens)))?;
+    args.add(usage.map(|u| i64::from(u.output_tokens)))?;
+    args.add(usage.map(|u| i64::from(u.total_tokens)))?;
+    args.add(usage.map(|u| u.latency_ms as i64))?;
+    args.add(answer.first_token_ms.map(|ms| ms as i64))?;
+    args.add(answer.duration_ms as i64)?;
+    args.add(error.map(|e| e.code.as_str()))?;
+    args.add(error.map(|e| e.message.clone()))?;
+    args.add(error.map(|e| i64::from(e.retryable)))?;
+    args.add(blocks_json(&answer.blocks))?;
+    args.add(usage.map(|u| i64::from(u.cache_read_tokens)))?;
+    args.add(usage.map(|u| i64::from(u.cache_write_tokens)))?;
+    args.add(usage.and_then(|u| u.cost_nanos).map(nanos_to_i64))
 }
 
 /// The `blocks` column: NULL for an answer of text only.

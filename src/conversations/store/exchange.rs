@@ -4,6 +4,7 @@
 use super::{
     new_id, now_ms,
     rows::{conversation_from_rows, messages_of, scalar_i64, CONVERSATION_COLUMNS},
+    script::Script,
     settings_json, Edit, Exchange, ModelChoice, NewExchange, Regeneration, Result, Store, StoreError,
     StoreErrorKind,
 };
@@ -11,6 +12,7 @@ use crate::{
     conversations::Role,
     conversations::{ConversationSettings, ConversationSummary, MessageStatus, StoredMessage},
 };
+use sqlx::Arguments;
 
 impl NewExchange<'_> {
     /// The conversation this exchange starts (it names none), its settings
@@ -53,44 +55,55 @@ impl Store {
         new: &NewExchange<'_>,
     ) -> Result<Exchange> {
         let now = now_ms();
+        // The writes go as one script (on SQLite, one hop to the
+        // connection's thread), after what must be read first.
+        let mut writes = Script::new(self.backend);
         // A write first, so SQLite takes its write lock now rather than
         // failing to upgrade a read lock later in the transaction. (An
         // existing conversation's owner is stored already, and opening it
         // writes first.)
         if new.conversation_id.is_none() {
-            sqlx::query("INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-                .bind(new.owner)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            writes.push(
+                "INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                |args| {
+                    args.add(new.owner)?;
+                    args.add(now)
+                },
+            );
         }
 
         let (conversation, created, earlier, settings, model_id) = match new.conversation_id {
             Some(id) => {
                 let (summary, stored, earlier) = open_for_answer(&mut *tx, new.owner, id, now).await?;
                 let mut settings = new.settings.cloned().unwrap_or_else(|| stored.clone());
-                let model_id = remember_settings(&mut *tx, id, &stored, &mut settings, new.model).await?;
+                let model_id = remember_settings(&mut writes, id, &stored, &mut settings, new.model);
                 (summary, false, earlier, settings, model_id)
             }
             None => {
                 let (summary, settings, model_id) = new.fresh_conversation(now);
-                sqlx::query(
+                let (id, title, settings_text) = (
+                    summary.id.clone(),
+                    summary.title.clone(),
+                    settings_json(&settings),
+                );
+                writes.push(
                     "INSERT INTO conversations (id, owner_id, title, created_at, updated_at, settings) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&summary.id)
-                .bind(new.owner)
-                .bind(&summary.title)
-                .bind(now)
-                .bind(now)
-                .bind(settings_json(&settings))
-                .execute(&mut *tx)
-                .await?;
+                    move |args| {
+                        args.add(id)?;
+                        args.add(new.owner)?;
+                        args.add(title)?;
+                        args.add(now)?;
+                        args.add(now)?;
+                        args.add(settings_text)
+                    },
+                );
                 (summary, true, Vec::new(), settings, model_id)
             }
         };
         let (user_message_id, answer_id) =
-            insert_question_and_answer(&mut *tx, &conversation.id, new.text, &model_id, now).await?;
+            insert_question_and_answer(&mut writes, &conversation.id, new.text, &model_id, now);
+        writes.execute(&mut *tx).await?;
         self.take_lease(&mut *tx, new.owner, &conversation.id, &answer_id)
             .await?;
         Ok(Exchange {
@@ -159,20 +172,22 @@ impl Store {
                     "no such user message in this conversation",
                 )
             })?;
-        sqlx::query(
+        let mut writes = Script::new(self.backend);
+        writes.push(
             "UPDATE messages SET replaced_at = $1 WHERE conversation_id = $2 AND replaced_at IS NULL \
              AND position >= (SELECT position FROM messages WHERE id = $3)",
-        )
-        .bind(now)
-        .bind(conversation_id)
-        .bind(message_id)
-        .execute(&mut *tx)
-        .await?;
+            |args| {
+                args.add(now)?;
+                args.add(conversation_id)?;
+                args.add(message_id)
+            },
+        );
         messages.truncate(at);
         let mut settings = stored.clone();
-        let model_id = remember_settings(&mut *tx, conversation_id, &stored, &mut settings, model).await?;
+        let model_id = remember_settings(&mut writes, conversation_id, &stored, &mut settings, model);
         let (user_message_id, answer_id) =
-            insert_question_and_answer(&mut *tx, conversation_id, text, &model_id, now).await?;
+            insert_question_and_answer(&mut writes, conversation_id, text, &model_id, now);
+        writes.execute(&mut *tx).await?;
         self.take_lease(&mut *tx, owner, conversation_id, &answer_id)
             .await?;
         Ok(Exchange {
@@ -246,18 +261,21 @@ impl Store {
         let position = next_position(&mut *tx, conversation_id).await?;
         let answer_id = new_id();
         let mut settings = stored.clone();
-        let model_id = remember_settings(&mut *tx, conversation_id, &stored, &mut settings, model).await?;
-        sqlx::query(
+        let mut writes = Script::new(self.backend);
+        let model_id = remember_settings(&mut writes, conversation_id, &stored, &mut settings, model);
+        let (id, answering_model) = (answer_id.clone(), model_id.clone());
+        writes.push(
             "INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
              VALUES ($1, $2, $3, 'assistant', '', 'streaming', $4, $5)",
-        )
-        .bind(&answer_id)
-        .bind(conversation_id)
-        .bind(position)
-        .bind(&model_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+            move |args| {
+                args.add(id)?;
+                args.add(conversation_id)?;
+                args.add(position)?;
+                args.add(answering_model)?;
+                args.add(now)
+            },
+        );
+        writes.execute(&mut *tx).await?;
         self.take_lease(&mut *tx, owner, conversation_id, &answer_id)
             .await?;
         messages.truncate(user_at + 1);
@@ -304,25 +322,28 @@ async fn open_for_answer(
 }
 
 /// The model that answers now. The conversation remembers it, with the rest
-/// of `settings`, for the next message; the row is only written when that
-/// changes what it `stored`.
-pub(super) async fn remember_settings(
-    conn: &mut sqlx::AnyConnection,
-    conversation_id: &str,
+/// of `settings`, for the next message; the row is only written (by
+/// `writes`) when that changes what it `stored`.
+pub(super) fn remember_settings<'q>(
+    writes: &mut Script<'q>,
+    conversation_id: &'q str,
     stored: &ConversationSettings,
     settings: &mut ConversationSettings,
     model: ModelChoice<'_>,
-) -> Result<String> {
+) -> String {
     let model_id = model.resolve(settings.model_id.as_deref());
     settings.model_id = Some(model_id.clone());
     if settings != stored {
-        sqlx::query("UPDATE conversations SET settings = $1 WHERE id = $2")
-            .bind(settings_json(settings))
-            .bind(conversation_id)
-            .execute(&mut *conn)
-            .await?;
+        let json = settings_json(settings);
+        writes.push(
+            "UPDATE conversations SET settings = $1 WHERE id = $2",
+            move |args| {
+                args.add(json)?;
+                args.add(conversation_id)
+            },
+        );
     }
-    Ok(model_id)
+    model_id
 }
 
 /// Rows left `streaming` in a conversation nobody is writing into become
@@ -364,38 +385,38 @@ async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) ->
     Ok(scalar_i64(last, "last")? + 1)
 }
 
-/// Inserts the user's message and an empty answer (status `streaming`)
-/// after the conversation's last message; returns their ids.
+/// Adds to `writes` the user's message and an empty answer (status
+/// `streaming`) after the conversation's last message; returns their ids.
 ///
-/// One statement, the place included: every statement is a round trip to
-/// the database (on SQLite, to its connection's thread), and starting an
-/// answer is on the way to its first token.
-async fn insert_question_and_answer(
-    conn: &mut sqlx::AnyConnection,
-    conversation_id: &str,
-    text: &str,
+/// One statement, the place included: on PostgreSQL every statement is a
+/// round trip, and starting an answer is on the way to its first token.
+fn insert_question_and_answer<'q>(
+    writes: &mut Script<'q>,
+    conversation_id: &'q str,
+    text: &'q str,
     model_id: &str,
     now: i64,
-) -> Result<(String, String)> {
+) -> (String, String) {
     let user_message_id = new_id();
     let answer_id = new_id();
+    let (question, answer, model) = (user_message_id.clone(), answer_id.clone(), model_id.to_owned());
     // The SELECT reads the table it inserts into, so both databases read
     // the last place before either row is written.
-    sqlx::query(
+    writes.push(
         "WITH last AS (SELECT COALESCE(MAX(position), 0) AS n FROM messages \
                        WHERE conversation_id = $2) \
          INSERT INTO messages (id, conversation_id, position, role, content, status, model_id, created_at) \
          SELECT $1, $2, n + 1, 'user', $3, 'complete', NULL, $4 FROM last \
          UNION ALL \
          SELECT $5, $2, n + 2, 'assistant', '', 'streaming', $6, $4 FROM last",
-    )
-    .bind(&user_message_id)
-    .bind(conversation_id)
-    .bind(text)
-    .bind(now)
-    .bind(&answer_id)
-    .bind(model_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok((user_message_id, answer_id))
+        move |args| {
+            args.add(question)?;
+            args.add(conversation_id)?;
+            args.add(text)?;
+            args.add(now)?;
+            args.add(answer)?;
+            args.add(model)
+        },
+    );
+    (user_message_id, answer_id)
 }

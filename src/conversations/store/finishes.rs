@@ -85,11 +85,11 @@ impl Store {
             set.join(", "),
             rows(answers.len(), 1 + ENDED_COLUMNS.len(), plain)
         );
-        let mut query = sqlx::query(&sql);
+        let mut args = sqlx::any::AnyArguments::default();
         for answer in answers {
-            query = bind_end(query, answer);
+            bind_end(&mut args, answer).map_err(sqlx::Error::Encode)?;
         }
-        query.execute(&mut *conn).await?;
+        sqlx::query_with(&sql, args).execute(&mut *conn).await?;
 
         let sql = format!(
             "UPDATE conversations SET updated_at = $1 WHERE id IN ({})",

@@ -46,6 +46,7 @@ mod next_messages;
 mod pages;
 mod rows;
 mod schema;
+mod script;
 mod set_caps;
 
 pub use error::{StoreError, StoreErrorKind};

@@ -26,6 +26,7 @@ use super::{
     new_conversations::{insert_questions_and_answers, parameters},
     new_id, now_ms,
     rows::{conversation_from_rows, message_from_row, CONVERSATION_COLUMNS},
+    script::Script,
     Exchange, NewExchange, Result, Store, StoreError, StoreErrorKind, MESSAGE_COLUMNS,
 };
 use crate::conversations::{MessageStatus, StoredMessage};
@@ -120,12 +121,13 @@ impl Store {
         }
 
         let mut exchanges = Vec::with_capacity(news.len());
+        let mut settings_writes = Script::new(self.backend);
         for new in news {
             let id = new.conversation_id.expect("checked above");
             let (summary, stored) = conversations.remove(id).expect("checked above");
             let (earlier, last) = histories.remove(id).unwrap_or_default();
             let mut settings = new.settings.cloned().unwrap_or_else(|| stored.clone());
-            let model_id = remember_settings(&mut *conn, id, &stored, &mut settings, new.model).await?;
+            let model_id = remember_settings(&mut settings_writes, id, &stored, &mut settings, new.model);
             exchanges.push((
                 Exchange {
                     conversation: summary,
@@ -141,6 +143,7 @@ impl Store {
             ));
         }
 
+        settings_writes.execute(&mut *conn).await?;
         let placed: Vec<(&Exchange, i64)> = exchanges
             .iter()
             .map(|(exchange, last)| (exchange, *last))
