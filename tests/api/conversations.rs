@@ -33,6 +33,7 @@ both_backends!(
     another_user_sees_nothing_and_gets_404_everywhere,
     malformed_ids_and_titles_get_clear_errors,
     every_ending_of_an_answer_is_stored,
+    a_first_message_refused_midway_stores_nothing_of_it,
     a_conversation_takes_one_answer_at_a_time,
     a_burst_of_messages_is_stored_each_on_its_own,
     first_messages_at_once_are_written_together,
@@ -352,6 +353,76 @@ async fn every_ending_of_an_answer_is_stored(db: Db) {
     assert!(stopped, "a stopped answer is stored as stopped");
     assert!(!status_of(id).await["content"].as_str().unwrap().is_empty());
     drop(body);
+}
+
+/// A first message whose last statement the database refuses (a trigger
+/// here; a full disk in life) stores nothing of it, not its conversation
+/// either, and the person hears so. Alone in its batch, it ran as one
+/// script with its own `BEGIN` and `COMMIT`: the connection it ran on is
+/// rolled back and goes on serving the next messages.
+async fn a_first_message_refused_midway_stores_nothing_of_it(db: Db) {
+    const REFUSED: &str = "Refused by the database";
+    let app = spawn_app_on(db, &[]).await;
+    refuse_messages_saying(&app.db, REFUSED).await;
+
+    let response = app.send(None, REFUSED).await;
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        !body["error"]["message"].as_str().unwrap_or_default().is_empty(),
+        "a sentence says why: {body}"
+    );
+    let (status, list) = app.get_json("/api/conversations").await;
+    assert_eq!(status, 200);
+    assert_eq!(list, json!([]), "nothing of the refused message is stored");
+
+    // More messages than the pool has connections, one after another.
+    for n in 0..6 {
+        let events = app.chat(None, &format!("Next {n}")).await;
+        assert_eq!(names(&events).last(), Some(&"done"), "message {n}");
+    }
+    let (_, list) = app.get_json("/api/conversations").await;
+    assert_eq!(list.as_array().unwrap().len(), 6);
+}
+
+/// Makes the app's database refuse to store a message whose text is `text`.
+async fn refuse_messages_saying(db: &Db, text: &str) {
+    use sqlx::{Connection, Executor};
+    match db {
+        Db::Sqlite(dir) => {
+            let file = dir.path().join("bedrock-chat.sqlite3");
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+                .await
+                .unwrap();
+            conn.execute(
+                format!(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.content = '{text}' \
+                     BEGIN SELECT RAISE(ABORT, 'refused by a test'); END"
+                )
+                .as_str(),
+            )
+            .await
+            .unwrap();
+        }
+        Db::Postgres { url, .. } => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            conn.execute(
+                format!(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+                     IF NEW.content = '{text}' THEN RAISE EXCEPTION 'refused by a test'; END IF; \
+                     RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+                .as_str(),
+            )
+            .await
+            .unwrap();
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse()",
+            )
+            .await
+            .unwrap();
+        }
+    }
 }
 
 async fn a_conversation_takes_one_answer_at_a_time(db: Db) {

@@ -29,6 +29,11 @@ impl Store {
         tx: &mut sqlx::AnyConnection,
         answer: &FinishedAnswer,
     ) -> Result<()> {
+        self.finish_script(answer).execute(tx).await
+    }
+
+    /// [`Store::finish_answer`]'s writes.
+    pub(super) fn finish_script<'q>(&self, answer: &'q FinishedAnswer) -> Script<'q> {
         let now = now_ms();
         let usage = answer.usage;
         static END_ONE: LazyLock<String> = LazyLock::new(|| {
@@ -39,7 +44,6 @@ impl Store {
                 .collect();
             format!("UPDATE messages SET {} WHERE id = $1", set.join(", "))
         });
-        // One script: on SQLite one hop to the connection's thread, not one a statement.
         let mut script = Script::new(self.backend);
         script.push(&END_ONE, |args| bind_end(args, answer));
         script.push("UPDATE conversations SET updated_at = $1 WHERE id = $2", |args| {
@@ -91,7 +95,7 @@ impl Store {
                 },
             );
         }
-        script.execute(tx).await
+        script
     }
 
     /// Stores an answer whose instance died (its lease expired) as
@@ -158,13 +162,29 @@ impl Store {
         content: &str,
         blocks: &[AnswerBlock],
     ) -> Result<()> {
-        sqlx::query("UPDATE messages SET content = $1, blocks = $2 WHERE id = $3 AND status = 'streaming'")
-            .bind(content)
-            .bind(blocks_json(blocks))
-            .bind(answer_id)
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
+        self.checkpoint_script(answer_id, content, blocks)
+            .execute(conn)
+            .await
+    }
+
+    /// [`Store::checkpoint`]'s write.
+    pub(super) fn checkpoint_script<'q>(
+        &self,
+        answer_id: &'q str,
+        content: &'q str,
+        blocks: &[AnswerBlock],
+    ) -> Script<'q> {
+        let blocks = blocks_json(blocks);
+        let mut script = Script::new(self.backend);
+        script.push(
+            "UPDATE messages SET content = $1, blocks = $2 WHERE id = $3 AND status = 'streaming'",
+            move |args| {
+                args.add(content)?;
+                args.add(blocks)?;
+                args.add(answer_id)
+            },
+        );
+        script
     }
 }
 

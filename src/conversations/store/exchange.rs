@@ -54,68 +54,90 @@ impl Store {
         tx: &mut sqlx::AnyConnection,
         new: &NewExchange<'_>,
     ) -> Result<Exchange> {
-        let now = now_ms();
-        // The writes go as one script (on SQLite, one hop to the
-        // connection's thread), after what must be read first.
-        let mut writes = Script::new(self.backend);
-        // A write first, so SQLite takes its write lock now rather than
-        // failing to upgrade a read lock later in the transaction. (An
-        // existing conversation's owner is stored already, and opening it
-        // writes first.)
-        if new.conversation_id.is_none() {
-            writes.push(
-                "INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-                |args| {
-                    args.add(new.owner)?;
-                    args.add(now)
-                },
-            );
-        }
-
-        let (conversation, created, earlier, settings, model_id) = match new.conversation_id {
-            Some(id) => {
-                let (summary, stored, earlier) = open_for_answer(&mut *tx, new.owner, id, now).await?;
-                let mut settings = new.settings.cloned().unwrap_or_else(|| stored.clone());
-                let model_id = remember_settings(&mut writes, id, &stored, &mut settings, new.model);
-                (summary, false, earlier, settings, model_id)
-            }
-            None => {
-                let (summary, settings, model_id) = new.fresh_conversation(now);
-                let (id, title, settings_text) = (
-                    summary.id.clone(),
-                    summary.title.clone(),
-                    settings_json(&settings),
-                );
-                writes.push(
-                    "INSERT INTO conversations (id, owner_id, title, created_at, updated_at, settings) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    move |args| {
-                        args.add(id)?;
-                        args.add(new.owner)?;
-                        args.add(title)?;
-                        args.add(now)?;
-                        args.add(now)?;
-                        args.add(settings_text)
-                    },
-                );
-                (summary, true, Vec::new(), settings, model_id)
-            }
-        };
-        let (user_message_id, answer_id) =
-            insert_question_and_answer(&mut writes, &conversation.id, new.text, &model_id, now);
-        writes.execute(&mut *tx).await?;
-        self.take_lease(&mut *tx, new.owner, &conversation.id, &answer_id)
+        let Some(id) = new.conversation_id else {
+            let (writes, exchange) = self.first_message_script(new);
+            writes.execute(&mut *tx).await?;
+            self.take_lease(
+                &mut *tx,
+                new.owner,
+                &exchange.conversation.id,
+                &exchange.answer_id,
+            )
             .await?;
+            return Ok(exchange);
+        };
+        let now = now_ms();
+        // Opening it writes first, so SQLite takes its write lock now
+        // rather than failing to upgrade a read lock later in the
+        // transaction. The other writes go as one script (on SQLite, one
+        // hop to the connection's thread).
+        let (conversation, stored, earlier) = open_for_answer(&mut *tx, new.owner, id, now).await?;
+        let mut writes = Script::new(self.backend);
+        let mut settings = new.settings.cloned().unwrap_or_else(|| stored.clone());
+        let model_id = remember_settings(&mut writes, id, &stored, &mut settings, new.model);
+        let (user_message_id, answer_id) =
+            insert_question_and_answer(&mut writes, id, new.text, &model_id, now);
+        writes.execute(&mut *tx).await?;
+        self.take_lease(&mut *tx, new.owner, id, &answer_id).await?;
         Ok(Exchange {
             conversation,
             settings,
             model_id,
-            created,
+            created: false,
             user_message_id,
             user_text: new.text.to_owned(),
             answer_id,
             earlier,
         })
+    }
+
+    /// The writes of a new conversation's first message (it names none),
+    /// and the exchange they begin once committed. Its lease is not in
+    /// them.
+    pub(super) fn first_message_script<'q>(&self, new: &NewExchange<'q>) -> (Script<'q>, Exchange) {
+        let now = now_ms();
+        let mut writes = Script::new(self.backend);
+        // A write first, so SQLite takes its write lock now rather than
+        // failing to upgrade a read lock later in the transaction.
+        let owner = new.owner;
+        writes.push(
+            "INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            move |args| {
+                args.add(owner)?;
+                args.add(now)
+            },
+        );
+        let (conversation, settings, model_id) = new.fresh_conversation(now);
+        let (id, title, settings_text) = (
+            conversation.id.clone(),
+            conversation.title.clone(),
+            settings_json(&settings),
+        );
+        writes.push(
+            "INSERT INTO conversations (id, owner_id, title, created_at, updated_at, settings) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            move |args| {
+                args.add(id)?;
+                args.add(owner)?;
+                args.add(title)?;
+                args.add(now)?;
+                args.add(now)?;
+                args.add(settings_text)
+            },
+        );
+        let (user_message_id, answer_id) =
+            insert_question_and_answer(&mut writes, &conversation.id, new.text, &model_id, now);
+        let exchange = Exchange {
+            conversation,
+            settings,
+            model_id,
+            created: true,
+            user_message_id,
+            user_text: new.text.to_owned(),
+            answer_id,
+            earlier: Vec::new(),
+        };
+        (writes, exchange)
     }
 
     /// Rewrites one of the conversation's user messages (edit and resend):
@@ -392,14 +414,19 @@ async fn next_position(conn: &mut sqlx::AnyConnection, conversation_id: &str) ->
 /// round trip, and starting an answer is on the way to its first token.
 fn insert_question_and_answer<'q>(
     writes: &mut Script<'q>,
-    conversation_id: &'q str,
+    conversation_id: &str,
     text: &'q str,
     model_id: &str,
     now: i64,
 ) -> (String, String) {
     let user_message_id = new_id();
     let answer_id = new_id();
-    let (question, answer, model) = (user_message_id.clone(), answer_id.clone(), model_id.to_owned());
+    let (question, answer, conversation_id, model) = (
+        user_message_id.clone(),
+        answer_id.clone(),
+        conversation_id.to_owned(),
+        model_id.to_owned(),
+    );
     // The SELECT reads the table it inserts into, so both databases read
     // the last place before either row is written.
     writes.push(

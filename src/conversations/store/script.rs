@@ -90,6 +90,35 @@ impl<'q> Script<'q> {
     }
 }
 
+impl Script<'_> {
+    /// Runs the statements as a transaction of their own. On SQLite the
+    /// `BEGIN` and `COMMIT` go in the same query: one hop in all, where a
+    /// transaction of sqlx's would add one for each.
+    pub(super) async fn commit_alone(self, pool: &sqlx::AnyPool) -> Result<()> {
+        if self.backend == Backend::Postgres || self.failed.is_some() {
+            let mut tx = pool.begin().await?;
+            self.execute(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        let mut conn = pool.acquire().await?;
+        let transaction = format!("BEGIN;\n{}COMMIT;", self.joined);
+        let ran = sqlx::query_with(&transaction, self.joined_args)
+            .execute(&mut *conn)
+            .await;
+        if let Err(err) = ran {
+            // Undo what ran. sqlx does not know of this transaction, so
+            // should that fail the connection is closed rather than given
+            // to its next user inside it.
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                conn.close_on_drop();
+            }
+            return Err(err.into());
+        }
+        Ok(())
+    }
+}
+
 /// Appends `sql` to `out` with each parameter `$n` made `$(n + offset)`.
 /// Text in single quotes (a string literal) is copied as it is.
 fn renumber_into(out: &mut String, sql: &str, offset: usize) {

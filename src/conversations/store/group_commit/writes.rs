@@ -2,8 +2,8 @@
 //! caller lent), and the reply its caller hears once the batch is settled.
 
 use super::super::{
-    finishes::Checkpoint, Edit, Exchange, FinishedAnswer, ModelChoice, NewExchange, Regeneration, Result,
-    Store, StoreError, StoreErrorKind,
+    finishes::Checkpoint, script::Script, Edit, Exchange, FinishedAnswer, ModelChoice, NewExchange,
+    Regeneration, Result, Store, StoreError, StoreErrorKind,
 };
 use crate::conversations::{ConversationSettings, ModelOption};
 use tokio::sync::oneshot;
@@ -194,6 +194,24 @@ impl Write {
     pub(super) fn checkpoint(&self) -> Option<&Checkpoint> {
         match self {
             Write::Checkpoint(checkpoint, _) => Some(checkpoint),
+            _ => None,
+        }
+    }
+
+    /// The write as a [`Script`] of its own, and the exchange it begins,
+    /// when its statements are known before it runs: an answer's end, a
+    /// checkpoint, and a new conversation's first message unless answers
+    /// are leased (taking a lease reads first).
+    pub(super) fn script<'w>(&'w self, store: &Store) -> Option<(Script<'w>, Option<Exchange>)> {
+        match self {
+            Write::Begin(new, _) if new.conversation_id.is_none() && store.leases.is_none() => {
+                let (script, exchange) = store.first_message_script(&new.as_new());
+                Some((script, Some(exchange)))
+            }
+            Write::Finish(answer, _) => Some((store.finish_script(answer), None)),
+            Write::Checkpoint(c, _) => {
+                Some((store.checkpoint_script(&c.answer_id, &c.content, &c.blocks), None))
+            }
             _ => None,
         }
     }
