@@ -31,9 +31,11 @@
 //! (checkpoints and the final save), `leases` (one answer's lease),
 //! `group_commit` (writes that come at once share a transaction),
 //! `new_conversations` and `next_messages` (many first and next messages
-//! written as sets), `finishes` (many answers' ends and checkpoints as sets), `set_caps` (a set's per-owner caps), `pages` (a page
-//! of a long conversation), `rows` (row mapping and shared reads); this
-//! file holds the types and the plain reads and writes.
+//! written as sets), `finishes` (many answers' ends and checkpoints as
+//! sets), `set_caps` (a set's per-owner caps), `script` (statements sent
+//! as one: one hop to a SQLite connection's thread), `pages` (a page of a
+//! long conversation), `rows` (row mapping and shared reads); this file
+//! holds the types and the plain reads and writes.
 
 mod answer_end;
 mod error;
