@@ -1,11 +1,11 @@
 //! Statements sent to the database as one: a [`Script`].
 //!
 //! sqlx runs each SQLite connection on a thread of its own, so every
-//! statement is a hop there and back, and the context switches cost more
-//! than most statements do. Starting and ending one answer were eleven
-//! hops; at one answer at a time, the thread that commits them spent a
-//! fifth of the server's CPU waiting on them. SQLite takes several
-//! statements in one query, so a script is one hop there.
+//! statement is a hop there and back: a few context switches on each side.
+//! Starting and ending one answer were eleven hops, and an answer at a
+//! time cost the server 69 context switches (44 as scripts; `./dev bench`
+//! prints the CPU). SQLite takes several statements in one query, so a
+//! script is one hop there.
 //! PostgreSQL's extended protocol takes one statement per query, so there a
 //! script runs its statements one by one, as they were written.
 //!
@@ -95,6 +95,7 @@ impl Script<'_> {
     /// `BEGIN` and `COMMIT` go in the same query: one hop in all, where a
     /// transaction of sqlx's would add one for each.
     pub(super) async fn commit_alone(self, pool: &sqlx::AnyPool) -> Result<()> {
+        // (A script that could not be bound fails in `execute`.)
         if self.backend == Backend::Postgres || self.failed.is_some() {
             let mut tx = pool.begin().await?;
             self.execute(&mut tx).await?;
