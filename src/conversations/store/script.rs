@@ -1,34 +1,35 @@
 //! Statements sent to the database as one: a [`Script`].
 //!
-//! sqlx runs each SQLite connection on a thread of its own, so every
-//! statement is a hop there and back: a few context switches on each side.
-//! Starting and ending one answer were eleven hops, and an answer at a
-//! time cost the server 69 context switches (44 as scripts; `./dev bench`
-//! prints the CPU). SQLite takes several statements in one query, so a
-//! script is one hop there.
-//! PostgreSQL's extended protocol takes one statement per query, so there a
-//! script runs its statements one by one, as they were written.
+//! Every statement is a round trip: on PostgreSQL over the network, on
+//! SQLite to the thread sqlx runs each connection on (a few context
+//! switches on each side). Starting and ending one answer were eleven of
+//! them. A script sends its statements as one query:
+//! * on SQLite, joined by `;` (SQLite takes several statements in one
+//!   query);
+//! * on PostgreSQL, as one statement, each in a `WITH` of its own
+//!   (its extended protocol takes one statement per query). One statement
+//!   is atomic without a transaction, and foreign keys between its parts
+//!   are checked once all of them have run.
 //!
 //! Invariants:
 //! * Each statement is written, and binds its parameters (`$1`, `$2`, …),
-//!   as if it ran alone; on SQLite its parameters are renumbered to follow
-//!   the statements before it.
-//! * The statements run in the order pushed, and the first that fails
-//!   stops the script with its error (the caller's transaction then rolls
-//!   back what ran).
-//! * The same statements make the same query text, so SQLite prepares a
-//!   script once per connection, as it does a statement.
+//!   as if it ran alone; in the script its parameters are renumbered to
+//!   follow the statements before it.
+//! * No statement reads what another of the same script writes: on
+//!   PostgreSQL they all read the database as it was before the script.
+//! * The statements run in the order pushed, and one that fails fails the
+//!   script (the caller's transaction then rolls back what ran).
+//! * The same statements make the same query text, so the database
+//!   prepares a script once per connection, as it does a statement.
 
 use super::{Backend, Result};
 use sqlx::{any::AnyArguments, error::BoxDynError, Arguments};
 
 pub(super) struct Script<'q> {
     backend: Backend,
-    /// SQLite: the statements so far, joined, and their parameters.
-    joined: String,
-    joined_args: AnyArguments<'q>,
-    /// PostgreSQL: each statement with its own parameters.
-    each: Vec<(&'q str, AnyArguments<'q>)>,
+    /// The statements so far, each renumbered to follow those before it.
+    statements: Vec<String>,
+    args: AnyArguments<'q>,
     /// The first binding that failed (it fails the script when run).
     failed: Option<BoxDynError>,
 }
@@ -37,9 +38,8 @@ impl<'q> Script<'q> {
     pub(super) fn new(backend: Backend) -> Self {
         Self {
             backend,
-            joined: String::new(),
-            joined_args: AnyArguments::default(),
-            each: Vec::new(),
+            statements: Vec::new(),
+            args: AnyArguments::default(),
             failed: None,
         }
     }
@@ -47,64 +47,56 @@ impl<'q> Script<'q> {
     /// Adds `sql`, whose parameters `bind` binds from `$1` on.
     pub(super) fn push(
         &mut self,
-        sql: &'q str,
+        sql: &str,
         bind: impl FnOnce(&mut AnyArguments<'q>) -> std::result::Result<(), BoxDynError>,
     ) {
-        let bound = match self.backend {
-            Backend::Sqlite => {
-                renumber_into(&mut self.joined, sql, self.joined_args.len());
-                self.joined.push_str(";\n");
-                bind(&mut self.joined_args)
-            }
-            Backend::Postgres => {
-                let mut args = AnyArguments::default();
-                let bound = bind(&mut args);
-                self.each.push((sql, args));
-                bound
-            }
-        };
-        if let Err(err) = bound {
+        let mut statement = String::with_capacity(sql.len() + 8);
+        renumber_into(&mut statement, sql, self.args.len());
+        self.statements.push(statement);
+        if let Err(err) = bind(&mut self.args) {
             self.failed.get_or_insert(err);
         }
     }
 
-    /// Runs the statements on `conn`, in the order pushed.
+    /// The query that runs the statements (none for no statement).
+    fn query(&self) -> Option<String> {
+        match (self.backend, self.statements.as_slice()) {
+            (_, []) => None,
+            (_, [statement]) => Some(statement.clone()),
+            (Backend::Sqlite, statements) => Some(statements.join(";\n")),
+            (Backend::Postgres, statements) => {
+                let parts: Vec<String> = statements
+                    .iter()
+                    .enumerate()
+                    .map(|(n, statement)| format!("s{n} AS ({statement})"))
+                    .collect();
+                Some(format!("WITH {} SELECT 1", parts.join(", ")))
+            }
+        }
+    }
+
+    /// Runs the statements on `conn` (inside the caller's transaction).
     pub(super) async fn execute(self, conn: &mut sqlx::AnyConnection) -> Result<()> {
         if let Some(err) = self.failed {
             return Err(sqlx::Error::Encode(err).into());
         }
-        match self.backend {
-            Backend::Sqlite if self.joined.is_empty() => {}
-            Backend::Sqlite => {
-                sqlx::query_with(&self.joined, self.joined_args)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Backend::Postgres => {
-                for (sql, args) in self.each {
-                    sqlx::query_with(sql, args).execute(&mut *conn).await?;
-                }
-            }
+        if let Some(query) = self.query() {
+            sqlx::query_with(&query, self.args).execute(&mut *conn).await?;
         }
         Ok(())
     }
-}
 
-impl Script<'_> {
-    /// Runs the statements as a transaction of their own. On SQLite the
-    /// `BEGIN` and `COMMIT` go in the same query: one hop in all, where a
-    /// transaction of sqlx's would add one for each.
+    /// Runs the statements as a transaction of their own, in one round
+    /// trip: on PostgreSQL one statement is one already; on SQLite the
+    /// `BEGIN` and `COMMIT` go in the same query (a transaction of sqlx's
+    /// would add a round trip for each).
     pub(super) async fn commit_alone(self, pool: &sqlx::AnyPool) -> Result<()> {
-        // (A script that could not be bound fails in `execute`.)
-        if self.backend == Backend::Postgres || self.failed.is_some() {
-            let mut tx = pool.begin().await?;
-            self.execute(&mut tx).await?;
-            tx.commit().await?;
-            return Ok(());
-        }
         let mut conn = pool.acquire().await?;
-        let transaction = format!("BEGIN;\n{}COMMIT;", self.joined);
-        let ran = sqlx::query_with(&transaction, self.joined_args)
+        if self.backend == Backend::Postgres || self.statements.len() < 2 || self.failed.is_some() {
+            return self.execute(&mut conn).await;
+        }
+        let transaction = format!("BEGIN;\n{};\nCOMMIT", self.statements.join(";\n"));
+        let ran = sqlx::query_with(&transaction, self.args)
             .execute(&mut *conn)
             .await;
         if let Err(err) = ran {
@@ -150,7 +142,38 @@ fn renumber_into(out: &mut String, sql: &str, offset: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::renumber_into;
+    use super::{renumber_into, Backend, Script};
+    use sqlx::Arguments;
+
+    fn two_statements(backend: Backend) -> Script<'static> {
+        let mut script = Script::new(backend);
+        script.push("UPDATE a SET x = $1 WHERE id = $2", |args| {
+            args.add(1_i64)?;
+            args.add("one")
+        });
+        script.push("INSERT INTO b (id) VALUES ($1)", |args| args.add("two"));
+        script
+    }
+
+    #[test]
+    fn sqlite_gets_the_statements_joined() {
+        assert_eq!(
+            two_statements(Backend::Sqlite).query().unwrap(),
+            "UPDATE a SET x = $1 WHERE id = $2;\nINSERT INTO b (id) VALUES ($3)"
+        );
+    }
+
+    #[test]
+    fn postgresql_gets_one_statement_of_them() {
+        assert_eq!(
+            two_statements(Backend::Postgres).query().unwrap(),
+            "WITH s0 AS (UPDATE a SET x = $1 WHERE id = $2), s1 AS (INSERT INTO b (id) VALUES ($3)) SELECT 1"
+        );
+        let mut alone = Script::new(Backend::Postgres);
+        alone.push("DELETE FROM c WHERE id = $1", |args| args.add("three"));
+        assert_eq!(alone.query().unwrap(), "DELETE FROM c WHERE id = $1");
+        assert_eq!(Script::new(Backend::Postgres).query(), None);
+    }
 
     fn renumbered(sql: &str, offset: usize) -> String {
         let mut out = String::new();
