@@ -433,20 +433,30 @@ impl ServerFigures {
 
 /// What one answer costs the server before and around its first byte: 500
 /// one-token answers one after another, server CPU per answer (`/proc`
-/// counts it in hundredths of a second: 0.02 ms an answer).
+/// counts it in hundredths of a second: 0.02 ms an answer). For next
+/// messages, each goes to a conversation of one exchange made beforehand
+/// (not measured).
 async fn one_at_a_time(db: &Db, simulator: &str, endpoint: Endpoint, label: &str) {
     const ANSWERS: usize = 500;
     let server = start_server(db, simulator);
     let pid = server.child.id().to_string();
     let http = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
     // Warm: connections to the server and from it to the simulator.
+    let warm = match endpoint {
+        Endpoint::PageFollowUp => Endpoint::Page,
+        other => other,
+    };
     for n in 0..5 {
-        drain_one(&http, &server.base, endpoint, n).await;
+        drain_one(&http, &server.base, warm, n, None).await;
     }
+    let existing = match endpoint {
+        Endpoint::PageFollowUp => existing_conversations(&http, &server.base, ANSWERS).await,
+        _ => Vec::new(),
+    };
     let cpu_before = cpu_seconds(&pid);
     let started = Instant::now();
     for n in 0..ANSWERS {
-        drain_one(&http, &server.base, endpoint, n).await;
+        drain_one(&http, &server.base, endpoint, n, existing.get(n)).await;
     }
     let wall = started.elapsed().as_secs_f64() * 1e3 / ANSWERS as f64;
     let cpu = (cpu_seconds(&pid) - cpu_before) * 1e3 / ANSWERS as f64;
@@ -507,13 +517,26 @@ async fn metrics_after_many_answers(db: &Db, simulator: &str) {
     );
 }
 
-async fn drain_one(http: &reqwest::Client, base: &str, endpoint: Endpoint, n: usize) {
+async fn drain_one(
+    http: &reqwest::Client,
+    base: &str,
+    endpoint: Endpoint,
+    n: usize,
+    existing: Option<&Existing>,
+) {
     let prompt = format!("One [sim tokens=1] #{n}");
-    let request = match endpoint {
-        Endpoint::Page | Endpoint::PageFollowUp => http
+    let request = match (endpoint, existing) {
+        (Endpoint::PageFollowUp, Some(existing)) => http
+            .post(format!("{base}/api/chat/stream"))
+            .header(reqwest::header::COOKIE, &existing.cookie)
+            .json(&serde_json::json!({
+                "content": prompt,
+                "conversation_id": existing.conversation_id,
+            })),
+        (Endpoint::Page | Endpoint::PageFollowUp, _) => http
             .post(format!("{base}/api/chat/stream"))
             .json(&serde_json::json!({ "content": prompt })),
-        Endpoint::Compat => http
+        (Endpoint::Compat, _) => http
             .post(format!("{base}/api/chat"))
             .json(&serde_json::json!({ "messages": [{ "role": "user", "content": prompt }] })),
     };
@@ -540,8 +563,16 @@ async fn main() {
     let sqlite = Db::sqlite();
     if runs("single") {
         one_at_a_time(&sqlite, &sim_url, Endpoint::Page, "page endpoint, SQLite").await;
+        one_at_a_time(&sqlite, &sim_url, Endpoint::PageFollowUp, "next message, SQLite").await;
         if let Some(postgres) = Db::postgres().await {
             one_at_a_time(&postgres, &sim_url, Endpoint::Page, "page endpoint, PostgreSQL").await;
+            one_at_a_time(
+                &postgres,
+                &sim_url,
+                Endpoint::PageFollowUp,
+                "next message, PostgreSQL",
+            )
+            .await;
         }
         one_at_a_time(&sqlite, &sim_url, Endpoint::Compat, "compatibility endpoint").await;
     }
