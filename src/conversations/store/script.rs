@@ -95,20 +95,44 @@ impl<'q> Script<'q> {
         if self.backend == Backend::Postgres || self.statements.len() < 2 || self.failed.is_some() {
             return self.execute(&mut conn).await;
         }
+        // sqlx does not know of this transaction: until it has ended, the
+        // connection must not go back to the pool inside it.
+        let mut unsettled = Unsettled(Some(conn));
+        let conn = unsettled.0.as_mut().expect("held until settled");
         let transaction = format!("BEGIN;\n{};\nCOMMIT", self.statements.join(";\n"));
         let ran = sqlx::query_with(&transaction, self.args)
-            .execute(&mut *conn)
+            .execute(&mut **conn)
             .await;
         if let Err(err) = ran {
-            // Undo what ran. sqlx does not know of this transaction, so
-            // should that fail the connection is closed rather than given
-            // to its next user inside it.
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                conn.close_on_drop();
+            // Undo what ran; should that fail, the connection is closed.
+            if sqlx::query("ROLLBACK").execute(&mut **conn).await.is_ok() {
+                unsettled.settled();
             }
             return Err(err.into());
         }
+        unsettled.settled();
         Ok(())
+    }
+}
+
+/// A pooled connection that may be inside a transaction sqlx does not know
+/// of. Dropped before [`Unsettled::settled`] (the script failed and could
+/// not be rolled back, or its future was dropped midway), it is closed
+/// rather than given back, and SQLite rolls back what it held.
+struct Unsettled(Option<sqlx::pool::PoolConnection<sqlx::Any>>);
+
+impl Unsettled {
+    /// The transaction has ended: the connection goes back to the pool.
+    fn settled(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
     }
 }
 
