@@ -171,6 +171,32 @@ async fn existing_conversations(http: &reqwest::Client, base: &str, c: usize) ->
         .expect("the conversations are made within the limit")
 }
 
+/// The request that sends `prompt` to `endpoint`: for a next message, as
+/// the person who has `existing`, in that conversation.
+fn request(
+    http: &reqwest::Client,
+    base: &str,
+    endpoint: Endpoint,
+    prompt: String,
+    existing: Option<&Existing>,
+) -> reqwest::RequestBuilder {
+    match (endpoint, existing) {
+        (Endpoint::PageFollowUp, Some(existing)) => http
+            .post(format!("{base}/api/chat/stream"))
+            .header(reqwest::header::COOKIE, &existing.cookie)
+            .json(&serde_json::json!({
+                "content": prompt,
+                "conversation_id": existing.conversation_id,
+            })),
+        (Endpoint::Page | Endpoint::PageFollowUp, _) => http
+            .post(format!("{base}/api/chat/stream"))
+            .json(&serde_json::json!({ "content": prompt })),
+        (Endpoint::Compat, _) => http
+            .post(format!("{base}/api/chat"))
+            .json(&serde_json::json!({ "messages": [{ "role": "user", "content": prompt }] })),
+    }
+}
+
 async fn one(
     http: &reqwest::Client,
     base: &str,
@@ -179,21 +205,7 @@ async fn one(
     existing: Option<&Existing>,
 ) -> Outcome {
     let sent = Instant::now();
-    let request = match (endpoint, existing) {
-        (Endpoint::PageFollowUp, Some(existing)) => http
-            .post(format!("{base}/api/chat/stream"))
-            .header(reqwest::header::COOKIE, &existing.cookie)
-            .json(&serde_json::json!({
-                "content": format!("{PROMPT} #{n}"),
-                "conversation_id": existing.conversation_id,
-            })),
-        (Endpoint::Page | Endpoint::PageFollowUp, _) => http
-            .post(format!("{base}/api/chat/stream"))
-            .json(&serde_json::json!({ "content": format!("{PROMPT} #{n}") })),
-        (Endpoint::Compat, _) => http.post(format!("{base}/api/chat")).json(&serde_json::json!({
-            "messages": [{ "role": "user", "content": format!("{PROMPT} #{n}") }]
-        })),
-    };
+    let request = request(http, base, endpoint, format!("{PROMPT} #{n}"), existing);
     let mut outcome = Outcome {
         first_delta_ms: None,
         duration_ms: 0.0,
@@ -524,22 +536,7 @@ async fn drain_one(
     n: usize,
     existing: Option<&Existing>,
 ) {
-    let prompt = format!("One [sim tokens=1] #{n}");
-    let request = match (endpoint, existing) {
-        (Endpoint::PageFollowUp, Some(existing)) => http
-            .post(format!("{base}/api/chat/stream"))
-            .header(reqwest::header::COOKIE, &existing.cookie)
-            .json(&serde_json::json!({
-                "content": prompt,
-                "conversation_id": existing.conversation_id,
-            })),
-        (Endpoint::Page | Endpoint::PageFollowUp, _) => http
-            .post(format!("{base}/api/chat/stream"))
-            .json(&serde_json::json!({ "content": prompt })),
-        (Endpoint::Compat, _) => http
-            .post(format!("{base}/api/chat"))
-            .json(&serde_json::json!({ "messages": [{ "role": "user", "content": prompt }] })),
-    };
+    let request = request(http, base, endpoint, format!("One [sim tokens=1] #{n}"), existing);
     let response = request.send().await.unwrap();
     assert!(response.status().is_success(), "{}", response.status());
     response.bytes().await.unwrap();
