@@ -70,6 +70,9 @@ pub fn hydrate() {
     // (the usage page) is fetched before its part of the page is hydrated.
     // (Leptos's executor is set up by `hydrate_from_async`, inside the task.)
     wasm_bindgen_futures::spawn_local(async move {
+        if !conversations::usage_page::hydrating_can_start(&page).await {
+            return;
+        }
         let body = document().body().expect("the page has a body");
         let app = leptos::mount::hydrate_from_async(body, move || view! { <App page/> }).await;
         app.forget();

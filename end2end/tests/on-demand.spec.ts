@@ -120,3 +120,22 @@ test('a usage page whose module cannot be fetched says so; the chat still works'
   await sendMessage(page, 'Still here? [sim tokens=3]');
   await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
 });
+
+test('a usage page loaded by address whose module cannot be fetched says so, and keeps its figures', async ({ page }) => {
+  const ui = await openChat(page);
+  await sendMessage(page, 'Count me [sim tokens=3]');
+  await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
+
+  await failToFetch(page, PARTS);
+  await page.goto('/usage');
+  await expect(page.getByRole('alert')).toHaveText(
+    'The usage page could not be loaded. Check your connection, then reload the page.',
+  );
+  await expect(page.locator('.usage-period')).toHaveCount(2);
+  // Not hydrated: Back is a plain link, and the chat loads anew and works.
+  await page.getByRole('link', { name: 'Back to chat' }).click();
+  await expect(page).toHaveURL(/\/$/);
+  await page.unroute(PARTS);
+  await sendMessage(page, 'Still here? [sim tokens=3]');
+  await expect(ui.answers.first()).toHaveAttribute('data-status', 'complete', { timeout: 15_000 });
+});

@@ -18,9 +18,9 @@ use leptos_router::LazyRoute;
 /// `split` feature), fetched when it is opened; hydrating `/usage` waits for
 /// it (`hydrate` in `lib.rs` is asynchronous for this). If it cannot be
 /// fetched, a page opened from the chat says so; a page loaded at `/usage`
-/// stays as the server wrote it (its figures, and its Back link, a plain
-/// link), since it cannot be hydrated without its code. As there, only the
-/// split function may name [`UsagePage`].
+/// is not hydrated ([`hydrating_can_start`]) and says so too, keeping what
+/// the server wrote (its figures, and its Back link, a plain link). As
+/// there, only the split function may name [`UsagePage`].
 pub struct UsageRoute(PageConfig);
 
 impl LazyRoute for UsageRoute {
@@ -51,6 +51,47 @@ impl LazyRoute for UsageRoute {
             }
         }
     }
+}
+
+/// Whether the page in the browser can be hydrated. A page loaded at
+/// `/usage` cannot be without the usage page's code: its route would draw
+/// the sentence of a failed fetch where the server wrote the figures, and
+/// hydrating the one against the other is an unrecoverable mismatch. So the
+/// code is fetched first; if it cannot be, the page the server wrote stays
+/// (its links work without script) and the sentence is added to it.
+#[cfg(feature = "hydrate")]
+pub async fn hydrating_can_start(page: &PageConfig) -> bool {
+    #[cfg(feature = "split")]
+    {
+        let on_usage_page = window().location().pathname().is_ok_and(|path| path == "/usage");
+        if on_usage_page && preload_usage_page().await.is_err() {
+            say_unavailable_on_the_served_page(page.locale.strings());
+            return false;
+        }
+    }
+    #[cfg(not(feature = "split"))]
+    let _ = page;
+    true
+}
+
+/// Adds the sentence of [`UsageRoute::view`]'s failure under the page's
+/// heading, as text (never markup).
+#[cfg(all(feature = "hydrate", feature = "split"))]
+fn say_unavailable_on_the_served_page(t: &Strings) {
+    let document = document();
+    let (Some(header), Ok(sentence)) = (
+        document
+            .query_selector("main.usage-page > .usage-header")
+            .ok()
+            .flatten(),
+        document.create_element("p"),
+    ) else {
+        return;
+    };
+    sentence.set_class_name("state error");
+    let _ = sentence.set_attribute("role", "alert");
+    sentence.set_text_content(Some(t.usage_unavailable));
+    let _ = header.after_with_node_1(&sentence);
 }
 
 /// The page, once its code is here; `None` if it could not be fetched.
