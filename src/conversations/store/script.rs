@@ -179,6 +179,63 @@ mod tests {
         script
     }
 
+    /// A lone SQLite script runs its own `BEGIN` and `COMMIT`. Its future
+    /// dropped while the script waits for the database's write lock must
+    /// not put the connection back in the pool inside that transaction:
+    /// what the pool's next user writes would then never be committed.
+    #[tokio::test]
+    async fn a_sqlite_script_dropped_midway_leaves_no_transaction_in_the_pool() {
+        use sqlx::{any::AnyPoolOptions, Connection};
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        // Another connection holds the write lock: the script waits inside
+        // its transaction, after its BEGIN.
+        let mut other = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+        let mut script = Script::new(Backend::Sqlite);
+        script.push("INSERT INTO t (n) VALUES ($1)", |args| args.add(1_i64));
+        script.push("INSERT INTO t (n) VALUES ($1)", |args| args.add(2_i64));
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(300), script.commit_alone(&pool)).await;
+        assert!(
+            waited.is_err(),
+            "the script should have been waiting for the lock"
+        );
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+
+        // The pool's next user writes, and the write is committed.
+        sqlx::query("INSERT INTO t (n) VALUES (3)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let seen: Vec<i64> = sqlx::query_scalar("SELECT n FROM t WHERE n = 3")
+            .fetch_all(&mut other)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![3],
+            "a write through the pool after the dropped script is not committed"
+        );
+        // The script ran whole or not at all.
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t WHERE n < 3 ORDER BY n")
+            .fetch_all(&mut other)
+            .await
+            .unwrap();
+        assert!(rows.is_empty() || rows == vec![1, 2], "{rows:?}");
+    }
+
     #[test]
     fn sqlite_gets_the_statements_joined() {
         assert_eq!(
