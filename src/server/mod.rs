@@ -45,9 +45,30 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 
-/// Shared by every handler; cheap to clone.
-#[derive(Clone, axum::extract::FromRef)]
-pub struct AppState {
+/// Shared by every handler. axum clones it for each request (`State`), so
+/// it is one reference count: the parts themselves (the page config's
+/// strings and lists above all) are not copied per request.
+#[derive(Clone)]
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// Server rendering and leptos_axum's handlers read the Leptos options
+/// from the state.
+impl axum::extract::FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct AppParts {
     pub settings: Arc<Settings>,
     pub bedrock: BedrockChat,
     pub store: Store,
@@ -183,7 +204,7 @@ impl Application {
                 })?),
                 None => None,
             };
-        let state = AppState {
+        let state = AppState(Arc::new(AppParts {
             metrics,
             mcp,
             settings: Arc::new(settings),
@@ -194,7 +215,7 @@ impl Application {
             limiter: limiter.clone(),
             leptos_options,
             page,
-        };
+        }));
         let generations = state.generations.clone();
         let store = state.store.clone();
         let settings = state.settings.clone();
