@@ -34,6 +34,7 @@ both_backends!(
     malformed_ids_and_titles_get_clear_errors,
     every_ending_of_an_answer_is_stored,
     a_first_message_refused_midway_stores_nothing_of_it,
+    a_next_message_settles_an_answer_left_streaming_or_changes_nothing,
     a_conversation_takes_one_answer_at_a_time,
     a_burst_of_messages_is_stored_each_on_its_own,
     first_messages_at_once_are_written_together,
@@ -385,8 +386,51 @@ async fn a_first_message_refused_midway_stores_nothing_of_it(db: Db) {
     assert_eq!(list.as_array().unwrap().len(), 6);
 }
 
-/// Makes the app's database refuse to store a message whose text is `text`.
-async fn refuse_messages_saying(db: &Db, text: &str) {
+/// An answer an older version left `streaming` (its final save failed) is
+/// settled as `interrupted` by the next message, in that message's
+/// transaction: a message the database refuses midway changes nothing,
+/// that settling included, and the next one goes through.
+async fn a_next_message_settles_an_answer_left_streaming_or_changes_nothing(db: Db) {
+    const REFUSED: &str = "Refused by the database";
+    let app = spawn_app_on(db, &[]).await;
+    let events = app.chat(None, "First [sim tokens=3]").await;
+    let id = conversation_id(&events);
+    let answer = json(&events[0])["answer_id"].as_str().unwrap().to_owned();
+    execute_on(
+        &app.db,
+        &format!("UPDATE messages SET status = 'streaming' WHERE id = '{answer}'"),
+    )
+    .await;
+    refuse_messages_saying(&app.db, REFUSED).await;
+
+    let response = app.send(Some(&id), REFUSED).await;
+    assert_eq!(response.status(), 500);
+    let (_, stored) = app.get_json(&conversation_path(&id)).await;
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 2, "{stored}");
+    assert_eq!(
+        query_on(
+            &app.db,
+            &format!("SELECT status FROM messages WHERE id = '{answer}'")
+        )
+        .await,
+        "streaming",
+        "the refused message's script settled nothing"
+    );
+
+    let events = app.chat(Some(&id), "Second [sim tokens=3]").await;
+    assert_eq!(names(&events).last(), Some(&"done"));
+    let (_, stored) = app.get_json(&conversation_path(&id)).await;
+    let statuses: Vec<&str> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["complete", "interrupted", "complete", "complete"]);
+}
+
+/// Runs `sql` on the app's database, beside the app.
+async fn execute_on(db: &Db, sql: &str) {
     use sqlx::{Connection, Executor};
     match db {
         Db::Sqlite(dir) => {
@@ -394,33 +438,62 @@ async fn refuse_messages_saying(db: &Db, text: &str) {
             let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
                 .await
                 .unwrap();
-            conn.execute(
-                format!(
-                    "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.content = '{text}' \
-                     BEGIN SELECT RAISE(ABORT, 'refused by a test'); END"
-                )
-                .as_str(),
-            )
-            .await
-            .unwrap();
+            conn.execute(sql).await.unwrap();
         }
         Db::Postgres { url, .. } => {
             let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            conn.execute(
-                format!(
+            conn.execute(sql).await.unwrap();
+        }
+    }
+}
+
+/// The text in the first column of the first row `sql` reads from the
+/// app's database.
+async fn query_on(db: &Db, sql: &str) -> String {
+    use sqlx::Connection;
+    match db {
+        Db::Sqlite(dir) => {
+            let file = dir.path().join("bedrock-chat.sqlite3");
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+                .await
+                .unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+        Db::Postgres { url, .. } => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+}
+
+/// Makes the app's database refuse to store a message whose text is `text`.
+async fn refuse_messages_saying(db: &Db, text: &str) {
+    match db {
+        Db::Sqlite(_) => {
+            execute_on(
+                db,
+                &format!(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.content = '{text}' \
+                     BEGIN SELECT RAISE(ABORT, 'refused by a test'); END"
+                ),
+            )
+            .await
+        }
+        Db::Postgres { .. } => {
+            execute_on(
+                db,
+                &format!(
                     "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
                      IF NEW.content = '{text}' THEN RAISE EXCEPTION 'refused by a test'; END IF; \
                      RETURN NEW; END $$ LANGUAGE plpgsql"
-                )
-                .as_str(),
+                ),
             )
-            .await
-            .unwrap();
-            conn.execute(
+            .await;
+            execute_on(
+                db,
                 "CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse()",
             )
             .await
-            .unwrap();
         }
     }
 }
