@@ -1036,6 +1036,45 @@ async fn sets_count_against_the_per_owner_caps_of_instances() {
     );
 }
 
+/// Instances sharing PostgreSQL cap each owner's answers a minute: exactly
+/// the answers past the cap are refused, and a refused one is not counted
+/// (the transaction that failed with it takes its count back).
+#[tokio::test]
+async fn the_per_minute_cap_of_instances_refuses_exactly_the_answers_past_it() {
+    use bedrock_chat::conversations::store::StoreErrorKind;
+    let Some(db) = Db::postgres().await else { return };
+    let app = spawn_app_on(
+        db,
+        &[
+            ("BEDROCK_CHAT_LIMITS_MAX_CONCURRENT_ANSWERS_PER_OWNER", "100"),
+            ("BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER", "3"),
+        ],
+    )
+    .await;
+    // All in one minute of the database's clock.
+    let second: f64 = query_on(&app.db, "SELECT EXTRACT(SECOND FROM clock_timestamp())::TEXT")
+        .await
+        .parse()
+        .unwrap();
+    if second > 55.0 {
+        tokio::time::sleep(Duration::from_secs_f64(60.5 - second)).await;
+    }
+    let owner = "anon:rated";
+    for n in 0..3 {
+        app.first_message(owner, &format!("Within {n}")).await.unwrap();
+    }
+    for n in 0..2 {
+        let refused = app.first_message(owner, &format!("Past {n}")).await.unwrap_err();
+        assert_eq!(refused.kind, StoreErrorKind::RateLimited, "{refused:?}");
+    }
+    let counted = query_on(
+        &app.db,
+        &format!("SELECT SUM(answers)::TEXT FROM owner_minutes WHERE owner_id = '{owner}'"),
+    )
+    .await;
+    assert_eq!(counted, "3", "refused answers are not counted");
+}
+
 /// A conversation of 130 messages opens at its newest 100, rendered and
 /// sent to the page once; the 30 before load on demand. Its total still
 /// counts every answer, and the API still gives the whole transcript.

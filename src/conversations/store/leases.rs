@@ -1,7 +1,8 @@
 //! One answer's lease, taken in the transaction that begins it, when
 //! several instances share the database (see `set_caps` for a set's).
 
-use super::{rows::scalar_i64, Result, Store, StoreError, StoreErrorKind};
+use super::{Result, Store, StoreError, StoreErrorKind};
+use sqlx::Row;
 
 impl Store {
     /// Leases the answer being begun to this instance, in the transaction
@@ -19,65 +20,70 @@ impl Store {
         let Some(policy) = &self.leases else {
             return Ok(());
         };
-        let leased = sqlx::query("SELECT 1 FROM answer_leases WHERE conversation_id = $1")
-            .bind(conversation_id)
-            .fetch_all(&mut *conn)
-            .await?;
-        if !leased.is_empty() {
-            return Err(StoreError::new(
-                StoreErrorKind::Busy,
-                "another instance writes an answer here",
-            ));
-        }
         if policy.per_owner > 0 {
             // The owner's row, locked: two instances admitting answers of
-            // one owner at once count one after the other.
+            // one owner at once count one after the other. (The count is
+            // the next statement's: a statement sees what was committed
+            // when it started, so it must start once the lock is held.)
             sqlx::query("SELECT id FROM owners WHERE id = $1 FOR UPDATE")
                 .bind(owner)
                 .fetch_all(&mut *conn)
                 .await?;
-            let leased = sqlx::query("SELECT COUNT(*) AS n FROM answer_leases WHERE owner_id = $1")
-                .bind(owner)
-                .fetch_all(&mut *conn)
-                .await?;
-            if scalar_i64(leased, "n")? >= policy.per_owner as i64 {
-                return Err(StoreError::new(
-                    StoreErrorKind::OwnerAtLimit,
-                    format!("{} answers being written", policy.per_owner),
-                ));
-            }
         }
-        if policy.per_owner_per_minute > 0 {
-            let counted = sqlx::query(&format!(
-                "INSERT INTO owner_minutes (owner_id, minute, answers) VALUES ($1, {} / 60000, 1) \
-                 ON CONFLICT (owner_id, minute) DO UPDATE SET answers = owner_minutes.answers + 1 \
-                 RETURNING answers",
-                super::PG_NOW_MS
-            ))
+        let rows = sqlx::query(&TAKE_LEASE)
+            .bind(answer_id)
+            .bind(conversation_id)
             .bind(owner)
+            .bind(&policy.instance_id)
+            .bind(policy.ttl_ms)
+            .bind(policy.per_owner as i64)
+            .bind(i64::from(policy.per_owner_per_minute))
             .fetch_all(&mut *conn)
             .await?;
-            if scalar_i64(counted, "answers")? > i64::from(policy.per_owner_per_minute) {
-                return Err(StoreError::new(
-                    StoreErrorKind::RateLimited,
-                    "per-owner rate over all instances",
-                ));
-            }
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Internal, "no row from taking a lease"))?;
+        if row.try_get::<i64, _>("leased")? == 1 {
+            return Ok(());
         }
-        // A race with another instance ends in the unique conversation id:
-        // a unique violation is `Busy`.
-        sqlx::query(&format!(
-            "INSERT INTO answer_leases (answer_id, conversation_id, owner_id, instance_id, expires_at) \
-             VALUES ($1, $2, $3, $4, {} + $5)",
-            super::PG_NOW_MS
+        if policy.per_owner > 0 && row.try_get::<i64, _>("held")? >= policy.per_owner as i64 {
+            return Err(StoreError::new(
+                StoreErrorKind::OwnerAtLimit,
+                format!("{} answers being written", policy.per_owner),
+            ));
+        }
+        Err(StoreError::new(
+            StoreErrorKind::RateLimited,
+            "per-owner rate over all instances",
         ))
-        .bind(answer_id)
-        .bind(conversation_id)
-        .bind(owner)
-        .bind(&policy.instance_id)
-        .bind(policy.ttl_ms)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
     }
 }
+
+/// Takes an answer's lease in one statement (one round trip), unless the
+/// owner's caps refuse it: `$1` answer, `$2` conversation, `$3` owner, `$4`
+/// instance, `$5` the lease's length in ms, `$6` answers being written at
+/// once and `$7` answers a minute per owner (0: no cap). It counts the
+/// owner's leases, counts this answer in its minute (only with a cap), and
+/// inserts the lease only within both caps; it reads `leased` (1 or 0)
+/// and the two counts.
+///
+/// A second answer in the conversation, from any instance, is refused by
+/// the unique conversation id: a unique violation is `Busy`. An answer
+/// refused by a cap has still been counted in its minute; the caller's
+/// transaction, which fails with it, takes that back.
+static TAKE_LEASE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH held AS (SELECT COUNT(*) AS n FROM answer_leases WHERE owner_id = $3), \
+         minute AS (INSERT INTO owner_minutes (owner_id, minute, answers) \
+                    SELECT $3, {now} / 60000, 1 WHERE $7 > 0 \
+                    ON CONFLICT (owner_id, minute) DO UPDATE SET answers = owner_minutes.answers + 1 \
+                    RETURNING answers), \
+         lease AS (INSERT INTO answer_leases (answer_id, conversation_id, owner_id, instance_id, expires_at) \
+                   SELECT $1, $2, $3, $4, {now} + $5 \
+                   WHERE ($6 = 0 OR (SELECT n FROM held) < $6) \
+                   AND ($7 = 0 OR (SELECT answers FROM minute) <= $7) \
+                   RETURNING 1) \
+         SELECT (SELECT COUNT(*) FROM lease) AS leased, (SELECT n FROM held) AS held",
+        now = super::PG_NOW_MS
+    )
+});
