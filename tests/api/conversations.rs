@@ -420,50 +420,34 @@ async fn a_next_message_settles_an_answer_left_streaming_or_changes_nothing(db: 
     let events = app.chat(Some(&id), "Second [sim tokens=3]").await;
     assert_eq!(names(&events).last(), Some(&"done"));
     let (_, stored) = app.get_json(&conversation_path(&id)).await;
-    let statuses: Vec<&str> = stored["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["status"].as_str().unwrap())
-        .collect();
+    let statuses = message_statuses(&stored);
     assert_eq!(statuses, ["complete", "interrupted", "complete", "complete"]);
+}
+
+/// A connection to the app's database, beside the app.
+async fn connect_beside(db: &Db) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = match db {
+        Db::Sqlite(dir) => format!("sqlite://{}", dir.path().join("bedrock-chat.sqlite3").display()),
+        Db::Postgres { url, .. } => url.clone(),
+    };
+    sqlx::AnyConnection::connect(&url).await.unwrap()
 }
 
 /// Runs `sql` on the app's database, beside the app.
 async fn execute_on(db: &Db, sql: &str) {
-    use sqlx::{Connection, Executor};
-    match db {
-        Db::Sqlite(dir) => {
-            let file = dir.path().join("bedrock-chat.sqlite3");
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
-                .await
-                .unwrap();
-            conn.execute(sql).await.unwrap();
-        }
-        Db::Postgres { url, .. } => {
-            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            conn.execute(sql).await.unwrap();
-        }
-    }
+    use sqlx::Executor;
+    connect_beside(db).await.execute(sql).await.unwrap();
 }
 
 /// The text in the first column of the first row `sql` reads from the
 /// app's database.
 async fn query_on(db: &Db, sql: &str) -> String {
-    use sqlx::Connection;
-    match db {
-        Db::Sqlite(dir) => {
-            let file = dir.path().join("bedrock-chat.sqlite3");
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
-                .await
-                .unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-        }
-        Db::Postgres { url, .. } => {
-            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-        }
-    }
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut connect_beside(db).await)
+        .await
+        .unwrap()
 }
 
 /// Makes the app's database refuse to store a message whose text is `text`.
@@ -1005,15 +989,9 @@ async fn checkpoints_at_once_are_written_together(db: Db) {
 #[tokio::test]
 async fn sets_count_against_the_per_owner_caps_of_instances() {
     use bedrock_chat::conversations::store::StoreErrorKind;
-    let Some(db) = Db::postgres().await else { return };
-    let app = spawn_app_on(
-        db,
-        &[
-            ("BEDROCK_CHAT_LIMITS_MAX_CONCURRENT_ANSWERS_PER_OWNER", "150"),
-            ("BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER", "1000"),
-        ],
-    )
-    .await;
+    let Some(app) = postgres_app_with_caps("150", "1000").await else {
+        return;
+    };
     let owner = "anon:capped";
     let texts: Vec<String> = (0..100).map(|n| format!("Message {n}")).collect();
     let burst = || futures::future::join_all(texts.iter().map(|text| app.first_message(owner, text)));
@@ -1042,15 +1020,9 @@ async fn sets_count_against_the_per_owner_caps_of_instances() {
 #[tokio::test]
 async fn the_per_minute_cap_of_instances_refuses_exactly_the_answers_past_it() {
     use bedrock_chat::conversations::store::StoreErrorKind;
-    let Some(db) = Db::postgres().await else { return };
-    let app = spawn_app_on(
-        db,
-        &[
-            ("BEDROCK_CHAT_LIMITS_MAX_CONCURRENT_ANSWERS_PER_OWNER", "100"),
-            ("BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER", "3"),
-        ],
-    )
-    .await;
+    let Some(app) = postgres_app_with_caps("100", "3").await else {
+        return;
+    };
     // All in one minute of the database's clock.
     let second: f64 = query_on(&app.db, "SELECT EXTRACT(SECOND FROM clock_timestamp())::TEXT")
         .await
@@ -1073,6 +1045,18 @@ async fn the_per_minute_cap_of_instances_refuses_exactly_the_answers_past_it() {
     )
     .await;
     assert_eq!(counted, "3", "refused answers are not counted");
+}
+
+/// The app on PostgreSQL (as instances share it: answers are leased), with
+/// its per-owner caps of answers at once and a minute; `None` without
+/// PostgreSQL.
+async fn postgres_app_with_caps(at_once: &str, a_minute: &str) -> Option<TestApp> {
+    let db = Db::postgres().await?;
+    let caps = [
+        ("BEDROCK_CHAT_LIMITS_MAX_CONCURRENT_ANSWERS_PER_OWNER", at_once),
+        ("BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER", a_minute),
+    ];
+    Some(spawn_app_on(db, &caps).await)
 }
 
 /// A conversation of 130 messages opens at its newest 100, rendered and

@@ -479,12 +479,7 @@ async fn behind_a_round_robin_load_balancer_a_conversation_just_works() {
     assert_eq!(status, 200);
     assert_eq!(list[0]["id"], conversation.as_str());
     let (_, stored) = get_json_as(&http, &format!("{balancer}/api/conversations/{conversation}")).await;
-    let statuses: Vec<&str> = stored["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["status"].as_str().unwrap())
-        .collect();
+    let statuses = message_statuses(&stored);
     assert_eq!(
         statuses,
         ["complete", "complete", "complete", "stopped", "complete"]

@@ -340,12 +340,7 @@ async fn retry_regenerates_the_answer_and_keeps_the_failed_one() {
     assert_eq!(sent, sim_messages(&[("user", text)]));
 
     let (_, stored) = app.get_json(&format!("/api/conversations/{id}")).await;
-    let statuses: Vec<&str> = stored["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["status"].as_str().unwrap())
-        .collect();
+    let statuses = message_statuses(&stored);
     assert_eq!(statuses, ["complete", "error", "error"]);
     assert_eq!(stored["messages"][1]["content"], answer_text(&failed).as_str());
 

@@ -406,6 +406,17 @@ pub fn names(events: &[sse::SseEvent]) -> Vec<&str> {
 }
 
 /// The conversation id from a stream's `start` event.
+/// The status of each message of a stored conversation (as the API gives
+/// it), in order.
+pub fn message_statuses(conversation: &serde_json::Value) -> Vec<&str> {
+    conversation["messages"]
+        .as_array()
+        .expect("a conversation's messages")
+        .iter()
+        .map(|m| m["status"].as_str().expect("a message's status"))
+        .collect()
+}
+
 pub fn conversation_id(events: &[sse::SseEvent]) -> String {
     let start = events.first().expect("a stream has events");
     assert_eq!(start.event, "start");
