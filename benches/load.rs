@@ -39,6 +39,14 @@ use support::*;
 const LEVELS: &[usize] = &[100, 1000, 3000];
 const MODEL_FIRST_TOKEN_MS: f64 = 100.0;
 const PROMPT: &str = "Load [sim tokens=200 delay_ms=10 first_token_ms=100]";
+/// The per-owner caps as `Leptos.toml` ships them. On PostgreSQL each
+/// answer's lease counts them (a lock and a statement more); the bench
+/// otherwise runs with every cap off. An owner here sends at most two
+/// messages, one at a time, so the caps never refuse one.
+const SHIPPED_CAPS: [(&str, &str); 2] = [
+    ("BEDROCK_CHAT_LIMITS_MAX_CONCURRENT_ANSWERS_PER_OWNER", "3"),
+    ("BEDROCK_CHAT_LIMITS_MESSAGES_PER_MINUTE_PER_OWNER", "20"),
+];
 /// No level may take longer than this.
 const LEVEL_LIMIT: Duration = Duration::from_secs(180);
 
@@ -112,7 +120,8 @@ fn start_simulator() -> (Child, String) {
 /// address measure the server, not the limiter.
 /// `LOAD_SERVER_ENV="KEY=value,KEY=value"` adds settings, to measure what
 /// one changes (e.g. `BEDROCK_CHAT_SERVER_LISTEN_BACKLOG=128`).
-fn start_server(db: &Db, simulator: &str) -> ServerProcess {
+/// `settings` come before those.
+fn start_server(db: &Db, simulator: &str, settings: &[(&str, &str)]) -> ServerProcess {
     let extra = std::env::var("LOAD_SERVER_ENV").unwrap_or_default();
     let mut env: Vec<(&str, &str)> = vec![
         ("BEDROCK_CHAT_BEDROCK_BACKEND", "aws"),
@@ -121,6 +130,7 @@ fn start_server(db: &Db, simulator: &str) -> ServerProcess {
         ("BEDROCK_CHAT_LIMITS_DAILY_TOKENS_PER_OWNER", "0"),
         ("BEDROCK_CHAT_SERVER_MAX_CONNECTIONS", "20000"),
     ];
+    env.extend_from_slice(settings);
     env.extend(extra.split(',').filter_map(|pair| pair.split_once('=')));
     ServerProcess::start(db, &env)
 }
@@ -257,7 +267,7 @@ async fn one(
 }
 
 async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &str) {
-    let server = start_server(db, simulator);
+    let server = start_server(db, simulator, &[]);
     let pid = server.child.id();
     let pid_text = pid.to_string();
     let http = reqwest::Client::builder()
@@ -447,10 +457,10 @@ impl ServerFigures {
 /// one-token answers one after another, server CPU per answer (`/proc`
 /// counts it in hundredths of a second: 0.02 ms an answer). For next
 /// messages, each goes to a conversation of one exchange made beforehand
-/// (not measured).
-async fn one_at_a_time(db: &Db, simulator: &str, endpoint: Endpoint, label: &str) {
+/// (not measured). `settings` are the server's beyond the bench's own.
+async fn one_at_a_time(db: &Db, simulator: &str, endpoint: Endpoint, label: &str, settings: &[(&str, &str)]) {
     const ANSWERS: usize = 500;
-    let server = start_server(db, simulator);
+    let server = start_server(db, simulator, settings);
     let pid = server.child.id().to_string();
     let http = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
     // Warm: connections to the server and from it to the simulator.
@@ -486,7 +496,7 @@ async fn metrics_after_many_answers(db: &Db, simulator: &str) {
         "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
         "us.amazon.nova-lite-v1:0",
     ];
-    let server = start_server(db, simulator);
+    let server = start_server(db, simulator, &[]);
     let http = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
     let started = Instant::now();
     let base = &server.base;
@@ -559,19 +569,24 @@ async fn main() {
     let (mut simulator, sim_url) = start_simulator();
     let sqlite = Db::sqlite();
     if runs("single") {
-        one_at_a_time(&sqlite, &sim_url, Endpoint::Page, "page endpoint, SQLite").await;
-        one_at_a_time(&sqlite, &sim_url, Endpoint::PageFollowUp, "next message, SQLite").await;
+        one_at_a_time(&sqlite, &sim_url, Endpoint::Page, "page endpoint, SQLite", &[]).await;
+        one_at_a_time(
+            &sqlite,
+            &sim_url,
+            Endpoint::PageFollowUp,
+            "next message, SQLite",
+            &[],
+        )
+        .await;
         if let Some(postgres) = Db::postgres().await {
-            one_at_a_time(&postgres, &sim_url, Endpoint::Page, "page endpoint, PostgreSQL").await;
-            one_at_a_time(
-                &postgres,
-                &sim_url,
-                Endpoint::PageFollowUp,
-                "next message, PostgreSQL",
-            )
-            .await;
+            for (caps, settings) in [("", &[][..]), (", caps", &SHIPPED_CAPS[..])] {
+                let first = format!("page endpoint, PostgreSQL{caps}");
+                one_at_a_time(&postgres, &sim_url, Endpoint::Page, &first, settings).await;
+                let next = format!("next message, PostgreSQL{caps}");
+                one_at_a_time(&postgres, &sim_url, Endpoint::PageFollowUp, &next, settings).await;
+            }
         }
-        one_at_a_time(&sqlite, &sim_url, Endpoint::Compat, "compatibility endpoint").await;
+        one_at_a_time(&sqlite, &sim_url, Endpoint::Compat, "compatibility endpoint", &[]).await;
     }
     if runs("cardinality") {
         metrics_after_many_answers(&sqlite, &sim_url).await;
