@@ -65,6 +65,7 @@ pub fn hydrate() {
     use leptos::prelude::*;
 
     console_error_panic_hook::set_once();
+    early_input::started();
     let page = PageConfig::from_document();
     // Asynchronous, so that a route whose code is fetched when it is opened
     // (the usage page) is fetched before its part of the page is hydrated.

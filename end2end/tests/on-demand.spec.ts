@@ -91,6 +91,27 @@ test('a part that cannot be fetched says so, and opening it again tries again', 
   await expect(page.locator('section.settings-panel')).toBeVisible();
 });
 
+test('a part whose module fails while the chunk it shares is still loading says so, and raises no error', async ({ page }) => {
+  // The split loader starts a module's fetch while it waits for the chunks
+  // the module shares: the failure comes first, with nothing yet to catch
+  // it. The page's fixture fails the test on any uncaught error.
+  const chunkHeld = await holdFetches(page, /\/pkg\/chunk_\d+[^/]*\.wasm$/);
+  const moduleFailed = new Promise<void>((resolve) =>
+    page.route(PARTS, async (route) => {
+      await route.abort();
+      resolve();
+    }),
+  );
+  await openChat(page);
+  await page.locator('button.settings-toggle').click();
+  await moduleFailed;
+  chunkHeld();
+  await expect(page.locator('.part-failed')).toHaveText(
+    'This could not be loaded. Check your connection, then close it and open it again.',
+  );
+  await expect(page.locator('.load-failed')).toHaveCount(0);
+});
+
 test('the usage page opened by address waits for its module, then is interactive', async ({ page }) => {
   const modules = wasmFetchedBy(page);
   const ui = await openChat(page);

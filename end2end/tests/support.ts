@@ -56,19 +56,12 @@ export const test = base.extend<{ page: Page }>({
   },
 });
 
-/** Makes the fetch of a split module (`split_*.wasm`) fail, once the
- * chunks it shares with other split modules (`chunk_*.wasm`) have had time
- * to arrive. (The split loader of wasm_split_cli_support 0.2.3 starts a
- * module's fetch while it waits for its chunks; a failure in that window is
- * reported to the page as an uncaught rejection, although the load is still
- * reported failed, as it should be.) */
+/** Makes the fetch of a split module (`split_*.wasm`, or a `chunk_*.wasm`
+ * split modules share) fail, as a lost network does. */
 export async function failToFetch(page: Page, module: RegExp) {
-  await page.route(module, async (route) => {
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    // (Unrouted meanwhile: the fetch went through, which is what a test that
-    // lifts the failure wants.)
-    await route.abort().catch(() => {});
-  });
+  // (Unrouted meanwhile: the fetch goes through, which is what a test that
+  // lifts the failure wants.)
+  await page.route(module, (route) => route.abort().catch(() => {}));
 }
 
 /** Holds every fetch of `module` until the returned function is called:
