@@ -65,7 +65,7 @@ impl Store {
 /// once and `$7` answers a minute per owner (0: no cap). It counts the
 /// owner's leases, counts this answer in its minute (only with a cap), and
 /// inserts the lease only within both caps; it reads `leased` (1 or 0)
-/// and the two counts.
+/// and `held`, the owner's leases before this one (which cap refused).
 ///
 /// A second answer in the conversation, from any instance, is refused by
 /// the unique conversation id: a unique violation is `Busy`. An answer
