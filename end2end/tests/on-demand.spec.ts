@@ -95,17 +95,17 @@ test('a part whose module fails while the chunk it shares is still loading says 
   // The split loader starts a module's fetch while it waits for the chunks
   // the module shares: the failure comes first, with nothing yet to catch
   // it. The page's fixture fails the test on any uncaught error.
-  const chunkHeld = await holdFetches(page, /\/pkg\/chunk_\d+[^/]*\.wasm$/);
-  const moduleFailed = new Promise<void>((resolve) =>
-    page.route(PARTS, async (route) => {
-      await route.abort();
-      resolve();
-    }),
-  );
+  const releaseChunk = await holdFetches(page, /\/pkg\/chunk_\d+[^/]*\.wasm$/);
+  let moduleFailed = () => {};
+  const failed = new Promise<void>((resolve) => (moduleFailed = resolve));
+  await page.route(PARTS, async (route) => {
+    await route.abort();
+    moduleFailed();
+  });
   await openChat(page);
   await page.locator('button.settings-toggle').click();
-  await moduleFailed;
-  chunkHeld();
+  await failed;
+  releaseChunk();
   await expect(page.locator('.part-failed')).toHaveText(
     'This could not be loaded. Check your connection, then close it and open it again.',
   );
