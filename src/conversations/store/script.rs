@@ -95,11 +95,12 @@ impl<'q> Script<'q> {
         if self.backend == Backend::Postgres || self.statements.len() < 2 || self.failed.is_some() {
             return self.execute(&mut conn).await;
         }
+        let statements = self.query().expect("two statements or more");
         // sqlx does not know of this transaction: until it has ended, the
         // connection must not go back to the pool inside it.
         let mut unsettled = Unsettled(Some(conn));
         let conn = unsettled.0.as_mut().expect("held until settled");
-        let transaction = format!("BEGIN;\n{};\nCOMMIT", self.statements.join(";\n"));
+        let transaction = format!("BEGIN;\n{statements};\nCOMMIT");
         let ran = sqlx::query_with(&transaction, self.args)
             .execute(&mut **conn)
             .await;
