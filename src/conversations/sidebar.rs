@@ -145,7 +145,7 @@ pub fn Sidebar(
             </button>
             <a
                 class="usage-link"
-                href="/usage"
+                href=super::usage_page::USAGE_PATH
                 on:pointerenter=move |_| on_demand::preload()
                 on:focus=move |_| on_demand::preload()
             >

@@ -23,6 +23,9 @@ use leptos_router::LazyRoute;
 /// there, only the split function may name [`UsagePage`].
 pub struct UsageRoute(PageConfig);
 
+/// Where the usage page is (its route in `app.rs` is `path!("usage")`).
+pub const USAGE_PATH: &str = "/usage";
+
 impl LazyRoute for UsageRoute {
     fn data() -> Self {
         Self(expect_context::<PageConfig>())
@@ -63,7 +66,10 @@ impl LazyRoute for UsageRoute {
 pub async fn hydrating_can_start(page: &PageConfig) -> bool {
     #[cfg(feature = "split")]
     {
-        let on_usage_page = window().location().pathname().is_ok_and(|path| path == "/usage");
+        let on_usage_page = window()
+            .location()
+            .pathname()
+            .is_ok_and(|path| path == USAGE_PATH);
         if on_usage_page && preload_usage_page().await.is_err() {
             say_unavailable_on_the_served_page(page.locale.strings());
             return false;
