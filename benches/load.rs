@@ -13,7 +13,10 @@
 //! endpoint. Every level is bounded in count and time. The `followups` part
 //! plays the more common burst: C people who each already have a
 //! conversation (made beforehand, not measured) send their next message in
-//! it at once.
+//! it at once. The `spread` part sends the same C first messages evenly over
+//! one second instead of at one instant, on all three endpoints: people
+//! pressing Enter in the same second, while the answers of those who pressed
+//! it first are already streaming.
 //!
 //! The simulator and this generator share the machine with the server, so
 //! stream duration at 1,000 and more is bounded by the box: CPU per event
@@ -59,6 +62,18 @@ enum Endpoint {
     PageFollowUp,
     /// `POST /api/chat`: the seed's format; nothing stored.
     Compat,
+}
+
+/// When a level's C requests leave.
+#[derive(Clone, Copy, PartialEq)]
+enum Arrival {
+    /// All at the same instant: the harshest burst, and the levels' default.
+    AtOnce,
+    /// Evenly over this long: request n leaves at n × spread / C. This is
+    /// C people pressing Enter within the same second, as issue 14 words
+    /// it; the answers that started earlier are streaming while the later
+    /// ones arrive.
+    Over(Duration),
 }
 
 /// What one request saw.
@@ -266,7 +281,7 @@ async fn one(
     outcome
 }
 
-async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &str) {
+async fn level(db: &Db, simulator: &str, endpoint: Endpoint, arrival: Arrival, c: usize, label: &str) {
     let server = start_server(db, simulator, &[]);
     let pid = server.child.id();
     let pid_text = pid.to_string();
@@ -289,7 +304,13 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, c: usize, label: &s
     let started = Instant::now();
     let runs = (0..c).map(|n| {
         let (http, base, existing) = (&http, &base, existing.get(n));
-        async move { one(http, base, endpoint, n, existing).await }
+        async move {
+            if let Arrival::Over(spread) = arrival {
+                // Timed from when it leaves, like every request.
+                tokio::time::sleep_until((started + spread.mul_f64(n as f64 / c as f64)).into()).await;
+            }
+            one(http, base, endpoint, n, existing).await
+        }
     });
     let outcomes = tokio::time::timeout(LEVEL_LIMIT, futures::future::join_all(runs))
         .await
@@ -563,7 +584,8 @@ async fn main() {
         Err(_) => LEVELS.to_vec(),
     };
     // `LOAD_PARTS="sqlite,compat"` runs only those parts: single (one
-    // answer at a time), cardinality, sqlite, postgres, followups, compat.
+    // answer at a time), cardinality, sqlite, postgres, followups, compat,
+    // spread (the three endpoints with the requests spread over a second).
     let parts = std::env::var("LOAD_PARTS").unwrap_or_default();
     let runs = |part: &str| parts.is_empty() || parts.split(',').any(|p| p.trim() == part);
     let (mut simulator, sim_url) = start_simulator();
@@ -593,7 +615,15 @@ async fn main() {
     }
     if runs("sqlite") {
         for &c in &levels {
-            level(&sqlite, &sim_url, Endpoint::Page, c, "page endpoint, SQLite").await;
+            level(
+                &sqlite,
+                &sim_url,
+                Endpoint::Page,
+                Arrival::AtOnce,
+                c,
+                "page endpoint, SQLite",
+            )
+            .await;
         }
     }
     if runs("postgres") {
@@ -603,6 +633,7 @@ async fn main() {
                     &postgres,
                     &sim_url,
                     Endpoint::Page,
+                    Arrival::AtOnce,
                     c,
                     "page endpoint, PostgreSQL",
                 )
@@ -616,6 +647,7 @@ async fn main() {
                 &sqlite,
                 &sim_url,
                 Endpoint::PageFollowUp,
+                Arrival::AtOnce,
                 c,
                 "next message, SQLite",
             )
@@ -627,6 +659,7 @@ async fn main() {
                     &postgres,
                     &sim_url,
                     Endpoint::PageFollowUp,
+                    Arrival::AtOnce,
                     c,
                     "next message, PostgreSQL",
                 )
@@ -636,7 +669,52 @@ async fn main() {
     }
     if runs("compat") {
         for &c in &levels {
-            level(&sqlite, &sim_url, Endpoint::Compat, c, "compatibility endpoint").await;
+            level(
+                &sqlite,
+                &sim_url,
+                Endpoint::Compat,
+                Arrival::AtOnce,
+                c,
+                "compatibility endpoint",
+            )
+            .await;
+        }
+    }
+    if runs("spread") {
+        // The same people, pressing Enter over one second instead of at
+        // one instant.
+        let over_a_second = Arrival::Over(Duration::from_secs(1));
+        let postgres = Db::postgres().await;
+        for &c in &levels {
+            level(
+                &sqlite,
+                &sim_url,
+                Endpoint::Page,
+                over_a_second,
+                c,
+                "page, SQLite, over 1 s",
+            )
+            .await;
+            if let Some(postgres) = &postgres {
+                level(
+                    postgres,
+                    &sim_url,
+                    Endpoint::Page,
+                    over_a_second,
+                    c,
+                    "page, PostgreSQL, over 1 s",
+                )
+                .await;
+            }
+            level(
+                &sqlite,
+                &sim_url,
+                Endpoint::Compat,
+                over_a_second,
+                c,
+                "compatibility, over 1 s",
+            )
+            .await;
         }
     }
     let _ = simulator.kill();
