@@ -113,8 +113,15 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The standalone simulator: its process (whose CPU each level reports, as
+/// the box's third tenant) and its address.
+struct Simulator {
+    process: Child,
+    url: String,
+}
+
 /// The standalone simulator on a port of its own.
-fn start_simulator() -> (Child, String) {
+fn start_simulator() -> Simulator {
     let addr = free_loopback_addr();
     let child = Command::new(env!("CARGO_BIN_EXE_bedrock-chat"))
         .args(["simulator", "--addr", &addr])
@@ -128,7 +135,10 @@ fn start_simulator() -> (Child, String) {
         assert!(Instant::now() < deadline, "the simulator did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (child, format!("http://{addr}"))
+    Simulator {
+        process: child,
+        url: format!("http://{addr}"),
+    }
 }
 
 /// The server, its limits raised so that thousands of users from one
@@ -136,11 +146,11 @@ fn start_simulator() -> (Child, String) {
 /// `LOAD_SERVER_ENV="KEY=value,KEY=value"` adds settings, to measure what
 /// one changes (e.g. `BEDROCK_CHAT_SERVER_LISTEN_BACKLOG=128`).
 /// `settings` come before those.
-fn start_server(db: &Db, simulator: &str, settings: &[(&str, &str)]) -> ServerProcess {
+fn start_server(db: &Db, simulator: &Simulator, settings: &[(&str, &str)]) -> ServerProcess {
     let extra = std::env::var("LOAD_SERVER_ENV").unwrap_or_default();
     let mut env: Vec<(&str, &str)> = vec![
         ("BEDROCK_CHAT_BEDROCK_BACKEND", "aws"),
-        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", simulator),
+        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &simulator.url),
         ("BEDROCK_CHAT_LIMITS_MAX_LIVE_STREAMS", "20000"),
         ("BEDROCK_CHAT_LIMITS_DAILY_TOKENS_PER_OWNER", "0"),
         ("BEDROCK_CHAT_SERVER_MAX_CONNECTIONS", "20000"),
@@ -281,7 +291,7 @@ async fn one(
     outcome
 }
 
-async fn level(db: &Db, simulator: &str, endpoint: Endpoint, arrival: Arrival, c: usize, label: &str) {
+async fn level(db: &Db, simulator: &Simulator, endpoint: Endpoint, arrival: Arrival, c: usize, label: &str) {
     let server = start_server(db, simulator, &[]);
     let pid = server.child.id();
     let pid_text = pid.to_string();
@@ -300,6 +310,8 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, arrival: Arrival, c
     let made = ServerFigures::scrape(&http, &base).await;
     let cpu_before = cpu_seconds(&pid_text);
     let own_before = cpu_seconds("self");
+    let simulator_pid = simulator.process.id().to_string();
+    let simulator_before = cpu_seconds(&simulator_pid);
     let idle_rss = rss_mib(pid, "VmRSS:");
     let started = Instant::now();
     let runs = (0..c).map(|n| {
@@ -318,6 +330,8 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, arrival: Arrival, c
     let wall = started.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(&pid_text) - cpu_before;
     let own_cpu = cpu_seconds("self") - own_before;
+    let simulator_cpu = cpu_seconds(&simulator_pid) - simulator_before;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let events: usize = outcomes.iter().map(|o| o.events).sum();
     let overhead: Vec<f64> = outcomes
         .iter()
@@ -337,7 +351,7 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, arrival: Arrival, c
         }
     }
     println!(
-        "{label:<28} C={c:>5}: first token +{:>7.1} ms p50, +{:>7.1} ms p99 | stream p50 {:>6.0} ms | {:>7.0} events/s | server {:>6.3} CPU-s/1000 events | peak RSS {:>6.1} MiB ({:.0} KiB per live answer) | errors {:?} | generator {:.1} CPU-s",
+        "{label:<28} C={c:>5}: first token +{:>7.1} ms p50, +{:>7.1} ms p99 | stream p50 {:>6.0} ms | {:>7.0} events/s | server {:>6.3} CPU-s/1000 events | peak RSS {:>6.1} MiB ({:.0} KiB per live answer) | errors {:?} | CPU-s: server {:.1}, simulator {:.1}, generator {:.1}, of {:.1} on {cores} cores",
         percentile(overhead.clone(), 0.5),
         percentile(overhead, 0.99),
         percentile(durations, 0.5),
@@ -346,7 +360,10 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, arrival: Arrival, c
         rss_mib(pid, "VmHWM:"),
         (rss_mib(pid, "VmHWM:") - idle_rss) * 1024.0 / c as f64,
         errors,
+        server_cpu,
+        simulator_cpu,
         own_cpu,
+        wall * cores as f64,
     );
     let store_line = if store.commits > 0.0 {
         format!(
@@ -364,6 +381,30 @@ async fn level(db: &Db, simulator: &str, endpoint: Endpoint, arrival: Arrival, c
         "{:<28}          {store_line} | first token by the server's clock: {:.1} ms after the request on average | /metrics after {c} answers: {} series, {} bytes",
         "", store.first_token_mean() * 1e3, store.series, store.metrics_bytes,
     );
+    if arrival != Arrival::AtOnce {
+        // Overhead that grows with arrival order is a queue building up:
+        // the box (or the store) is behind the rate people arrive at.
+        let tenths: Vec<String> = outcomes
+            .chunks(c.div_ceil(10))
+            .map(|tenth| {
+                let overhead: Vec<f64> = tenth
+                    .iter()
+                    .filter_map(|o| o.first_delta_ms)
+                    .map(|ms| ms - MODEL_FIRST_TOKEN_MS)
+                    .collect();
+                format!(
+                    "+{:.0}/+{:.0}",
+                    percentile(overhead.clone(), 0.5),
+                    percentile(overhead, 0.99)
+                )
+            })
+            .collect();
+        println!(
+            "{:<28}          first token beyond the model's own by tenth of arrivals, p50/p99 ms: {}",
+            "",
+            tenths.join(" "),
+        );
+    }
     drop(server);
 }
 
@@ -479,7 +520,13 @@ impl ServerFigures {
 /// counts it in hundredths of a second: 0.02 ms an answer). For next
 /// messages, each goes to a conversation of one exchange made beforehand
 /// (not measured). `settings` are the server's beyond the bench's own.
-async fn one_at_a_time(db: &Db, simulator: &str, endpoint: Endpoint, label: &str, settings: &[(&str, &str)]) {
+async fn one_at_a_time(
+    db: &Db,
+    simulator: &Simulator,
+    endpoint: Endpoint,
+    label: &str,
+    settings: &[(&str, &str)],
+) {
     const ANSWERS: usize = 500;
     let server = start_server(db, simulator, settings);
     let pid = server.child.id().to_string();
@@ -509,7 +556,7 @@ async fn one_at_a_time(db: &Db, simulator: &str, endpoint: Endpoint, label: &str
 /// The size of `/metrics` after 10,000 answers (on every offered model,
 /// with errors and refusals among them): its series are bounded by the
 /// configuration, not by how many answers were written.
-async fn metrics_after_many_answers(db: &Db, simulator: &str) {
+async fn metrics_after_many_answers(db: &Db, simulator: &Simulator) {
     const ANSWERS: usize = 10_000;
     const AT_ONCE: usize = 50;
     const MODELS: [&str; 3] = [
@@ -588,13 +635,13 @@ async fn main() {
     // spread (the three endpoints with the requests spread over a second).
     let parts = std::env::var("LOAD_PARTS").unwrap_or_default();
     let runs = |part: &str| parts.is_empty() || parts.split(',').any(|p| p.trim() == part);
-    let (mut simulator, sim_url) = start_simulator();
+    let mut simulator = start_simulator();
     let sqlite = Db::sqlite();
     if runs("single") {
-        one_at_a_time(&sqlite, &sim_url, Endpoint::Page, "page endpoint, SQLite", &[]).await;
+        one_at_a_time(&sqlite, &simulator, Endpoint::Page, "page endpoint, SQLite", &[]).await;
         one_at_a_time(
             &sqlite,
-            &sim_url,
+            &simulator,
             Endpoint::PageFollowUp,
             "next message, SQLite",
             &[],
@@ -603,21 +650,28 @@ async fn main() {
         if let Some(postgres) = Db::postgres().await {
             for (caps, settings) in [("", &[][..]), (", caps", &SHIPPED_CAPS[..])] {
                 let first = format!("page endpoint, PostgreSQL{caps}");
-                one_at_a_time(&postgres, &sim_url, Endpoint::Page, &first, settings).await;
+                one_at_a_time(&postgres, &simulator, Endpoint::Page, &first, settings).await;
                 let next = format!("next message, PostgreSQL{caps}");
-                one_at_a_time(&postgres, &sim_url, Endpoint::PageFollowUp, &next, settings).await;
+                one_at_a_time(&postgres, &simulator, Endpoint::PageFollowUp, &next, settings).await;
             }
         }
-        one_at_a_time(&sqlite, &sim_url, Endpoint::Compat, "compatibility endpoint", &[]).await;
+        one_at_a_time(
+            &sqlite,
+            &simulator,
+            Endpoint::Compat,
+            "compatibility endpoint",
+            &[],
+        )
+        .await;
     }
     if runs("cardinality") {
-        metrics_after_many_answers(&sqlite, &sim_url).await;
+        metrics_after_many_answers(&sqlite, &simulator).await;
     }
     if runs("sqlite") {
         for &c in &levels {
             level(
                 &sqlite,
-                &sim_url,
+                &simulator,
                 Endpoint::Page,
                 Arrival::AtOnce,
                 c,
@@ -631,7 +685,7 @@ async fn main() {
             for &c in &levels {
                 level(
                     &postgres,
-                    &sim_url,
+                    &simulator,
                     Endpoint::Page,
                     Arrival::AtOnce,
                     c,
@@ -645,7 +699,7 @@ async fn main() {
         for &c in &levels {
             level(
                 &sqlite,
-                &sim_url,
+                &simulator,
                 Endpoint::PageFollowUp,
                 Arrival::AtOnce,
                 c,
@@ -657,7 +711,7 @@ async fn main() {
             for &c in &levels {
                 level(
                     &postgres,
-                    &sim_url,
+                    &simulator,
                     Endpoint::PageFollowUp,
                     Arrival::AtOnce,
                     c,
@@ -671,7 +725,7 @@ async fn main() {
         for &c in &levels {
             level(
                 &sqlite,
-                &sim_url,
+                &simulator,
                 Endpoint::Compat,
                 Arrival::AtOnce,
                 c,
@@ -688,7 +742,7 @@ async fn main() {
         for &c in &levels {
             level(
                 &sqlite,
-                &sim_url,
+                &simulator,
                 Endpoint::Page,
                 over_a_second,
                 c,
@@ -698,7 +752,7 @@ async fn main() {
             if let Some(postgres) = &postgres {
                 level(
                     postgres,
-                    &sim_url,
+                    &simulator,
                     Endpoint::Page,
                     over_a_second,
                     c,
@@ -708,7 +762,7 @@ async fn main() {
             }
             level(
                 &sqlite,
-                &sim_url,
+                &simulator,
                 Endpoint::Compat,
                 over_a_second,
                 c,
@@ -717,6 +771,6 @@ async fn main() {
             .await;
         }
     }
-    let _ = simulator.kill();
-    let _ = simulator.wait();
+    let _ = simulator.process.kill();
+    let _ = simulator.process.wait();
 }
