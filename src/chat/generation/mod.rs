@@ -11,6 +11,9 @@
 //! * Replay and live hand-over cannot race: a listener marks the current log
 //!   length as seen *before* it reads the log, so an event appended after its
 //!   read always wakes it, and it reads by index, so nothing is sent twice.
+//! * A woken listener reads after one turn of its worker (the tasks already
+//!   waiting run first), so frames appended in that turn leave in the same
+//!   write; a lone frame waits one poll.
 //! * Stop is an explicit request ([`Generation::cancel`]): the Bedrock stream
 //!   is dropped at once and every listener sees `done` with
 //!   `stop_reason: "stopped"`.
