@@ -13,7 +13,8 @@
 //!   read always wakes it, and it reads by index, so nothing is sent twice.
 //! * A woken listener reads after one turn of its worker (the tasks already
 //!   waiting run first), so frames appended in that turn leave in the same
-//!   write; a lone frame waits one poll.
+//!   write; a lone frame waits one poll. The first frame a listener is
+//!   woken for (usually the first token) is read at once.
 //! * Stop is an explicit request ([`Generation::cancel`]): the Bedrock stream
 //!   is dropped at once and every listener sees `done` with
 //!   `stop_reason: "stopped"`.
