@@ -64,6 +64,12 @@ enum Endpoint {
     Compat,
 }
 
+/// Where a series of levels stores its conversations.
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 /// When a level's C requests leave.
 #[derive(Clone, Copy, PartialEq)]
 enum Arrival {
@@ -667,108 +673,86 @@ async fn main() {
     if runs("cardinality") {
         metrics_after_many_answers(&sqlite, &simulator).await;
     }
-    if runs("sqlite") {
-        for &c in &levels {
-            level(
-                &sqlite,
-                &simulator,
-                Endpoint::Page,
-                Arrival::AtOnce,
-                c,
-                "page endpoint, SQLite",
-            )
-            .await;
-        }
-    }
-    if runs("postgres") {
-        if let Some(postgres) = Db::postgres().await {
-            for &c in &levels {
-                level(
-                    &postgres,
-                    &simulator,
-                    Endpoint::Page,
-                    Arrival::AtOnce,
-                    c,
-                    "page endpoint, PostgreSQL",
-                )
-                .await;
-            }
-        }
-    }
-    if runs("followups") {
-        for &c in &levels {
-            level(
-                &sqlite,
-                &simulator,
-                Endpoint::PageFollowUp,
-                Arrival::AtOnce,
-                c,
-                "next message, SQLite",
-            )
-            .await;
-        }
-        if let Some(postgres) = Db::postgres().await {
-            for &c in &levels {
-                level(
-                    &postgres,
-                    &simulator,
-                    Endpoint::PageFollowUp,
-                    Arrival::AtOnce,
-                    c,
-                    "next message, PostgreSQL",
-                )
-                .await;
-            }
-        }
-    }
-    if runs("compat") {
-        for &c in &levels {
-            level(
-                &sqlite,
-                &simulator,
-                Endpoint::Compat,
-                Arrival::AtOnce,
-                c,
-                "compatibility endpoint",
-            )
-            .await;
-        }
-    }
-    if runs("spread") {
+    // The burst parts: each runs its series at every level. A PostgreSQL
+    // series gets a database of its own.
+    let over_a_second = Arrival::Over(Duration::from_secs(1));
+    let series = [
+        (
+            "sqlite",
+            Backend::Sqlite,
+            Endpoint::Page,
+            Arrival::AtOnce,
+            "page endpoint, SQLite",
+        ),
+        (
+            "postgres",
+            Backend::Postgres,
+            Endpoint::Page,
+            Arrival::AtOnce,
+            "page endpoint, PostgreSQL",
+        ),
+        (
+            "followups",
+            Backend::Sqlite,
+            Endpoint::PageFollowUp,
+            Arrival::AtOnce,
+            "next message, SQLite",
+        ),
+        (
+            "followups",
+            Backend::Postgres,
+            Endpoint::PageFollowUp,
+            Arrival::AtOnce,
+            "next message, PostgreSQL",
+        ),
+        (
+            "compat",
+            Backend::Sqlite,
+            Endpoint::Compat,
+            Arrival::AtOnce,
+            "compatibility endpoint",
+        ),
         // The same people, pressing Enter over one second instead of at
         // one instant.
-        let over_a_second = Arrival::Over(Duration::from_secs(1));
-        let postgres = Db::postgres().await;
-        for &c in &levels {
-            level(
-                &sqlite,
-                &simulator,
-                Endpoint::Page,
-                over_a_second,
-                c,
-                "page, SQLite, over 1 s",
-            )
-            .await;
-            if let Some(postgres) = &postgres {
-                level(
-                    postgres,
-                    &simulator,
-                    Endpoint::Page,
-                    over_a_second,
-                    c,
-                    "page, PostgreSQL, over 1 s",
-                )
-                .await;
+        (
+            "spread",
+            Backend::Sqlite,
+            Endpoint::Page,
+            over_a_second,
+            "page, SQLite, over 1 s",
+        ),
+        (
+            "spread",
+            Backend::Postgres,
+            Endpoint::Page,
+            over_a_second,
+            "page, PostgreSQL, over 1 s",
+        ),
+        (
+            "spread",
+            Backend::Sqlite,
+            Endpoint::Compat,
+            over_a_second,
+            "compatibility, over 1 s",
+        ),
+    ];
+    for (part, backend, endpoint, arrival, label) in series {
+        if !runs(part) {
+            continue;
+        }
+        let postgres;
+        let db = match backend {
+            Backend::Sqlite => &sqlite,
+            Backend::Postgres => {
+                postgres = Db::postgres().await;
+                match &postgres {
+                    Some(db) => db,
+                    None => continue,
+                }
             }
-            level(
-                &sqlite,
-                &simulator,
-                Endpoint::Compat,
-                over_a_second,
-                c,
-                "compatibility, over 1 s",
-            )
-            .await;
+        };
+        for &c in &levels {
+            level(db, &simulator, endpoint, arrival, c, label).await;
         }
     }
     let _ = simulator.process.kill();
