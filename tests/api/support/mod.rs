@@ -405,7 +405,6 @@ pub fn names(events: &[sse::SseEvent]) -> Vec<&str> {
     events.iter().map(|e| e.event.as_str()).collect()
 }
 
-/// The conversation id from a stream's `start` event.
 /// The status of each message of a stored conversation (as the API gives
 /// it), in order.
 pub fn message_statuses(conversation: &serde_json::Value) -> Vec<&str> {
@@ -417,6 +416,7 @@ pub fn message_statuses(conversation: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// The conversation id from a stream's `start` event.
 pub fn conversation_id(events: &[sse::SseEvent]) -> String {
     let start = events.first().expect("a stream has events");
     assert_eq!(start.event, "start");
