@@ -66,9 +66,7 @@ d.addEventListener("bedrock-chat:hydrated",function(){ready=true;var q=held;held
 /// thing in `hydrate`.
 #[cfg(feature = "hydrate")]
 pub fn started() {
-    if let Ok(event) = web_sys::Event::new(STARTED_EVENT) {
-        let _ = leptos::prelude::document().dispatch_event(&event);
-    }
+    dispatch(STARTED_EVENT);
 }
 
 /// Replays what [`EARLY_INPUT_SCRIPT`] held. Called once, after
@@ -77,14 +75,15 @@ pub fn started() {
 /// microtasks) are done too.
 #[cfg(feature = "hydrate")]
 pub fn release() {
-    leptos::prelude::set_timeout(
-        || {
-            if let Ok(event) = web_sys::Event::new(HYDRATED_EVENT) {
-                let _ = leptos::prelude::document().dispatch_event(&event);
-            }
-        },
-        std::time::Duration::ZERO,
-    );
+    leptos::prelude::set_timeout(|| dispatch(HYDRATED_EVENT), std::time::Duration::ZERO);
+}
+
+/// Dispatches the event `name` on `document`, where the script listens.
+#[cfg(feature = "hydrate")]
+fn dispatch(name: &str) {
+    if let Ok(event) = web_sys::Event::new(name) {
+        let _ = leptos::prelude::document().dispatch_event(&event);
+    }
 }
 
 #[cfg(test)]
