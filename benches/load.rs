@@ -111,6 +111,15 @@ fn rss_mib(pid: u32, field: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// Each first delta's time beyond the model's own first token, in ms.
+fn first_token_overheads(outcomes: &[Outcome]) -> Vec<f64> {
+    outcomes
+        .iter()
+        .filter_map(|o| o.first_delta_ms)
+        .map(|ms| ms - MODEL_FIRST_TOKEN_MS)
+        .collect()
+}
+
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -339,11 +348,7 @@ async fn level(db: &Db, simulator: &Simulator, endpoint: Endpoint, arrival: Arri
     let simulator_cpu = cpu_seconds(&simulator_pid) - simulator_before;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let events: usize = outcomes.iter().map(|o| o.events).sum();
-    let overhead: Vec<f64> = outcomes
-        .iter()
-        .filter_map(|o| o.first_delta_ms)
-        .map(|ms| ms - MODEL_FIRST_TOKEN_MS)
-        .collect();
+    let overhead = first_token_overheads(&outcomes);
     let durations: Vec<f64> = outcomes
         .iter()
         .filter(|o| o.error.is_none())
@@ -393,11 +398,7 @@ async fn level(db: &Db, simulator: &Simulator, endpoint: Endpoint, arrival: Arri
         let tenths: Vec<String> = outcomes
             .chunks(c.div_ceil(10))
             .map(|tenth| {
-                let overhead: Vec<f64> = tenth
-                    .iter()
-                    .filter_map(|o| o.first_delta_ms)
-                    .map(|ms| ms - MODEL_FIRST_TOKEN_MS)
-                    .collect();
+                let overhead = first_token_overheads(tenth);
                 format!(
                     "+{:.0}/+{:.0}",
                     percentile(overhead.clone(), 0.5),
