@@ -1,7 +1,7 @@
 //! The event writer: one task per instance puts the frames of every answer
 //! written here into `answer_events`, in batches.
 //!
-//! A batch is one transaction: the rows (one `INSERT … SELECT FROM UNNEST`),
+//! A batch is one statement: the rows (an `INSERT … SELECT FROM UNNEST`),
 //! a `NOTIFY` per answer in it, and the leases of answers whose last frame
 //! it holds. It goes out `flush` after its first frame, or at once when a
 //! frame other than text arrives (a tool call, the end: what followers must
@@ -135,33 +135,35 @@ async fn write_until_done(cluster: &Cluster, batch: &Batch) {
 }
 
 async fn write(cluster: &Cluster, batch: &Batch) -> Result<(), sqlx::Error> {
-    let mut tx = cluster.pool().begin().await?;
-    if !batch.seqs.is_empty() {
-        // `ON CONFLICT DO NOTHING`: a retried batch that did commit, or an
-        // instance cut off long enough for its answer to be taken over,
-        // writes nothing twice.
-        let insert = format!(
-            "WITH written AS ( \
-               INSERT INTO answer_events (answer_id, seq, frame, last, created_at) \
-               SELECT a, s, f, l, {PG_NOW_MS} FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BOOLEAN[]) \
-                 AS t(a, s, f, l) \
-               ON CONFLICT DO NOTHING RETURNING answer_id) \
-             SELECT pg_notify('{EVENTS_CHANNEL}', answer_id) FROM (SELECT DISTINCT answer_id FROM written) AS w"
-        );
-        sqlx::query(&insert)
-            .bind(&batch.answer_ids)
-            .bind(&batch.seqs)
-            .bind(&batch.frames)
-            .bind(&batch.lasts)
-            .execute(&mut *tx)
-            .await?;
-    }
-    if !batch.releases.is_empty() {
-        sqlx::query("DELETE FROM answer_leases WHERE answer_id = ANY($1) AND instance_id = $2")
-            .bind(&batch.releases)
-            .bind(cluster.instance_id())
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await
+    // One statement, so one round trip and a transaction of its own: a
+    // `BEGIN`, the rows, the releases and a `COMMIT` were four, and under
+    // load every round trip waits for the database's process to be
+    // scheduled. `ON CONFLICT DO NOTHING`: a retried batch that did commit,
+    // or an instance cut off long enough for its answer to be taken over,
+    // writes nothing twice. The `NOTIFY`s go out when it commits.
+    sqlx::query(&WRITE_BATCH)
+        .bind(&batch.answer_ids)
+        .bind(&batch.seqs)
+        .bind(&batch.frames)
+        .bind(&batch.lasts)
+        .bind(&batch.releases)
+        .bind(cluster.instance_id())
+        .execute(cluster.pool())
+        .await?;
+    Ok(())
 }
+
+/// A batch: `$1`–`$4` its frames' answers, ids, frames and whether each is
+/// the last; `$5` the answers whose leases it releases, `$6` this instance.
+static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH written AS ( \
+           INSERT INTO answer_events (answer_id, seq, frame, last, created_at) \
+           SELECT a, s, f, l, {PG_NOW_MS} FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BOOLEAN[]) \
+             AS t(a, s, f, l) \
+           ON CONFLICT DO NOTHING RETURNING answer_id), \
+         released AS ( \
+           DELETE FROM answer_leases WHERE answer_id = ANY($5::TEXT[]) AND instance_id = $6) \
+         SELECT pg_notify('{EVENTS_CHANNEL}', answer_id) FROM (SELECT DISTINCT answer_id FROM written) AS w"
+    )
+});
