@@ -485,3 +485,42 @@ async fn behind_a_round_robin_load_balancer_a_conversation_just_works() {
         ["complete", "complete", "complete", "stopped", "complete"]
     );
 }
+
+/// Two instances count one owner's answers being written together: a burst
+/// of first messages sent to both at once gets exactly the cap's answers,
+/// and the rest are refused with 429. (Each instance counts the owner's
+/// leases once it holds the owner's row, so the two count one after the
+/// other; counting without it, both saw the same leases.)
+#[tokio::test]
+async fn instances_cap_one_owners_answers_at_once_together() {
+    let caps = [("BEDROCK_CHAT_LIMITS_MAX_CONCURRENT_ANSWERS_PER_OWNER", "3")];
+    let Some((_db, instances)) = start_instances(2, &caps).await else {
+        return;
+    };
+    let http = new_user();
+    // The owner exists before the burst (its cookie is set on both).
+    let (mut first, _) = first_events(&http, &instances[0].base, None, "Hello", 1).await;
+    first.read_to_end().await;
+
+    for round in 0..3 {
+        let sent = (0..8).map(|n| {
+            let (http, base) = (&http, &instances[n % 2].base);
+            async move {
+                let text = format!("Slow {round}.{n} [sim tokens=40 delay_ms=50]");
+                send_as(http, base, None, &text).await
+            }
+        });
+        let responses = futures::future::join_all(sent).await;
+        let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+        assert_eq!(
+            statuses.iter().filter(|&&s| s == 200).count(),
+            3,
+            "round {round}: {statuses:?}"
+        );
+        assert!(statuses.iter().all(|&s| s == 200 || s == 429), "{statuses:?}");
+        // The written ones end, freeing the cap for the next round.
+        for response in responses.into_iter().filter(|r| r.status() == 200) {
+            assert_eq!(read_events(response).await.last().unwrap().event, "done");
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! (its end is `answer_end`; its lease, `leases`).
 
 use super::{
+    leases::FirstLease,
     new_id, now_ms,
     rows::{conversation_from_rows, messages_of, scalar_i64, CONVERSATION_COLUMNS},
     script::Script,
@@ -57,13 +58,17 @@ impl Store {
         let Some(id) = new.conversation_id else {
             let (writes, exchange) = self.first_message_script(new);
             writes.execute(&mut *tx).await?;
-            self.take_lease(
-                &mut *tx,
-                new.owner,
-                &exchange.conversation.id,
-                &exchange.answer_id,
-            )
-            .await?;
+            if self.first_lease() == FirstLease::Counted {
+                // The script locked the owner's row.
+                self.take_lease(
+                    &mut *tx,
+                    new.owner,
+                    &exchange.conversation.id,
+                    &exchange.answer_id,
+                    true,
+                )
+                .await?;
+            }
             return Ok(exchange);
         };
         let now = now_ms();
@@ -78,7 +83,8 @@ impl Store {
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut writes, id, new.text, &model_id, now);
         writes.execute(&mut *tx).await?;
-        self.take_lease(&mut *tx, new.owner, id, &answer_id).await?;
+        self.take_lease(&mut *tx, new.owner, id, &answer_id, false)
+            .await?;
         Ok(Exchange {
             conversation,
             settings,
@@ -92,16 +98,25 @@ impl Store {
     }
 
     /// The writes of a new conversation's first message (it names none),
-    /// and the exchange they begin once committed. Its lease is not in
-    /// them.
+    /// and the exchange they begin once committed. Its lease is in them
+    /// when no cap counts it ([`FirstLease::InScript`]); otherwise they lock
+    /// the owner's row, for [`Store::take_lease`] to count in the next
+    /// statement (a statement fewer than locking it there).
     pub(super) fn first_message_script<'q>(&self, new: &NewExchange<'q>) -> (Script<'q>, Exchange) {
         let now = now_ms();
         let mut writes = Script::new(self.backend);
         // A write first, so SQLite takes its write lock now rather than
-        // failing to upgrade a read lock later in the transaction.
+        // failing to upgrade a read lock later in the transaction. Updating
+        // the row when it is there locks it, as `FOR UPDATE` would.
         let owner = new.owner;
+        let first_lease = self.first_lease();
         writes.push(
-            "INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            if first_lease == FirstLease::Counted {
+                "INSERT INTO owners (id, created_at) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET created_at = owners.created_at"
+            } else {
+                "INSERT INTO owners (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING"
+            },
             move |args| {
                 args.add(owner)?;
                 args.add(now)
@@ -127,6 +142,9 @@ impl Store {
         );
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut writes, &conversation.id, new.text, &model_id, now);
+        if first_lease == FirstLease::InScript {
+            self.push_first_lease(&mut writes, owner, &conversation.id, &answer_id);
+        }
         let exchange = Exchange {
             conversation,
             settings,
@@ -210,7 +228,7 @@ impl Store {
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut writes, conversation_id, text, &model_id, now);
         writes.execute(&mut *tx).await?;
-        self.take_lease(&mut *tx, owner, conversation_id, &answer_id)
+        self.take_lease(&mut *tx, owner, conversation_id, &answer_id, false)
             .await?;
         Ok(Exchange {
             conversation,
@@ -298,7 +316,7 @@ impl Store {
             },
         );
         writes.execute(&mut *tx).await?;
-        self.take_lease(&mut *tx, owner, conversation_id, &answer_id)
+        self.take_lease(&mut *tx, owner, conversation_id, &answer_id, false)
             .await?;
         messages.truncate(user_at + 1);
         let user = messages.pop().expect("the user message is there");

@@ -2,8 +2,8 @@
 //! caller lent), and the reply its caller hears once the batch is settled.
 
 use super::super::{
-    finishes::Checkpoint, script::Script, Edit, Exchange, FinishedAnswer, ModelChoice, NewExchange,
-    Regeneration, Result, Store, StoreError, StoreErrorKind,
+    finishes::Checkpoint, leases::FirstLease, script::Script, Edit, Exchange, FinishedAnswer, ModelChoice,
+    NewExchange, Regeneration, Result, Store, StoreError, StoreErrorKind,
 };
 use crate::conversations::{ConversationSettings, ModelOption};
 use tokio::sync::oneshot;
@@ -200,11 +200,13 @@ impl Write {
 
     /// The write as a [`Script`] of its own, and the exchange it begins,
     /// when its statements are known before it runs: an answer's end, a
-    /// checkpoint, and a new conversation's first message unless answers
-    /// are leased (taking a lease reads first).
+    /// checkpoint, and a new conversation's first message unless its lease
+    /// is counted against the owner's caps (that reads first).
     pub(super) fn script<'w>(&'w self, store: &Store) -> Option<(Script<'w>, Option<Exchange>)> {
         match self {
-            Write::Begin(new, _) if new.conversation_id.is_none() && store.leases.is_none() => {
+            Write::Begin(new, _)
+                if new.conversation_id.is_none() && store.first_lease() != FirstLease::Counted =>
+            {
                 let (script, exchange) = store.first_message_script(&new.as_new());
                 Some((script, Some(exchange)))
             }
