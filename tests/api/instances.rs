@@ -487,8 +487,8 @@ async fn behind_a_round_robin_load_balancer_a_conversation_just_works() {
 }
 
 /// Two instances count one owner's answers being written together: a burst
-/// of first messages sent to both at once gets exactly the cap's answers,
-/// and the rest are refused with 429. (Each instance counts the owner's
+/// of first messages (then of next messages) sent to both at once gets
+/// exactly the cap's answers, and the rest are refused with 429. (Each instance counts the owner's
 /// leases once it holds the owner's row, so the two count one after the
 /// other; counting without it, both saw the same leases.)
 #[tokio::test]
@@ -502,6 +502,7 @@ async fn instances_cap_one_owners_answers_at_once_together() {
     let (mut first, _) = first_events(&http, &instances[0].base, None, "Hello", 1).await;
     first.read_to_end().await;
 
+    let mut conversations = Vec::new();
     for round in 0..3 {
         let sent = (0..8).map(|n| {
             let (http, base) = (&http, &instances[n % 2].base);
@@ -520,7 +521,30 @@ async fn instances_cap_one_owners_answers_at_once_together() {
         assert!(statuses.iter().all(|&s| s == 200 || s == 429), "{statuses:?}");
         // The written ones end, freeing the cap for the next round.
         for response in responses.into_iter().filter(|r| r.status() == 200) {
-            assert_eq!(read_events(response).await.last().unwrap().event, "done");
+            let events = read_events(response).await;
+            assert_eq!(events.last().unwrap().event, "done");
+            conversations.push(json(&events[0])["conversation_id"].as_str().unwrap().to_owned());
         }
     }
+
+    // The same for next messages, one in each of those conversations.
+    let sent = conversations.iter().enumerate().map(|(n, conversation)| {
+        let (http, base) = (&http, &instances[n % 2].base);
+        async move {
+            send_as(
+                http,
+                base,
+                Some(conversation),
+                "Slow again [sim tokens=40 delay_ms=50]",
+            )
+            .await
+        }
+    });
+    let statuses: Vec<u16> = futures::future::join_all(sent)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 3, "{statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 200 || s == 429), "{statuses:?}");
 }

@@ -2,7 +2,6 @@
 //! (its end is `answer_end`; its lease, `leases`).
 
 use super::{
-    leases::FirstLease,
     new_id, now_ms,
     rows::{conversation_from_rows, messages_of, scalar_i64, CONVERSATION_COLUMNS},
     script::Script,
@@ -58,17 +57,13 @@ impl Store {
         let Some(id) = new.conversation_id else {
             let (writes, exchange) = self.first_message_script(new);
             writes.execute(&mut *tx).await?;
-            if self.first_lease() == FirstLease::Counted {
-                // The script locked the owner's row.
-                self.take_lease(
-                    &mut *tx,
-                    new.owner,
-                    &exchange.conversation.id,
-                    &exchange.answer_id,
-                    true,
-                )
-                .await?;
-            }
+            self.take_lease(
+                &mut *tx,
+                new.owner,
+                &exchange.conversation.id,
+                &exchange.answer_id,
+            )
+            .await?;
             return Ok(exchange);
         };
         let now = now_ms();
@@ -82,9 +77,9 @@ impl Store {
         let model_id = remember_settings(&mut writes, id, &stored, &mut settings, new.model);
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut writes, id, new.text, &model_id, now);
+        self.push_lease(&mut writes, new.owner, id, &answer_id, false);
         writes.execute(&mut *tx).await?;
-        self.take_lease(&mut *tx, new.owner, id, &answer_id, false)
-            .await?;
+        self.take_lease(&mut *tx, new.owner, id, &answer_id).await?;
         Ok(Exchange {
             conversation,
             settings,
@@ -98,10 +93,8 @@ impl Store {
     }
 
     /// The writes of a new conversation's first message (it names none),
-    /// and the exchange they begin once committed. Its lease is in them
-    /// when no cap counts it ([`FirstLease::InScript`]); otherwise they lock
-    /// the owner's row, for [`Store::take_lease`] to count in the next
-    /// statement (a statement fewer than locking it there).
+    /// and the exchange they begin once committed, with what its lease
+    /// needs ([`Store::push_lease`]).
     pub(super) fn first_message_script<'q>(&self, new: &NewExchange<'q>) -> (Script<'q>, Exchange) {
         let now = now_ms();
         let mut writes = Script::new(self.backend);
@@ -109,9 +102,9 @@ impl Store {
         // failing to upgrade a read lock later in the transaction. Updating
         // the row when it is there locks it, as `FOR UPDATE` would.
         let owner = new.owner;
-        let first_lease = self.first_lease();
+        let counted = self.leases_counted();
         writes.push(
-            if first_lease == FirstLease::Counted {
+            if counted {
                 "INSERT INTO owners (id, created_at) VALUES ($1, $2) \
                  ON CONFLICT (id) DO UPDATE SET created_at = owners.created_at"
             } else {
@@ -142,9 +135,7 @@ impl Store {
         );
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut writes, &conversation.id, new.text, &model_id, now);
-        if first_lease == FirstLease::InScript {
-            self.push_first_lease(&mut writes, owner, &conversation.id, &answer_id);
-        }
+        self.push_lease(&mut writes, owner, &conversation.id, &answer_id, counted);
         let exchange = Exchange {
             conversation,
             settings,
@@ -227,8 +218,9 @@ impl Store {
         let model_id = remember_settings(&mut writes, conversation_id, &stored, &mut settings, model);
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut writes, conversation_id, text, &model_id, now);
+        self.push_lease(&mut writes, owner, conversation_id, &answer_id, false);
         writes.execute(&mut *tx).await?;
-        self.take_lease(&mut *tx, owner, conversation_id, &answer_id, false)
+        self.take_lease(&mut *tx, owner, conversation_id, &answer_id)
             .await?;
         Ok(Exchange {
             conversation,
@@ -315,8 +307,9 @@ impl Store {
                 args.add(now)
             },
         );
+        self.push_lease(&mut writes, owner, conversation_id, &answer_id, false);
         writes.execute(&mut *tx).await?;
-        self.take_lease(&mut *tx, owner, conversation_id, &answer_id, false)
+        self.take_lease(&mut *tx, owner, conversation_id, &answer_id)
             .await?;
         messages.truncate(user_at + 1);
         let user = messages.pop().expect("the user message is there");
@@ -397,7 +390,7 @@ async fn settle_orphans(
         return Ok(());
     }
     // An answer under a lease is being written by another instance (and
-    // `take_lease` refuses this one).
+    // its lease refuses this one).
     sqlx::query(
         "UPDATE messages SET status = 'interrupted' WHERE conversation_id = $1 AND status = 'streaming' \
          AND id NOT IN (SELECT answer_id FROM answer_leases)",

@@ -1,22 +1,17 @@
 //! One answer's lease, taken in the transaction that begins it, when
 //! several instances share the database (see `set_caps` for a set's).
+//!
+//! Invariants:
+//! * With no per-owner cap, nothing but another answer in the conversation
+//!   refuses a lease (the unique conversation id: `Busy`): it is a
+//!   statement of the script that begins the answer.
+//! * With one, the script locks the owner's row, and the next statement
+//!   counts the owner's leases and takes this one within the caps: two
+//!   instances admitting answers of one owner at once count one after the
+//!   other.
 
 use super::{script::Script, LeasePolicy, Result, Store, StoreError, StoreErrorKind};
 use sqlx::{Arguments, Row};
-
-/// How a new conversation's first message takes its answer's lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum FirstLease {
-    /// Answers are not leased (one instance: SQLite).
-    None,
-    /// No cap can refuse it, and a new conversation has no other answer:
-    /// it is one more statement of the message's script (on PostgreSQL, the
-    /// whole write is then one statement, one round trip).
-    InScript,
-    /// The owner's caps count it: the script locks the owner's row, and
-    /// [`Store::take_lease`] counts and takes it in the next statement.
-    Counted,
-}
 
 impl LeasePolicy {
     /// Whether a cap can refuse a lease.
@@ -26,28 +21,44 @@ impl LeasePolicy {
 }
 
 impl Store {
-    pub(super) fn first_lease(&self) -> FirstLease {
-        match &self.leases {
-            None => FirstLease::None,
-            Some(policy) if policy.has_caps() => FirstLease::Counted,
-            Some(_) => FirstLease::InScript,
-        }
+    /// Whether the owner's caps count an answer's lease: it is then taken
+    /// by [`Store::take_lease`], in the statement after the script that
+    /// begins the answer. Otherwise nothing but another answer in the
+    /// conversation refuses it, and it is a statement of that script.
+    pub(super) fn leases_counted(&self) -> bool {
+        self.leases.as_ref().is_some_and(|policy| policy.has_caps())
     }
-}
 
-impl Store {
-    /// Adds to `writes` the lease of a new conversation's first answer,
-    /// which nothing can refuse ([`FirstLease::InScript`]).
-    pub(super) fn push_first_lease<'q>(
+    /// Adds to `writes`, the script that begins an answer, what the
+    /// answer's lease needs (nothing when answers are not leased): the
+    /// lease itself, unless a cap counts it ([`Store::leases_counted`]);
+    /// then the lock of the owner's row, unless `writes` already takes it
+    /// (`owner_locked`). Every statement is a round trip: on PostgreSQL the
+    /// script is one, and a `BEGIN`, lease and `COMMIT` of their own were
+    /// three more.
+    pub(super) fn push_lease<'q>(
         &self,
         writes: &mut Script<'q>,
         owner: &'q str,
         conversation_id: &str,
         answer_id: &str,
+        owner_locked: bool,
     ) {
         let Some(policy) = &self.leases else {
             return;
         };
+        if policy.has_caps() {
+            if policy.per_owner > 0 && !owner_locked {
+                // The count is the next statement's: a statement sees what
+                // was committed when it started, so it must start once the
+                // lock is held.
+                writes.push(
+                    "UPDATE owners SET created_at = created_at WHERE id = $1",
+                    move |args| args.add(owner),
+                );
+            }
+            return;
+        }
         let (answer, conversation, instance, ttl) = (
             answer_id.to_owned(),
             conversation_id.to_owned(),
@@ -64,32 +75,23 @@ impl Store {
     }
 
     /// Leases the answer being begun to this instance, in the transaction
-    /// that stores it (when several instances share the database). The
-    /// lease is one per conversation: another instance's answer still being
-    /// written refuses this one (`Busy`); so does the owner's count of
-    /// answers being written anywhere reaching the cap. `owner_locked`: a
-    /// statement before it in the transaction locked the owner's row.
+    /// that stores it, when a cap counts it ([`Store::leases_counted`]),
+    /// after the script that begins the answer ([`Store::push_lease`]
+    /// locked the owner's row in it: two instances admitting answers of one
+    /// owner at once count one after the other). The lease is one per
+    /// conversation: another instance's answer still being written refuses
+    /// this one (`Busy`); so does the owner's count of answers being
+    /// written anywhere reaching the cap.
     pub(super) async fn take_lease(
         &self,
         conn: &mut sqlx::AnyConnection,
         owner: &str,
         conversation_id: &str,
         answer_id: &str,
-        owner_locked: bool,
     ) -> Result<()> {
-        let Some(policy) = &self.leases else {
+        let Some(policy) = self.leases.as_deref().filter(|policy| policy.has_caps()) else {
             return Ok(());
         };
-        if policy.per_owner > 0 && !owner_locked {
-            // The owner's row, locked: two instances admitting answers of
-            // one owner at once count one after the other. (The count is
-            // the next statement's: a statement sees what was committed
-            // when it started, so it must start once the lock is held.)
-            sqlx::query("SELECT id FROM owners WHERE id = $1 FOR UPDATE")
-                .bind(owner)
-                .fetch_all(&mut *conn)
-                .await?;
-        }
         let rows = sqlx::query(&TAKE_LEASE)
             .bind(answer_id)
             .bind(conversation_id)

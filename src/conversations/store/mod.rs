@@ -90,7 +90,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// Set when several instances may share the database (PostgreSQL):
-    /// every answer begun takes a lease (see `leases::take_lease`).
+    /// every answer begun takes a lease (see `leases`).
     leases: Option<std::sync::Arc<LeasePolicy>>,
     /// Set when the writes that start and end answers share transactions.
     committer: Option<group_commit::Committer>,

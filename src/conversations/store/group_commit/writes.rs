@@ -2,8 +2,8 @@
 //! caller lent), and the reply its caller hears once the batch is settled.
 
 use super::super::{
-    finishes::Checkpoint, leases::FirstLease, script::Script, Edit, Exchange, FinishedAnswer, ModelChoice,
-    NewExchange, Regeneration, Result, Store, StoreError, StoreErrorKind,
+    finishes::Checkpoint, script::Script, Edit, Exchange, FinishedAnswer, ModelChoice, NewExchange,
+    Regeneration, Result, Store, StoreError, StoreErrorKind,
 };
 use crate::conversations::{ConversationSettings, ModelOption};
 use tokio::sync::oneshot;
@@ -204,9 +204,7 @@ impl Write {
     /// is counted against the owner's caps (that reads first).
     pub(super) fn script<'w>(&'w self, store: &Store) -> Option<(Script<'w>, Option<Exchange>)> {
         match self {
-            Write::Begin(new, _)
-                if new.conversation_id.is_none() && store.first_lease() != FirstLease::Counted =>
-            {
+            Write::Begin(new, _) if new.conversation_id.is_none() && !store.leases_counted() => {
                 let (script, exchange) = store.first_message_script(&new.as_new());
                 Some((script, Some(exchange)))
             }
