@@ -32,6 +32,7 @@
 #[path = "../tests/api/support/mod.rs"]
 mod support;
 
+use bedrock_chat::conversations::store::Backend;
 use futures::StreamExt;
 use std::{
     process::{Child, Command, Stdio},
@@ -77,12 +78,6 @@ enum Endpoint {
     PageFollowUp,
     /// `POST /api/chat`: the seed's format; nothing stored.
     Compat,
-}
-
-/// Where a series of levels stores its conversations.
-enum Backend {
-    Sqlite,
-    Postgres,
 }
 
 /// When a level's C requests leave.
