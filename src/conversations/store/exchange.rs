@@ -102,9 +102,9 @@ impl Store {
         // failing to upgrade a read lock later in the transaction. Updating
         // the row when it is there locks it, as `FOR UPDATE` would.
         let owner = new.owner;
-        let counted = self.leases_counted();
+        let locks_owner = self.lease_locks_owner();
         writes.push(
-            if counted {
+            if locks_owner {
                 "INSERT INTO owners (id, created_at) VALUES ($1, $2) \
                  ON CONFLICT (id) DO UPDATE SET created_at = owners.created_at"
             } else {
@@ -135,7 +135,7 @@ impl Store {
         );
         let (user_message_id, answer_id) =
             insert_question_and_answer(&mut writes, &conversation.id, new.text, &model_id, now);
-        self.push_lease(&mut writes, owner, &conversation.id, &answer_id, counted);
+        self.push_lease(&mut writes, owner, &conversation.id, &answer_id, locks_owner);
         let exchange = Exchange {
             conversation,
             settings,

@@ -18,6 +18,12 @@ impl LeasePolicy {
     fn has_caps(&self) -> bool {
         self.per_owner > 0 || self.per_owner_per_minute > 0
     }
+
+    /// Whether the owner's leases are counted, under the lock of the
+    /// owner's row (the minute's count is an upsert, which needs none).
+    fn counts_held(&self) -> bool {
+        self.per_owner > 0
+    }
 }
 
 impl Store {
@@ -27,6 +33,12 @@ impl Store {
     /// conversation refuses it, and it is a statement of that script.
     pub(super) fn leases_counted(&self) -> bool {
         self.leases.as_ref().is_some_and(|policy| policy.has_caps())
+    }
+
+    /// Whether the script that begins an answer must lock the owner's row
+    /// for its lease to be counted ([`Store::push_lease`]).
+    pub(super) fn lease_locks_owner(&self) -> bool {
+        self.leases.as_ref().is_some_and(|policy| policy.counts_held())
     }
 
     /// Adds to `writes`, the script that begins an answer, what the
@@ -48,7 +60,7 @@ impl Store {
             return;
         };
         if policy.has_caps() {
-            if policy.per_owner > 0 && !owner_locked {
+            if policy.counts_held() && !owner_locked {
                 // The count is the next statement's: a statement sees what
                 // was committed when it started, so it must start once the
                 // lock is held.
@@ -108,7 +120,7 @@ impl Store {
         if row.try_get::<i64, _>("leased")? == 1 {
             return Ok(());
         }
-        if policy.per_owner > 0 && row.try_get::<i64, _>("held")? >= policy.per_owner as i64 {
+        if policy.counts_held() && row.try_get::<i64, _>("held")? >= policy.per_owner as i64 {
             return Err(StoreError::new(
                 StoreErrorKind::OwnerAtLimit,
                 format!("{} answers being written", policy.per_owner),
