@@ -41,6 +41,7 @@ both_backends!(
     next_messages_at_once_are_written_together,
     answers_ending_at_once_are_written_together,
     checkpoints_at_once_are_written_together,
+    writes_of_different_people_at_once_are_joined,
     a_long_conversation_opens_at_its_newest_page,
     the_conversation_page_is_server_rendered_with_its_transcript,
     the_page_carries_each_message_once,
@@ -980,6 +981,123 @@ async fn checkpoints_at_once_are_written_together(db: Db) {
             assert_eq!(answer.status, MessageStatus::Streaming, "answer {n}");
         }
     }
+}
+
+/// A few people write at once, each a different person: one's answer saves
+/// its text, another's ends, a third starts a conversation. A committing
+/// lane joins such a batch in one script (on PostgreSQL one statement), and
+/// each write is stored as it would be alone. The rounds grow wider, so that
+/// on PostgreSQL, whose people are spread over several lanes, some lane gets
+/// a few of them at once.
+async fn writes_of_different_people_at_once_are_joined(db: Db) {
+    use bedrock_chat::conversations::{store::FinishedAnswer, usage::Usage, MessageStatus};
+    let app = spawn_app_on(db, &[]).await;
+    const WIDTHS: [usize; 10] = [3, 3, 3, 3, 6, 6, 12, 12, 24, 24];
+    // Write `w` of a round: 0 saves an answer's text, 1 ends an answer, 2
+    // starts a conversation.
+    let kind = |w: usize| w % 3;
+    let owners: Vec<Vec<String>> = WIDTHS
+        .iter()
+        .enumerate()
+        .map(|(round, &width)| (0..width).map(|w| format!("anon:join-{round}-{w}")).collect())
+        .collect();
+    let mut answering = std::collections::HashMap::new();
+    for (round, people) in owners.iter().enumerate() {
+        for (w, owner) in people.iter().enumerate().filter(|(w, _)| kind(*w) != 2) {
+            let exchange = app.first_message(owner, "Question").await.unwrap();
+            answering.insert((round, w), exchange);
+        }
+    }
+    let usage = |w: usize| {
+        w.is_multiple_of(2).then(|| Usage {
+            input_tokens: 3,
+            output_tokens: w as u32,
+            total_tokens: 3 + w as u32,
+            latency_ms: 1,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            cost_nanos: Some(7),
+        })
+    };
+    let before = app.store.group_commit_figures().expect("group commit is on");
+    for (round, people) in owners.iter().enumerate() {
+        let ends: Vec<Option<FinishedAnswer>> = people
+            .iter()
+            .enumerate()
+            .map(|(w, owner)| {
+                let exchange = answering.get(&(round, w)).filter(|_| kind(w) == 1)?;
+                Some(FinishedAnswer {
+                    owner: owner.clone(),
+                    day: 20_001,
+                    answer_id: exchange.answer_id.clone(),
+                    conversation_id: exchange.conversation.id.clone(),
+                    content: format!("Final {round}-{w}"),
+                    blocks: Vec::new(),
+                    status: MessageStatus::Complete,
+                    usage: usage(w),
+                    first_token_ms: Some(1),
+                    duration_ms: 2,
+                    error: None,
+                })
+            })
+            .collect();
+        let texts: Vec<String> = (0..people.len())
+            .map(|w| format!("Partial {round}-{w}"))
+            .collect();
+        let writes = people.iter().enumerate().map(|(w, owner)| {
+            let (app, end, text) = (&app, &ends[w], &texts[w]);
+            let exchange = answering.get(&(round, w));
+            async move {
+                match (kind(w), exchange, end) {
+                    (0, Some(exchange), _) => app
+                        .store
+                        .checkpoint(owner, &exchange.answer_id, text, &[])
+                        .await
+                        .map(|()| None),
+                    (1, _, Some(end)) => app.store.finish_answer(end).await.map(|()| None),
+                    _ => app.first_message(owner, text).await.map(Some),
+                }
+            }
+        });
+        let written = futures::future::join_all(writes).await;
+        for (w, (owner, written)) in people.iter().zip(written).enumerate() {
+            let begun = written.unwrap_or_else(|err| panic!("write {round}-{w}: {err:?}"));
+            let (conversation, answer_id) = match (kind(w), &begun) {
+                (2, Some(exchange)) => (&exchange.conversation.id, &exchange.answer_id),
+                (2, None) => panic!("write {round}-{w} began no conversation"),
+                _ => {
+                    let exchange = &answering[&(round, w)];
+                    (&exchange.conversation.id, &exchange.answer_id)
+                }
+            };
+            let stored = app.store.get(owner, conversation).await.unwrap();
+            let answer = stored.messages.last().unwrap();
+            assert_eq!(&answer.id, answer_id, "write {round}-{w}");
+            let (content, status, used) = match kind(w) {
+                0 => (texts[w].clone(), MessageStatus::Streaming, None),
+                1 => (format!("Final {round}-{w}"), MessageStatus::Complete, usage(w)),
+                _ => (String::new(), MessageStatus::Streaming, None),
+            };
+            assert_eq!(answer.content, content, "write {round}-{w}");
+            assert_eq!(answer.status, status, "write {round}-{w}");
+            assert_eq!(answer.usage, used, "write {round}-{w}");
+            if kind(w) == 2 {
+                assert_eq!(stored.summary.title, texts[w]);
+                assert_eq!(stored.messages[0].content, texts[w]);
+                assert_eq!(stored.messages.len(), 2);
+            }
+            if let Some(used) = used {
+                let report = app.store.usage_report(owner, 20_001, 20_001).await.unwrap();
+                assert_eq!(report.today.answers, 1, "write {round}-{w}");
+                assert_eq!(report.today.output_tokens, u64::from(used.output_tokens));
+            }
+        }
+    }
+    let after = app.store.group_commit_figures().unwrap();
+    assert!(
+        after.joined > before.joined,
+        "some batch was joined: {before:?} then {after:?}"
+    );
 }
 
 /// Instances sharing PostgreSQL cap each owner's answers being written at

@@ -29,11 +29,13 @@ impl Store {
         tx: &mut sqlx::AnyConnection,
         answer: &FinishedAnswer,
     ) -> Result<()> {
-        self.finish_script(answer).execute(tx).await
+        let mut script = Script::new(self.backend);
+        self.push_finish(&mut script, answer);
+        script.execute(tx).await
     }
 
-    /// [`Store::finish_answer`]'s writes.
-    pub(super) fn finish_script<'q>(&self, answer: &'q FinishedAnswer) -> Script<'q> {
+    /// Pushes [`Store::finish_answer`]'s writes onto `script`.
+    pub(super) fn push_finish<'q>(&self, script: &mut Script<'q>, answer: &'q FinishedAnswer) {
         let now = now_ms();
         let usage = answer.usage;
         static END_ONE: LazyLock<String> = LazyLock::new(|| {
@@ -44,7 +46,6 @@ impl Store {
                 .collect();
             format!("UPDATE messages SET {} WHERE id = $1", set.join(", "))
         });
-        let mut script = Script::new(self.backend);
         script.push(&END_ONE, |args| bind_end(args, answer));
         script.push("UPDATE conversations SET updated_at = $1 WHERE id = $2", |args| {
             args.add(now)?;
@@ -95,7 +96,6 @@ impl Store {
                 },
             );
         }
-        script
     }
 
     /// Stores an answer whose instance died (its lease expired) as
@@ -142,11 +142,12 @@ impl Store {
         crate::telemetry::time_store("checkpoint", async {
             if let Some(committer) = &self.committer {
                 let checkpoint = super::finishes::Checkpoint {
+                    owner: owner.to_owned(),
                     answer_id: answer_id.to_owned(),
                     content: content.to_owned(),
                     blocks: blocks.to_vec(),
                 };
-                return committer.checkpoint(owner, checkpoint).await;
+                return committer.checkpoint(checkpoint).await;
             }
             self.checkpoint_on(&mut *self.pool.acquire().await?, answer_id, content, blocks)
                 .await
@@ -162,30 +163,28 @@ impl Store {
         content: &str,
         blocks: &[AnswerBlock],
     ) -> Result<()> {
-        self.checkpoint_script(answer_id, content, blocks)
-            .execute(conn)
-            .await
-    }
-
-    /// [`Store::checkpoint`]'s write.
-    pub(super) fn checkpoint_script<'q>(
-        &self,
-        answer_id: &'q str,
-        content: &'q str,
-        blocks: &[AnswerBlock],
-    ) -> Script<'q> {
-        let blocks = blocks_json(blocks);
         let mut script = Script::new(self.backend);
-        script.push(
-            "UPDATE messages SET content = $1, blocks = $2 WHERE id = $3 AND status = 'streaming'",
-            move |args| {
-                args.add(content)?;
-                args.add(blocks)?;
-                args.add(answer_id)
-            },
-        );
-        script
+        push_checkpoint(&mut script, answer_id, content, blocks);
+        script.execute(conn).await
     }
+}
+
+/// Pushes [`Store::checkpoint`]'s write onto `script`.
+pub(super) fn push_checkpoint<'q>(
+    script: &mut Script<'q>,
+    answer_id: &'q str,
+    content: &'q str,
+    blocks: &[AnswerBlock],
+) {
+    let blocks = blocks_json(blocks);
+    script.push(
+        "UPDATE messages SET content = $1, blocks = $2 WHERE id = $3 AND status = 'streaming'",
+        move |args| {
+            args.add(content)?;
+            args.add(blocks)?;
+            args.add(answer_id)
+        },
+    );
 }
 
 /// The columns an answer's end sets, in the order [`bind_end`] binds them

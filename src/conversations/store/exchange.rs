@@ -55,7 +55,8 @@ impl Store {
         new: &NewExchange<'_>,
     ) -> Result<Exchange> {
         let Some(id) = new.conversation_id else {
-            let (writes, exchange) = self.first_message_script(new);
+            let mut writes = Script::new(self.backend);
+            let exchange = self.push_first_message(&mut writes, new);
             writes.execute(&mut *tx).await?;
             self.take_lease(
                 &mut *tx,
@@ -92,12 +93,11 @@ impl Store {
         })
     }
 
-    /// The writes of a new conversation's first message (it names none),
-    /// and the exchange they begin once committed, with what its lease
-    /// needs ([`Store::push_lease`]).
-    pub(super) fn first_message_script<'q>(&self, new: &NewExchange<'q>) -> (Script<'q>, Exchange) {
+    /// Pushes onto `writes` the writes of a new conversation's first
+    /// message (it names none), with what its lease needs
+    /// ([`Store::push_lease`]): the exchange they begin once committed.
+    pub(super) fn push_first_message<'q>(&self, writes: &mut Script<'q>, new: &NewExchange<'q>) -> Exchange {
         let now = now_ms();
-        let mut writes = Script::new(self.backend);
         // A write first, so SQLite takes its write lock now rather than
         // failing to upgrade a read lock later in the transaction. Updating
         // the row when it is there locks it, as `FOR UPDATE` would.
@@ -134,9 +134,9 @@ impl Store {
             },
         );
         let (user_message_id, answer_id) =
-            insert_question_and_answer(&mut writes, &conversation.id, new.text, &model_id, now);
-        self.push_lease(&mut writes, owner, &conversation.id, &answer_id, locks_owner);
-        let exchange = Exchange {
+            insert_question_and_answer(writes, &conversation.id, new.text, &model_id, now);
+        self.push_lease(writes, owner, &conversation.id, &answer_id, locks_owner);
+        Exchange {
             conversation,
             settings,
             model_id,
@@ -145,8 +145,7 @@ impl Store {
             user_text: new.text.to_owned(),
             answer_id,
             earlier: Vec::new(),
-        };
-        (writes, exchange)
+        }
     }
 
     /// Rewrites one of the conversation's user messages (edit and resend):

@@ -34,6 +34,9 @@ use crate::conversations::AnswerBlock;
 
 /// An answer's text (and parts) so far, to be saved.
 pub(super) struct Checkpoint {
+    /// Whose answer it is (the committing lane, and what sets a batch's
+    /// writes apart).
+    pub owner: String,
     pub answer_id: String,
     pub content: String,
     pub blocks: Vec<AnswerBlock>,

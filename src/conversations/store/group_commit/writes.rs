@@ -2,8 +2,8 @@
 //! caller lent), and the reply its caller hears once the batch is settled.
 
 use super::super::{
-    finishes::Checkpoint, script::Script, Edit, Exchange, FinishedAnswer, ModelChoice, NewExchange,
-    Regeneration, Result, Store, StoreError, StoreErrorKind,
+    answer_end::push_checkpoint, finishes::Checkpoint, script::Script, Edit, Exchange, FinishedAnswer,
+    ModelChoice, NewExchange, Regeneration, Result, Store, StoreError, StoreErrorKind,
 };
 use crate::conversations::{ConversationSettings, ModelOption};
 use tokio::sync::oneshot;
@@ -198,21 +198,58 @@ impl Write {
         }
     }
 
-    /// The write as a [`Script`] of its own, and the exchange it begins,
-    /// when its statements are known before it runs: an answer's end, a
+    /// Whose write it is: every row it writes is theirs (their lane's).
+    pub(super) fn owner(&self) -> &str {
+        match self {
+            Write::Begin(new, _) => &new.owner,
+            Write::Edit(edit, _) => &edit.owner,
+            Write::Regenerate(retry, _) => &retry.owner,
+            Write::Finish(answer, _) => &answer.owner,
+            Write::Checkpoint(checkpoint, _) => &checkpoint.owner,
+        }
+    }
+
+    /// Whether the write's statements are known before it runs, so that it
+    /// can go in a [`Script`] ([`Write::push_onto`]): an answer's end, a
     /// checkpoint, and a new conversation's first message unless its lease
     /// is counted against the owner's caps (that reads first).
-    pub(super) fn script<'w>(&'w self, store: &Store) -> Option<(Script<'w>, Option<Exchange>)> {
+    pub(super) fn scripted(&self, store: &Store) -> bool {
         match self {
-            Write::Begin(new, _) if new.conversation_id.is_none() && !store.leases_counted() => {
-                let (script, exchange) = store.first_message_script(&new.as_new());
-                Some((script, Some(exchange)))
+            Write::Begin(new, _) => new.conversation_id.is_none() && !store.leases_counted(),
+            Write::Finish(..) | Write::Checkpoint(..) => true,
+            Write::Edit(..) | Write::Regenerate(..) => false,
+        }
+    }
+
+    /// Pushes the statements of a [`Write::scripted`] write onto `script`:
+    /// the exchange they begin, if they begin one.
+    pub(super) fn push_onto<'w>(&'w self, store: &Store, script: &mut Script<'w>) -> Option<Exchange> {
+        match self {
+            Write::Begin(new, _) => Some(store.push_first_message(script, &new.as_new())),
+            Write::Finish(answer, _) => {
+                store.push_finish(script, answer);
+                None
             }
-            Write::Finish(answer, _) => Some((store.finish_script(answer), None)),
             Write::Checkpoint(c, _) => {
-                Some((store.checkpoint_script(&c.answer_id, &c.content, &c.blocks), None))
+                push_checkpoint(script, &c.answer_id, &c.content, &c.blocks);
+                None
             }
-            _ => None,
+            Write::Edit(..) | Write::Regenerate(..) => {
+                unreachable!("only a scripted write is pushed onto a script")
+            }
+        }
+    }
+
+    /// Where the write goes among the others of a joined script: writes of
+    /// the same statements side by side, so that the same mix of writes
+    /// makes the same query (prepared once per connection).
+    pub(super) fn script_rank(&self) -> u8 {
+        match self {
+            Write::Begin(..) => 0,
+            Write::Finish(answer, _) if answer.usage.is_some() => 1,
+            Write::Finish(..) => 2,
+            Write::Checkpoint(..) => 3,
+            Write::Edit(..) | Write::Regenerate(..) => 4,
         }
     }
 
