@@ -7,9 +7,10 @@
 //! time to the first delta beyond the model's own 100 ms (p50, p99), stream
 //! duration p50, events/s, the server's CPU-seconds per 1,000 relayed events
 //! (from `/proc`), its peak resident memory, errors, and this generator's
-//! own CPU; then, from the server's `/metrics`, the store's commits per
-//! second and writes per commit (group commit), and the size of `/metrics`
-//! itself (its series stay bounded however many answers were written). Levels: C = 100, 1,000, 3,000, on the page's endpoint (SQLite,
+//! own CPU, and the machine's idle time while first tokens were due; then,
+//! from the server's `/metrics`, the store's commits per second and writes
+//! per commit (group commit), and the size of `/metrics` itself (its series
+//! stay bounded however many answers were written). Levels: C = 100, 1,000, 3,000, on the page's endpoint (SQLite,
 //! and PostgreSQL when `TEST_POSTGRES_URL` is set) and on the compatibility
 //! endpoint. Every level is bounded in count and time. The `followups` part
 //! plays the more common burst: C people who each already have a
@@ -109,6 +110,22 @@ fn cpu_seconds(pid: &str) -> f64 {
     let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
         + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
+}
+
+/// CPU-seconds this machine's cores have spent idle (idle and I/O wait)
+/// since boot, from `/proc/stat`: what is left for the server, whoever
+/// else (the simulator, this generator, PostgreSQL) runs.
+fn machine_idle_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (fields.get(3).unwrap_or(&0.0) + fields.get(4).unwrap_or(&0.0)) / 100.0
 }
 
 /// Resident memory of a process in MiB: `VmHWM` (peak) or `VmRSS` (now).
@@ -339,6 +356,17 @@ async fn level(db: &Db, simulator: &Simulator, endpoint: Endpoint, arrival: Arri
     let simulator_before = cpu_seconds(&simulator_pid);
     let idle_rss = rss_mib(pid, "VmRSS:");
     let started = Instant::now();
+    let machine_idle_before = machine_idle_seconds();
+    // The machine's idle time while first tokens are due: until the last
+    // request has left and the model's first token has had time to come.
+    let first_tokens_due = match arrival {
+        Arrival::AtOnce => Duration::ZERO,
+        Arrival::Over(spread) => spread,
+    } + Duration::from_millis(500);
+    let idle_while_due = tokio::spawn(async move {
+        tokio::time::sleep_until((started + first_tokens_due).into()).await;
+        machine_idle_seconds() - machine_idle_before
+    });
     let runs = (0..c).map(|n| {
         let (http, base, existing) = (&http, &base, existing.get(n));
         async move {
@@ -356,6 +384,8 @@ async fn level(db: &Db, simulator: &Simulator, endpoint: Endpoint, arrival: Arri
     let server_cpu = cpu_seconds(&pid_text) - cpu_before;
     let own_cpu = cpu_seconds("self") - own_before;
     let simulator_cpu = cpu_seconds(&simulator_pid) - simulator_before;
+    let machine_idle = machine_idle_seconds() - machine_idle_before;
+    let idle_while_due = idle_while_due.await.expect("the idle sampler");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let events: usize = outcomes.iter().map(|o| o.events).sum();
     let overhead = first_token_overheads(&outcomes);
@@ -401,6 +431,17 @@ async fn level(db: &Db, simulator: &Simulator, endpoint: Endpoint, arrival: Arri
     println!(
         "{:<28}          {store_line} | first token by the server's clock: {:.1} ms after the request on average | /metrics after {c} answers: {} series, {} bytes",
         "", store.first_token_mean() * 1e3, store.series, store.metrics_bytes,
+    );
+    // A box with no idle time left while first tokens were due sets their
+    // delay by its queue of runnable threads, whatever the server does.
+    println!(
+        "{:<28}          machine idle: {:.1} of {:.1} CPU-s while first tokens were due (the first {:.1} s), {:.1} of {:.1} over the level",
+        "",
+        idle_while_due,
+        first_tokens_due.as_secs_f64() * cores as f64,
+        first_tokens_due.as_secs_f64(),
+        machine_idle,
+        wall * cores as f64,
     );
     if arrival != Arrival::AtOnce {
         // Overhead that grows with arrival order is a queue building up:
