@@ -386,6 +386,46 @@ async fn approve_and_deny_work_from_another_instance() {
     }
 }
 
+/// Thirty people's answers are written on one instance at once, each
+/// followed from another. The writer's batches name the answers together,
+/// several to a `NOTIFY`, and each follower is woken by them: it has half
+/// its answer while the answer is still being written (a follower nobody
+/// wakes re-reads only every five seconds, after these answers have
+/// ended), and then all of it.
+#[tokio::test]
+async fn answers_written_together_wake_each_of_their_followers() {
+    let Some((_db, instances)) = start_instances(2, &[]).await else {
+        return;
+    };
+    let (owner, other) = (&instances[0], &instances[1]);
+    let runs = (0..30).map(|n| async move {
+        let http = new_user();
+        let prompt = format!("Together {n} [sim tokens=40 delay_ms=50]");
+        let (mut writer, head) = first_events(&http, &owner.base, None, &prompt, 1).await;
+        let mut follower = EventReader::new(follow(&http, other, &answer_id(&head), 0).await);
+        let deltas = |events: &[SseEvent]| events.iter().filter(|e| e.event == "delta").count();
+        let (half_followed, written) = futures::join!(
+            async {
+                follower.read_until(|events| deltas(events) >= 20).await;
+                Instant::now()
+            },
+            async {
+                writer.read_to_end().await;
+                Instant::now()
+            }
+        );
+        assert!(
+            half_followed < written,
+            "answer {n}: the follower had half of it only after it was written"
+        );
+        let expected = simulator::expected_answer(&sim_messages(&[("user", &prompt)]));
+        let followed = follower.read_to_end().await;
+        assert_eq!(answer_text(followed), expected, "answer {n}");
+        assert_eq!(followed.last().unwrap().event, "done", "answer {n}");
+    });
+    futures::future::join_all(runs).await;
+}
+
 /// The writer's own listener goes; a listener on another instance keeps
 /// following past the grace period: the answer is not abandoned.
 #[tokio::test]

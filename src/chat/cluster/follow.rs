@@ -9,7 +9,7 @@
 //!   comes back every follower is woken to re-read. A follower also re-reads
 //!   every few seconds whatever happens, as a last resort.
 
-use super::{Cluster, Followed, CONTROL_CHANNEL, EVENTS_CHANNEL, PG_NOW_MS};
+use super::{Cluster, Followed, ANSWER_IDS_SEPARATOR, CONTROL_CHANNEL, EVENTS_CHANNEL, PG_NOW_MS};
 use crate::sse;
 use bytes::Bytes;
 use futures::Stream;
@@ -61,10 +61,16 @@ pub(super) async fn listen(cluster: Cluster) {
 }
 
 impl Cluster {
-    fn wake(&self, answer_id: &str) {
+    /// Wakes the followers of the answers a notification names.
+    fn wake(&self, answer_ids: &str) {
         let following = self.inner.following.lock().expect("following lock");
-        if let Some(followed) = following.get(answer_id) {
-            followed.wake.send_modify(|n| *n += 1);
+        if following.is_empty() {
+            return;
+        }
+        for answer_id in answer_ids.split(ANSWER_IDS_SEPARATOR) {
+            if let Some(followed) = following.get(answer_id) {
+                followed.wake.send_modify(|n| *n += 1);
+            }
         }
     }
 

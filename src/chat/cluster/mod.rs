@@ -10,7 +10,8 @@
 //! * **Events.** The owner appends every frame of an answer to
 //!   `answer_events`, `seq` = the SSE id, in order, in batches
 //!   ([`writer`]): every `event_flush_ms`, or at once for any event but text.
-//!   Each batch commits with a `NOTIFY` carrying only answer ids. A listener
+//!   Each batch commits with `NOTIFY`s carrying only answer ids (several
+//!   each, comma-separated). A listener
 //!   on another instance reads `seq > last seen` and waits for a wake-up
 //!   ([`follow`]); wake-ups are not replayed, so after the notification
 //!   connection drops every follower re-reads. Batches of one answer commit
@@ -50,8 +51,10 @@ use std::{
 };
 use tokio::sync::{mpsc, watch};
 
-/// The channel whose notifications say "answer X has new events".
+/// The channel whose notifications say "answers X, Y, … have new events".
 const EVENTS_CHANNEL: &str = "bedrock_chat_events";
+/// What separates the answer ids of one [`EVENTS_CHANNEL`] notification.
+const ANSWER_IDS_SEPARATOR: char = ',';
 /// The channel of Stop and Approve/Deny requests for another instance.
 const CONTROL_CHANNEL: &str = "bedrock_chat_control";
 

@@ -2,14 +2,14 @@
 //! written here into `answer_events`, in batches.
 //!
 //! A batch is one statement: the rows (an `INSERT … SELECT FROM UNNEST`),
-//! a `NOTIFY` per answer in it, and the leases of answers whose last frame
+//! `NOTIFY`s naming its answers (a few, each naming up to ~190), and the leases of answers whose last frame
 //! it holds. It goes out `flush` after its first frame, or at once when a
 //! frame other than text arrives (a tool call, the end: what followers must
 //! not wait for), taking along whatever else is queued by then. While the
 //! database is away the batch is retried with backoff and new frames queue
 //! behind it, so the rows of one answer always commit in order.
 
-use super::{Cluster, EVENTS_CHANNEL, PG_NOW_MS};
+use super::{Cluster, ANSWER_IDS_SEPARATOR, EVENTS_CHANNEL, PG_NOW_MS};
 use bytes::Bytes;
 use std::{sync::Arc, time::Duration};
 use tokio::{
@@ -155,6 +155,12 @@ async fn write(cluster: &Cluster, batch: &Batch) -> Result<(), sqlx::Error> {
 
 /// A batch: `$1`–`$4` its frames' answers, ids, frames and whether each is
 /// the last; `$5` the answers whose leases it releases, `$6` this instance.
+///
+/// The answers written go out as few `NOTIFY`s as fit them, their ids
+/// joined by commas, each payload under PostgreSQL's limit of 8,000 bytes
+/// (a running sum of the ids' lengths cut every `NOTIFY_BYTES`). A
+/// `NOTIFY` per answer was a thousand per batch under a burst: each queued
+/// by PostgreSQL, sent to every instance's listener and decoded there.
 static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH written AS ( \
@@ -163,7 +169,15 @@ static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              AS t(a, s, f, l) \
            ON CONFLICT DO NOTHING RETURNING answer_id), \
          released AS ( \
-           DELETE FROM answer_leases WHERE answer_id = ANY($5::TEXT[]) AND instance_id = $6) \
-         SELECT pg_notify('{EVENTS_CHANNEL}', answer_id) FROM (SELECT DISTINCT answer_id FROM written) AS w"
+           DELETE FROM answer_leases WHERE answer_id = ANY($5::TEXT[]) AND instance_id = $6), \
+         answers AS (SELECT DISTINCT answer_id FROM written) \
+         SELECT pg_notify('{EVENTS_CHANNEL}', string_agg(answer_id, '{ANSWER_IDS_SEPARATOR}')) FROM ( \
+           SELECT answer_id, SUM(LENGTH(answer_id) + 1) OVER (ORDER BY answer_id) / {NOTIFY_BYTES} AS part \
+           FROM answers) AS a \
+         GROUP BY part"
     )
 });
+
+/// Where a batch's `NOTIFY` payloads are cut: an answer id past it still
+/// fits under PostgreSQL's 8,000 bytes (ids are UUIDs, 36 bytes).
+const NOTIFY_BYTES: usize = 7_000;
