@@ -391,22 +391,27 @@ async fn approve_and_deny_work_from_another_instance() {
 /// several to a `NOTIFY`, and each follower is woken by them: it has half
 /// its answer while the answer is still being written (a follower nobody
 /// wakes re-reads only every five seconds, after these answers have
-/// ended), and then all of it.
+/// ended), and then all of it. A batch stores each answer's frames in one
+/// row, and a follower that joins partway reads on from inside a row.
 #[tokio::test]
 async fn answers_written_together_wake_each_of_their_followers() {
-    let Some((_db, instances)) = start_instances(2, &[]).await else {
+    use sqlx::Connection;
+    let Some((db, instances)) = start_instances(2, &[]).await else {
         return;
+    };
+    let Db::Postgres { url, .. } = &db else {
+        unreachable!("a PostgreSQL database")
     };
     let (owner, other) = (&instances[0], &instances[1]);
     let runs = (0..30).map(|n| async move {
         let http = new_user();
-        let prompt = format!("Together {n} [sim tokens=40 delay_ms=50]");
+        let prompt = format!("Together {n} [sim tokens=80 delay_ms=20]");
         let (mut writer, head) = first_events(&http, &owner.base, None, &prompt, 1).await;
         let mut follower = EventReader::new(follow(&http, other, &answer_id(&head), 0).await);
         let deltas = |events: &[SseEvent]| events.iter().filter(|e| e.event == "delta").count();
         let (half_followed, written) = futures::join!(
             async {
-                follower.read_until(|events| deltas(events) >= 20).await;
+                follower.read_until(|events| deltas(events) >= 40).await;
                 Instant::now()
             },
             async {
@@ -422,8 +427,26 @@ async fn answers_written_together_wake_each_of_their_followers() {
         let followed = follower.read_to_end().await;
         assert_eq!(answer_text(followed), expected, "answer {n}");
         assert_eq!(followed.last().unwrap().event, "done", "answer {n}");
+        // Joining after every third event: from inside a row, mostly.
+        for seen in (3..followed.len() as u64).step_by(3) {
+            let late = read_events(follow(&http, other, &answer_id(&head), seen).await).await;
+            assert_eq!(late, followed[seen as usize..], "answer {n}, joined after {seen}");
+        }
+        (answer_id(&head), followed.len())
     });
-    futures::future::join_all(runs).await;
+    let answers = futures::future::join_all(runs).await;
+    let mut reader = sqlx::PgConnection::connect(url).await.unwrap();
+    for (answer, frames) in answers {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM answer_events WHERE answer_id = $1")
+            .bind(&answer)
+            .fetch_one(&mut reader)
+            .await
+            .unwrap();
+        assert!(
+            (rows as usize) < frames / 2,
+            "{frames} frames in {rows} rows: a batch's frames of one answer share a row"
+        );
+    }
 }
 
 /// The writer's own listener goes; a listener on another instance keeps

@@ -185,8 +185,10 @@ impl Cluster {
         })
     }
 
-    /// The frames after `after`, joined; the last `seq` read; whether the
-    /// answer's last frame was among them.
+    /// The frames after `after`, joined; the id of the last of them;
+    /// whether the answer's last frame was among them. A row holds several
+    /// frames (see [`super::writer`]): the first row read may begin at or
+    /// before `after`, and is cut there.
     async fn read(&self, answer_id: &str, after: i64) -> Result<Option<(Bytes, i64, bool)>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT seq, frame, last FROM answer_events WHERE answer_id = $1 AND seq > $2 \
@@ -200,17 +202,25 @@ impl Cluster {
         let mut joined = Vec::new();
         let mut next = after;
         let mut last = false;
-        for row in rows {
-            let seq: i64 = row.try_get("seq")?;
-            if seq != next + 1 {
-                // Never happens while the answer's events are kept (batches
-                // commit in order); its events were deleted under us.
-                last = true;
-                break;
+        'rows: for row in rows {
+            let frames: String = row.try_get("frame")?;
+            for frame in frames.split_inclusive("\n\n") {
+                match frame_id(frame) {
+                    // Already seen: the row began before `after`.
+                    Some(seq) if seq <= next => continue,
+                    Some(seq) if seq == next + 1 => {
+                        joined.extend_from_slice(frame.as_bytes());
+                        next = seq;
+                    }
+                    // A gap never happens while the answer's events are
+                    // kept (batches commit in order): its events were
+                    // deleted under us.
+                    _ => {
+                        last = true;
+                        break 'rows;
+                    }
+                }
             }
-            let frame: String = row.try_get("frame")?;
-            joined.extend_from_slice(frame.as_bytes());
-            next = seq;
             if row.try_get::<bool, _>("last")? {
                 last = true;
                 break;
@@ -232,5 +242,24 @@ impl Cluster {
             last = true;
         }
         Ok(Some((Bytes::from(joined), next, last)))
+    }
+}
+
+/// The SSE id a stored frame starts with (`id: 12\n…`).
+fn frame_id(frame: &str) -> Option<i64> {
+    let (id, _) = frame.strip_prefix("id: ")?.split_once('\n')?;
+    id.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_id;
+
+    #[test]
+    fn a_stored_frame_names_its_id() {
+        assert_eq!(frame_id("id: 12\nevent: delta\ndata: {}\n\n"), Some(12));
+        assert_eq!(frame_id("id: 1\nevent: start\ndata: {\"id\":\"x\"}\n\n"), Some(1));
+        assert_eq!(frame_id(": keep-alive\n\n"), None);
+        assert_eq!(frame_id("id: twelve\nevent: delta\n\n"), None);
     }
 }

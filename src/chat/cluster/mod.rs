@@ -8,8 +8,10 @@
 //!
 //! Invariants:
 //! * **Events.** The owner appends every frame of an answer to
-//!   `answer_events`, `seq` = the SSE id, in order, in batches
-//!   ([`writer`]): every `event_flush_ms`, or at once for any event but text.
+//!   `answer_events`, in order, in batches ([`writer`]): every
+//!   `event_flush_ms`, or at once for any event but text. A row holds the
+//!   frames of one answer in one batch, joined; its `seq` is the SSE id of
+//!   the last of them (each frame starts with its own `id:` line).
 //!   Each batch commits with `NOTIFY`s carrying only answer ids (several
 //!   each, comma-separated). A listener
 //!   on another instance reads `seq > last seen` and waits for a wake-up
@@ -276,21 +278,28 @@ impl Cluster {
     /// decisions racing on two instances both get through here, and the
     /// owner takes the first.
     pub async fn awaits_decision(&self, answer_id: &str, call_id: &str) -> Result<bool, sqlx::Error> {
+        let needle = format!("\"id\":\"{call_id}\"");
         for _ in 0..10 {
             let frames: Vec<String> = sqlx::query_scalar(
                 "SELECT frame FROM answer_events WHERE answer_id = $1 AND STRPOS(frame, $2) > 0 ORDER BY seq",
             )
             .bind(answer_id)
-            .bind(format!("\"id\":\"{call_id}\""))
+            .bind(&needle)
             .fetch_all(self.pool())
             .await?;
             let mut asked = None;
             let mut parser = crate::sse::Parser::new();
+            // A row holds every frame of a batch: only this call's count.
             for frame in &frames {
-                parser.feed(frame.as_bytes(), |event| match event.event.as_str() {
-                    "tool_approval" => asked = Some(true),
-                    "tool_running" | "tool_result" => asked = Some(false),
-                    _ => {}
+                parser.feed(frame.as_bytes(), |event| {
+                    if !event.data.contains(&needle) {
+                        return;
+                    }
+                    match event.event.as_str() {
+                        "tool_approval" => asked = Some(true),
+                        "tool_running" | "tool_result" => asked = Some(false),
+                        _ => {}
+                    }
                 });
             }
             if let Some(asked) = asked {
