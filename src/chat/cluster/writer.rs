@@ -8,12 +8,13 @@
 //! logged and later deleted by PostgreSQL: most of its work under a burst.
 //!
 //! A batch is one statement: the rows (an `INSERT … SELECT FROM UNNEST`),
-//! `NOTIFY`s naming its answers (a few, each naming up to ~190), and the leases of answers whose last frame
-//! it holds. It goes out `flush` after its first frame, or at once when a
-//! frame other than text arrives (a tool call, the end: what followers must
-//! not wait for), taking along whatever else is queued by then. While the
-//! database is away the batch is retried with backoff and new frames queue
-//! behind it, so the rows of one answer always commit in order.
+//! `NOTIFY`s naming its answers (a few, each naming up to ~190), and the
+//! leases of answers whose last frame it holds. It goes out `flush` after
+//! its first frame, or at once when a frame other than text arrives (a tool
+//! call, the end: what followers must not wait for), taking along whatever
+//! else is queued by then. While the database is away the batch is retried
+//! with backoff and new frames queue behind it, so the rows of one answer
+//! always commit in order.
 
 use super::{Cluster, ANSWER_IDS_SEPARATOR, EVENTS_CHANNEL, PG_NOW_MS};
 use bytes::Bytes;
