@@ -6,7 +6,7 @@
 //! users, and prints per level:
 //! time to the first delta beyond the model's own 100 ms (p50, p99), stream
 //! duration p50, events/s, the server's CPU-seconds per 1,000 relayed events
-//! (from `/proc`), its peak resident memory, errors, and this generator's
+//! (from `/proc`, and how much of it was the kernel's), its peak resident memory, errors, and this generator's
 //! own CPU, and the machine's idle time while first tokens were due; then,
 //! from the server's `/metrics`, the store's commits per second and writes
 //! per commit (group commit), and the size of `/metrics` itself (its series
@@ -101,15 +101,22 @@ struct Outcome {
     error: Option<String>,
 }
 
-/// CPU ticks (user + system) of a process, from `/proc/<pid>/stat`.
+/// CPU-seconds (user + system) of a process, from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: &str) -> f64 {
+    let (user, kernel) = user_and_kernel_seconds(pid);
+    user + kernel
+}
+
+/// CPU-seconds a process spent in its own code and in the kernel's, from
+/// `/proc/<pid>/stat`. On loopback the kernel's share of a write includes
+/// the receiving socket's work too, which a network would move elsewhere.
+fn user_and_kernel_seconds(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    let ticks = |n: usize| fields.get(n).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    (ticks(11), ticks(12))
 }
 
 /// CPU-seconds this machine's cores have spent idle (idle and I/O wait)
@@ -350,7 +357,7 @@ async fn level(db: &Db, simulator: &Simulator, endpoint: Endpoint, arrival: Arri
     };
     // Measured from here; the commits of the conversations made are not.
     let made = ServerFigures::scrape(&http, &base).await;
-    let cpu_before = cpu_seconds(&pid_text);
+    let cpu_before = user_and_kernel_seconds(&pid_text);
     let own_before = cpu_seconds("self");
     let simulator_pid = simulator.process.id().to_string();
     let simulator_before = cpu_seconds(&simulator_pid);
@@ -381,7 +388,11 @@ async fn level(db: &Db, simulator: &Simulator, endpoint: Endpoint, arrival: Arri
         .await
         .expect("the level finishes within its limit");
     let wall = started.elapsed().as_secs_f64();
-    let server_cpu = cpu_seconds(&pid_text) - cpu_before;
+    let (server_user, server_kernel) = {
+        let (user, kernel) = user_and_kernel_seconds(&pid_text);
+        (user - cpu_before.0, kernel - cpu_before.1)
+    };
+    let server_cpu = server_user + server_kernel;
     let own_cpu = cpu_seconds("self") - own_before;
     let simulator_cpu = cpu_seconds(&simulator_pid) - simulator_before;
     let machine_idle = machine_idle_seconds() - machine_idle_before;
@@ -402,12 +413,14 @@ async fn level(db: &Db, simulator: &Simulator, endpoint: Endpoint, arrival: Arri
         }
     }
     println!(
-        "{label:<28} C={c:>5}: first token +{:>7.1} ms p50, +{:>7.1} ms p99 | stream p50 {:>6.0} ms | {:>7.0} events/s | server {:>6.3} CPU-s/1000 events | peak RSS {:>6.1} MiB ({:.0} KiB per live answer) | errors {:?} | CPU-s: server {:.1}, simulator {:.1}, generator {:.1}, of {:.1} on {cores} cores",
+        "{label:<28} C={c:>5}: first token +{:>7.1} ms p50, +{:>7.1} ms p99 | stream p50 {:>6.0} ms | {:>7.0} events/s | server {:>6.3} CPU-s/1000 events ({:.3} own code, {:.3} kernel) | peak RSS {:>6.1} MiB ({:.0} KiB per live answer) | errors {:?} | CPU-s: server {:.1}, simulator {:.1}, generator {:.1}, of {:.1} on {cores} cores",
         percentile(overhead.clone(), 0.5),
         percentile(overhead, 0.99),
         percentile(durations, 0.5),
         events as f64 / wall,
         server_cpu * 1000.0 / events.max(1) as f64,
+        server_user * 1000.0 / events.max(1) as f64,
+        server_kernel * 1000.0 / events.max(1) as f64,
         rss_mib(pid, "VmHWM:"),
         (rss_mib(pid, "VmHWM:") - idle_rss) * 1024.0 / c as f64,
         errors,
