@@ -27,7 +27,7 @@ pub(super) async fn commit(store: &Store, mut batch: Vec<Write>, figures: &Figur
     // trip each. Different owners, so that no two write the same row (one
     // statement could not say which of the two comes last).
     if batch.len() <= JOINED && joinable(store, &batch) {
-        batch.sort_by_key(Write::script_rank);
+        batch.sort_by_key(|write| write.script_rank(store));
         let mut script = Script::new(store.backend);
         let begun: Vec<Option<Exchange>> = batch
             .iter()
@@ -64,10 +64,11 @@ pub(super) async fn commit(store: &Store, mut batch: Vec<Write>, figures: &Figur
 }
 
 /// Whether `batch` can go as one script: every write's statements known up
-/// front ([`Write::scripted`]), and no two writes of the same owner.
+/// front (it has a [`Write::script_rank`]), and no two writes of the same
+/// owner.
 fn joinable(store: &Store, batch: &[Write]) -> bool {
     batch.iter().enumerate().all(|(n, write)| {
-        write.scripted(store) && batch[..n].iter().all(|before| before.owner() != write.owner())
+        write.script_rank(store).is_some() && batch[..n].iter().all(|before| before.owner() != write.owner())
     })
 }
 

@@ -209,20 +209,25 @@ impl Write {
         }
     }
 
-    /// Whether the write's statements are known before it runs, so that it
-    /// can go in a [`Script`] ([`Write::push_onto`]): an answer's end, a
-    /// checkpoint, and a new conversation's first message unless its lease
-    /// is counted against the owner's caps (that reads first).
-    pub(super) fn scripted(&self, store: &Store) -> bool {
+    /// Where the write goes in a joined [`Script`] ([`Write::push_onto`]),
+    /// or none when its statements are not known before it runs. Scripted:
+    /// an answer's end, a checkpoint, and a new conversation's first
+    /// message unless its lease is counted against the owner's caps (that
+    /// reads first). Writes of the same statements go side by side, so that
+    /// the same mix of writes makes the same query (prepared once per
+    /// connection).
+    pub(super) fn script_rank(&self, store: &Store) -> Option<u8> {
         match self {
-            Write::Begin(new, _) => new.conversation_id.is_none() && !store.leases_counted(),
-            Write::Finish(..) | Write::Checkpoint(..) => true,
-            Write::Edit(..) | Write::Regenerate(..) => false,
+            Write::Begin(new, _) if new.conversation_id.is_none() && !store.leases_counted() => Some(0),
+            Write::Finish(answer, _) if answer.usage.is_some() => Some(1),
+            Write::Finish(..) => Some(2),
+            Write::Checkpoint(..) => Some(3),
+            Write::Begin(..) | Write::Edit(..) | Write::Regenerate(..) => None,
         }
     }
 
-    /// Pushes the statements of a [`Write::scripted`] write onto `script`:
-    /// the exchange they begin, if they begin one.
+    /// Pushes the statements of a write that has a [`Write::script_rank`]
+    /// onto `script`: the exchange they begin, if they begin one.
     pub(super) fn push_onto<'w>(&'w self, store: &Store, script: &mut Script<'w>) -> Option<Exchange> {
         match self {
             Write::Begin(new, _) => Some(store.push_first_message(script, &new.as_new())),
@@ -235,21 +240,8 @@ impl Write {
                 None
             }
             Write::Edit(..) | Write::Regenerate(..) => {
-                unreachable!("only a scripted write is pushed onto a script")
+                unreachable!("only a write with a script rank is pushed onto a script")
             }
-        }
-    }
-
-    /// Where the write goes among the others of a joined script: writes of
-    /// the same statements side by side, so that the same mix of writes
-    /// makes the same query (prepared once per connection).
-    pub(super) fn script_rank(&self) -> u8 {
-        match self {
-            Write::Begin(..) => 0,
-            Write::Finish(answer, _) if answer.usage.is_some() => 1,
-            Write::Finish(..) => 2,
-            Write::Checkpoint(..) => 3,
-            Write::Edit(..) | Write::Regenerate(..) => 4,
         }
     }
 
