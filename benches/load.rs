@@ -6,13 +6,14 @@
 //! users, and prints per level:
 //! time to the first delta beyond the model's own 100 ms (p50, p99), stream
 //! duration p50, events/s, the server's CPU-seconds per 1,000 relayed events
-//! (from `/proc`, and how much of it was the kernel's), its peak resident memory, errors, and this generator's
-//! own CPU, and the machine's idle time while first tokens were due; then,
-//! from the server's `/metrics`, the store's commits per second and writes
-//! per commit (group commit), and the size of `/metrics` itself (its series
-//! stay bounded however many answers were written). Levels: C = 100, 1,000, 3,000, on the page's endpoint (SQLite,
-//! and PostgreSQL when `TEST_POSTGRES_URL` is set) and on the compatibility
-//! endpoint. Every level is bounded in count and time. The `followups` part
+//! (from `/proc`, and how much of it was the kernel's), its peak resident
+//! memory, errors, this generator's own CPU, and the machine's idle time
+//! while first tokens were due; then, from the server's `/metrics`, the
+//! store's commits per second and writes per commit (group commit), and the
+//! size of `/metrics` itself (its series stay bounded however many answers
+//! were written). Levels: C = 100, 1,000, 3,000, on the page's endpoint
+//! (SQLite, and PostgreSQL when `TEST_POSTGRES_URL` is set) and on the
+//! compatibility endpoint. Every level is bounded in count and time. The `followups` part
 //! plays the more common burst: C people who each already have a
 //! conversation (made beforehand, not measured) send their next message in
 //! it at once. The `spread` part sends the same C first messages evenly over
