@@ -55,6 +55,7 @@ async fn main() {
         grace: Duration::from_secs(30),
         first_delta_grace: Duration::from_secs(3),
         keep_alive: Duration::from_secs(15),
+        write_interval: Duration::from_millis(30),
         linger: Duration::from_secs(60),
         checkpoint: Duration::from_secs(3),
         checkpoint_bytes: 8192,

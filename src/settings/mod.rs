@@ -119,6 +119,7 @@ pub struct StreamSettings {
     pub sweep_interval_secs: f64,
     pub lease_secs: f64,
     pub event_flush_ms: u64,
+    pub write_interval_ms: u64,
 }
 
 impl StreamSettings {
@@ -393,12 +394,13 @@ impl Settings {
             && t.sweep_interval_secs > 0.0
             && t.lease_secs >= 1.0
             && (10..=5_000).contains(&t.event_flush_ms)
+            && t.write_interval_ms <= 10_000
             && t.grace_period_secs >= 0.0
             && t.first_delta_grace_secs >= 0.0
             && t.linger_secs >= 0.0)
         {
             return Err(SettingsError::Invalid(
-                "streams: keep_alive_secs, checkpoint_secs and sweep_interval_secs must be positive, lease_secs at least 1, event_flush_ms between 10 and 5000, the others not negative".into(),
+                "streams: keep_alive_secs, checkpoint_secs and sweep_interval_secs must be positive, lease_secs at least 1, event_flush_ms between 10 and 5000, write_interval_ms at most 10000, the others not negative".into(),
             ));
         }
         let s = &self.server;

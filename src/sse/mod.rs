@@ -7,6 +7,8 @@
 
 #[cfg(feature = "ssr")]
 pub mod encode;
+#[cfg(feature = "ssr")]
+pub mod pace;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -350,3 +350,93 @@ async fn a_client_that_leaves_before_the_first_token_also_ends_the_bedrock_strea
         "the Bedrock stream outlived its client"
     );
 }
+
+/// The events of a response, grouped by the chunk of the body they were
+/// completed in: on loopback, one chunk per write the server made.
+async fn events_by_write(response: reqwest::Response) -> Vec<Vec<bedrock_chat::sse::SseEvent>> {
+    use futures::StreamExt;
+    let mut body = response.bytes_stream();
+    let mut parser = bedrock_chat::sse::Parser::new();
+    let mut writes = Vec::new();
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            let mut events = Vec::new();
+            parser.feed(&chunk.expect("the body reads"), |e| events.push(e));
+            if !events.is_empty() {
+                writes.push(events);
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, read)
+        .await
+        .expect("the stream ends in time");
+    writes
+}
+
+fn deltas_in(write: &[bedrock_chat::sse::SseEvent]) -> usize {
+    write
+        .iter()
+        .filter(|e| e.event == "delta" || (e.event == "message" && e.data != "[DONE]"))
+        .count()
+}
+
+/// A model that streams tokens faster than the page draws them (every
+/// 10 ms here, against a `write_interval_ms` of 5 s) has them written
+/// together, on both endpoints: the first token goes out alone and at once,
+/// the rest wait, and the answer's end writes them at once rather than
+/// after the interval. Nothing is lost or reordered. With an interval of 0,
+/// the same answer takes a write per token.
+#[tokio::test]
+async fn a_fast_models_tokens_leave_in_few_writes_with_the_first_at_once_and_the_end_unheld() {
+    let ask = "Pace me [sim tokens=40 first_token_ms=200 delay_ms=10]";
+    let expected = bedrock_chat::bedrock::simulator::expected_answer(&sim_messages(&[("user", ask)]));
+    let text_of = |writes: &[Vec<bedrock_chat::sse::SseEvent>]| -> String {
+        let events: Vec<_> = writes.iter().flatten().cloned().collect();
+        if events.iter().any(|e| e.event == "delta") {
+            answer_text(&events)
+        } else {
+            let contents = events.iter().filter(|e| e.data != "[DONE]");
+            contents
+                .map(|e| json(e)["content"].as_str().unwrap().to_owned())
+                .collect()
+        }
+    };
+
+    let paced = spawn_app_with(&[("BEDROCK_CHAT_STREAMS_WRITE_INTERVAL_MS", "5000")]).await;
+    for endpoint in ["page", "compatibility"] {
+        let started = std::time::Instant::now();
+        let response = match endpoint {
+            "page" => paced.send(None, ask).await,
+            _ => {
+                paced
+                    .post_json("/api/chat", &conversation(&[("user", ask)]))
+                    .await
+            }
+        };
+        let writes = events_by_write(response).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{endpoint}: the end was held for the interval"
+        );
+        assert_eq!(text_of(&writes), expected, "{endpoint}: every token, in order");
+        let first = writes.iter().position(|w| deltas_in(w) > 0).unwrap();
+        assert_eq!(
+            deltas_in(&writes[first]),
+            1,
+            "{endpoint}: the first token goes alone"
+        );
+        let with_text = writes.iter().filter(|w| deltas_in(w) > 0).count();
+        assert_eq!(
+            with_text, 2,
+            "{endpoint}: the first token, then the rest with the end: {writes:?}"
+        );
+    }
+
+    let unpaced = spawn_app_with(&[("BEDROCK_CHAT_STREAMS_WRITE_INTERVAL_MS", "0")]).await;
+    let writes = events_by_write(unpaced.send(None, ask).await).await;
+    let with_text = writes.iter().filter(|w| deltas_in(w) > 0).count();
+    assert!(
+        with_text >= 20,
+        "a write per token without pacing: {with_text} of 40"
+    );
+}

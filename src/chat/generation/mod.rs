@@ -63,6 +63,8 @@ pub struct Timing {
     pub first_delta_grace: Duration,
     /// Idle time after which a listener gets an SSE comment.
     pub keep_alive: Duration,
+    /// A response's writes are at least this far apart (see `sse::pace`).
+    pub write_interval: Duration,
     /// How long a finished log stays for late reconnects.
     pub linger: Duration,
     /// How often an answer's text is checkpointed (time, new bytes).
@@ -77,6 +79,7 @@ impl Timing {
             grace: secs(streams.grace_period_secs),
             first_delta_grace: secs(streams.first_delta_grace_secs.min(streams.grace_period_secs)),
             keep_alive: secs(streams.keep_alive_secs),
+            write_interval: Duration::from_millis(streams.write_interval_ms),
             linger: secs(streams.linger_secs),
             checkpoint: secs(streams.checkpoint_secs),
             checkpoint_bytes: streams.checkpoint_bytes,

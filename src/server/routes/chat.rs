@@ -1,4 +1,8 @@
 //! The chat endpoints (see [`crate::chat`] for the stream they answer with).
+//!
+//! Every event stream they answer with is paced (`sse::pace`): events that
+//! come faster than `streams.write_interval_ms` leave together, while the
+//! first token and an answer's end are written at once.
 
 use crate::{
     bedrock::{AnswerTools, ConverseInput, ToolLimits, ToolRunner},
@@ -233,21 +237,29 @@ async fn answer(
         let (input, _) = model_input(state, owner, &exchange, time_zone, &approvals, false);
         model = state.bedrock.answer(input, None).await;
     }
-    let body = match model {
+    let write_interval = state.generations.timing().write_interval;
+    match model {
         Ok(model) => {
             // The answer is written by a task of its own; this response is
             // its first listener, and others may join or resume.
             let generation = state.generations.start(
                 owner.as_str(),
                 exchange.answer_id,
-                start,
+                start.clone(),
                 model,
                 recorder,
                 reservation,
                 labels,
                 approvals,
             );
-            Body::from_stream(generation.listen(0, state.generations.timing().keep_alive))
+            // `start` is written on its own and begins no interval, so
+            // the model's first event (usually its first token) is written
+            // at once too.
+            let events = generation.listen(1, state.generations.timing().keep_alive);
+            let events = sse::pace::paced(events, write_interval);
+            let events =
+                futures::StreamExt::chain(futures::stream::once(std::future::ready(Ok(start))), events);
+            sse::encode::response(Body::from_stream(events))
         }
         Err(err) => {
             // The message is stored and the client needs the conversation's
@@ -268,13 +280,10 @@ async fn answer(
             );
             drop(reservation);
             let error = encode(2, &StreamEvent::Error(info));
-            Body::from_stream(futures::stream::iter([
-                Ok::<_, std::convert::Infallible>(start),
-                Ok(error),
-            ]))
+            let events = futures::stream::iter([Ok::<_, std::convert::Infallible>(start), Ok(error)]);
+            sse::encode::paced_response(events, write_interval)
         }
-    };
-    sse::encode::response(body)
+    }
 }
 
 /// `GET /api/generations/{answer_id}/events`: the answer's events after the
@@ -301,7 +310,8 @@ pub async fn resume(
     {
         Follow::Events(events) => {
             metrics::counter!(crate::telemetry::RESUMES).increment(1);
-            Ok(sse::encode::response(Body::from_stream(events)))
+            let write_interval = state.generations.timing().write_interval;
+            Ok(sse::encode::paced_response(events, write_interval))
         }
         Follow::BadEventId => Err(bad_event_id(&last.to_string())),
         Follow::Gone => Err(generation_gone()),
@@ -595,5 +605,6 @@ pub async fn compat_chat(
         let _ = &guard;
         frame
     });
-    Ok(sse::encode::response(Body::from_stream(logged)))
+    let write_interval = state.generations.timing().write_interval;
+    Ok(sse::encode::paced_response(logged, write_interval))
 }
