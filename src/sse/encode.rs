@@ -9,9 +9,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use futures::Stream;
 use serde::Serialize;
-use std::{convert::Infallible, io::Write, time::Duration};
+use std::io::Write;
 
 /// `id: {id}\nevent: {name}\ndata: {json}\n\n`. JSON never contains a raw
 /// newline, so one `data:` line always suffices.
@@ -35,15 +34,6 @@ pub fn data_only(data: &impl Serialize, size_hint: usize) -> Bytes {
     serde_json::to_writer(&mut buf, data).expect("SSE payloads serialise to JSON");
     buf.extend_from_slice(b"\n\n");
     Bytes::from(buf)
-}
-
-/// A `text/event-stream` response of `chunks`, written at most once per
-/// `write_interval` (see [`super::pace`]).
-pub fn paced_response<S>(chunks: S, write_interval: Duration) -> Response
-where
-    S: Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
-{
-    response(Body::from_stream(super::pace::paced(chunks, write_interval)))
 }
 
 /// A streaming `text/event-stream` response that no proxy should buffer or cache.

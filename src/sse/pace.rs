@@ -29,38 +29,63 @@ use std::{
 };
 use tokio::time::{Instant, Sleep};
 
+/// When a paced stream may write next: the rule of the module doc, kept
+/// by [`Paced`] and by a generation's listeners (which hold frames in the
+/// answer's log rather than here).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteClock {
+    interval: Duration,
+    /// The end of the interval begun by the last write; `None` before it.
+    next: Option<Instant>,
+}
+
+impl WriteClock {
+    pub fn new(interval: Duration) -> Self {
+        Self { interval, next: None }
+    }
+
+    /// A write was made now: the next waits for the interval's end.
+    pub fn wrote(&mut self) {
+        self.next = Some(Instant::now() + self.interval);
+    }
+
+    /// When a chunk that comes now may be written: `None` for at once.
+    pub fn held_until(&self) -> Option<Instant> {
+        self.next.filter(|&at| Instant::now() < at)
+    }
+}
+
 /// `chunks`, written at most once per `interval` (see the module doc).
+/// What comes while a chunk is held is read at once and joined to it, so
+/// a source that must be drained (a model's stream) keeps flowing.
 pub fn paced<S>(chunks: S, interval: Duration) -> Paced<S>
 where
     S: Stream<Item = Result<Bytes, Infallible>>,
 {
     Paced {
         chunks: Box::pin(chunks),
-        interval,
+        clock: WriteClock::new(interval),
         ended: false,
         held: BytesMut::new(),
-        next_write: None,
         timer: None,
     }
 }
 
 pub struct Paced<S> {
     chunks: Pin<Box<S>>,
-    interval: Duration,
+    clock: WriteClock,
     ended: bool,
     /// Chunks that came too soon after the last write, joined.
     held: BytesMut,
-    /// When the next write may be made; `None` before the first.
-    next_write: Option<Instant>,
-    /// Fires at `next_write` while chunks are held. Made once, then reset:
-    /// only streams that are held pay for a timer.
+    /// Fires at the interval's end while chunks are held. Made once, then
+    /// reset: only streams that are held pay for a timer.
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Paced<S> {
     /// Hands `chunk` to the response and starts the next interval.
     fn write(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, Infallible>>> {
-        self.next_write = Some(Instant::now() + self.interval);
+        self.clock.wrote();
         Poll::Ready(Some(Ok(chunk)))
     }
 
@@ -83,8 +108,7 @@ where
         while !this.ended {
             match this.chunks.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    let due = this.next_write.is_none_or(|at| Instant::now() >= at);
-                    if this.held.is_empty() && due {
+                    if this.held.is_empty() && this.clock.held_until().is_none() {
                         return this.write(chunk);
                     }
                     this.held.extend_from_slice(&chunk);
@@ -100,8 +124,7 @@ where
                 Poll::Pending
             };
         }
-        if !this.ended {
-            let at = this.next_write.expect("chunks are held only after a write");
+        if let (false, Some(at)) = (this.ended, this.clock.held_until()) {
             let timer = this
                 .timer
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));

@@ -11,7 +11,7 @@ use super::{
     },
     AnswerLabels, Timing,
 };
-use crate::{bedrock::AnswerStream, conversations::MessageStatus, sse};
+use crate::{bedrock::AnswerStream, conversations::MessageStatus, sse, sse::pace::WriteClock};
 use bytes::Bytes;
 use futures::Stream;
 use std::{
@@ -69,6 +69,9 @@ pub struct Generation {
     shared: Option<(Cluster, Arc<str>)>,
     /// The number of frames in the log; listeners wait for it to change.
     length: watch::Sender<usize>,
+    /// Whether the log is finished; a listener holding frames until its
+    /// next write waits for this instead of each frame.
+    finished: watch::Sender<bool>,
     /// How many listeners are attached now.
     listeners: watch::Sender<usize>,
     halt: watch::Sender<Halt>,
@@ -130,6 +133,7 @@ impl Generation {
             log: Mutex::new(Log::default()),
             shared,
             length: watch::Sender::new(0),
+            finished: watch::Sender::new(false),
             listeners: watch::Sender::new(0),
             halt: watch::Sender::new(Halt::No),
             stop_asked: OnceLock::new(),
@@ -208,6 +212,9 @@ impl Generation {
             log.frames.len()
         };
         self.length.send_replace(len);
+        if last {
+            self.finished.send_replace(true);
+        }
     }
 
     /// The frames from index `from` on, joined, and the index after them.
@@ -229,16 +236,25 @@ impl Generation {
     }
 
     /// The frames after the first `seen` ones, then live frames until the
-    /// end, with keep-alive comments when idle.
+    /// end, with keep-alive comments when idle. Writes are paced by
+    /// `write_interval` (see `sse::pace`): a frame appended within it after
+    /// a write waits in the log for the interval's end, and the frames
+    /// appended meanwhile are read with it, without waking the listener for
+    /// each. The log's end is read at once.
     pub fn listen(
         self: Arc<Self>,
         seen: usize,
         keep_alive: Duration,
+        write_interval: Duration,
     ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
         struct Listener {
             generation: Arc<Generation>,
             length: watch::Receiver<usize>,
+            finished: watch::Receiver<bool>,
             next: usize,
+            pace: WriteClock,
+            /// Fires at the end of the write interval while frames wait.
+            hold: Pin<Box<tokio::time::Sleep>>,
             /// The keep-alive timer. It is armed once and re-armed only when
             /// it fires (to `keep_alive` after the last write), not on every
             /// frame: a timer per frame cost a timer-wheel insert and removal
@@ -250,6 +266,16 @@ impl Generation {
             /// person is waiting for.
             woken_before: bool,
         }
+        impl Listener {
+            /// Waits until `until`, or until the log is finished.
+            async fn hold(&mut self, until: tokio::time::Instant) {
+                self.hold.as_mut().reset(until);
+                tokio::select! {
+                    () = self.hold.as_mut() => {}
+                    _ = self.finished.wait_for(|finished| *finished) => {}
+                }
+            }
+        }
         impl Drop for Listener {
             fn drop(&mut self) {
                 self.generation
@@ -260,8 +286,11 @@ impl Generation {
         self.listeners.send_modify(|n| *n += 1);
         let listener = Listener {
             length: self.length.subscribe(),
+            finished: self.finished.subscribe(),
             generation: self,
             next: seen,
+            pace: WriteClock::new(write_interval),
+            hold: Box::pin(tokio::time::sleep(Duration::ZERO)),
             idle: Box::pin(tokio::time::sleep(keep_alive)),
             last_write: tokio::time::Instant::now(),
             woken_before: false,
@@ -269,10 +298,17 @@ impl Generation {
         futures::stream::unfold(listener, move |mut listener| async move {
             loop {
                 // Seen before reading: an append after the read wakes us.
-                listener.length.borrow_and_update();
+                let length = *listener.length.borrow_and_update();
+                if length > listener.next && !*listener.finished.borrow() {
+                    if let Some(until) = listener.pace.held_until() {
+                        listener.hold(until).await;
+                        continue;
+                    }
+                }
                 let (chunk, finished) = listener.generation.read_from(listener.next);
                 if let Some((bytes, next)) = chunk {
                     listener.next = next;
+                    listener.pace.wrote();
                     listener.last_write = tokio::time::Instant::now();
                     return Some((Ok(bytes), listener));
                 }
@@ -282,7 +318,9 @@ impl Generation {
                 tokio::select! {
                     changed = listener.length.changed() => match changed {
                         Ok(()) => {
-                            if listener.woken_before {
+                            // A frame that will be held needs no turn: it
+                            // waits for the interval's end anyway.
+                            if listener.woken_before && listener.pace.held_until().is_none() {
                                 one_turn_behind_the_others().await;
                             }
                             listener.woken_before = true;
@@ -462,7 +500,11 @@ mod tests {
     #[tokio::test]
     async fn a_listener_writes_its_first_woken_frame_at_once_and_later_ones_with_the_next_turns() {
         let generation = generation();
-        let mut listener = Box::pin(generation.clone().listen(0, Duration::from_secs(60)));
+        let mut listener = Box::pin(
+            generation
+                .clone()
+                .listen(0, Duration::from_secs(60), Duration::ZERO),
+        );
         generation.push(Bytes::from_static(b"a"), false);
         assert_eq!(
             next_chunk(&mut listener).await,
@@ -490,10 +532,40 @@ mod tests {
         upstream.await.unwrap();
     }
 
+    /// Within the write interval after a write, appended frames wait in
+    /// the log and leave together; the log's end ends the wait at once.
+    #[tokio::test]
+    async fn a_listener_holds_frames_within_its_write_interval_until_the_end() {
+        use futures::FutureExt;
+        let generation = generation();
+        let mut listener = Box::pin(generation.clone().listen(
+            0,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ));
+        generation.push(Bytes::from_static(b"a"), false);
+        assert_eq!(next_chunk(&mut listener).await, "a");
+        assert!(listener.next().now_or_never().is_none(), "nothing yet");
+        generation.push(Bytes::from_static(b"b"), false);
+        generation.push(Bytes::from_static(b"c"), false);
+        assert!(
+            listener.next().now_or_never().is_none(),
+            "held within the interval"
+        );
+        generation.push_last(Bytes::from_static(b"end"));
+        let chunk = listener.next().now_or_never().expect("the end is not held");
+        assert_eq!(chunk.unwrap().unwrap(), "bcend");
+        assert_eq!(listener.next().await, None);
+    }
+
     #[tokio::test]
     async fn a_lone_frame_is_written_without_waiting_for_another() {
         let generation = generation();
-        let mut listener = Box::pin(generation.clone().listen(0, Duration::from_secs(60)));
+        let mut listener = Box::pin(
+            generation
+                .clone()
+                .listen(0, Duration::from_secs(60), Duration::ZERO),
+        );
         let reader = tokio::spawn(async move { next_chunk(&mut listener).await });
         tokio::task::yield_now().await;
         generation.push(Bytes::from_static(b"lone"), false);

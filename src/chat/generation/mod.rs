@@ -15,6 +15,10 @@
 //!   waiting run first), so frames appended in that turn leave in the same
 //!   write; a lone frame waits one poll. The first frame a listener is
 //!   woken for (usually the first token) is read at once.
+//! * A listener writes at most once per `write_interval` (`sse::pace`): a
+//!   frame appended sooner after its last write waits in the log, and the
+//!   listener sleeps until the interval's end (or the log's end) instead
+//!   of being woken for each frame.
 //! * Stop is an explicit request ([`Generation::cancel`]): the Bedrock stream
 //!   is dropped at once and every listener sees `done` with
 //!   `stop_reason: "stopped"`.
@@ -41,7 +45,7 @@ use super::{
     relay::encode,
     StreamEvent,
 };
-use crate::{bedrock::AnswerStream, conversations::store::StoreError, telemetry};
+use crate::{bedrock::AnswerStream, conversations::store::StoreError, sse, telemetry};
 use answer::Abandon;
 use bytes::Bytes;
 use futures::Stream;
@@ -322,6 +326,7 @@ pub struct Generations {
 
 /// What following an answer found.
 pub enum Follow {
+    /// Its events, paced (see `sse::pace`).
     Events(std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, Infallible>> + Send>>),
     /// No instance writes it, or has written it lately.
     Gone,
@@ -482,12 +487,17 @@ impl Generations {
     /// Both keep the same promises: ids are positions, with no gap and no
     /// repeat.
     pub async fn follow(&self, owner: &str, answer_id: &str, seen: usize) -> Result<Follow, StoreError> {
-        let keep_alive = self.timing.keep_alive;
+        let Timing {
+            keep_alive,
+            write_interval,
+            ..
+        } = self.timing;
         if let Some(generation) = self.get(owner, answer_id) {
             if seen > generation.log_size().0 {
                 return Ok(Follow::BadEventId);
             }
-            return Ok(Follow::Events(Box::pin(generation.listen(seen, keep_alive))));
+            let events = generation.listen(seen, keep_alive, write_interval);
+            return Ok(Follow::Events(Box::pin(events)));
         }
         let Some(cluster) = &self.cluster else {
             return Ok(Follow::Gone);
@@ -497,7 +507,8 @@ impl Generations {
                 if shared.finished && seen as i64 > shared.last_seq {
                     return Ok(Follow::BadEventId);
                 }
-                Ok(Follow::Events(Box::pin(cluster.follow(answer_id, seen as u64))))
+                let events = cluster.follow(answer_id, seen as u64);
+                Ok(Follow::Events(Box::pin(sse::pace::paced(events, write_interval))))
             }
             _ => Ok(Follow::Gone),
         }

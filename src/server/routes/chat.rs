@@ -237,8 +237,7 @@ async fn answer(
         let (input, _) = model_input(state, owner, &exchange, time_zone, &approvals, false);
         model = state.bedrock.answer(input, None).await;
     }
-    let write_interval = state.generations.timing().write_interval;
-    match model {
+    let body = match model {
         Ok(model) => {
             // The answer is written by a task of its own; this response is
             // its first listener, and others may join or resume.
@@ -252,14 +251,13 @@ async fn answer(
                 labels,
                 approvals,
             );
-            // `start` is written on its own and begins no interval, so
-            // the model's first event (usually its first token) is written
-            // at once too.
-            let events = generation.listen(1, state.generations.timing().keep_alive);
-            let events = sse::pace::paced(events, write_interval);
-            let events =
-                futures::StreamExt::chain(futures::stream::once(std::future::ready(Ok(start))), events);
-            sse::encode::response(Body::from_stream(events))
+            // `start` is written on its own and begins no write interval,
+            // so the model's first event (usually its first token) is
+            // written at once too.
+            let timing = state.generations.timing();
+            let events = generation.listen(1, timing.keep_alive, timing.write_interval);
+            let start = futures::stream::once(std::future::ready(Ok(start)));
+            Body::from_stream(futures::StreamExt::chain(start, events))
         }
         Err(err) => {
             // The message is stored and the client needs the conversation's
@@ -280,10 +278,11 @@ async fn answer(
             );
             drop(reservation);
             let error = encode(2, &StreamEvent::Error(info));
-            let events = futures::stream::iter([Ok::<_, std::convert::Infallible>(start), Ok(error)]);
-            sse::encode::paced_response(events, write_interval)
+            let events = [Ok::<_, std::convert::Infallible>(start), Ok(error)];
+            Body::from_stream(futures::stream::iter(events))
         }
-    }
+    };
+    sse::encode::response(body)
 }
 
 /// `GET /api/generations/{answer_id}/events`: the answer's events after the
@@ -310,8 +309,7 @@ pub async fn resume(
     {
         Follow::Events(events) => {
             metrics::counter!(crate::telemetry::RESUMES).increment(1);
-            let write_interval = state.generations.timing().write_interval;
-            Ok(sse::encode::paced_response(events, write_interval))
+            Ok(sse::encode::response(Body::from_stream(events)))
         }
         Follow::BadEventId => Err(bad_event_id(&last.to_string())),
         Follow::Gone => Err(generation_gone()),
@@ -605,6 +603,6 @@ pub async fn compat_chat(
         let _ = &guard;
         frame
     });
-    let write_interval = state.generations.timing().write_interval;
-    Ok(sse::encode::paced_response(logged, write_interval))
+    let paced = sse::pace::paced(logged, state.generations.timing().write_interval);
+    Ok(sse::encode::response(Body::from_stream(paced)))
 }
