@@ -238,9 +238,9 @@ impl Generation {
     /// The frames after the first `seen` ones, then live frames until the
     /// end, with keep-alive comments when idle. Writes are paced by
     /// `write_interval` (see `sse::pace`): a frame appended within it after
-    /// a write waits in the log for the interval's end, and the frames
-    /// appended meanwhile are read with it, without waking the listener for
-    /// each. The log's end is read at once.
+    /// a write of live frames waits in the log for the interval's end, and
+    /// the frames appended meanwhile are read with it, without waking the
+    /// listener for each. The log's end is read at once.
     pub fn listen(
         self: Arc<Self>,
         seen: usize,
@@ -308,7 +308,13 @@ impl Generation {
                 let (chunk, finished) = listener.generation.read_from(listener.next);
                 if let Some((bytes, next)) = chunk {
                     listener.next = next;
-                    listener.pace.wrote();
+                    // What was in the log when the listener came (the
+                    // `start` frame, a resume's backlog) begins no write
+                    // interval: the frame it is first woken for, usually
+                    // the first token, is written at once too.
+                    if listener.woken_before {
+                        listener.pace.wrote();
+                    }
                     listener.last_write = tokio::time::Instant::now();
                     return Some((Ok(bytes), listener));
                 }
@@ -543,6 +549,7 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(60),
         ));
+        assert!(listener.next().now_or_never().is_none(), "nothing yet");
         generation.push(Bytes::from_static(b"a"), false);
         assert_eq!(next_chunk(&mut listener).await, "a");
         assert!(listener.next().now_or_never().is_none(), "nothing yet");

@@ -244,20 +244,15 @@ async fn answer(
             let generation = state.generations.start(
                 owner.as_str(),
                 exchange.answer_id,
-                start.clone(),
+                start,
                 model,
                 recorder,
                 reservation,
                 labels,
                 approvals,
             );
-            // `start` is written on its own and begins no write interval,
-            // so the model's first event (usually its first token) is
-            // written at once too.
             let timing = state.generations.timing();
-            let events = generation.listen(1, timing.keep_alive, timing.write_interval);
-            let start = futures::stream::once(std::future::ready(Ok(start)));
-            Body::from_stream(futures::StreamExt::chain(start, events))
+            Body::from_stream(generation.listen(0, timing.keep_alive, timing.write_interval))
         }
         Err(err) => {
             // The message is stored and the client needs the conversation's
