@@ -155,9 +155,12 @@ mod tests {
             .map(|item| item.expect("not ended").expect("infallible"))
     }
 
-    #[tokio::test]
-    async fn chunks_within_the_interval_leave_together_when_it_ends() {
-        let interval = Duration::from_secs(2);
+    type Sender = mpsc::UnboundedSender<Result<Bytes, Infallible>>;
+
+    /// A paced stream that has written its first chunk, "a", at once.
+    fn paced_after_a_write(
+        interval: Duration,
+    ) -> (Sender, Paced<mpsc::UnboundedReceiver<Result<Bytes, Infallible>>>) {
         let (tx, rx) = mpsc::unbounded();
         let mut paced = paced(rx, interval);
         tx.unbounded_send(chunk("a")).unwrap();
@@ -166,6 +169,13 @@ mod tests {
             Some(&b"a"[..]),
             "the first at once"
         );
+        (tx, paced)
+    }
+
+    #[tokio::test]
+    async fn chunks_within_the_interval_leave_together_when_it_ends() {
+        let interval = Duration::from_secs(2);
+        let (tx, mut paced) = paced_after_a_write(interval);
         let written = Instant::now();
         tx.unbounded_send(chunk("b")).unwrap();
         tx.unbounded_send(chunk("c")).unwrap();
@@ -179,10 +189,7 @@ mod tests {
     #[tokio::test]
     async fn a_chunk_after_a_quiet_spell_is_written_at_once() {
         let interval = Duration::from_millis(50);
-        let (tx, rx) = mpsc::unbounded();
-        let mut paced = paced(rx, interval);
-        tx.unbounded_send(chunk("a")).unwrap();
-        assert!(next_now(&mut paced).is_some());
+        let (tx, mut paced) = paced_after_a_write(interval);
         tokio::time::sleep(interval * 2).await;
         tx.unbounded_send(chunk("b")).unwrap();
         assert_eq!(next_now(&mut paced).as_deref(), Some(&b"b"[..]));
@@ -190,10 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_end_writes_what_is_held_at_once() {
-        let (tx, rx) = mpsc::unbounded();
-        let mut paced = paced(rx, Duration::from_secs(60));
-        tx.unbounded_send(chunk("a")).unwrap();
-        assert!(next_now(&mut paced).is_some());
+        let (tx, mut paced) = paced_after_a_write(Duration::from_secs(60));
         tx.unbounded_send(chunk("usage")).unwrap();
         tx.unbounded_send(chunk("done")).unwrap();
         drop(tx);
