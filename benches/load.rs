@@ -46,10 +46,14 @@ use support::*;
 const LEVELS: &[usize] = &[100, 1000, 3000];
 const MODEL_FIRST_TOKEN_MS: f64 = 100.0;
 /// The model's time between tokens, unless `LOAD_TOKEN_MS` says otherwise.
-/// At 10 ms, 1,000 answers are 100,000 events a second, and the simulator,
-/// this generator and the server together want more than this 2-core box
-/// has; at 25 ms (40 events a second, nearer Bedrock's own pace) the box
-/// has room, and what the store adds to the first token shows.
+/// At 10 ms, 1,000 answers are 100,000 events a second: the simulator and
+/// this generator alone then want more CPU than this 2-core box has (about
+/// 26–33 µs an event between them), whatever the server costs. At 25 ms the
+/// box is still full while the first tokens are due (measured: 0.1–0.4 of
+/// 3.0 CPU-s idle in the first 1.5 s, streams longer than the model's own
+/// 5.1 s). At 100 ms it has room for the relay (0.7–1.2 idle on SQLite and
+/// the compatibility endpoint), and what the server adds to a first token
+/// under a burst of arrivals shows rather than the box's queue.
 const TOKEN_MS: u64 = 10;
 
 /// What every load message asks the simulator for.
