@@ -261,8 +261,10 @@ impl Generation {
             /// per event per listener.
             idle: Pin<Box<tokio::time::Sleep>>,
             last_write: tokio::time::Instant,
-            /// Whether it has been woken for a frame before. The first one
-            /// is read at once: it is usually the first token, which the
+            /// Whether it has been woken for a frame before. Until then what
+            /// it writes (what was in the log when it came) begins no write
+            /// interval, and the first frame it is woken for is read at once
+            /// without a turn: it is usually the first token, which the
             /// person is waiting for.
             woken_before: bool,
         }
