@@ -51,7 +51,7 @@ const MODEL_FIRST_TOKEN_MS: f64 = 100.0;
 /// 26–33 µs an event between them), whatever the server costs. At 25 ms the
 /// box is still full while the first tokens are due (measured: 0.1–0.4 of
 /// 3.0 CPU-s idle in the first 1.5 s, streams longer than the model's own
-/// 5.1 s). At 100 ms it has room for the relay (0.7–1.2 idle on SQLite and
+/// 5.1 s). At 100 ms it has room for the relay (0.5–1.2 idle on SQLite and
 /// the compatibility endpoint), and what the server adds to a first token
 /// under a burst of arrivals shows rather than the box's queue.
 const TOKEN_MS: u64 = 10;
